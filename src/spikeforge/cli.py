@@ -1,0 +1,166 @@
+"""The ``spikeforge`` command.
+
+User errors (a missing directory, an unknown parameter, a corrupt file) print one line,
+``error: ...``, and exit with status 2.  Ctrl-C during ``train`` saves a checkpoint and
+exits with status 130.  Neuron indices are 0-based.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from spikeforge.errors import SpikeforgeError
+
+QUICKSTART_PARAMS = {"n_cells": 1024, "seed": 2026}
+QUICKSTART_LOOPS = 40
+
+
+def _user_errors(command):
+    """Turn SpikeforgeError into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from spikeforge.rls.training import TrainingInterrupted
+
+        try:
+            return command(*args, **kwargs)
+        except TrainingInterrupted as interrupted:
+            click.echo(str(interrupted), err=True)
+            sys.exit(130)
+        except SpikeforgeError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def parse_neurons(text: str) -> list[int]:
+    """'0:16' -> 0..15, '0,4,8' -> [0, 4, 8], '7' -> [7] (0-based)."""
+    from spikeforge.errors import ParameterError
+
+    try:
+        if ":" in text:
+            parts = [int(part) if part else None for part in text.split(":")]
+            if len(parts) > 3 or parts[0] is None or parts[1] is None:
+                raise ValueError
+            return list(range(*[p for p in parts if p is not None]))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ParameterError(f"--neurons {text!r} is not a range like 0:16 or a list like 0,4,8") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the numba kernels (default: all cores). Results do not depend on it.")
+@click.version_option(package_name="spikeforge")
+def main(threads: int | None) -> None:
+    """Build and train functional spiking recurrent neural networks."""
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Set a parameter (repeatable), e.g. --set n_cells=1024 --set seed=1.")
+@_user_errors
+def new(directory: Path, assignments: tuple[str, ...]) -> None:
+    """Create DIRECTORY with a params.toml of the defaults plus --set values."""
+    from spikeforge.core.params import parse_assignment
+    from spikeforge.rls import new as rls_new
+
+    overrides = dict(parse_assignment(text) for text in assignments)
+    params = rls_new(directory, overrides)
+    click.echo(f"wrote {directory / 'params.toml'} ({params.n_cells} neurons, seed {params.seed}); "
+               f"next: spikeforge init {directory}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--tasks", "n_tasks", type=int, default=1, show_default=True, help="Number of tasks.")
+@click.option("--force", is_flag=True, help="Delete checkpoints and results of a previous init.")
+@_user_errors
+def init(directory: Path, n_tasks: int, force: bool) -> None:
+    """Build the network of DIRECTORY: connectivity, targets, stimulus, initial P."""
+    from spikeforge.rls import init as rls_init
+
+    rls_init(directory, n_tasks=n_tasks, force=force)
+    click.echo(f"wrote {directory / 'init.h5'}; next: spikeforge train {directory} --nloops 100")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--nloops", type=int, default=1, show_default=True, help="Training loops (trials).")
+@click.option("--correlation-interval", type=int, default=1, show_default=True,
+              help="Measure the correlation with the targets every C loops.")
+@click.option("--save-best-checkpoint", is_flag=True, help="Keep a checkpoint of the best correlation.")
+@click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
+              help="Continue from checkpoint R (e.g. 100, 12i, 37-cor0.712).")
+@_user_errors
+def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
+          restore: str | None) -> None:
+    """Train the plastic weights of DIRECTORY with RLS."""
+    from spikeforge.rls import train as rls_train
+
+    result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
+                       save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore)
+    click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--ntrials", type=int, default=1, show_default=True, help="Trials per task.")
+@click.option("--neurons", default="0:16", show_default=True, help="Neurons to record: 0:16 or 0,4,8 (0-based).")
+@click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
+              help="Checkpoint to test (default: the highest loop).")
+@click.option("--no-plot", is_flag=True, help="Do not write the figures.")
+@_user_errors
+def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_plot: bool) -> None:
+    """Run frozen-weight trials of DIRECTORY and save test.h5 (and figures)."""
+    from spikeforge.rls import test as rls_test
+
+    path = rls_test(directory, ntrials=ntrials, neurons=parse_neurons(neurons), restore_from_checkpoint=restore,
+                    plot=not no_plot)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("test_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--neurons", default=None, help="Neurons to plot (default: all tested): 0:16 or 0,4,8.")
+@_user_errors
+def plot(test_file: Path, neurons: str | None) -> None:
+    """Plot synaptic input vs target and PSTHs from TEST_FILE."""
+    from spikeforge.rls import plot as rls_plot
+
+    for path in rls_plot(test_file, None if neurons is None else parse_neurons(neurons)):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--nloops", type=int, default=QUICKSTART_LOOPS, show_default=True, help="Training loops.")
+@_user_errors
+def quickstart(directory: Path, nloops: int) -> None:
+    """Train a small network end to end (about 2 minutes on 2 cores) and plot it."""
+    from spikeforge import rls
+
+    rls.new(directory, QUICKSTART_PARAMS)
+    rls.init(directory)
+    result = rls.train(directory, nloops=nloops, correlation_interval=5)
+    rls.test(directory, ntrials=5, neurons=range(9), plot=False)
+    figures = rls.plot(directory / "test.h5")
+    measured = [(loop, c) for loop, c in zip(result.loops, result.correlation) if c == c]
+    if measured:
+        (first_loop, first), (last_loop, last) = measured[0], measured[-1]
+        click.echo(f"\ncorrelation with the targets: {first:.2f} at loop {first_loop} -> {last:.2f} at loop {last_loop}")
+    click.echo("figures:\n  " + "\n  ".join(str(f) for f in figures if f.suffix == ".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pieces shared by every spikeforge capability: parameters, random streams, storage, kernels."""

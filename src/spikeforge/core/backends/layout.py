@@ -1,0 +1,85 @@
+"""The arrays the RLS network kernels read and write, grouped by lifetime.
+
+The same NamedTuples hold numpy arrays (numba backend) or tensors (torch backend).
+``N`` is the number of neurons, ``Lmax`` the largest number of plastic inputs of a neuron.
+
+Time is counted in integer steps ``ti = 1 .. n_steps`` (step ``ti`` ends at ``ti * dt`` ms).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+# run kinds (the reference's :init, :train, :train_test and :test)
+INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
+
+
+class Connectivity(NamedTuple):
+    """Synapses in presynaptic (out-list) layout, as compressed rows.
+
+    The targets of presynaptic neuron ``j`` are ``static_post[static_ptr[j]:static_ptr[j+1]]``
+    with weights ``static_weight[...]`` (charge per spike; > 0 excitatory, < 0 inhibitory);
+    likewise for plastic synapses, whose out-layout weights are rewritten from the
+    in-layout after every RLS update.
+    """
+
+    static_ptr: np.ndarray  # int64 (N + 1,)
+    static_post: np.ndarray  # int32 (nnz,)
+    static_weight: np.ndarray  # float (nnz,)
+    plastic_ptr: np.ndarray  # int64 (N + 1,)
+    plastic_post: np.ndarray  # int32 (nnz_plastic,)
+    plastic_weight: np.ndarray  # float (nnz_plastic,)
+
+
+class Constants(NamedTuple):
+    """Per-neuron constants and scalars of the network update (units: ms, dimensionless voltage)."""
+
+    x_bal: np.ndarray  # (N,) constant external drive
+    thresh: np.ndarray  # (N,) spike threshold
+    dt_over_tau_mem: np.ndarray  # (N,) dt / tau_m
+    decay_plas: np.ndarray  # (N,) 1 - dt / tau_plas
+    kick_plas: np.ndarray  # (N,) 1 / tau_plas  [1/ms]
+    noise_scale: np.ndarray  # (N,) per-step noise std (0 = none)
+    decay_bale: float  # 1 - dt / tau_bale
+    kick_bale: float  # 1 / tau_bale
+    decay_bali: float
+    kick_bali: float
+    vre: float  # reset voltage
+    refrac_steps: int  # a neuron that spiked at step s updates again at step s + refrac_steps + 1
+    stim_on_step: int  # the stimulus is added on steps stim_on_step < ti < stim_off_step
+    stim_off_step: int
+    u0_skip_steps: int  # init statistics are taken on steps ti > u0_skip_steps
+    steps_per_ms: int  # rolling averages sample u every steps_per_ms steps
+    wid_steps: int  # half-width of the rolling boxcar [steps]
+    learn_step: int  # steps between RLS updates (= between rolling-average bin centres)
+    wid_bins: int  # each sample goes to wid_bins + 1 consecutive bins
+    noise_on_voltage: bool  # True: noise kicks v; False: noise adds to the static current
+
+
+class State(NamedTuple):
+    """Everything that changes during a trial.  Reset at the start of each trial."""
+
+    v: np.ndarray  # (N,) membrane potential
+    last_spike: np.ndarray  # int64 (N,) step of the last spike (very negative = never)
+    spike_count: np.ndarray  # int64 (N,) spikes this trial
+    spiked: np.ndarray  # uint8 (N,) 1 if the neuron spiked in the last step
+    u_bale: np.ndarray  # (N,) static excitatory current
+    u_bali: np.ndarray  # (N,) static inhibitory current
+    u_bal: np.ndarray  # (N,) u_bale + u_bali (+ current noise) of the last step; RLS reads it
+    u_plas: np.ndarray  # (N,) plastic current
+    r: np.ndarray  # (N,) filtered spike trains [spikes/ms]
+    inputs_e: np.ndarray  # (2, N) excitatory charge arriving next step; row = step parity
+    inputs_i: np.ndarray  # (2, N)
+    inputs_p: np.ndarray  # (2, N)
+
+
+class Recording(NamedTuple):
+    """What a run records.  Arrays of size 0 when the run kind does not record them."""
+
+    spike_steps: np.ndarray  # int32 (N, max_times) steps of the first max_times spikes (record kinds)
+    roll_sum: np.ndarray  # (2, n_bins, N) sums of u_total and u_plastic per rolling bin (record kinds)
+    roll_count: np.ndarray  # int64 (n_bins,) samples per rolling bin
+    u_sum: np.ndarray  # (N,) init: sum of u over steps ti > u0_skip_steps
+    u_sumsq: np.ndarray  # (N,) init: sum of u^2 over the same steps

@@ -1,0 +1,148 @@
+"""Numba kernel: time steps of the RLS network between two learning updates.
+
+Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
+
+1. (record kinds, on 1-ms steps after ``stim_off``) count the sample in its rolling bins;
+2. for every neuron, in parallel:
+   static currents ``u_bale, u_bali`` and the plastic current ``u_plas`` decay and take the
+   charge that arrived from the previous step's spikes (``u <- u (1 - dt/tau) + q / tau``);
+   ``u = u_bale + u_bali (+ u_plas)``; init statistics or rolling sums; the filtered spike
+   train ``r <- r (1 - dt/tau_plas) + s_prev / tau_plas``; drive ``X = x_bal (+ stimulus)``;
+   voltage noise; the LIF step unless refractory; threshold, reset, spike count and time;
+3. serially, in neuron order: every neuron that spiked adds its out-weights to the
+   charge accumulators that the next step reads (the one-step synaptic delay).
+
+Neuron updates are independent and the propagation is serial, so results do not depend
+on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants, Recording, State
+from spikeforge.core.cells import lif
+
+
+@numba.njit(cache=True)
+def _rolling_bins(ti: int, c: Constants, n_bins: int) -> tuple[int, int]:
+    """0-based bins [lo, hi] that the 1-ms sample at step ti belongs to (centres stim_off + j*learn_every)."""
+    first = (ti - c.stim_off_step - c.wid_steps) // c.learn_step + 1  # 1-based, floor division
+    last = min(first + c.wid_bins, n_bins)
+    return max(first, 1) - 1, last - 1
+
+
+@numba.njit(parallel=True, cache=True)
+def run_steps(
+    state: State,
+    net: Connectivity,
+    c: Constants,
+    rec: Recording,
+    x_stim: np.ndarray,
+    noise: np.ndarray,
+    first_step: int,
+    last_step: int,
+    kind: int,
+) -> None:
+    """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
+
+    Args:
+        state, net, c, rec: see :mod:`spikeforge.core.backends.layout`.
+        x_stim: (n_stim_rows, N) stimulus of the current task; row ``ti - stim_on_step - 1``.
+        noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
+        kind: INIT, TRAIN, TRAIN_RECORD or TEST.
+    """
+    # numba loses writes made through NamedTuple attributes inside prange: unpack into locals
+    v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
+    u_bale_all, u_bali_all, u_bal_all, u_plas_all, r = state.u_bale, state.u_bali, state.u_bal, state.u_plas, state.r
+    inputs_e, inputs_i, inputs_p = state.inputs_e, state.inputs_i, state.inputs_p
+    spike_steps, roll_sum, roll_count, u_sum, u_sumsq = (rec.spike_steps, rec.roll_sum, rec.roll_count, rec.u_sum,
+                                                         rec.u_sumsq)
+    x_bal, thresh, dt_over_tau_mem = c.x_bal, c.thresh, c.dt_over_tau_mem
+    decay_plas, kick_plas, noise_scale = c.decay_plas, c.kick_plas, c.noise_scale
+    decay_bale, kick_bale, decay_bali, kick_bali = c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali
+    vre, refrac_steps, noise_on_voltage, u0_skip_steps = c.vre, c.refrac_steps, c.noise_on_voltage, c.u0_skip_steps
+    static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
+    plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
+    n = v_all.shape[0]
+    plastic = kind != INIT
+    learning = kind == TRAIN or kind == TRAIN_RECORD
+    recording = kind == TRAIN_RECORD or kind == TEST
+    with_noise = noise.shape[0] > 0
+    n_bins = roll_count.shape[0]
+    max_times = spike_steps.shape[1]
+    for ti in range(first_step, last_step + 1):
+        prev = (ti - 1) & 1
+        cur = ti & 1
+        sample = recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step
+        lo, hi = 0, -1
+        if sample:
+            lo, hi = _rolling_bins(ti, c, n_bins)
+            for b in range(lo, hi + 1):
+                roll_count[b] += 1
+        stim_row = ti - c.stim_on_step - 1
+        stimulated = kind != INIT and c.stim_on_step < ti < c.stim_off_step
+        noise_row = ti - first_step
+        for i in numba.prange(n):
+            q_e = inputs_e[prev, i]
+            q_i = inputs_i[prev, i]
+            inputs_e[prev, i] = 0.0
+            inputs_i[prev, i] = 0.0
+            u_bale = u_bale_all[i] * decay_bale + q_e * kick_bale
+            u_bali = u_bali_all[i] * decay_bali + q_i * kick_bali
+            u_bale_all[i] = u_bale
+            u_bali_all[i] = u_bali
+            u_bal = u_bale + u_bali
+            if with_noise and not noise_on_voltage:
+                u_bal += noise_scale[i] * noise[noise_row, i]
+            u_bal_all[i] = u_bal
+            u = u_bal
+            if plastic:
+                q_p = inputs_p[prev, i]
+                inputs_p[prev, i] = 0.0
+                u_plas = u_plas_all[i] * decay_plas[i] + q_p * kick_plas[i]
+                u_plas_all[i] = u_plas
+                u += u_plas
+            if kind == INIT and ti > u0_skip_steps:
+                u_sum[i] += u
+                u_sumsq[i] += u * u
+            if sample:
+                for b in range(lo, hi + 1):
+                    roll_sum[0, b, i] += u
+                    roll_sum[1, b, i] += u_plas_all[i]
+            if learning:
+                r[i] = r[i] * decay_plas[i] + spiked_all[i] * kick_plas[i]
+            drive = x_bal[i] + u
+            if stimulated:
+                drive += x_stim[stim_row, i]
+            v = v_all[i]
+            if with_noise and noise_on_voltage:
+                v += noise_scale[i] * noise[noise_row, i]
+            spiked = 0
+            if ti > last_spike[i] + refrac_steps:
+                v = lif.step(v, drive, dt_over_tau_mem[i])
+                if v > thresh[i]:
+                    v = vre
+                    spiked = 1
+                    last_spike[i] = ti
+                    count = spike_count[i] + 1
+                    spike_count[i] = count
+                    if recording and count <= max_times:
+                        spike_steps[i, count - 1] = ti
+            v_all[i] = v
+            spiked_all[i] = spiked
+        for j in range(n):
+            if spiked_all[j]:
+                for s in range(static_ptr[j], static_ptr[j + 1]):
+                    w = static_weight[s]
+                    if w > 0:
+                        inputs_e[cur, static_post[s]] += w
+                    else:
+                        inputs_i[cur, static_post[s]] += w
+                if plastic:
+                    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
+                        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+
+
+__all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST"]

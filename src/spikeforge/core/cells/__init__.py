@@ -1,0 +1,1 @@
+"""Neuron models.  Each module states its equations and units in its docstring."""

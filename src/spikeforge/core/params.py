@@ -1,0 +1,180 @@
+"""Typed parameter sets with derived defaults, stored as TOML.
+
+A capability declares its parameters once, as an ordered list of :class:`Param`.
+Each has either a fixed default or a ``derive`` function of the parameters declared
+before it (``k = round(ne * pree)``).  :meth:`Schema.resolve` takes the values the
+user set, checks their names and types, and computes every derived value that the
+user did not set, so changing ``n_cells`` also changes ``k``, ``l`` and the weights
+unless those were set explicitly too.
+
+The TOML file written by :meth:`Schema.write_toml` lists every free parameter with its
+value and every derived one as a comment (uncomment a line to override it).  Reading
+it back keeps the distinction between "set by the user" and "derived".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from spikeforge.errors import DataFileError, ParameterError
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """Declaration of one parameter.
+
+    Attributes:
+        name: snake_case name used in Python, TOML and on the command line.
+        type: one of ``bool``, ``int``, ``float``, ``str``.
+        doc: one-line meaning, with the unit in brackets, e.g. ``"Euler step [ms]"``.
+        default: value used when neither set nor derived.
+        derive: function of the already-resolved values returning the default;
+            ``derive_doc`` says how, for the TOML comment.
+        choices: allowed values for strings.
+        optional: ``None`` is an allowed value.
+    """
+
+    name: str
+    type: type
+    doc: str
+    default: Any = None
+    derive: Callable[[Mapping[str, Any]], Any] | None = None
+    derive_doc: str = ""
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def coerce(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ParameterError(f"parameter {self.name!r} must not be empty; expected {_TYPE_NAMES[self.type]}")
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+        elif self.type is int:
+            if isinstance(value, bool):
+                pass
+            elif isinstance(value, int):
+                return value
+            elif isinstance(value, float) and value.is_integer():
+                return int(value)
+            elif isinstance(value, str):
+                try:
+                    return self.coerce(float(value) if "." in value or "e" in value.lower() else int(value))
+                except ValueError:
+                    pass
+        elif self.type is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ParameterError(f"parameter {self.name!r} = {value} is not finite; expected a finite number")
+                return value
+            if isinstance(value, str):
+                try:
+                    return self.coerce(float(value))
+                except ValueError:
+                    pass
+        elif self.type is str:
+            if isinstance(value, str):
+                if self.choices and value not in self.choices:
+                    raise ParameterError(
+                        f"parameter {self.name!r} = {value!r} is not one of {', '.join(map(repr, self.choices))}"
+                    )
+                return value
+        raise ParameterError(f"parameter {self.name!r} = {value!r} is not {_TYPE_NAMES[self.type]}")
+
+
+class Schema:
+    """An ordered set of :class:`Param` plus a cross-parameter validation function.
+
+    Args:
+        params: declarations, in an order where every ``derive`` only reads earlier names.
+        validate: called with the resolved values; raises ParameterError for impossible
+            combinations (it should name the values involved).
+        title: first line of the TOML file.
+    """
+
+    def __init__(self, params: Iterable[Param], validate: Callable[[Mapping[str, Any]], None], title: str):
+        self.params = {p.name: p for p in params}
+        self.validate = validate
+        self.title = title
+
+    def check_names(self, names: Iterable[str]) -> None:
+        """Raise ParameterError for the first name that is not a parameter, with suggestions."""
+        for name in names:
+            if name not in self.params:
+                close = difflib.get_close_matches(name, self.params, n=3)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ParameterError(f"unknown parameter {name!r}{hint}")
+
+    def resolve(self, user: Mapping[str, Any]) -> dict[str, Any]:
+        """Return every parameter's value: the user's where set, else default or derived."""
+        self.check_names(user)
+        values: dict[str, Any] = {}
+        for name, param in self.params.items():
+            if name in user:
+                values[name] = param.coerce(user[name])
+            elif param.derive is not None:
+                values[name] = param.coerce(param.derive(values))
+            else:
+                values[name] = param.default
+        self.validate(values)
+        return values
+
+    def write_toml(self, path: str | os.PathLike, user: Mapping[str, Any]) -> None:
+        """Write all parameters to ``path`` atomically; derived ones not set by the user as comments."""
+        values = self.resolve(user)
+        lines = [f"# {self.title}", "# Derived values are commented out; uncomment one to override it.", ""]
+        for name, param in self.params.items():
+            value = values[name]
+            derived = param.derive is not None and name not in user
+            if value is None:
+                lines.append(f"# {name} =   # {param.doc} (not set)")
+                continue
+            entry = tomli_w.dumps({name: value}).strip()
+            comment = param.doc + (f"; derived: {param.derive_doc}" if param.derive is not None else "")
+            lines.append(f"{'# ' if derived else ''}{entry}   # {comment}")
+        from spikeforge.core.store import atomic_write_text
+
+        atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+    def read_toml(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Read the values set in a TOML file (derived ones that are commented out stay unset)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataFileError(f"parameter file {str(path)!r} does not exist; run `spikeforge new` first")
+        try:
+            with path.open("rb") as handle:
+                user = tomllib.load(handle)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise DataFileError(f"parameter file {str(path)!r} is not valid TOML: {error}") from None
+        self.check_names(user)
+        return user
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``NAME=VALUE`` from the command line; VALUE is read as a TOML value if it can be."""
+    if "=" not in text:
+        raise ParameterError(f"--set {text!r} is not of the form NAME=VALUE")
+    name, raw = (part.strip() for part in text.split("=", 1))
+    if not name:
+        raise ParameterError(f"--set {text!r} has no parameter name before '='")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return name, value

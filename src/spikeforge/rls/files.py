@@ -1,0 +1,75 @@
+"""Where an RLS run keeps its files, and how they are named.
+
+A data directory holds::
+
+    params.toml            parameters (edit, then run init again)
+    init.h5                connectivity, targets, stimuli, initial P, init-run statistics, RNG streams
+    ckpt-<label>.h5        trained plastic weights and P after a loop; labels: "100" (last loop of a
+                           train call), "37-cor0.712" (best correlation so far), "12i" (interrupted
+                           after loop 12)
+    learning-curve.h5      per loop: correlation (NaN where not measured), elapsed_time [s],
+                           firing_rate [Hz], max_memory [bytes]
+    test.h5                spike times and boxcar-averaged currents of test trials
+    test-*.png, test-*.pdf figures
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from spikeforge.errors import DataFileError, SpikeforgeError
+from spikeforge.rls.params import SCHEMA, Params
+
+_LABEL = re.compile(r"^(\d+)(i|-cor-?\d+(\.\d+)?)?$")
+
+
+class RunDir:
+    """Paths of one data directory.  ``RunDir(path)`` requires the directory to exist."""
+
+    def __init__(self, path: str | Path, must_exist: bool = True):
+        self.path = Path(path)
+        if must_exist and not self.path.is_dir():
+            raise DataFileError(f"data directory {str(self.path)!r} does not exist; create it with `spikeforge new`")
+
+    @property
+    def params_file(self) -> Path:
+        return self.path / "params.toml"
+
+    @property
+    def init_file(self) -> Path:
+        return self.path / "init.h5"
+
+    @property
+    def learning_curve_file(self) -> Path:
+        return self.path / "learning-curve.h5"
+
+    @property
+    def test_file(self) -> Path:
+        return self.path / "test.h5"
+
+    def checkpoint_file(self, label: str) -> Path:
+        return self.path / f"ckpt-{label}.h5"
+
+    def params(self) -> Params:
+        """The parameters in params.toml."""
+        return Params(SCHEMA.read_toml(self.params_file))
+
+    def checkpoint_labels(self) -> list[str]:
+        """Labels of the checkpoints present, by loop number (then name)."""
+        labels = [f.name[len("ckpt-"):-len(".h5")] for f in self.path.glob("ckpt-*.h5")]
+        return sorted((label for label in labels if _LABEL.match(label)), key=lambda s: (checkpoint_loop(s), s))
+
+    def require_init(self) -> None:
+        if not self.init_file.is_file():
+            raise DataFileError(f"{str(self.init_file)!r} does not exist; run `spikeforge init {self.path}` first")
+
+
+def checkpoint_loop(label: str) -> int:
+    """Loop number of a checkpoint label ("100", "37-cor0.712", "12i" -> 100, 37, 12)."""
+    match = _LABEL.match(str(label))
+    if not match:
+        raise SpikeforgeError(
+            f"checkpoint {label!r} is not a checkpoint label; expected a loop number such as 100, 12i or 37-cor0.712"
+        )
+    return int(match.group(1))

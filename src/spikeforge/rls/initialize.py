@@ -1,0 +1,102 @@
+"""``new`` and ``init``: create a data directory, then build and save the network.
+
+``init`` follows the reference (tsn.md 4): static connectivity; a run of the static
+network alone with the constant drive, which gives the init rates, each neuron's mean
+current (the targets' offset) and the current's temporal std; plastic inputs chosen
+among the most active neurons; targets and stimulus per task (each task from its own
+streams, unlike the reference, whose tasks all got the same phases when seeded); the
+initial P.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikeforge.core import rng as streams
+from spikeforge.core.backends.layout import INIT, Connectivity
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.rls import connectivity, stimulus, targets
+from spikeforge.rls.files import RunDir
+from spikeforge.rls.model import Model
+from spikeforge.rls.params import SCHEMA, Params
+from spikeforge.rls.simulation import constants, float_dtype, initial_voltage, run_trial
+
+
+def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Create data directory ``directory`` with a ``params.toml`` of the defaults plus ``overrides``.
+
+    A ``seed`` is drawn from the operating system when none is given, and written to the
+    file, so every run of the directory is reproducible.
+
+    Raises:
+        ParameterError: an unknown name or invalid value (nothing is written).
+        DataFileError: the directory already has a params.toml.
+    """
+    user = dict(overrides or {})
+    if user.get("seed") is None:
+        user["seed"] = streams.fresh_seed()
+    params = Params(user)  # validate before touching the disk
+    run = RunDir(directory, must_exist=False)
+    if run.params_file.exists():
+        raise DataFileError(f"{str(run.params_file)!r} already exists; edit it, or choose a new directory")
+    run.path.mkdir(parents=True, exist_ok=True)
+    SCHEMA.write_toml(run.params_file, params.user)
+    return params
+
+
+def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: bool = True) -> Model:
+    """Build the network of ``directory`` and save it to ``init.h5``.
+
+    Args:
+        n_tasks: number of tasks (independent targets and stimuli).
+        force: delete existing checkpoints, learning curve and test results, which belong
+            to the previous network; without it their presence is an error.
+        verbose: print the init-run rates.
+
+    Returns:
+        The initialised model; ``model.init_stats`` has ``rate_exc_hz`` and ``rate_inh_hz``.
+    """
+    run = RunDir(directory)
+    p = run.params()
+    if n_tasks < 1:
+        raise ParameterError(f"number of tasks = {n_tasks} must be >= 1")
+    stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
+    stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
+    if stale and not force:
+        raise DataFileError(
+            f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
+            "init would make them inconsistent: use a new directory or pass --force to delete them"
+        )
+    seed, dtype = p.seed, float_dtype(p)
+    static = connectivity.static_weights(p, streams.stream(seed, "static_weights"), dtype)
+    net = Connectivity(static.ptr, static.post, static.weight, np.zeros(p.n_cells + 1, dtype=np.int64),
+                       np.zeros(0, dtype=np.int32), np.zeros(0, dtype=dtype))
+    run_rng = streams.stream(seed, "init_run")
+    no_stimulus = np.zeros((1, p.n_cells), dtype=dtype)
+    result = run_trial(p, net, constants(p), INIT, initial_voltage(p, run_rng), no_stimulus, run_rng)
+    rates = result.spike_count / (p.train_time / 1000)
+    rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
+    if verbose:
+        print(f"init run: mean excitatory rate {rate_exc:.3f} Hz, mean inhibitory rate {rate_inh:.3f} Hz")
+    plastic = connectivity.plastic_weights(p, result.spike_count, streams.stream(seed, "plastic_weights"), dtype)
+    task_targets = np.stack([targets.sinusoids(p, result.u_mean, streams.stream(seed, "targets", task))
+                             for task in range(n_tasks)])
+    task_stimuli = np.stack([stimulus.ornstein_uhlenbeck(p, streams.stream(seed, "stimulus", task), dtype)
+                             for task in range(n_tasks)])
+    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, p.p_scale, p.p_precision)
+    init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
+                  "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
+                  "ustd0": float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())}
+    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats)
+    stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",)]
+    stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
+    attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}
+    attrs |= {"seed": seed, "n_tasks": n_tasks, "rng_streams": [streams.describe(seed, *path) for path in stream_paths]}
+    for stale_file in stale:
+        stale_file.unlink()
+    model.save_init(run, attrs)
+    return model

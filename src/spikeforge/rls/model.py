@@ -1,0 +1,113 @@
+"""An initialised RLS network: its arrays, and how they are saved and loaded.
+
+``init.h5`` datasets (C order; N = n_cells, Lmax = plastic inputs per neuron, T = tasks)::
+
+    static/ptr (N+1,) static/post (2kN,) static/weight (2kN,)   static synapses, presynaptic layout
+    plastic/index (N, Lmax) plastic/count (N,) plastic/weight (N, Lmax)   initial plastic inputs
+    P (N, Lmax, Lmax)                      initial P * p_scale (upper triangle when symmetric)
+    targets (T, learn_nsteps, N)           target currents at the learning times
+    stimulus (T, (stim_off - stim_on)/dt, N)
+    init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
+
+Attributes: ``seed``, ``rng_streams`` (JSON: each stream's path and initial state),
+``rate_exc_hz``, ``rate_inh_hz``, ``ustd0``, ``spikeforge_version``.
+A checkpoint ``ckpt-<label>.h5`` holds ``plastic/weight`` and ``P`` with attributes ``loop``
+and ``correlation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+import spikeforge
+from spikeforge.core.backends.layout import Connectivity
+from spikeforge.core.store import read_h5, write_h5
+from spikeforge.errors import DataFileError
+from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
+from spikeforge.rls.files import RunDir, checkpoint_loop
+from spikeforge.rls.params import Params
+from spikeforge.rls.simulation import float_dtype
+
+_INIT_DATASETS = ["static/ptr", "static/post", "static/weight", "plastic/index", "plastic/count", "plastic/weight",
+                  "P", "targets", "stimulus", "init/spike_count", "init/u_mean", "init/u_std"]
+
+
+@dataclasses.dataclass
+class Model:
+    """Everything ``train`` and ``test`` need besides the parameters."""
+
+    p: Params
+    static: OutLayout
+    plastic: PlasticInputs  # current plastic weights (in layout)
+    P: np.ndarray  # (N, Lmax, Lmax), scaled by p_scale, dtype p_precision
+    targets: np.ndarray  # (T, learn_nsteps, N)
+    stimulus: np.ndarray  # (T, n_stim_rows, N)
+    init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
+    loop: int = 0  # training loops behind the weights (0 = initial)
+    label: str = "init"  # checkpoint the weights came from
+
+    @property
+    def n_tasks(self) -> int:
+        return self.targets.shape[0]
+
+    def connectivity(self) -> tuple[Connectivity, np.ndarray]:
+        """Kernel connectivity with the current plastic weights, and the in-to-out position map."""
+        plastic_out, in_to_out = out_layout(self.plastic, self.p.n_cells)
+        dtype = float_dtype(self.p)
+        net = Connectivity(self.static.ptr, self.static.post, self.static.weight.astype(dtype),
+                           plastic_out.ptr, plastic_out.post, plastic_out.weight.astype(dtype))
+        return net, in_to_out
+
+    def save_init(self, run: RunDir, attrs: dict[str, Any]) -> None:
+        arrays = {
+            "static/ptr": self.static.ptr, "static/post": self.static.post, "static/weight": self.static.weight,
+            "plastic/index": self.plastic.index, "plastic/count": self.plastic.count,
+            "plastic/weight": self.plastic.weight, "P": self.P, "targets": self.targets, "stimulus": self.stimulus,
+            "init/spike_count": self.init_stats["spike_count"], "init/u_mean": self.init_stats["u_mean"],
+            "init/u_std": self.init_stats["u_std"],
+        }
+        write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
+
+    def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
+        write_h5(run.checkpoint_file(label), {"plastic/weight": self.plastic.weight, "P": self.P},
+                 {"loop": self.loop, "correlation": correlation, "spikeforge_version": spikeforge.__version__})
+
+    @classmethod
+    def load(cls, run: RunDir, checkpoint: str | int | None = None, p: Params | None = None) -> "Model":
+        """Load ``init.h5`` and, if given, the weights and P of checkpoint ``checkpoint``."""
+        p = run.params() if p is None else p
+        run.require_init()
+        arrays, attrs = read_h5(run.init_file, _INIT_DATASETS, what="init file")
+        n, lmax = p.n_cells, p.steps.n_plastic
+        expected = {"plastic/weight": (n, lmax), "P": (n, lmax, lmax), "static/ptr": (n + 1,)}
+        for name, shape in expected.items():
+            if arrays[name].shape != shape:
+                raise DataFileError(
+                    f"init file {str(run.init_file)!r}: {name} has shape {arrays[name].shape}, but params.toml "
+                    f"implies {shape}; params.toml changed after init, run `spikeforge init --force` again"
+                )
+        dtype = float_dtype(p)
+        model = cls(
+            p=p,
+            static=OutLayout(arrays["static/ptr"], arrays["static/post"], arrays["static/weight"].astype(dtype)),
+            plastic=PlasticInputs(arrays["plastic/index"], arrays["plastic/count"],
+                                  arrays["plastic/weight"].astype(dtype)),
+            P=arrays["P"].astype(p.p_precision),
+            targets=arrays["targets"],
+            stimulus=arrays["stimulus"].astype(dtype),
+            init_stats={"spike_count": arrays["init/spike_count"], "u_mean": arrays["init/u_mean"],
+                        "u_std": arrays["init/u_std"], **attrs},
+        )
+        if checkpoint is not None:
+            label = str(checkpoint)
+            loop = checkpoint_loop(label)
+            ckpt, ckpt_attrs = read_h5(run.checkpoint_file(label), ["plastic/weight", "P"], what="checkpoint")
+            if ckpt["plastic/weight"].shape != model.plastic.weight.shape or ckpt["P"].shape != model.P.shape:
+                raise DataFileError(f"checkpoint {str(run.checkpoint_file(label))!r} does not match init.h5 shapes")
+            model.plastic = model.plastic._replace(weight=ckpt["plastic/weight"].astype(dtype))
+            model.P = ckpt["P"].astype(p.p_precision)
+            model.loop, model.label = int(ckpt_attrs.get("loop", loop)), label
+        return model

@@ -1,0 +1,248 @@
+"""Parameters of an RLS-trained spiking network (the TrainSpikingNet model).
+
+Units follow the reference: time in ms, voltage dimensionless (threshold 1, reset 0),
+currents in units of threshold per ms times ms, so that a static weight is the charge
+a spike delivers.  Defaults are those of TrainSpikingNet.jl's ``param.jl``; derived
+values (``k``, ``l``, ``je``, ``x_bale``, ``wpee``, ...) are recomputed from the values the
+user sets, unless the user sets them too.
+
+The README has a table from the reference's names to these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from spikeforge.core.params import Param, Schema
+from spikeforge.errors import ParameterError
+
+
+def _sqrt_k(v: Mapping[str, Any]) -> float:
+    return math.sqrt(v["k"])
+
+
+PARAMS = [
+    # --- numerics and storage
+    Param("seed", int, "master seed of every random stream (chosen at `new` when not given)", optional=True),
+    Param("dt", float, "Euler time step [ms]", 0.1),
+    Param("float_precision", str, "floating type of the simulation state and weights", "float64",
+          choices=("float64", "float32")),
+    Param("p_storage", str, "storage of each neuron's P matrix: full, or symmetric (upper triangle used)",
+          "symmetric", choices=("symmetric", "full")),
+    Param("p_precision", str, "element type of P", "float32", choices=("float32", "float64")),
+    Param("p_scale", float, "P is stored as P * p_scale (useful for integer storage)", 1.0),
+    Param("p_compute", str, "RLS variant: fast keeps P per neuron", "fast", choices=("fast",)),
+    Param("rls_gain", str,
+          "weight step: paper = w -= e*P_new*a (with 1/(1+a'Pa)), latest = w -= e*P_old*a (TrainSpikingNet HEAD)",
+          "paper", choices=("paper", "latest")),
+    Param("benchmark", bool, "compute RLS updates but do not apply them (rates stay constant)", False),
+    # --- network size and timing
+    Param("n_cells", int, "number of neurons", 4096),
+    Param("ne", int, "number of excitatory neurons (0 .. ne-1); the rest are inhibitory",
+          derive=lambda v: v["n_cells"] // 2, derive_doc="n_cells // 2"),
+    Param("ni", int, "number of inhibitory neurons", derive=lambda v: v["n_cells"] - v["ne"],
+          derive_doc="n_cells - ne"),
+    Param("train_duration", float, "length of the learning window after the stimulus [ms]", 1000.0),
+    Param("stim_on", float, "stimulus onset [ms]", 800.0),
+    Param("stim_off", float, "stimulus offset; learning starts here [ms]", 1000.0),
+    Param("train_time", float, "length of a trial [ms]", derive=lambda v: v["stim_off"] + v["train_duration"],
+          derive_doc="stim_off + train_duration"),
+    Param("learn_every", float, "interval between RLS updates [ms]", 10.0),
+    Param("wid", float, "half-width of the boxcar averaging currents for correlation and plots [ms]", 50.0),
+    Param("max_rate", float, "spike times beyond max_rate * train_time per neuron and trial are not stored [Hz]",
+          500.0),
+    Param("u0_skip_time", float, "init run: average currents only after this time [ms]", 1000.0),
+    Param("u0_ncells", int, "init run: neurons whose current std is averaged into ustd0", 1000),
+    # --- neurons
+    Param("refrac", float, "absolute refractory period [ms]", 0.1),
+    Param("vre", float, "reset voltage (and mean initial voltage)", 0.0),
+    Param("threshe", float, "threshold of excitatory neurons", 1.0),
+    Param("threshi", float, "threshold of inhibitory neurons", 1.0),
+    Param("tau_meme", float, "membrane time constant of excitatory neurons [ms]", 10.0),
+    Param("tau_memi", float, "membrane time constant of inhibitory neurons [ms]", 10.0),
+    Param("tau_bale", float, "decay time of static excitatory synapses [ms]", 3.0),
+    Param("tau_bali", float, "decay time of static inhibitory synapses [ms]", 3.0),
+    Param("tau_plas", float, "decay time of plastic synapses and filtered spike trains [ms]", 150.0),
+    Param("noise_model", str, "where white noise enters", "voltage", choices=("voltage", "current")),
+    Param("sig", float, "noise standard deviation (voltage per sqrt(tau_meme) time; 0 = none)", 0.0),
+    # --- static connectivity
+    Param("pree", float, "E->E connection probability; sets k", 0.1),
+    Param("prie", float, "I<-E connection probability (not used by the default connectivity)", 0.1),
+    Param("prei", float, "E<-I connection probability (not used by the default connectivity)", 0.1),
+    Param("prii", float, "I<-I connection probability (not used by the default connectivity)", 0.1),
+    Param("k", int, "static in-degree per population; each neuron has fixed out-degree 2k",
+          derive=lambda v: round(v["ne"] * v["pree"]), derive_doc="round(ne * pree)"),
+    Param("g", float, "unit scale of currents", 1.0),
+    Param("je", float, "excitatory static weight scale",
+          derive=lambda v: 2 / _sqrt_k(v) * v["tau_meme"] * v["g"] if v["k"] > 0 else 0.0,
+          derive_doc="2 / sqrt(k) * tau_meme * g"),
+    Param("ji", float, "inhibitory static weight scale",
+          derive=lambda v: 2 / _sqrt_k(v) * v["tau_memi"] * v["g"] if v["k"] > 0 else 0.0,
+          derive_doc="2 / sqrt(k) * tau_memi * g"),
+    Param("jx", float, "external drive scale", derive=lambda v: 0.08 * _sqrt_k(v) * v["g"],
+          derive_doc="0.08 * sqrt(k) * g"),
+    Param("jee", float, "E->E static weight (charge per spike)", derive=lambda v: 0.15 * v["je"],
+          derive_doc="0.15 * je"),
+    Param("jie", float, "E->I static weight", derive=lambda v: v["je"], derive_doc="je"),
+    Param("jei", float, "I->E static weight", derive=lambda v: -0.75 * v["ji"], derive_doc="-0.75 * ji"),
+    Param("jii", float, "I->I static weight", derive=lambda v: -v["ji"], derive_doc="-ji"),
+    Param("x_bale", float, "constant external drive of excitatory neurons", derive=lambda v: 1.5 * v["jx"],
+          derive_doc="1.5 * jx"),
+    Param("x_bali", float, "constant external drive of inhibitory neurons", derive=lambda v: v["jx"],
+          derive_doc="jx"),
+    # --- stimulus (Ornstein-Uhlenbeck, added to the drive between stim_on and stim_off)
+    Param("stim_mu", float, "mean of the OU stimulus", 0.0),
+    Param("stim_b", float, "mean-reversion rate of the OU stimulus [1/ms]", 1 / 20),
+    Param("stim_sig", float, "noise amplitude of the OU stimulus [1/sqrt(ms)]", 0.2),
+    # --- targets (sinusoids)
+    Param("target_amp", float, "amplitude of the sinusoid targets", 0.5),
+    Param("target_period", float, "period of the sinusoid targets [ms]", 1000.0),
+    # --- plastic connectivity and learning
+    Param("l", int, "plastic inputs per population", derive=lambda v: round(2 * _sqrt_k(v)),
+          derive_doc="round(2 * sqrt(k))"),
+    Param("lexc", int, "plastic excitatory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
+    Param("linh", int, "plastic inhibitory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
+    Param("lx", int, "plastic feed-forward inputs (not yet supported; must be 0)", 0),
+    Param("frac", float, "plastic inputs are drawn from this top fraction of each population by init rate",
+          1.0),
+    Param("wpscale", float, "scale of the initial plastic weights", derive=lambda v: 2 * math.sqrt(v["l"]),
+          derive_doc="2 * sqrt(l)"),
+    Param("wpee", float, "initial plastic E->E weight",
+          derive=lambda v: 2 * v["tau_meme"] * v["g"] / v["wpscale"] if v["wpscale"] > 0 else 0.0,
+          derive_doc="2 * tau_meme * g / wpscale"),
+    Param("wpie", float, "initial plastic E->I weight", derive=lambda v: 2 * v["tau_memi"] * v["g"] / v["wpscale"]
+          if v["wpscale"] > 0 else 0.0, derive_doc="2 * tau_memi * g / wpscale"),
+    Param("wpei", float, "initial plastic I->E weight", derive=lambda v: -v["wpee"], derive_doc="-wpee"),
+    Param("wpii", float, "initial plastic I->I weight", derive=lambda v: -v["wpie"], derive_doc="-wpie"),
+    Param("penlambda", float, "ridge penalty on recurrent plastic weights (diagonal of the initial P^-1)", 0.8),
+    Param("penlam_ff", float, "ridge penalty on feed-forward plastic weights", 1.0),
+    Param("penmu", float, "penalty coupling plastic weights of the same sign", 0.01),
+    Param("correlation_var", str, "current compared with the target: total, or plastic only",
+          derive=lambda v: "utotal" if v["k"] > 0 else "uplastic", derive_doc="utotal if k > 0 else uplastic",
+          choices=("utotal", "uplastic")),
+]
+
+
+def _steps(values: Mapping[str, Any], name: str, unit_name: str = "dt") -> int:
+    """``values[name] / values[unit_name]`` as an integer; error if it is not one."""
+    ratio = values[name] / values[unit_name]
+    steps = round(ratio)
+    if abs(ratio - steps) > 1e-9 * max(1.0, abs(ratio)):
+        raise ParameterError(
+            f"{name} = {values[name]} is not a whole multiple of {unit_name} = {values[unit_name]}"
+        )
+    return steps
+
+
+def _validate(v: Mapping[str, Any]) -> None:
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            raise ParameterError(message)
+
+    for name in ("dt", "train_duration", "learn_every", "wid", "max_rate", "tau_meme", "tau_memi", "tau_bale",
+                 "tau_bali", "tau_plas", "penlambda", "penlam_ff", "p_scale", "target_period", "g"):
+        need(v[name] > 0, f"{name} = {v[name]} must be > 0")
+    for name in ("refrac", "sig", "penmu", "stim_on", "u0_skip_time", "stim_b", "stim_sig", "k", "lexc", "linh",
+                 "lx"):
+        need(v[name] >= 0, f"{name} = {v[name]} must be >= 0")
+    need(v["n_cells"] >= 2, f"n_cells = {v['n_cells']} must be >= 2")
+    need(0 < v["ne"] < v["n_cells"], f"ne = {v['ne']} must be between 1 and n_cells - 1 = {v['n_cells'] - 1}")
+    need(v["ni"] == v["n_cells"] - v["ne"],
+         f"ni = {v['ni']} must equal n_cells - ne = {v['n_cells'] - v['ne']}")
+    need(v["stim_on"] <= v["stim_off"], f"stim_on = {v['stim_on']} must be <= stim_off = {v['stim_off']}")
+    need(v["stim_off"] <= v["train_time"],
+         f"stim_off = {v['stim_off']} must be <= train_time = {v['train_time']}")
+    need(abs(v["train_time"] - (v["stim_off"] + v["train_duration"])) < 1e-9 * v["train_time"],
+         f"train_time = {v['train_time']} must equal stim_off + train_duration = "
+         f"{v['stim_off'] + v['train_duration']}")
+    need(v["u0_skip_time"] < v["train_time"],
+         f"u0_skip_time = {v['u0_skip_time']} must be < train_time = {v['train_time']}")
+    need(v["u0_ncells"] >= 1, f"u0_ncells = {v['u0_ncells']} must be >= 1")
+    need(v["threshe"] > v["vre"] and v["threshi"] > v["vre"],
+         f"thresholds (threshe = {v['threshe']}, threshi = {v['threshi']}) must exceed vre = {v['vre']}")
+    need(0 < v["frac"] <= 1, f"frac = {v['frac']} must be in (0, 1]")
+    need(2 * v["k"] <= v["n_cells"] - 1,
+         f"k = {v['k']} gives out-degree 2k = {2 * v['k']}, more than the n_cells - 1 = {v['n_cells'] - 1} others")
+    need(v["lexc"] + v["linh"] >= 1, "lexc + linh must be >= 1 (every neuron needs a plastic input; set l when k = 0)")
+    n_exc_kept, n_inh_kept = round(v["frac"] * v["ne"]), round(v["frac"] * v["ni"])
+    need(v["lexc"] <= n_exc_kept - 1,
+         f"lexc = {v['lexc']} exceeds the {n_exc_kept - 1} excitatory candidates (frac * ne, minus the neuron itself)")
+    need(v["linh"] <= n_inh_kept - 1,
+         f"linh = {v['linh']} exceeds the {n_inh_kept - 1} inhibitory candidates (frac * ni, minus the neuron itself)")
+    need(v["lx"] == 0, f"lx = {v['lx']}: feed-forward plastic inputs are not supported yet; use lx = 0")
+    for name in ("stim_on", "stim_off", "train_time", "refrac", "learn_every", "wid", "u0_skip_time"):
+        _steps(v, name)
+    _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")
+    _steps(v, "train_duration", "learn_every")
+    _steps(v, "wid", "learn_every")
+
+
+SCHEMA = Schema(PARAMS, _validate, "spikeforge RLS network parameters (time in ms, voltage dimensionless)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """Integer step counts and sizes computed from the parameters (never set by the user)."""
+
+    n_steps: int  # steps per trial
+    learn_step: int  # steps between RLS updates
+    learn_nsteps: int  # RLS updates per trial (= target samples)
+    stim_on_step: int
+    stim_off_step: int
+    refrac_steps: int
+    u0_skip_steps: int
+    steps_per_ms: int  # steps between the 1-ms samples of the rolling average
+    wid_steps: int
+    max_times: int  # stored spike times per neuron and trial
+    n_plastic: int  # plastic inputs per neuron (lexc + linh)
+
+
+def derived(values: Mapping[str, Any]) -> Derived:
+    """Step counts for resolved parameter ``values``."""
+    return Derived(
+        n_steps=_steps(values, "train_time"),
+        learn_step=_steps(values, "learn_every"),
+        learn_nsteps=_steps(values, "train_duration", "learn_every"),
+        stim_on_step=_steps(values, "stim_on"),
+        stim_off_step=_steps(values, "stim_off"),
+        refrac_steps=_steps(values, "refrac"),
+        u0_skip_steps=_steps(values, "u0_skip_time"),
+        steps_per_ms=_steps({"one_ms": 1.0, "dt": values["dt"]}, "one_ms"),
+        wid_steps=_steps(values, "wid"),
+        max_times=round(values["max_rate"] * values["train_time"] / 1000),
+        n_plastic=values["lexc"] + values["linh"] + values["lx"],
+    )
+
+
+class Params(Mapping):
+    """Resolved parameters of one network: a read-only mapping plus attribute access.
+
+    ``p.n_cells``, ``p["n_cells"]`` and ``p.steps.n_steps`` all work; ``p.user`` holds only
+    the values the user set (what is written uncommented to params.toml).
+    """
+
+    def __init__(self, user: Mapping[str, Any]):
+        self.user = dict(user)
+        self._values = SCHEMA.resolve(self.user)
+        self.steps = derived(self._values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self.user!r})"

@@ -1,0 +1,102 @@
+"""Figures of a test run: synaptic input vs target, and PSTHs, per task.
+
+For each task ``t`` two figures are written next to the test file, as PNG and PDF, with
+one panel per neuron (a grid of ``isqrt(n)`` rows):
+
+* ``<stem>-syninput-task<t>``: the target ("target"), the median over trials of the
+  boxcar-averaged total current ("model median") with a band of +/- the normalised
+  median absolute deviation, and trial 0 ("trial 0"), against time [s];
+* ``<stem>-psth-task<t>``: the firing rate over trials in bins of ``learn_every`` between
+  ``stim_off`` and ``train_time`` [Hz].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spikeforge.core.spikes import psth
+from spikeforge.core.store import atomic_output, read_h5
+from spikeforge.errors import ParameterError
+
+MAD_TO_SIGMA = 1.4826  # normalised MAD: equals the standard deviation for Gaussian data
+PANEL_SIZE_IN = (3.15, 2.56)  # 8 cm x 6.5 cm per panel, as the reference
+
+
+def _grid(n: int) -> tuple[int, int]:
+    rows = max(1, math.isqrt(n))
+    return rows, math.ceil(n / rows)
+
+
+def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Path]:
+    """Write the figures of ``test_file`` for ``neurons`` (default: all tested ones).
+
+    Returns:
+        Paths of the files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test_file = Path(test_file)
+    data, attrs = read_h5(test_file, ["neurons", "spike_step", "spike_trial", "spike_task", "spike_neuron",
+                                      "u_total", "target", "learn_times"], what="test file")
+    tested = list(data["neurons"])
+    chosen = tested if neurons is None else list(neurons)
+    missing = [n for n in chosen if n not in tested]
+    if missing:
+        raise ParameterError(f"neuron {missing[0]} was not tested; tested neurons are {tested}")
+    if not chosen:
+        raise ParameterError("no neurons to plot")
+    columns = [tested.index(n) for n in chosen]
+    ntrials, n_tasks = int(attrs["ntrials"]), int(attrs["n_tasks"])
+    dt, learn_every = float(attrs["dt"]), float(attrs["learn_every"])
+    edges = np.arange(float(attrs["stim_off"]), float(attrs["train_time"]) + learn_every / 2, learn_every)
+    seconds = data["learn_times"] / 1000
+    rows, cols = _grid(len(chosen))
+    stem = test_file.with_suffix("")
+    written: list[Path] = []
+    for task in range(n_tasks):
+        figures = {"syninput": plt.subplots(rows, cols, squeeze=False, sharex=True,
+                                            figsize=(PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows)),
+                   "psth": plt.subplots(rows, cols, squeeze=False, sharex=True,
+                                        figsize=(PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows))}
+        current = data["u_total"][:, task]  # (ntrials, bins, n)
+        median = np.median(current, axis=0)
+        spread = MAD_TO_SIGMA * np.median(np.abs(current - median), axis=0)
+        for panel, (neuron, column) in enumerate(zip(chosen, columns)):
+            ax = figures["syninput"][1].flat[panel]
+            ax.plot(seconds, data["target"][task, :, column], color="black", lw=1.5, label="target")
+            ax.fill_between(seconds, median[:, column] - spread[:, column], median[:, column] + spread[:, column],
+                            color="tab:blue", alpha=0.25, lw=0)
+            ax.plot(seconds, median[:, column], color="tab:blue", lw=1.2, label="model median")
+            ax.plot(seconds, current[0, :, column], color="tab:orange", lw=0.8, label="trial 0")
+            ax.set_title(f"neuron {neuron}", fontsize=9)
+            mine = (data["spike_task"] == task) & (data["spike_neuron"] == neuron)
+            rate = psth(data["spike_step"][mine] * dt, edges, ntrials)
+            ax = figures["psth"][1].flat[panel]
+            ax.stairs(rate, edges / 1000, fill=True, color="tab:blue", alpha=0.7)
+            ax.set_title(f"neuron {neuron}", fontsize=9)
+        for kind, (fig, axes) in figures.items():
+            for ax in axes.flat[len(chosen):]:
+                ax.set_visible(False)
+            for ax in axes[-1]:
+                ax.set_xlabel("time (s)")
+            for ax in axes[:, 0]:
+                ax.set_ylabel("synaptic input" if kind == "syninput" else "rate (Hz)")
+            if kind == "syninput":
+                axes.flat[0].legend(fontsize=7, loc="best")
+            fig.suptitle(f"task {task}: {'synaptic input vs target' if kind == 'syninput' else 'PSTH'}, "
+                         f"{ntrials} trial{'s' if ntrials > 1 else ''}")
+            fig.tight_layout()
+            for suffix in (".png", ".pdf"):
+                path = Path(f"{stem}-{kind}-task{task}{suffix}")
+                with atomic_output(path, suffix) as temporary:
+                    fig.savefig(temporary, dpi=110, format=suffix[1:])
+                written.append(path)
+            plt.close(fig)
+    return written

@@ -1,0 +1,197 @@
+"""Host-side driver of RLS network trials: schedules kernel calls, draws random numbers.
+
+A trial runs steps ``1 .. n_steps``.  In training kinds the RLS update happens at the
+start of steps ``stim_off_step + j * learn_step`` (``j = 1 .. learn_nsteps``), before that
+step's neuron update and with the static current of the previous step, as in the
+reference; the network kernel runs the steps in between.  Every random number (initial
+voltages, noise) is drawn here from the trial's own stream, so backends and thread
+counts see the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from spikeforge.core.backends import layout
+from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants, Recording, State
+from spikeforge.core.cells import lif
+from spikeforge.rls.params import Params
+
+NOISE_BLOCK_STEPS = 1000  # noise is drawn in blocks of this many steps to bound memory
+NEVER = -(2**40)  # "last spike" of a neuron that has not spiked
+
+
+def float_dtype(p: Params) -> type:
+    """numpy dtype of the simulation state and weights."""
+    return np.float64 if p.float_precision == "float64" else np.float32
+
+
+def per_neuron(p: Params, exc_value: float, inh_value: float) -> np.ndarray:
+    """An (n_cells,) float64 array with one value for E neurons and another for I neurons."""
+    return np.where(np.arange(p.n_cells) < p.ne, exc_value, inh_value).astype(np.float64)
+
+
+def thresholds(p: Params) -> np.ndarray:
+    """Spike threshold of each neuron."""
+    return per_neuron(p, p.threshe, p.threshi)
+
+
+def constants(p: Params) -> Constants:
+    """Per-neuron constants and scalars of the kernel for parameters ``p``."""
+    dtype = float_dtype(p)
+    s = p.steps
+    tau_plas = np.full(p.n_cells, p.tau_plas)
+    # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
+    scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
+    return Constants(
+        x_bal=per_neuron(p, p.x_bale, p.x_bali).astype(dtype),
+        thresh=thresholds(p).astype(dtype),
+        dt_over_tau_mem=(p.dt / per_neuron(p, p.tau_meme, p.tau_memi)).astype(dtype),
+        decay_plas=(1 - p.dt / tau_plas).astype(dtype),
+        kick_plas=(1 / tau_plas).astype(dtype),
+        noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
+        decay_bale=1 - p.dt / p.tau_bale,
+        kick_bale=1 / p.tau_bale,
+        decay_bali=1 - p.dt / p.tau_bali,
+        kick_bali=1 / p.tau_bali,
+        vre=float(p.vre),
+        refrac_steps=s.refrac_steps,
+        stim_on_step=s.stim_on_step,
+        stim_off_step=s.stim_off_step,
+        u0_skip_steps=s.u0_skip_steps,
+        steps_per_ms=s.steps_per_ms,
+        wid_steps=s.wid_steps,
+        learn_step=s.learn_step,
+        wid_bins=round(2 * p.wid / p.learn_every - 1),
+        noise_on_voltage=p.noise_model == "voltage",
+    )
+
+
+def new_state(p: Params, v0: np.ndarray) -> State:
+    """Trial state at time 0: voltages ``v0``, everything else at rest."""
+    dtype, n = float_dtype(p), p.n_cells
+    zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
+    return State(
+        v=v0.astype(dtype), last_spike=np.full(n, NEVER, dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
+        spiked=np.zeros(n, dtype=np.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n), u_plas=zeros(n),
+        r=zeros(n), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+    )
+
+
+def new_recording(p: Params, kind: int) -> Recording:
+    """Empty recording buffers for a run of ``kind`` (size-0 arrays for what it does not record)."""
+    dtype, n, s = float_dtype(p), p.n_cells, p.steps
+    records = kind in (TRAIN_RECORD, TEST)
+    n_bins = s.learn_nsteps if records else 0
+    return Recording(
+        spike_steps=np.zeros((n, s.max_times) if records else (n, 0), dtype=np.int32),
+        roll_sum=np.zeros((2, n_bins, n), dtype=np.float64 if dtype == np.float64 else dtype),
+        roll_count=np.zeros(n_bins, dtype=np.int64),
+        u_sum=np.zeros(n if kind == INIT else 0, dtype=np.float64),
+        u_sumsq=np.zeros(n if kind == INIT else 0, dtype=np.float64),
+    )
+
+
+@dataclasses.dataclass
+class Learner:
+    """What an RLS update needs besides the trial state; arrays are updated in place."""
+
+    P: np.ndarray  # (N, Lmax, Lmax) scaled by p_scale
+    weights_in: np.ndarray  # (N, Lmax)
+    plastic_index: np.ndarray  # (N, Lmax)
+    plastic_count: np.ndarray  # (N,)
+    in_to_out: np.ndarray  # (N, Lmax)
+    weights_out: np.ndarray  # out-layout plastic weights (shared with the Connectivity)
+    p_scale: float
+    gain_with_den: bool
+    symmetric: bool
+    apply: bool
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """What one trial produced (arrays over all neurons)."""
+
+    spike_count: np.ndarray  # (N,)
+    spike_steps: np.ndarray | None = None  # (N, max_times) step indices, valid up to spike_count
+    u_rolling: np.ndarray | None = None  # (2, learn_nsteps, N) boxcar means of u_total and u_plastic
+    u_mean: np.ndarray | None = None  # init: (N,) mean current after u0_skip_time
+    u_std: np.ndarray | None = None  # init: (N,) temporal std of the current after u0_skip_time
+
+
+def _segments(p: Params, learning: bool) -> Iterator[tuple[int, int, int | None]]:
+    """(first_step, last_step, learn_row) triples covering the trial; learn_row is the target row
+    of the RLS update that runs before first_step, or None."""
+    s = p.steps
+    starts = [1]
+    rows: list[int | None] = [None]
+    if learning:
+        for j in range(1, s.learn_nsteps + 1):
+            starts.append(s.stim_off_step + j * s.learn_step)
+            rows.append(j - 1)
+    ends = [start - 1 for start in starts[1:]] + [s.n_steps]
+    for first, last, row in zip(starts, ends, rows):
+        yield first, last, row
+
+
+def run_trial(
+    p: Params,
+    net: Connectivity,
+    const: Constants,
+    kind: int,
+    v0: np.ndarray,
+    x_stim: np.ndarray,
+    rng: np.random.Generator,
+    learner: Learner | None = None,
+    target: np.ndarray | None = None,
+    kernels=None,
+) -> TrialResult:
+    """Run one trial of ``kind`` from voltages ``v0``.
+
+    Args:
+        x_stim: (n_stim_rows, N) stimulus of this trial's task.
+        rng: the trial's stream; draws the noise (if ``sig > 0``).
+        learner, target: for TRAIN and TRAIN_RECORD, the RLS state and the task's
+            (learn_nsteps, N) targets.
+        kernels: module with ``run_steps`` and ``rls_update`` (default: the numba backend).
+    """
+    if kernels is None:
+        from spikeforge.core.backends import numba_kernels as kernels
+    learning = kind in (TRAIN, TRAIN_RECORD)
+    state = new_state(p, v0)
+    rec = new_recording(p, kind)
+    with_noise = p.sig > 0
+    empty_noise = np.zeros((0, p.n_cells), dtype=state.v.dtype)
+    for first, last, row in _segments(p, learning):
+        if row is not None:
+            L = learner
+            kernels.rls_update(L.P, L.weights_in, L.plastic_index, L.plastic_count, L.in_to_out, L.weights_out,
+                               state.r, state.u_bal, target[row], L.p_scale, L.gain_with_den, L.symmetric, L.apply)
+        block_first = first
+        while block_first <= last:
+            block_last = min(last, block_first + NOISE_BLOCK_STEPS - 1) if with_noise else last
+            noise = (rng.standard_normal((block_last - block_first + 1, p.n_cells)).astype(state.v.dtype)
+                     if with_noise else empty_noise)
+            kernels.run_steps(state, net, const, rec, x_stim, noise, block_first, block_last, kind)
+            block_first = block_last + 1
+    result = TrialResult(spike_count=state.spike_count.copy())
+    if kind in (TRAIN_RECORD, TEST):
+        result.spike_steps = rec.spike_steps
+        result.u_rolling = rec.roll_sum / np.maximum(rec.roll_count, 1)[None, :, None]
+    if kind == INIT:
+        n_samples = p.steps.n_steps - p.steps.u0_skip_steps
+        mean = rec.u_sum / n_samples
+        variance = np.maximum(rec.u_sumsq / n_samples - mean**2, 0.0) * n_samples / max(n_samples - 1, 1)
+        result.u_mean, result.u_std = mean, np.sqrt(variance)
+    return result
+
+
+def initial_voltage(p: Params, rng: np.random.Generator) -> np.ndarray:
+    """A trial's initial voltages, from the trial's stream."""
+    return lif.initial_voltage(rng, p.vre, thresholds(p))
+
+
+__all__ = ["run_trial", "constants", "Learner", "TrialResult", "initial_voltage", "layout"]

@@ -1,0 +1,131 @@
+"""``test``: run trials with frozen weights and record what the trained network does.
+
+Every (trial, task) pair draws from its own stream ``("test", trial, task)``.  For the
+chosen neurons it records the spike times and the boxcar-averaged total and plastic
+currents at the learning times (tsn.md 3.8), and saves them with the targets in
+``test.h5``, which is all the plots need::
+
+    neurons (n,)                             0-based neuron indices
+    spike_step, spike_trial, spike_task, spike_neuron (n_spikes,)
+                                             one row per spike: step (1-based, time = step * dt ms),
+                                             trial, task, neuron index
+    u_total, u_plastic (ntrials, T, learn_nsteps, n)   boxcar means of the currents
+    target (T, learn_nsteps, n)              the targets of those neurons
+    learn_times (learn_nsteps,)              bin centres [ms]
+
+Attributes: ``dt``, ``stim_off``, ``train_time``, ``learn_every`` [ms], ``ntrials``,
+``n_tasks``, ``checkpoint``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeforge.core import rng as streams
+from spikeforge.core.backends.layout import TEST
+from spikeforge.core.store import write_h5
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.rls.files import RunDir, checkpoint_loop
+from spikeforge.rls.model import Model
+from spikeforge.rls.simulation import constants, initial_voltage, run_trial
+from spikeforge.rls.targets import learning_times
+
+
+def check_neurons(neurons: Sequence[int], n_cells: int) -> np.ndarray:
+    """``neurons`` as an int array, or ParameterError naming the first index out of range."""
+    indices = np.asarray(list(neurons), dtype=np.int64)
+    if indices.size == 0:
+        raise ParameterError("no neurons selected; expected at least one 0-based index")
+    bad = indices[(indices < 0) | (indices >= n_cells)]
+    if bad.size:
+        raise ParameterError(f"neuron index {bad[0]} is out of range; expected 0 .. {n_cells - 1}")
+    return indices
+
+
+def latest_checkpoint(run: RunDir) -> str:
+    """Label of the checkpoint with the highest loop number."""
+    labels = run.checkpoint_labels()
+    if not labels:
+        raise DataFileError(f"{str(run.path)!r} has no checkpoint; run `spikeforge train {run.path}` first")
+    return max(labels, key=lambda label: (checkpoint_loop(label), label))
+
+
+def test(
+    directory: str | Path,
+    ntrials: int = 1,
+    neurons: Sequence[int] = range(16),
+    restore_from_checkpoint: str | int | None = None,
+    plot: bool = True,
+    verbose: bool = True,
+    kernels=None,
+) -> Path:
+    """Run ``ntrials`` trials of every task with the weights of a checkpoint; save ``test.h5``.
+
+    Args:
+        neurons: 0-based indices of the neurons to record.
+        restore_from_checkpoint: checkpoint label; default the one with the highest loop.
+        plot: write the figures of :func:`spikeforge.rls.plotting.plot` afterwards.
+
+    Returns:
+        Path of ``test.h5``.  Ctrl-C keeps the trials completed so far.
+    """
+    if ntrials < 1:
+        raise ParameterError(f"ntrials = {ntrials} must be >= 1")
+    run = RunDir(directory)
+    p = run.params()
+    indices = check_neurons(neurons, p.n_cells)
+    label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
+    model = Model.load(run, label, p)
+    net, _ = model.connectivity()
+    const = constants(p)
+    n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks
+    u_total = np.zeros((ntrials, n_tasks, n_bins, indices.size))
+    u_plastic = np.zeros_like(u_total)
+    spikes: list[np.ndarray] = []  # rows (step, trial, task, neuron)
+    completed = 0
+    try:
+        for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
+                          disable=not (verbose and sys.stderr.isatty()), leave=False):
+            for task in range(n_tasks):
+                started = time.perf_counter()
+                rng = streams.stream(p.seed, "test", trial, task)
+                result = run_trial(p, net, const, TEST, initial_voltage(p, rng), model.stimulus[task], rng,
+                                   kernels=kernels)
+                u_total[trial, task] = result.u_rolling[0][:, indices]
+                u_plastic[trial, task] = result.u_rolling[1][:, indices]
+                for neuron in indices:
+                    count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
+                    steps = result.spike_steps[neuron, :count]
+                    spikes.append(np.stack([steps, np.full(count, trial), np.full(count, task),
+                                            np.full(count, neuron)], axis=1))
+                if verbose:
+                    print(f"trial {trial}, task {task}: {time.perf_counter() - started:.2f} s")
+            completed = trial + 1
+    except KeyboardInterrupt:
+        print(f"interrupted: keeping the {completed} completed trials", file=sys.stderr)
+        if completed == 0:
+            raise
+    table = np.concatenate(spikes).astype(np.int64) if spikes else np.zeros((0, 4), dtype=np.int64)
+    table = table[table[:, 1] < completed]
+    arrays = {
+        "neurons": indices, "spike_step": table[:, 0].astype(np.int32), "spike_trial": table[:, 1].astype(np.int32),
+        "spike_task": table[:, 2].astype(np.int32), "spike_neuron": table[:, 3].astype(np.int32),
+        "u_total": u_total[:completed], "u_plastic": u_plastic[:completed],
+        "target": model.targets[:, :, indices], "learn_times": learning_times(p),
+    }
+    attrs = {"dt": p.dt, "stim_off": p.stim_off, "train_time": p.train_time, "learn_every": p.learn_every,
+             "ntrials": completed, "n_tasks": n_tasks, "checkpoint": label}
+    write_h5(run.test_file, arrays, attrs)
+    if plot:
+        from spikeforge.rls.plotting import plot as make_plots
+
+        figures = make_plots(run.test_file)
+        if verbose:
+            print("figures: " + ", ".join(str(f) for f in figures))
+    return run.test_file

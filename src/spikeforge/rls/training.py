@@ -1,0 +1,190 @@
+"""``train``: RLS training loops with checkpoints, a learning curve and safe interruption.
+
+Each loop is one trial of the task ``(loop - 1) % n_tasks`` during which every neuron's
+plastic weights are updated by RLS every ``learn_every`` ms after ``stim_off``.  P
+persists across loops.  Loop ``n`` draws its random numbers from the stream
+``("train", n)``, so training 2 loops, restoring and training 2 more gives exactly the
+weights of 4 loops in one go.
+
+Ctrl-C finishes the loop in progress, saves checkpoint ``<loop>i`` and the learning
+curve, and raises :class:`TrainingInterrupted`; a second Ctrl-C stops at once without
+saving that loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import resource
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeforge.core import rng as streams
+from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
+from spikeforge.core.store import read_h5, write_h5
+from spikeforge.errors import ParameterError, SpikeforgeError
+from spikeforge.rls.evaluation import network_correlation
+from spikeforge.rls.files import RunDir, checkpoint_loop
+from spikeforge.rls.model import Model
+from spikeforge.rls.simulation import Learner, constants, initial_voltage, run_trial
+
+
+class TrainingInterrupted(SpikeforgeError):
+    """Training stopped on Ctrl-C after saving a checkpoint (its label is in ``label``)."""
+
+    def __init__(self, label: str, path: Path):
+        super().__init__(f"interrupted: saved checkpoint {label!r} ({path}); resume with --restore-from-checkpoint {label}")
+        self.label = label
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Outcome of a ``train`` call.  Per-loop lists cover only this call's loops."""
+
+    loops: list[int]
+    correlation: list[float]  # NaN where not measured
+    firing_rate: list[float]  # mean over neurons and trial [Hz]
+    elapsed_time: list[float]  # [s]
+    checkpoint: str  # label of the checkpoint saved at the end
+    model: Model
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Turn the first Ctrl-C into a flag (``flag["set"]``); the second raises KeyboardInterrupt."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+        print("\nCtrl-C: finishing this loop, then saving a checkpoint (press again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _write_learning_curve(run: RunDir, first_loop: int, rows: dict[str, list]) -> None:
+    """Write the learning curve: entries of loops before ``first_loop`` are kept from the old file."""
+    kept: dict[str, np.ndarray] = {}
+    if run.learning_curve_file.exists() and first_loop > 1:
+        try:
+            old, _ = read_h5(run.learning_curve_file, list(rows), what="learning curve")
+            keep = old["loop"] < first_loop
+            kept = {name: values[keep] for name, values in old.items()}
+        except SpikeforgeError:
+            kept = {}
+    arrays = {name: np.concatenate([kept.get(name, np.zeros(0)), np.asarray(values, dtype=np.float64)])
+              for name, values in rows.items()}
+    arrays["loop"] = arrays["loop"].astype(np.int64)
+    arrays["task"] = arrays["task"].astype(np.int64)
+    write_h5(run.learning_curve_file, arrays,
+             {"units": {"correlation": "1", "elapsed_time": "s", "firing_rate": "Hz", "max_memory": "bytes"}})
+
+
+def train(
+    directory: str | Path,
+    nloops: int = 1,
+    correlation_interval: int = 1,
+    save_best_checkpoint: bool = False,
+    restore_from_checkpoint: str | int | None = None,
+    verbose: bool = True,
+    kernels=None,
+) -> TrainResult:
+    """Train the network in ``directory`` for ``nloops`` loops.
+
+    Args:
+        nloops: number of training trials.
+        correlation_interval: measure the correlation with the targets every this many
+            loops (the loops in between are faster and record NaN).
+        save_best_checkpoint: also save ``ckpt-<loop>-cor<c>.h5`` whenever the correlation
+            beats the best so far with no NaN neuron (the previous best is deleted).
+        restore_from_checkpoint: continue from this checkpoint label (``"100"``, ``"12i"``,
+            ``"37-cor0.712"``); loop numbers continue after it.
+        verbose: print a line per loop and a progress bar.
+        kernels: backend module (default numba).
+
+    Returns:
+        A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C, once the checkpoint is saved.
+    """
+    if nloops < 1:
+        raise ParameterError(f"nloops = {nloops} must be >= 1")
+    if correlation_interval < 1:
+        raise ParameterError(f"correlation_interval = {correlation_interval} must be >= 1")
+    run = RunDir(directory)
+    if restore_from_checkpoint is not None:
+        checkpoint_loop(str(restore_from_checkpoint))  # validate the label before loading anything
+    model = Model.load(run, restore_from_checkpoint)
+    p = model.p
+    net, in_to_out = model.connectivity()
+    const = constants(p)
+    learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
+                      plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=net.plastic_weight,
+                      p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", symmetric=p.p_storage == "symmetric",
+                      apply=not p.benchmark)
+    first_loop = model.loop + 1
+    rows: dict[str, list] = {k: [] for k in ("loop", "task", "correlation", "n_nan", "elapsed_time", "firing_rate",
+                                             "max_memory")}
+    best_correlation, best_label = -np.inf, None
+    if verbose:
+        print(f"{'loop':>6} {'task':>5} {'seconds':>8} {'rate (Hz)':>10} {'correlation':>12}")
+    bar = tqdm(total=nloops, desc="training", unit="loop", disable=not (verbose and sys.stderr.isatty()), leave=False, file=sys.stderr)
+    interrupted = False
+    try:
+        with _deferred_interrupt() as stop:
+            for loop in range(first_loop, first_loop + nloops):
+                started = time.perf_counter()
+                task = (loop - 1) % model.n_tasks
+                measure = loop % correlation_interval == 0
+                rng = streams.stream(p.seed, "train", loop)
+                result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),
+                                   model.stimulus[task], rng, learner, model.targets[task], kernels)
+                model.loop = loop
+                rate = float(result.spike_count.mean() / (p.train_time / 1000))
+                correlation, n_nan = float("nan"), 0
+                if measure:
+                    which = 0 if p.correlation_var == "utotal" else 1
+                    correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
+                elapsed = time.perf_counter() - started
+                for name, value in zip(rows, (loop, task, correlation, n_nan, elapsed, rate,
+                                              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)):
+                    rows[name].append(value)
+                if verbose:
+                    nan_note = f" ({n_nan} are NaN)" if n_nan else ""
+                    tqdm.write(f"{loop:>6} {task:>5} {elapsed:>8.2f} {rate:>10.3f} {correlation:>12.4f}{nan_note}")
+                bar.update()
+                if save_best_checkpoint and measure and n_nan == 0 and correlation > best_correlation:
+                    label = f"{loop}-cor{correlation:.3f}"
+                    model.save_checkpoint(run, label, correlation)
+                    if best_label is not None:
+                        run.checkpoint_file(best_label).unlink(missing_ok=True)
+                    best_correlation, best_label = correlation, label
+                if stop["set"]:
+                    interrupted = True
+                    break
+        label = f"{model.loop}i" if interrupted else str(model.loop)
+        if model.loop >= first_loop:
+            model.save_checkpoint(run, label, rows["correlation"][-1])
+    finally:
+        bar.close()
+        if rows["loop"]:
+            _write_learning_curve(run, first_loop, rows)
+    if interrupted:
+        raise TrainingInterrupted(label, run.checkpoint_file(label))
+    return TrainResult(rows["loop"], rows["correlation"], rows["firing_rate"], rows["elapsed_time"], label, model)

@@ -1,0 +1,123 @@
+"""The numba kernels against hand-computed dynamics and the textbook RLS update."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikeforge.core.backends import numba_kernels as kernels
+from spikeforge.core.backends.layout import INIT, TEST, Connectivity, Constants, Recording, State
+
+
+def _constants(n, x_bal, **overrides):
+    values = dict(
+        x_bal=np.asarray(x_bal, dtype=float), thresh=np.ones(n), dt_over_tau_mem=np.full(n, 0.01),
+        decay_plas=np.full(n, 1 - 0.1 / 150), kick_plas=np.full(n, 1 / 150), noise_scale=np.zeros(n),
+        decay_bale=1 - 0.1 / 3, kick_bale=1 / 3, decay_bali=1 - 0.1 / 3, kick_bali=1 / 3, vre=0.0,
+        refrac_steps=1, stim_on_step=10**9, stim_off_step=10**9, u0_skip_steps=0, steps_per_ms=10,
+        wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True)
+    values.update(overrides)
+    return Constants(**values)
+
+
+def _state(n):
+    z = lambda *s: np.zeros(s)  # noqa: E731
+    return State(v=z(n), last_spike=np.full(n, -(2**40), dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
+                 spiked=np.zeros(n, dtype=np.uint8), u_bale=z(n), u_bali=z(n), u_bal=z(n), u_plas=z(n), r=z(n),
+                 inputs_e=z(2, n), inputs_i=z(2, n), inputs_p=z(2, n))
+
+
+def _recording(n, max_times=0):
+    return Recording(spike_steps=np.zeros((n, max_times), dtype=np.int32), roll_sum=np.zeros((2, 0, n)),
+                     roll_count=np.zeros(0, dtype=np.int64), u_sum=np.zeros(n), u_sumsq=np.zeros(n))
+
+
+def _net(n, pre, post, weight):
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pre, minlength=n), out=ptr[1:])
+    return Connectivity(ptr, np.asarray(post, dtype=np.int32), np.asarray(weight, dtype=float),
+                        np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0))
+
+
+def test_lif_spike_times_follow_the_euler_recurrence_with_one_refractory_step():
+    drive = 1.5
+    v, first = 0.0, 0
+    while v <= 1.0:  # the same recurrence, in Python
+        first += 1
+        v = v + 0.01 * (drive - v)
+    state, rec = _state(1), _recording(1, max_times=5)
+    kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive]), rec, np.zeros((1, 1)),
+                      np.zeros((0, 1)), 1, 3 * first + 10, TEST)
+    # after a spike the voltage is frozen for one step, then climbs from the reset again
+    np.testing.assert_array_equal(rec.spike_steps[0, :3], [first, 2 * first + 1, 3 * first + 2])
+
+
+def test_a_spike_reaches_its_targets_one_step_later_with_charge_w():
+    w = 0.7
+    state, rec = _state(2), _recording(2)
+    c = _constants(2, [5.0, 0.0])
+    net = _net(2, [0], [1], [w])
+    empty = np.zeros((0, 2))
+    step = 0
+    while state.spike_count[0] == 0:
+        step += 1
+        kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, step, step, INIT)
+    assert state.u_bale[1] == 0.0
+    kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, step + 1, step + 1, INIT)
+    assert state.u_bale[1] == pytest.approx(w / 3)  # kick w / tau_bale
+    assert state.u_bali[1] == 0.0
+
+
+def _textbook_rls(P, w, a, u_bal, target, with_den):
+    k = P @ a
+    den = 1 / (1 + a @ k)
+    error = w @ a + u_bal - target
+    return P - den * np.outer(k, k), w - error * (den if with_den else 1.0) * k
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("with_den", [True, False])
+def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
+    rng = np.random.default_rng(3)
+    n, lmax, n_pre = 6, 7, 20
+    count = np.array([7, 5, 7, 1, 6, 7], dtype=np.int32)
+    index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
+    P = np.zeros((n, lmax, lmax))
+    for i, c in enumerate(count):
+        m = rng.normal(size=(c, c))
+        P[i, :c, :c] = np.linalg.inv(m @ m.T + c * np.eye(c))
+    weights = rng.normal(size=(n, lmax))
+    r, u_bal, target = rng.random(n_pre) * 0.02, rng.normal(size=n), rng.normal(size=n)
+    in_to_out = np.arange(n * lmax).reshape(n, lmax)
+    out = np.zeros(n * lmax)
+    P_kernel, w_kernel = P.copy(), weights.copy()
+    kernels.rls_update(P_kernel, w_kernel, index, count, in_to_out, out, r, u_bal, target, 1.0, with_den,
+                       symmetric, True)
+    for i, c in enumerate(count):
+        P_ref, w_ref = _textbook_rls(P[i, :c, :c], weights[i, :c], r[index[i, :c]], u_bal[i], target[i], with_den)
+        got = np.triu(P_kernel[i, :c, :c]) if symmetric else P_kernel[i, :c, :c]
+        np.testing.assert_allclose(got, np.triu(P_ref) if symmetric else P_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(w_kernel[i, :c], w_ref, rtol=1e-12)
+        np.testing.assert_array_equal(out[in_to_out[i, :c]], w_kernel[i, :c])
+
+
+def test_rls_with_the_paper_gain_shrinks_the_error_by_one_plus_apa():
+    rng = np.random.default_rng(4)
+    c = 10
+    P = (np.eye(c) / 0.8)[None]
+    w, a = rng.normal(size=(1, c)), rng.random(c)
+    index = np.arange(c, dtype=np.int32)[None]
+    k = P[0] @ a
+    error_before = w[0] @ a - 1.0
+    kernels.rls_update(P, w, index, np.array([c], dtype=np.int32), index.astype(np.int64), np.zeros(c), a,
+                       np.zeros(1), np.ones(1), 1.0, True, True, True)
+    assert w[0] @ a - 1.0 == pytest.approx(error_before / (1 + a @ k), rel=1e-12)
+
+
+def test_benchmark_mode_updates_p_but_not_the_weights():
+    c = 4
+    P, w = (np.eye(c) * 2.0)[None], np.ones((1, c))
+    index = np.arange(c, dtype=np.int32)[None]
+    kernels.rls_update(P, w, index, np.array([c], dtype=np.int32), index.astype(np.int64), np.zeros(c),
+                       np.full(c, 0.5), np.zeros(1), np.zeros(1), 1.0, True, False, False)
+    assert np.all(w == 1.0) and P[0, 0, 0] < 2.0
