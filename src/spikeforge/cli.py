@@ -15,8 +15,9 @@ import click
 
 from spikeforge.errors import SpikeforgeError
 
-QUICKSTART_PARAMS = {"n_cells": 1024, "seed": 2026}
-QUICKSTART_LOOPS = 40
+# same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
+QUICKSTART_PARAMS = {"n_cells": 2048, "pree": 0.2, "seed": 2026}
+QUICKSTART_LOOPS = 100
 
 
 def _user_errors(command):
@@ -152,8 +153,8 @@ def quickstart(directory: Path, nloops: int) -> None:
 
     rls.new(directory, QUICKSTART_PARAMS)
     rls.init(directory)
-    result = rls.train(directory, nloops=nloops, correlation_interval=5)
-    rls.test(directory, ntrials=5, neurons=range(9), plot=False)
+    result = rls.train(directory, nloops=nloops, correlation_interval=10)
+    rls.test(directory, ntrials=10, neurons=range(9), plot=False)
     figures = rls.plot(directory / "test.h5")
     measured = [(loop, c) for loop, c in zip(result.loops, result.correlation) if c == c]
     if measured:

@@ -1,0 +1,37 @@
+"""Acceptance: the default 4096-neuron model against TrainSpikingNet's reference run (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikeforge import rls
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("default") / "net"
+    rls.new(directory, {"seed": 1})
+    model = rls.init(directory)
+    return directory, model
+
+
+def test_default_model_init_rates_match_the_reference(default_model):
+    _, model = default_model
+    # TrainSpikingNet README: 3.43 Hz (E) and 6.15 Hz (I)
+    assert 2.5 <= model.init_stats["rate_exc_hz"] <= 4.5
+    assert 4.5 <= model.init_stats["rate_inh_hz"] <= 8.0
+
+
+def test_default_model_reaches_correlation_0_6_within_100_loops(default_model):
+    directory, _ = default_model
+    result = rls.train(directory, nloops=100, correlation_interval=10)
+    measured = {loop: c for loop, c in zip(result.loops, result.correlation) if not np.isnan(c)}
+    print("correlation at loops 10, 50, 100:", measured[10], measured[50], measured[100])
+    print("firing rate at loops 1, 100 (Hz):", result.firing_rate[0], result.firing_rate[-1])
+    # the reference run: -0.03 at loop 1, 0.07 at loop 10, 0.73 at loop 100, rates 4.6 -> 5.9 Hz
+    assert measured[10] < 0.3
+    assert max(measured.values()) >= 0.6
+    assert 3.0 < result.firing_rate[0] < 7.0 and 3.0 < result.firing_rate[-1] < 9.0

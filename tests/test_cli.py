@@ -1,0 +1,126 @@
+"""The `spikeforge` command: the contract, bad input, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+from click.testing import CliRunner
+
+from spikeforge.cli import main, parse_neurons
+from spikeforge.errors import ParameterError
+
+from conftest import SMALL
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def _set_args(values):
+    return [arg for name, value in values.items() for arg in ("--set", f"{name}={value}")]
+
+
+def test_command_line_workflow_runs_end_to_end(tmp_path):
+    directory = tmp_path / "net"
+    assert run("new", directory, *_set_args(SMALL)).exit_code == 0
+    assert "\nn_cells = 1024" in (directory / "params.toml").read_text()
+    result = run("init", directory)
+    assert result.exit_code == 0 and "mean excitatory rate" in result.output
+    result = run("--threads", 1, "train", directory, "--nloops", 3, "--correlation-interval", 3)
+    assert result.exit_code == 0, result.output
+    assert (directory / "ckpt-3.h5").exists() and (directory / "learning-curve.h5").exists()
+    result = run("test", directory, "--ntrials", 2, "--neurons", "0:4", "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert not list(directory.glob("*.png"))
+    result = run("plot", directory / "test.h5", "--neurons", "0,3")
+    assert result.exit_code == 0 and (directory / "test-psth-task0.png").exists()
+    with h5py.File(directory / "test.h5") as f:
+        assert list(f["neurons"][:]) == [0, 1, 2, 3] and f.attrs["ntrials"] == 2
+
+
+def test_bad_input_gets_one_line_and_status_2_and_writes_nothing(tmp_path):
+    missing = tmp_path / "missing"
+    assert_user_error(run("init", missing), "does not exist", str(missing))
+    assert_user_error(run("train", missing, "--nloops", 1), "does not exist")
+    assert_user_error(run("new", tmp_path / "a", "--set", "n_cels=5"), "unknown parameter 'n_cels'")
+    assert_user_error(run("new", tmp_path / "b", "--set", "dt=-0.1"), "dt = -0.1 must be > 0")
+    assert_user_error(run("new", tmp_path / "c", "--set", "stim_off=2500", "--set", "train_time=2000"),
+                      "stim_off = 2500.0 must be <= train_time = 2000.0")
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+    directory = tmp_path / "net"
+    assert run("new", directory, *_set_args(SMALL)).exit_code == 0
+    assert_user_error(run("new", directory), "already exists")
+    assert_user_error(run("train", directory, "--nloops", 1), "init.h5", "does not exist", "spikeforge init")
+    assert run("init", directory).exit_code == 0
+    assert_user_error(run("train", directory, "--restore-from-checkpoint", 7), "checkpoint", "ckpt-7.h5",
+                      "does not exist")
+    assert_user_error(run("train", directory, "--restore-from-checkpoint", "best"), "'best' is not a checkpoint")
+    assert_user_error(run("test", directory), "no checkpoint")
+    assert sorted(f.name for f in directory.iterdir()) == ["init.h5", "params.toml"]
+
+    init_file = directory / "init.h5"
+    original = init_file.read_bytes()
+    init_file.write_bytes(original[: len(original) // 3])  # truncated, as after a crash
+    truncated = init_file.read_bytes()
+    assert_user_error(run("train", directory, "--nloops", 1), "init.h5", "not a readable HDF5 file")
+    assert init_file.read_bytes() == truncated
+    assert sorted(f.name for f in directory.iterdir()) == ["init.h5", "params.toml"]
+
+    init_file.write_bytes(original)
+    assert run("train", directory, "--nloops", 1).exit_code == 0
+    assert_user_error(run("test", directory, "--neurons", "0,5000"), "neuron index 5000 is out of range")
+    assert_user_error(run("test", directory, "--neurons", "a:b"), "--neurons 'a:b'")
+    assert_user_error(run("init", directory), "--force")
+    assert_user_error(run("plot", directory / "nothing.h5"), "does not exist")
+    params = directory / "params.toml"
+    params.write_text(params.read_text().replace("n_cells = 1024", "n_cells = 2048"))
+    assert_user_error(run("train", directory, "--nloops", 1), "params.toml changed after init")
+
+
+def test_neuron_ranges_are_zero_based():
+    assert parse_neurons("0:4") == [0, 1, 2, 3]
+    assert parse_neurons("0:16:5") == [0, 5, 10, 15]
+    assert parse_neurons("7") == [7] and parse_neurons("0,4,8") == [0, 4, 8]
+    with pytest.raises(ParameterError):
+        parse_neurons("1:")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
+def test_ctrl_c_saves_a_restorable_checkpoint_of_the_last_completed_loop(tmp_path):
+    directory = tmp_path / "net"
+    assert run("new", directory, *_set_args(SMALL)).exit_code == 0
+    assert run("init", directory).exit_code == 0
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge.cli", "train", str(directory), "--nloops", "100000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    deadline = time.monotonic() + 120
+    while len(lines) < 4 and time.monotonic() < deadline:  # header plus three loops
+        lines.append(process.stdout.readline())
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    labels = [f.name for f in directory.glob("ckpt-*i.h5")]
+    assert len(labels) == 1, labels
+    loop = int(labels[0][len("ckpt-"):-len("i.h5")])
+    assert loop >= 3 and f"resume with --restore-from-checkpoint {loop}i" in stderr
+    with h5py.File(directory / "learning-curve.h5") as f:
+        assert list(f["loop"][:]) == list(range(1, loop + 1))
+    result = run("train", directory, "--nloops", 1, "--restore-from-checkpoint", f"{loop}i")
+    assert result.exit_code == 0 and (directory / f"ckpt-{loop + 1}.h5").exists()
