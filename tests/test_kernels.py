@@ -95,8 +95,7 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
                        symmetric, True)
     for i, c in enumerate(count):
         P_ref, w_ref = _textbook_rls(P[i, :c, :c], weights[i, :c], r[index[i, :c]], u_bal[i], target[i], with_den)
-        got = np.triu(P_kernel[i, :c, :c]) if symmetric else P_kernel[i, :c, :c]
-        np.testing.assert_allclose(got, np.triu(P_ref) if symmetric else P_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(P_kernel[i, :c, :c], P_ref, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(w_kernel[i, :c], w_ref, rtol=1e-12)
         np.testing.assert_array_equal(out[in_to_out[i, :c]], w_kernel[i, :c])
 
@@ -121,3 +120,25 @@ def test_benchmark_mode_updates_p_but_not_the_weights():
     kernels.rls_update(P, w, index, np.array([c], dtype=np.int32), index.astype(np.int64), np.zeros(c),
                        np.full(c, 0.5), np.zeros(1), np.zeros(1), 1.0, True, False, False)
     assert np.all(w == 1.0) and P[0, 0, 0] < 2.0
+
+
+def test_symmetric_p_stays_exactly_symmetric_and_column_padding_changes_nothing():
+    rng = np.random.default_rng(5)
+    n, lmax, width = 3, 10, 16
+    m = rng.normal(size=(n, lmax, lmax)).astype(np.float32)
+    P = np.einsum("nij,nkj->nik", m, m) + 10 * np.eye(lmax, dtype=np.float32)
+    padded = np.zeros((n, lmax, width), dtype=np.float32)
+    padded[:, :, :lmax] = P
+    index = rng.integers(0, 30, size=(n, lmax)).astype(np.int32)
+    count = np.full(n, lmax, dtype=np.int32)
+    r, u_bal, target = rng.random(30), rng.normal(size=n), rng.normal(size=n)
+    weights = [rng.normal(size=(n, lmax))] * 2
+    weights = [w.copy() for w in weights]
+    for matrix, w in zip((P, padded), weights):
+        for _ in range(5):
+            kernels.rls_update(matrix, w, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal,
+                               target, 1.0, True, True, True)
+    np.testing.assert_array_equal(P, np.swapaxes(P, 1, 2))
+    np.testing.assert_array_equal(padded[:, :, :lmax], P)
+    assert np.all(padded[:, :, lmax:] == 0)
+    np.testing.assert_array_equal(weights[0], weights[1])

@@ -21,7 +21,7 @@ from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rls import connectivity, stimulus, targets
 from spikeforge.rls.files import RunDir
-from spikeforge.rls.model import Model
+from spikeforge.rls.model import Model, pad_columns
 from spikeforge.rls.params import SCHEMA, Params
 from spikeforge.rls.simulation import constants, float_dtype, initial_voltage, run_trial
 
@@ -91,7 +91,7 @@ def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: 
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
                   "ustd0": float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())}
-    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats)
+    model = Model(p, static, plastic, pad_columns(P), task_targets, task_stimuli, init_stats)
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}

@@ -24,12 +24,23 @@ import numpy as np
 
 import spikeforge
 from spikeforge.core.backends.layout import Connectivity
+from spikeforge.core.backends.numba_rls import padded_width
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import DataFileError
 from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.params import Params
 from spikeforge.rls.simulation import float_dtype
+
+def pad_columns(P: np.ndarray) -> np.ndarray:
+    """P (N, L, L) with zero columns appended up to :func:`padded_width` (the kernels' layout)."""
+    width = padded_width(P.shape[2], P.itemsize)
+    if width == P.shape[2]:
+        return np.ascontiguousarray(P)
+    padded = np.zeros((*P.shape[:2], width), dtype=P.dtype)
+    padded[:, :, : P.shape[2]] = P
+    return padded
+
 
 _INIT_DATASETS = ["static/ptr", "static/post", "static/weight", "plastic/index", "plastic/count", "plastic/weight",
                   "P", "targets", "stimulus", "init/spike_count", "init/u_mean", "init/u_std"]
@@ -42,7 +53,7 @@ class Model:
     p: Params
     static: OutLayout
     plastic: PlasticInputs  # current plastic weights (in layout)
-    P: np.ndarray  # (N, Lmax, Lmax), scaled by p_scale, dtype p_precision
+    P: np.ndarray  # (N, Lmax, W), scaled by p_scale, dtype p_precision; columns >= Lmax are zero padding
     targets: np.ndarray  # (T, learn_nsteps, N)
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
@@ -61,18 +72,22 @@ class Model:
                            plastic_out.ptr, plastic_out.post, plastic_out.weight.astype(dtype))
         return net, in_to_out
 
+    def stored_p(self) -> np.ndarray:
+        """P as saved in files: (N, Lmax, Lmax), without the column padding."""
+        return self.P[:, :, : self.P.shape[1]]
+
     def save_init(self, run: RunDir, attrs: dict[str, Any]) -> None:
         arrays = {
             "static/ptr": self.static.ptr, "static/post": self.static.post, "static/weight": self.static.weight,
             "plastic/index": self.plastic.index, "plastic/count": self.plastic.count,
-            "plastic/weight": self.plastic.weight, "P": self.P, "targets": self.targets, "stimulus": self.stimulus,
+            "plastic/weight": self.plastic.weight, "P": self.stored_p(), "targets": self.targets, "stimulus": self.stimulus,
             "init/spike_count": self.init_stats["spike_count"], "init/u_mean": self.init_stats["u_mean"],
             "init/u_std": self.init_stats["u_std"],
         }
         write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
-        write_h5(run.checkpoint_file(label), {"plastic/weight": self.plastic.weight, "P": self.P},
+        write_h5(run.checkpoint_file(label), {"plastic/weight": self.plastic.weight, "P": self.stored_p()},
                  {"loop": self.loop, "correlation": correlation, "spikeforge_version": spikeforge.__version__})
 
     @classmethod
@@ -95,7 +110,7 @@ class Model:
             static=OutLayout(arrays["static/ptr"], arrays["static/post"], arrays["static/weight"].astype(dtype)),
             plastic=PlasticInputs(arrays["plastic/index"], arrays["plastic/count"],
                                   arrays["plastic/weight"].astype(dtype)),
-            P=arrays["P"].astype(p.p_precision),
+            P=pad_columns(arrays["P"].astype(p.p_precision)),
             targets=arrays["targets"],
             stimulus=arrays["stimulus"].astype(dtype),
             init_stats={"spike_count": arrays["init/spike_count"], "u_mean": arrays["init/u_mean"],
@@ -105,9 +120,9 @@ class Model:
             label = str(checkpoint)
             loop = checkpoint_loop(label)
             ckpt, ckpt_attrs = read_h5(run.checkpoint_file(label), ["plastic/weight", "P"], what="checkpoint")
-            if ckpt["plastic/weight"].shape != model.plastic.weight.shape or ckpt["P"].shape != model.P.shape:
+            if ckpt["plastic/weight"].shape != model.plastic.weight.shape or ckpt["P"].shape != model.stored_p().shape:
                 raise DataFileError(f"checkpoint {str(run.checkpoint_file(label))!r} does not match init.h5 shapes")
             model.plastic = model.plastic._replace(weight=ckpt["plastic/weight"].astype(dtype))
-            model.P = ckpt["P"].astype(p.p_precision)
+            model.P = pad_columns(ckpt["P"].astype(p.p_precision))
             model.loop, model.label = int(ckpt_attrs.get("loop", loop)), label
         return model

@@ -2,15 +2,16 @@
 
 Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 
-1. (record kinds, on 1-ms steps after ``stim_off``) count the sample in its rolling bins;
-2. for every neuron, in parallel:
+1. for every neuron, in parallel:
    static currents ``u_bale, u_bali`` and the plastic current ``u_plas`` decay and take the
    charge that arrived from the previous step's spikes (``u <- u (1 - dt/tau) + q / tau``);
-   ``u = u_bale + u_bali (+ u_plas)``; init statistics or rolling sums; the filtered spike
+   ``u = u_bale + u_bali (+ u_plas)``; the filtered spike
    train ``r <- r (1 - dt/tau_plas) + s_prev / tau_plas``; drive ``X = x_bal (+ stimulus)``;
-   voltage noise; the LIF step unless refractory; threshold, reset, spike count and time;
+   voltage noise; the LIF step unless refractory; threshold and reset;
+2. (init) sums of u and u^2; (record kinds, on 1-ms steps after ``stim_off``) the rolling sums;
 3. serially, in neuron order: every neuron that spiked adds its out-weights to the
-   charge accumulators that the next step reads (the one-step synaptic delay).
+   charge accumulators that the next step reads (the one-step synaptic delay), and its
+   spike count and time are recorded.
 
 Neuron updates are independent and the propagation is serial, so results do not depend
 on the number of threads.
@@ -75,15 +76,10 @@ def run_steps(
     for ti in range(first_step, last_step + 1):
         prev = (ti - 1) & 1
         cur = ti & 1
-        sample = recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step
-        lo, hi = 0, -1
-        if sample:
-            lo, hi = _rolling_bins(ti, c, n_bins)
-            for b in range(lo, hi + 1):
-                roll_count[b] += 1
         stim_row = ti - c.stim_on_step - 1
         stimulated = kind != INIT and c.stim_on_step < ti < c.stim_off_step
         noise_row = ti - first_step
+        # element-wise, branch-free update of every neuron (vectorises); spike bookkeeping is below
         for i in numba.prange(n):
             q_e = inputs_e[prev, i]
             q_i = inputs_i[prev, i]
@@ -104,13 +100,6 @@ def run_steps(
                 u_plas = u_plas_all[i] * decay_plas[i] + q_p * kick_plas[i]
                 u_plas_all[i] = u_plas
                 u += u_plas
-            if kind == INIT and ti > u0_skip_steps:
-                u_sum[i] += u
-                u_sumsq[i] += u * u
-            if sample:
-                for b in range(lo, hi + 1):
-                    roll_sum[0, b, i] += u
-                    roll_sum[1, b, i] += u_plas_all[i]
             if learning:
                 r[i] = r[i] * decay_plas[i] + spiked_all[i] * kick_plas[i]
             drive = x_bal[i] + u
@@ -119,21 +108,32 @@ def run_steps(
             v = v_all[i]
             if with_noise and noise_on_voltage:
                 v += noise_scale[i] * noise[noise_row, i]
-            spiked = 0
-            if ti > last_spike[i] + refrac_steps:
-                v = lif.step(v, drive, dt_over_tau_mem[i])
-                if v > thresh[i]:
-                    v = vre
-                    spiked = 1
-                    last_spike[i] = ti
-                    count = spike_count[i] + 1
-                    spike_count[i] = count
-                    if recording and count <= max_times:
-                        spike_steps[i, count - 1] = ti
-            v_all[i] = v
-            spiked_all[i] = spiked
+            active = ti > last_spike[i] + refrac_steps
+            stepped = lif.step(v, drive, dt_over_tau_mem[i])
+            v = stepped if active else v
+            fired = active and v > thresh[i]
+            v_all[i] = vre if fired else v
+            spiked_all[i] = fired
+        if kind == INIT and ti > u0_skip_steps:
+            for i in numba.prange(n):
+                u = u_bal_all[i]
+                u_sum[i] += u
+                u_sumsq[i] += u * u
+        if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
+            lo, hi = _rolling_bins(ti, c, n_bins)
+            for b in range(lo, hi + 1):
+                roll_count[b] += 1
+                for i in numba.prange(n):
+                    roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
+                    roll_sum[1, b, i] += u_plas_all[i]
+        # serial, in neuron order: spike counts and times, and propagation to next step's inputs
         for j in range(n):
             if spiked_all[j]:
+                last_spike[j] = ti
+                count = spike_count[j] + 1
+                spike_count[j] = count
+                if recording and count <= max_times:
+                    spike_steps[j, count - 1] = ti
                 for s in range(static_ptr[j], static_ptr[j + 1]):
                     w = static_weight[s]
                     if w > 0:

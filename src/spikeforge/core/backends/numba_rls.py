@@ -9,17 +9,35 @@ For neuron ``i`` with plastic inputs ``idx = plastic_index[i, :n_i]`` (reference
     e   = w_i . a + u_bal[i] - target[i]  prediction minus target
     w_i <- w_i - e * gain * k             gain = den ("paper") or 1 ("latest")
 
-``P`` is stored per neuron as an (Lmax, Lmax) block scaled by ``p_scale``; with
-``symmetric`` only its upper triangle is read and written (the lower one is stale).
-Sums are accumulated in float64 whatever the storage type.  After a neuron's update its
-weights are copied into the presynaptic (out) layout through ``in_to_out``.  Neurons are
-independent, so the result does not depend on the number of threads.
+Layout and arithmetic, chosen for speed (the update streams every P once per learning
+step, so it is memory-bound):
+
+* ``P`` is (N, Lmax, W) with ``W >= Lmax`` columns; columns past a neuron's inputs are zero.
+  Padding W to a whole number of SIMD vectors (:func:`padded_width`) lets every row be
+  processed by vector instructions without a scalar remainder.
+* ``k`` is accumulated row by row, ``k += a_q P[q, :]`` (an axpy over a contiguous row, which
+  vectorises without reordering any sum), i.e. ``k = P'a``, which is ``P a`` for symmetric P.
+* ``symmetric`` updates every element as ``P[q, m] -= c (k_q k_m)``; the product ``k_q k_m``
+  is the same number for (q, m) and (m, q), so a symmetric P stays exactly symmetric.
+  Otherwise (``full``) the update is the general ``P[q, m] -= (c k_q) k_m``.
+* Arithmetic is in P's floating type (float32 by default, as the reference's BLAS calls);
+  the scalars ``a'k``, the error and the weight step are in float64.
+
+Neurons are independent, so the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+SIMD_BYTES = 64  # one AVX-512 register / one cache line
+
+
+def padded_width(n_inputs: int, itemsize: int) -> int:
+    """Columns of a P row: ``n_inputs`` rounded up to a whole number of SIMD_BYTES."""
+    per_vector = max(1, SIMD_BYTES // itemsize)
+    return -(-n_inputs // per_vector) * per_vector
 
 
 @numba.njit(parallel=True, cache=True)
@@ -38,7 +56,7 @@ def rls_update(
     symmetric: bool,
     apply: bool,
 ) -> None:
-    """Update ``P`` (N, Lmax, Lmax), ``weights_in`` (N, Lmax) and ``weights_out`` in place.
+    """Update ``P`` (N, Lmax, W), ``weights_in`` (N, Lmax) and ``weights_out`` in place.
 
     Args:
         plastic_index: int (N, Lmax) presynaptic neuron of each plastic input (padding unused).
@@ -48,46 +66,46 @@ def rls_update(
         target: (N,) target current at this learning step.
         apply: False for benchmark mode (P is updated, weights are not).
     """
-    n = P.shape[0]
+    n, width = P.shape[0], P.shape[2]
     for i in numba.prange(n):
-        m_count = plastic_count[i]
-        a = np.empty(m_count)
-        k = np.zeros(m_count)
-        for m in range(m_count):
+        count = plastic_count[i]
+        a = np.zeros(width, dtype=P.dtype)
+        k = np.zeros(width, dtype=P.dtype)
+        for m in range(count):
             a[m] = r[plastic_index[i, m]]
         Pi = P[i]
-        if symmetric:
-            for m in range(m_count):
-                a_m = a[m]
-                k_m = Pi[m, m] * a_m
-                for q in range(m + 1, m_count):
-                    p_mq = Pi[m, q]
-                    k_m += p_mq * a[q]
-                    k[q] += p_mq * a_m
-                k[m] += k_m
-        else:
-            for m in range(m_count):
-                k_m = 0.0
-                for q in range(m_count):
-                    k_m += Pi[m, q] * a[q]
-                k[m] = k_m
+        for q in range(count):
+            a_q = a[q]
+            row = Pi[q]
+            for m in range(width):
+                k[m] += a_q * row[m]
+        in_p_type = np.empty(2, dtype=P.dtype)  # scalars rounded to P's type
+        in_p_type[0] = 1.0 / p_scale
+        inv_scale = in_p_type[0]
+        for m in range(width):
+            k[m] *= inv_scale
         a_k = 0.0
-        for m in range(m_count):
-            k[m] /= p_scale
-            a_k += a[m] * k[m]
+        for m in range(count):
+            a_k += np.float64(a[m]) * np.float64(k[m])
         den = 1.0 / (1.0 + a_k)
-        c = den * p_scale
-        for m in range(m_count):
-            ck_m = c * k[m]
-            start = m if symmetric else 0
-            for q in range(start, m_count):
-                Pi[m, q] -= ck_m * k[q]
+        in_p_type[1] = den * p_scale
+        c = in_p_type[1]
+        for q in range(count):
+            row = Pi[q]
+            if symmetric:
+                k_q = k[q]
+                for m in range(width):
+                    row[m] -= c * (k_q * k[m])
+            else:
+                ck_q = c * k[q]
+                for m in range(width):
+                    row[m] -= ck_q * k[m]
         error = u_bal[i] - target[i]
-        for m in range(m_count):
+        for m in range(count):
             error += weights_in[i, m] * a[m]
         if apply:
             step = error * den if gain_with_den else error
-            for m in range(m_count):
+            for m in range(count):
                 w = weights_in[i, m] - step * k[m]
                 weights_in[i, m] = w
                 weights_out[in_to_out[i, m]] = w

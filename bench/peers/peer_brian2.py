@@ -1,0 +1,123 @@
+"""Simulate an exported spikeforge network with Brian2 (C++ standalone); write a JSON result.
+
+Run by ``run.py`` in the peers' virtual environment::
+
+    python peer_brian2.py NETWORK.npz --threads 1 --repeats 3 --build-dir DIR --out result.json
+
+The same equations as spikeforge, integrated with ``method='euler'``::
+
+    dv/dt = (-v + x + u_e + u_i) / tau_m  (unless refractory);  du_e/dt = -u_e / tau_s;  du_i/dt = -u_i / tau_s
+
+threshold ``v > thresh``, reset ``v = vre``, refractory ``refrac`` (one step), and one
+``Synapses`` object per presynaptic population with ``on_pre: u_e += w / tau_s`` (resp. u_i).
+
+Synaptic delay.  spikeforge's current takes a spike of step s at step s + 1, before the
+voltage update of that step, so the spike first moves the voltage at step s + 1.  Brian2's
+schedule per step is state update, threshold, synaptic propagation, reset: with no
+synaptic delay a spike of step s is added to u at the end of step s and moves the voltage at
+step s + 1, the same thing (and forward Euler of u at step s + 1 then equals spikeforge's
+decay-then-kick).  ``--delay-steps 0`` (the default) is therefore spikeforge's model
+exactly; ``--delay-steps 1`` (Brian2's ``delay = dt``) is one step later, like NEST's.
+
+The project is generated and compiled once (``compile_s``, code generation and the C++
+compiler, OpenMP with ``--threads`` > 1, plain serial code with 1 thread); each repeat runs
+the binary (``device.run``).  Wall time of ``Network::run`` is measured inside the binary
+with ``std::chrono::steady_clock`` (``sim_s``; Brian2's own ``_last_run_time`` is CPU time
+without OpenMP); the rest of the binary's wall time, mostly loading the 27 M synapses at
+65,536 neurons and writing results, is ``setup_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import network_file  # noqa: E402
+
+TIMER_FILE = "bench_network_run_wall_s.txt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("network")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--delay-steps", type=int, default=0, help="Brian2 synaptic delay in steps (see above)")
+    parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
+    parser.add_argument("--build-dir", required=True, help="folder of the generated C++ project")
+    parser.add_argument("--out", required=True, help="JSON result")
+    parser.add_argument("--counts", default=None, help="also save the last repeat's per-neuron spike counts (.npy)")
+    args = parser.parse_args()
+
+    import brian2 as b2
+    from brian2 import NeuronGroup, Synapses, defaultclock, device, ms, prefs, set_device
+
+    b2.BrianLogger.log_level_warn()
+    net = network_file.load(args.network)
+    t_sim = net["t_sim"] if args.t_sim is None else args.t_sim
+    build_dir = Path(args.build_dir).resolve()
+    started = time.perf_counter()
+    set_device("cpp_standalone", directory=str(build_dir), build_on_run=False)
+    prefs.devices.cpp_standalone.openmp_threads = args.threads if args.threads > 1 else 0
+    prefs.codegen.cpp.headers = list(prefs.codegen.cpp.headers) + ["<chrono>"]
+    defaultclock.dt = net["dt"] * ms
+    n, ne, tau_s = net["n"], net["ne"], net["tau_s"]
+    namespace = {"tau_m": net["tau_m"] * ms, "tau_s": tau_s * ms, "thresh": net["thresh"], "vre": net["vre"]}
+    group = NeuronGroup(
+        n,
+        """dv/dt = (-v + x + u_e + u_i) / tau_m : 1 (unless refractory)
+           du_e/dt = -u_e / tau_s : 1
+           du_i/dt = -u_i / tau_s : 1
+           x : 1 (constant)
+           n_spikes : integer""",
+        threshold="v > thresh", reset="v = vre\nn_spikes += 1", refractory=net["refrac"] * ms,
+        method="euler", namespace=namespace,
+    )
+    group.x = net["x"]
+    group.v = net["v0"]
+    pre, post, weight = net["pre"], net["post"], net["weight"]
+    delay = args.delay_steps * net["dt"] * ms
+    synapses = []
+    for name, from_population, current in (("exc", pre < ne, "u_e"), ("inh", pre >= ne, "u_i")):
+        # w is stored divided by tau_s [ms]: the current jumps by w / tau_s, as spikeforge's
+        s = Synapses(group, group, "w : 1 (constant)", on_pre=f"{current}_post += w", name=f"static_{name}",
+                     delay=delay if args.delay_steps else None)
+        s.connect(i=pre[from_population], j=post[from_population])
+        s.w = weight[from_population] / tau_s
+        synapses.append(s)
+    device.insert_code("before_network_run", "auto _bench_t0 = std::chrono::steady_clock::now();")
+    device.insert_code("after_network_run", (
+        "{ double _bench_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - _bench_t0).count();"
+        f' std::ofstream _bench_f(brian::results_dir + "{TIMER_FILE}"); _bench_f.precision(17);'
+        " _bench_f << _bench_s << std::endl; }"))
+    network = b2.Network(group, *synapses)
+    network.run(t_sim * ms)
+    device.build(directory=str(build_dir), compile=True, run=False, with_output=False)
+    compile_s = time.perf_counter() - started
+
+    runs = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        device.run(directory=str(build_dir), with_output=False)
+        binary_s = time.perf_counter() - started
+        sim_s = float((Path(device.results_dir) / TIMER_FILE).read_text())
+        counts = np.asarray(group.n_spikes[:], dtype=np.int64)
+        rate_e, rate_i = network_file.rates(counts, ne, t_sim)
+        runs.append({"build_s": compile_s, "setup_s": binary_s - sim_s, "sim_s": sim_s,
+                     "rate_exc_hz": rate_e, "rate_inh_hz": rate_i, "n_synapses": int(pre.size)})
+    if args.counts:
+        np.save(args.counts, counts)
+    delay_note = "no synaptic delay (= spikeforge's one-step)" if not args.delay_steps else f"delay {args.delay_steps} dt"
+    network_file.write_result(args.out, {
+        "simulator": "Brian2", "version": b2.__version__, "threads": args.threads,
+        "model": f"cpp_standalone, method='euler', {delay_note}", "compile_s": compile_s, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Seconds per training loop of the default RLS model, split into simulation and RLS,
+and the RLS update's ratio to the memory-bandwidth roofline measured in the same run.
+
+The roofline of one RLS update is the time to stream every neuron's P block in and out
+of memory once (a parallel numba pass that reads and writes each element of an array of
+P's size and type); a loop has ``learn_nsteps`` updates.
+
+    python bench/rls_loop.py [--n-cells 4096] [--loops 5] [--threads 1 2]
+
+Prints a table; paste it into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from spikeforge import rls
+from spikeforge.core.backends import numba_kernels
+
+
+class TimedKernels:
+    """The numba kernels, with the wall time of each accumulated."""
+
+    def __init__(self):
+        self.seconds = {"run_steps": 0.0, "rls_update": 0.0}
+
+    def run_steps(self, *args):
+        started = time.perf_counter()
+        numba_kernels.run_steps(*args)
+        self.seconds["run_steps"] += time.perf_counter() - started
+
+    def rls_update(self, *args):
+        started = time.perf_counter()
+        numba_kernels.rls_update(*args)
+        self.seconds["rls_update"] += time.perf_counter() - started
+
+
+@numba.njit(parallel=True, cache=True)
+def _stream_once(P: np.ndarray, factor: float) -> None:
+    """Read and write every element of P once (the memory traffic floor of an RLS update)."""
+    flat = P.reshape(P.shape[0], -1)
+    for i in numba.prange(flat.shape[0]):
+        row = flat[i]
+        for j in range(row.shape[0]):
+            row[j] = row[j] * factor
+
+
+def roofline_seconds(P: np.ndarray, repeats: int = 20) -> float:
+    """Best time of one in-place pass over an array like ``P``."""
+    scratch = P.copy()
+    _stream_once(scratch, 1.0)
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        _stream_once(scratch, 1.0)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-cells", type=int, default=4096)
+    parser.add_argument("--loops", type=int, default=5, help="timed loops per thread count (after one warm-up)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, numba.config.NUMBA_NUM_THREADS])
+    parser.add_argument("--p-storage", default="symmetric", choices=["symmetric", "full"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        directory = Path(folder) / "net"
+        rls.new(directory, {"n_cells": args.n_cells, "seed": 1, "p_storage": args.p_storage})
+        started = time.perf_counter()
+        model = rls.init(directory, verbose=False)
+        init_seconds = time.perf_counter() - started
+        P = model.P
+        updates = model.p.steps.learn_nsteps
+        print(f"model: {args.n_cells} neurons, {model.p.steps.n_plastic} plastic inputs, P {P.dtype} "
+              f"{args.p_storage}, {P.nbytes / 1e6:.1f} MB; init {init_seconds:.2f} s")
+        rls.train(directory, nloops=1, correlation_interval=10**9, verbose=False)  # compile and warm up
+        print(f"machine: {platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores, numba {numba.__version__} "
+              f"({numba.threading_layer()} threads), numpy {np.__version__}")
+        print("| threads | s/loop | simulation s | RLS s | roofline s (P in+out x updates) | RLS / roofline | "
+              "P bandwidth GB/s |")
+        print("|---|---|---|---|---|---|---|")
+        for threads in args.threads:
+            numba.set_num_threads(threads)
+            kernels = TimedKernels()
+            result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
+                               restore_from_checkpoint=None, kernels=kernels)
+            per_loop = np.median(result.elapsed_time)
+            sim = kernels.seconds["run_steps"] / args.loops
+            rls_time = kernels.seconds["rls_update"] / args.loops
+            roof = roofline_seconds(P) * updates
+            bandwidth = 2 * P.nbytes * updates / roof / 1e9
+            print(f"| {threads} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | {rls_time / roof:.2f} | "
+                  f"{bandwidth:.1f} |")
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+if __name__ == "__main__":
+    main()
