@@ -8,6 +8,8 @@ import pytest
 from spikeforge.core.backends import numba_kernels as kernels
 from spikeforge.core.backends.layout import INIT, TEST, Connectivity, Constants, Recording, State
 
+NO_FF = np.zeros((0, 0), dtype=np.uint8)
+
 
 def _constants(n, x_bal, **overrides):
     values = dict(
@@ -47,7 +49,7 @@ def test_lif_spike_times_follow_the_euler_recurrence_with_one_refractory_step():
         v = v + 0.01 * (drive - v)
     state, rec = _state(1), _recording(1, max_times=5)
     kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive]), rec, np.zeros((1, 1)),
-                      np.zeros((0, 1)), 1, 3 * first + 10, TEST)
+                      np.zeros((0, 1)), NO_FF, 1, 3 * first + 10, TEST)
     # after a spike the voltage is frozen for one step, then climbs from the reset again
     np.testing.assert_array_equal(rec.spike_steps[0, :3], [first, 2 * first + 1, 3 * first + 2])
 
@@ -61,9 +63,9 @@ def test_a_spike_reaches_its_targets_one_step_later_with_charge_w():
     step = 0
     while state.spike_count[0] == 0:
         step += 1
-        kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, step, step, INIT)
+        kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, NO_FF, step, step, INIT)
     assert state.u_bale[1] == 0.0
-    kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, step + 1, step + 1, INIT)
+    kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, NO_FF, step + 1, step + 1, INIT)
     assert state.u_bale[1] == pytest.approx(w / 3)  # kick w / tau_bale
     assert state.u_bali[1] == 0.0
 

@@ -8,8 +8,14 @@ The same equations as spikeforge, integrated with ``method='euler'``::
 
     dv/dt = (-v + x + u_e + u_i) / tau_m  (unless refractory);  du_e/dt = -u_e / tau_s;  du_i/dt = -u_i / tau_s
 
-threshold ``v > thresh``, reset ``v = vre``, refractory ``refrac`` (one step), and one
-``Synapses`` object per presynaptic population with ``on_pre: u_e += w / tau_s`` (resp. u_i).
+threshold ``v > thresh``, reset ``v = vre``, and one ``Synapses`` object per presynaptic
+population with ``on_pre: u_e += w / tau_s`` (resp. u_i).
+
+Refractoriness.  spikeforge freezes a neuron that spiked at step s for ``round(refrac/dt)``
+steps (one by default) and updates it again at step s + 2.  Brian2 decides at the start of
+each step whether ``timestep(t - lastspike) >= timestep(refractory)``, so ``refractory = dt``
+freezes no step at all; ``refractory = (round(refrac/dt) + 1) * dt`` freezes the same steps as
+spikeforge (NEST's ``t_ref = refrac`` already does).
 
 Synaptic delay.  spikeforge's current takes a spike of step s at step s + 1, before the
 voltage update of that step, so the spike first moves the voltage at step s + 1.  Brian2's
@@ -67,8 +73,9 @@ def main() -> None:
     prefs.devices.cpp_standalone.openmp_threads = args.threads if args.threads > 1 else 0
     prefs.codegen.cpp.headers = list(prefs.codegen.cpp.headers) + ["<chrono>"]
     defaultclock.dt = net["dt"] * ms
-    n, ne, tau_s = net["n"], net["ne"], net["tau_s"]
-    namespace = {"tau_m": net["tau_m"] * ms, "tau_s": tau_s * ms, "thresh": net["thresh"], "vre": net["vre"]}
+    n, ne, tau_s_ms = net["n"], net["ne"], net["tau_s"]
+    namespace = {"tau_m": net["tau_m"] * ms, "tau_s": tau_s_ms * ms, "thresh": net["thresh"], "vre": net["vre"]}
+    refractory_steps = round(net["refrac"] / net["dt"]) + 1  # see "Refractoriness" above
     group = NeuronGroup(
         n,
         """dv/dt = (-v + x + u_e + u_i) / tau_m : 1 (unless refractory)
@@ -76,7 +83,7 @@ def main() -> None:
            du_i/dt = -u_i / tau_s : 1
            x : 1 (constant)
            n_spikes : integer""",
-        threshold="v > thresh", reset="v = vre\nn_spikes += 1", refractory=net["refrac"] * ms,
+        threshold="v > thresh", reset="v = vre\nn_spikes += 1", refractory=refractory_steps * net["dt"] * ms,
         method="euler", namespace=namespace,
     )
     group.x = net["x"]
@@ -89,7 +96,7 @@ def main() -> None:
         s = Synapses(group, group, "w : 1 (constant)", on_pre=f"{current}_post += w", name=f"static_{name}",
                      delay=delay if args.delay_steps else None)
         s.connect(i=pre[from_population], j=post[from_population])
-        s.w = weight[from_population] / tau_s
+        s.w = weight[from_population] / tau_s_ms
         synapses.append(s)
     device.insert_code("before_network_run", "auto _bench_t0 = std::chrono::steady_clock::now();")
     device.insert_code("after_network_run", (

@@ -10,9 +10,11 @@ Neurons ``0 .. ne-1`` are excitatory, ``ne .. n_cells-1`` inhibitory.
   by their spike counts in the init run; excitatory inputs first.  Unlike the reference,
   a neuron is never its own plastic input (no plastic autapses).  Initial weights are
   ``wpee``/``wpei`` onto E neurons and ``wpie``/``wpii`` onto I neurons.
+* Feed-forward inputs (``lx`` > 0) come first: presynaptic indices ``n_cells .. n_cells+lx-1``.
 * Initial P (tsn.md 3.6): the inverse of ``penlambda * I + penmu * S`` where
-  ``S[j, k] = 1`` when inputs j and k have initial weights of the same strict sign.
-  Computed in closed form (Sherman-Morrison per sign block).
+  ``S[j, k] = 1`` when recurrent inputs j and k have initial weights of the same strict
+  sign, and of ``penlam_ff * I`` on the feed-forward block.  Computed in closed form
+  (Sherman-Morrison per sign block).
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ def _choose_excluding(rng: np.random.Generator, candidates: np.ndarray, size: in
 
 
 def plastic_weights(p: Params, init_spike_count: np.ndarray, rng: np.random.Generator,
-                    dtype=np.float64) -> PlasticInputs:
-    """Plastic inputs drawn from the most active neurons of the init run."""
+                    ff_weight: np.ndarray | None = None, dtype=np.float64) -> PlasticInputs:
+    """Plastic inputs drawn from the most active neurons of the init run.
+
+    With ``ff_weight`` (n_cells, lx), the first ``lx`` inputs of every neuron are the
+    feed-forward neurons ``n_cells .. n_cells + lx - 1`` with those initial weights.
+    """
     n, ne = p.n_cells, p.ne
     n_keep_e, n_keep_i = round(p.frac * ne), round(p.frac * p.ni)
     # stable sort: ties keep index order, so the ranking is reproducible
@@ -79,12 +85,18 @@ def plastic_weights(p: Params, init_spike_count: np.ndarray, rng: np.random.Gene
     post_is_exc = (np.arange(n) < ne)[:, None]
     from_exc = np.arange(n_in) < p.lexc
     weight = np.where(post_is_exc, np.where(from_exc, p.wpee, p.wpei), np.where(from_exc, p.wpie, p.wpii))
-    count = np.full(n, n_in, dtype=np.int32)
+    if ff_weight is not None and ff_weight.shape[1] > 0:
+        lx = ff_weight.shape[1]
+        index = np.hstack([np.broadcast_to(n + np.arange(lx, dtype=np.int32), (n, lx)), index])
+        weight = np.hstack([ff_weight, weight])
+    count = np.full(n, index.shape[1], dtype=np.int32)
     return PlasticInputs(index, count, weight.astype(dtype))
 
 
-def out_layout(inputs: PlasticInputs, n_cells: int) -> tuple[OutLayout, np.ndarray]:
+def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray]:
     """Presynaptic layout of plastic synapses and the map from (post, slot) to its out position.
+
+    ``n_pre`` is the number of presynaptic neurons (n_cells + lx).
 
     Returns:
         (layout, in_to_out) where ``in_to_out[i, m]`` indexes ``layout.post``/``layout.weight``
@@ -96,8 +108,8 @@ def out_layout(inputs: PlasticInputs, n_cells: int) -> tuple[OutLayout, np.ndarr
     pre = inputs.index[valid]
     post = post_of_slot[valid]
     order = np.lexsort((post, pre))  # by presynaptic neuron, then postsynaptic
-    ptr = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pre, minlength=n_cells), out=ptr[1:])
+    ptr = np.zeros(n_pre + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pre, minlength=n_pre), out=ptr[1:])
     position = np.empty(pre.size, dtype=np.int64)
     position[order] = np.arange(pre.size)
     in_to_out = np.zeros((n, lmax), dtype=np.int64)
@@ -107,23 +119,27 @@ def out_layout(inputs: PlasticInputs, n_cells: int) -> tuple[OutLayout, np.ndarr
 
 
 def initial_p(weight: np.ndarray, count: np.ndarray, penlambda: float, penmu: float,
-              p_scale: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Per-neuron ``P = (penlambda I + penmu S)^-1`` stored as ``P * p_scale`` in ``dtype``.
+              p_scale: float = 1.0, dtype=np.float32, n_ff: int = 0, penlam_ff: float = 1.0) -> np.ndarray:
+    """Per-neuron ``P = (penalty)^-1`` stored as ``P * p_scale`` in float64 or ``dtype``.
 
-    ``S[j, k] = 1`` when initial weights j and k have the same strict sign.  Within a sign
-    block of size n the inverse is ``(I - penmu / (penlambda + penmu n) 11') / penlambda``
-    (Sherman-Morrison); padding rows and columns are zero.
+    The penalty is ``penlam_ff`` on the diagonal of the first ``n_ff`` (feed-forward) inputs
+    and ``penlambda I + penmu S`` on the recurrent ones, where ``S[j, k] = 1`` when initial
+    weights j and k have the same strict sign.  Within a sign block of size n the inverse is
+    ``(I - penmu / (penlambda + penmu n) 11') / penlambda`` (Sherman-Morrison); padding rows
+    and columns are zero.
 
     Args:
         weight: (N, Lmax) initial plastic weights; count: (N,) inputs per neuron.
     """
     n, lmax = weight.shape
     valid = np.arange(lmax)[None, :] < count[:, None]
+    feedforward = np.arange(lmax)[None, :] < n_ff
     P = np.zeros((n, lmax, lmax), dtype=np.float64)
     diag = np.arange(lmax)
-    P[:, diag, diag] = np.where(valid, 1.0 / penlambda, 0.0)
+    P[:, diag, diag] = np.where(valid, np.where(feedforward, 1.0 / penlam_ff, 1.0 / penlambda), 0.0)
+    recurrent = valid & ~feedforward
     for sign in (1.0, -1.0):
-        member = (np.sign(weight) == sign) & valid
+        member = (np.sign(weight) == sign) & recurrent
         size = member.sum(axis=1)
         coefficient = penmu / (penlambda * (penlambda + penmu * size))
         P -= coefficient[:, None, None] * (member[:, :, None] & member[:, None, :])

@@ -19,7 +19,7 @@ import numpy as np
 from spikeforge.core import rng as streams
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
-from spikeforge.rls import connectivity, stimulus, targets
+from spikeforge.rls import connectivity, feedforward, stimulus, targets
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model, pad_columns
 from spikeforge.rls.params import SCHEMA, Params
@@ -82,17 +82,21 @@ def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: 
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
     if verbose:
         print(f"init run: mean excitatory rate {rate_exc:.3f} Hz, mean inhibitory rate {rate_inh:.3f} Hz")
-    plastic = connectivity.plastic_weights(p, result.spike_count, streams.stream(seed, "plastic_weights"), dtype)
+    ff_rng = streams.stream(seed, "feedforward")
+    ff_probability = feedforward.spike_probabilities(p, ff_rng)
+    plastic = connectivity.plastic_weights(p, result.spike_count, streams.stream(seed, "plastic_weights"),
+                                           feedforward.initial_weights(p, ff_rng), dtype)
     task_targets = np.stack([targets.sinusoids(p, result.u_mean, streams.stream(seed, "targets", task))
                              for task in range(n_tasks)])
     task_stimuli = np.stack([stimulus.ornstein_uhlenbeck(p, streams.stream(seed, "stimulus", task), dtype)
                              for task in range(n_tasks)])
-    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, p.p_scale, p.p_precision)
+    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, p.p_scale, p.p_precision,
+                               n_ff=p.lx, penlam_ff=p.penlam_ff)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
                   "ustd0": float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())}
-    model = Model(p, static, plastic, pad_columns(P), task_targets, task_stimuli, init_stats)
-    stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",)]
+    model = Model(p, static, plastic, pad_columns(P), task_targets, task_stimuli, init_stats, ff_probability)
+    stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}
     attrs |= {"seed": seed, "n_tasks": n_tasks, "rng_streams": [streams.describe(seed, *path) for path in stream_paths]}

@@ -8,6 +8,10 @@
     targets (T, learn_nsteps, N)           target currents at the learning times
     stimulus (T, (stim_off - stim_on)/dt, N)
     init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
+    ff/probability ((train_time - stim_off)/dt, lx)   per-step spike probability of feed-forward neurons
+
+Plastic inputs of neuron i are ``plastic/index[i, :count[i]]``: first the ``lx`` feed-forward
+neurons (indices N .. N+lx-1), then excitatory, then inhibitory neurons.
 
 Attributes: ``seed``, ``rng_streams`` (JSON: each stream's path and initial state),
 ``rate_exc_hz``, ``rate_inh_hz``, ``ustd0``, ``spikeforge_version``.
@@ -43,7 +47,7 @@ def pad_columns(P: np.ndarray) -> np.ndarray:
 
 
 _INIT_DATASETS = ["static/ptr", "static/post", "static/weight", "plastic/index", "plastic/count", "plastic/weight",
-                  "P", "targets", "stimulus", "init/spike_count", "init/u_mean", "init/u_std"]
+                  "P", "targets", "stimulus", "init/spike_count", "init/u_mean", "init/u_std", "ff/probability"]
 
 
 @dataclasses.dataclass
@@ -57,6 +61,7 @@ class Model:
     targets: np.ndarray  # (T, learn_nsteps, N)
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
+    ff_probability: np.ndarray  # ((n_steps - stim_off_step), lx) feed-forward spike probability per step
     loop: int = 0  # training loops behind the weights (0 = initial)
     label: str = "init"  # checkpoint the weights came from
 
@@ -66,7 +71,7 @@ class Model:
 
     def connectivity(self) -> tuple[Connectivity, np.ndarray]:
         """Kernel connectivity with the current plastic weights, and the in-to-out position map."""
-        plastic_out, in_to_out = out_layout(self.plastic, self.p.n_cells)
+        plastic_out, in_to_out = out_layout(self.plastic, self.p.n_cells + self.p.lx)
         dtype = float_dtype(self.p)
         net = Connectivity(self.static.ptr, self.static.post, self.static.weight.astype(dtype),
                            plastic_out.ptr, plastic_out.post, plastic_out.weight.astype(dtype))
@@ -82,7 +87,7 @@ class Model:
             "plastic/index": self.plastic.index, "plastic/count": self.plastic.count,
             "plastic/weight": self.plastic.weight, "P": self.stored_p(), "targets": self.targets, "stimulus": self.stimulus,
             "init/spike_count": self.init_stats["spike_count"], "init/u_mean": self.init_stats["u_mean"],
-            "init/u_std": self.init_stats["u_std"],
+            "init/u_std": self.init_stats["u_std"], "ff/probability": self.ff_probability,
         }
         write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
 
@@ -115,6 +120,7 @@ class Model:
             stimulus=arrays["stimulus"].astype(dtype),
             init_stats={"spike_count": arrays["init/spike_count"], "u_mean": arrays["init/u_mean"],
                         "u_std": arrays["init/u_std"], **attrs},
+            ff_probability=arrays["ff/probability"],
         )
         if checkpoint is not None:
             label = str(checkpoint)

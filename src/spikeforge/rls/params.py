@@ -105,7 +105,12 @@ PARAMS = [
           derive_doc="round(2 * sqrt(k))"),
     Param("lexc", int, "plastic excitatory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
     Param("linh", int, "plastic inhibitory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
-    Param("lx", int, "plastic feed-forward inputs (not yet supported; must be 0)", 0),
+    Param("lx", int, "number of feed-forward Poisson neurons; each projects plastically to every neuron", 0),
+    Param("wpx", float, "scale of the initial feed-forward weights (normal, mean 0)", 0.0),
+    Param("ff_mu", float, "mean rate of the feed-forward neurons' OU rate profiles [Hz]", 5.0),
+    Param("ff_b", float, "mean-reversion rate of the feed-forward OU rates [1/ms]", 1 / 400),
+    Param("ff_sig", float, "noise amplitude of the feed-forward OU rates [Hz/sqrt(ms)]", 0.2),
+    Param("ff_smooth", float, "half-width of the moving average smoothing the feed-forward rates [ms]", 50.0),
     Param("frac", float, "plastic inputs are drawn from this top fraction of each population by init rate",
           1.0),
     Param("wpscale", float, "scale of the initial plastic weights", derive=lambda v: 2 * math.sqrt(v["l"]),
@@ -146,7 +151,7 @@ def _validate(v: Mapping[str, Any]) -> None:
                  "tau_bali", "tau_plas", "penlambda", "penlam_ff", "p_scale", "target_period", "g"):
         need(v[name] > 0, f"{name} = {v[name]} must be > 0")
     for name in ("refrac", "sig", "penmu", "stim_on", "u0_skip_time", "stim_b", "stim_sig", "k", "lexc", "linh",
-                 "lx"):
+                 "lx", "ff_mu", "ff_b", "ff_sig", "ff_smooth"):
         need(v[name] >= 0, f"{name} = {v[name]} must be >= 0")
     need(v["n_cells"] >= 2, f"n_cells = {v['n_cells']} must be >= 2")
     need(0 < v["ne"] < v["n_cells"], f"ne = {v['ne']} must be between 1 and n_cells - 1 = {v['n_cells'] - 1}")
@@ -172,8 +177,7 @@ def _validate(v: Mapping[str, Any]) -> None:
          f"lexc = {v['lexc']} exceeds the {n_exc_kept - 1} excitatory candidates (frac * ne, minus the neuron itself)")
     need(v["linh"] <= n_inh_kept - 1,
          f"linh = {v['linh']} exceeds the {n_inh_kept - 1} inhibitory candidates (frac * ni, minus the neuron itself)")
-    need(v["lx"] == 0, f"lx = {v['lx']}: feed-forward plastic inputs are not supported yet; use lx = 0")
-    for name in ("stim_on", "stim_off", "train_time", "refrac", "learn_every", "wid", "u0_skip_time"):
+    for name in ("stim_on", "stim_off", "train_time", "refrac", "learn_every", "wid", "u0_skip_time", "ff_smooth"):
         _steps(v, name)
     _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")
     _steps(v, "train_duration", "learn_every")

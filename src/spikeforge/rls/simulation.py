@@ -20,7 +20,7 @@ from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD, Con
 from spikeforge.core.cells import lif
 from spikeforge.rls.params import Params
 
-NOISE_BLOCK_STEPS = 1000  # noise is drawn in blocks of this many steps to bound memory
+BLOCK_STEPS = 1000  # noise and feed-forward spikes are drawn in blocks of this many steps
 NEVER = -(2**40)  # "last spike" of a neuron that has not spiked
 
 
@@ -43,7 +43,7 @@ def constants(p: Params) -> Constants:
     """Per-neuron constants and scalars of the kernel for parameters ``p``."""
     dtype = float_dtype(p)
     s = p.steps
-    tau_plas = np.full(p.n_cells, p.tau_plas)
+    tau_plas = np.full(p.n_cells + p.lx, p.tau_plas)
     # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
     scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
     return Constants(
@@ -76,8 +76,8 @@ def new_state(p: Params, v0: np.ndarray) -> State:
     zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
     return State(
         v=v0.astype(dtype), last_spike=np.full(n, NEVER, dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
-        spiked=np.zeros(n, dtype=np.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n), u_plas=zeros(n),
-        r=zeros(n), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+        spiked=np.zeros(n + p.lx, dtype=np.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n),
+        u_plas=zeros(n), r=zeros(n + p.lx), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
     )
 
 
@@ -147,13 +147,17 @@ def run_trial(
     rng: np.random.Generator,
     learner: Learner | None = None,
     target: np.ndarray | None = None,
+    ff_probability: np.ndarray | None = None,
     kernels=None,
 ) -> TrialResult:
     """Run one trial of ``kind`` from voltages ``v0``.
 
     Args:
         x_stim: (n_stim_rows, N) stimulus of this trial's task.
-        rng: the trial's stream; draws the noise (if ``sig > 0``).
+        rng: the trial's stream; draws, block by block, the noise (if ``sig > 0``) and then
+            the feed-forward spikes (if ``lx > 0``).
+        ff_probability: ((n_steps - stim_off_step), lx) spike probability per step of the
+            feed-forward neurons after ``stim_off`` (None or lx = 0: none).
         learner, target: for TRAIN and TRAIN_RECORD, the RLS state and the task's
             (learn_nsteps, N) targets.
         kernels: module with ``run_steps`` and ``rls_update`` (default: the numba backend).
@@ -164,7 +168,9 @@ def run_trial(
     state = new_state(p, v0)
     rec = new_recording(p, kind)
     with_noise = p.sig > 0
+    with_ff = kind != INIT and ff_probability is not None and ff_probability.shape[1] > 0
     empty_noise = np.zeros((0, p.n_cells), dtype=state.v.dtype)
+    no_ff = np.zeros((0, 0), dtype=np.uint8)
     for first, last, row in _segments(p, learning):
         if row is not None:
             L = learner
@@ -172,10 +178,11 @@ def run_trial(
                                state.r, state.u_bal, target[row], L.p_scale, L.gain_with_den, L.symmetric, L.apply)
         block_first = first
         while block_first <= last:
-            block_last = min(last, block_first + NOISE_BLOCK_STEPS - 1) if with_noise else last
-            noise = (rng.standard_normal((block_last - block_first + 1, p.n_cells)).astype(state.v.dtype)
-                     if with_noise else empty_noise)
-            kernels.run_steps(state, net, const, rec, x_stim, noise, block_first, block_last, kind)
+            block_last = min(last, block_first + BLOCK_STEPS - 1) if with_noise or with_ff else last
+            n_rows = block_last - block_first + 1
+            noise = (rng.standard_normal((n_rows, p.n_cells)).astype(state.v.dtype) if with_noise else empty_noise)
+            ff_spikes = _ff_spikes(p, ff_probability, rng, block_first, block_last) if with_ff else no_ff
+            kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, block_first, block_last, kind)
             block_first = block_last + 1
     result = TrialResult(spike_count=state.spike_count.copy())
     if kind in (TRAIN_RECORD, TEST):
@@ -187,6 +194,16 @@ def run_trial(
         variance = np.maximum(rec.u_sumsq / n_samples - mean**2, 0.0) * n_samples / max(n_samples - 1, 1)
         result.u_mean, result.u_std = mean, np.sqrt(variance)
     return result
+
+
+def _ff_spikes(p: Params, probability: np.ndarray, rng: np.random.Generator, first: int, last: int) -> np.ndarray:
+    """Bernoulli spikes of the feed-forward neurons on steps first..last (none up to stim_off)."""
+    spikes = np.zeros((last - first + 1, probability.shape[1]), dtype=np.uint8)
+    start = max(first, p.steps.stim_off_step + 1)
+    if start <= last:
+        rows = probability[start - p.steps.stim_off_step - 1: last - p.steps.stim_off_step]
+        spikes[start - first:] = rng.random(rows.shape) < rows
+    return spikes
 
 
 def initial_voltage(p: Params, rng: np.random.Generator) -> np.ndarray:

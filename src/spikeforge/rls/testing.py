@@ -96,7 +96,7 @@ def test(
                 started = time.perf_counter()
                 rng = streams.stream(p.seed, "test", trial, task)
                 result = run_trial(p, net, const, TEST, initial_voltage(p, rng), model.stimulus[task], rng,
-                                   kernels=kernels)
+                                   ff_probability=model.ff_probability, kernels=kernels)
                 u_total[trial, task] = result.u_rolling[0][:, indices]
                 u_plastic[trial, task] = result.u_rolling[1][:, indices]
                 for neuron in indices:

@@ -154,7 +154,8 @@ def train(
                 measure = loop % correlation_interval == 0
                 rng = streams.stream(p.seed, "train", loop)
                 result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),
-                                   model.stimulus[task], rng, learner, model.targets[task], kernels)
+                                   model.stimulus[task], rng, learner, model.targets[task],
+                                   model.ff_probability, kernels)
                 model.loop = loop
                 rate = float(result.spike_count.mean() / (p.train_time / 1000))
                 correlation, n_nan = float("nan"), 0

@@ -28,7 +28,7 @@ class Connectivity(NamedTuple):
     static_ptr: np.ndarray  # int64 (N + 1,)
     static_post: np.ndarray  # int32 (nnz,)
     static_weight: np.ndarray  # float (nnz,)
-    plastic_ptr: np.ndarray  # int64 (N + 1,)
+    plastic_ptr: np.ndarray  # int64 (N + lx + 1,): feed-forward neurons are presynaptic N .. N+lx-1
     plastic_post: np.ndarray  # int32 (nnz_plastic,)
     plastic_weight: np.ndarray  # float (nnz_plastic,)
 
@@ -39,8 +39,8 @@ class Constants(NamedTuple):
     x_bal: np.ndarray  # (N,) constant external drive
     thresh: np.ndarray  # (N,) spike threshold
     dt_over_tau_mem: np.ndarray  # (N,) dt / tau_m
-    decay_plas: np.ndarray  # (N,) 1 - dt / tau_plas
-    kick_plas: np.ndarray  # (N,) 1 / tau_plas  [1/ms]
+    decay_plas: np.ndarray  # (N + lx,) 1 - dt / tau_plas (feed-forward neurons last)
+    kick_plas: np.ndarray  # (N + lx,) 1 / tau_plas  [1/ms]
     noise_scale: np.ndarray  # (N,) per-step noise std (0 = none)
     decay_bale: float  # 1 - dt / tau_bale
     kick_bale: float  # 1 / tau_bale
@@ -64,12 +64,12 @@ class State(NamedTuple):
     v: np.ndarray  # (N,) membrane potential
     last_spike: np.ndarray  # int64 (N,) step of the last spike (very negative = never)
     spike_count: np.ndarray  # int64 (N,) spikes this trial
-    spiked: np.ndarray  # uint8 (N,) 1 if the neuron spiked in the last step
+    spiked: np.ndarray  # uint8 (N + lx,) 1 if the neuron spiked in the last step (feed-forward last)
     u_bale: np.ndarray  # (N,) static excitatory current
     u_bali: np.ndarray  # (N,) static inhibitory current
     u_bal: np.ndarray  # (N,) u_bale + u_bali (+ current noise) of the last step; RLS reads it
     u_plas: np.ndarray  # (N,) plastic current
-    r: np.ndarray  # (N,) filtered spike trains [spikes/ms]
+    r: np.ndarray  # (N + lx,) filtered spike trains [spikes/ms] (feed-forward neurons last)
     inputs_e: np.ndarray  # (2, N) excitatory charge arriving next step; row = step parity
     inputs_i: np.ndarray  # (2, N)
     inputs_p: np.ndarray  # (2, N)

@@ -11,7 +11,8 @@ Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 2. (init) sums of u and u^2; (record kinds, on 1-ms steps after ``stim_off``) the rolling sums;
 3. serially, in neuron order: every neuron that spiked adds its out-weights to the
    charge accumulators that the next step reads (the one-step synaptic delay), and its
-   spike count and time are recorded.
+   spike count and time are recorded; then the feed-forward neurons (filtered trains,
+   host-drawn spikes, plastic out-weights).
 
 Neuron updates are independent and the propagation is serial, so results do not depend
 on the number of threads.
@@ -42,6 +43,7 @@ def run_steps(
     rec: Recording,
     x_stim: np.ndarray,
     noise: np.ndarray,
+    ff_spikes: np.ndarray,
     first_step: int,
     last_step: int,
     kind: int,
@@ -52,6 +54,8 @@ def run_steps(
         state, net, c, rec: see :mod:`spikeforge.core.backends.layout`.
         x_stim: (n_stim_rows, N) stimulus of the current task; row ``ti - stim_on_step - 1``.
         noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
+        ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
+            (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
         kind: INIT, TRAIN, TRAIN_RECORD or TEST.
     """
     # numba loses writes made through NamedTuple attributes inside prange: unpack into locals
@@ -141,6 +145,16 @@ def run_steps(
                     else:
                         inputs_i[cur, static_post[s]] += w
                 if plastic:
+                    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
+                        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+        if plastic:
+            for c_ff in range(ff_spikes.shape[1]):
+                j = n + c_ff
+                if learning:
+                    r[j] = r[j] * decay_plas[j] + spiked_all[j] * kick_plas[j]
+                fired = ff_spikes[ti - first_step, c_ff]
+                spiked_all[j] = fired
+                if fired:
                     for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
                         inputs_p[cur, plastic_post[s]] += plastic_weight[s]
 
