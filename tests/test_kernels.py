@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from spikeforge.core.backends import numba_kernels as kernels
-from spikeforge.core.backends.layout import INIT, TEST, Connectivity, Constants, Recording, State
+from spikeforge.core.backends.layout import (INIT, LIF, TEST, Connectivity, Constants, GlifConstants, Recording,
+                                             State)
 
 NO_FF = np.zeros((0, 0), dtype=np.uint8)
 
@@ -17,7 +18,9 @@ def _constants(n, x_bal, **overrides):
         decay_plas=np.full(n, 1 - 0.1 / 150), kick_plas=np.full(n, 1 / 150), noise_scale=np.zeros(n),
         decay_bale=1 - 0.1 / 3, kick_bale=1 / 3, decay_bali=1 - 0.1 / 3, kick_bali=1 / 3, vre=0.0,
         refrac_steps=1, stim_on_step=10**9, stim_off_step=10**9, u0_skip_steps=0, steps_per_ms=10,
-        wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True)
+        wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True, dt=0.1, cell_kind=LIF,
+        glif=GlifConstants(np.full(n, 0.01), np.ones(n), np.zeros(n), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False,
+                           np.zeros(0), np.zeros(0), np.zeros(0)))
     values.update(overrides)
     return Constants(**values)
 
@@ -26,7 +29,7 @@ def _state(n):
     z = lambda *s: np.zeros(s)  # noqa: E731
     return State(v=z(n), last_spike=np.full(n, -(2**40), dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
                  spiked=np.zeros(n, dtype=np.uint8), u_bale=z(n), u_bali=z(n), u_bal=z(n), u_plas=z(n), r=z(n),
-                 inputs_e=z(2, n), inputs_i=z(2, n), inputs_p=z(2, n))
+                 inputs_e=z(2, n), inputs_i=z(2, n), inputs_p=z(2, n), thresh_s=z(n), thresh_v=z(n), asc=z(n, 0))
 
 
 def _recording(n, max_times=0):

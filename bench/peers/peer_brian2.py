@@ -30,7 +30,13 @@ compiler, OpenMP with ``--threads`` > 1, plain serial code with 1 thread); each 
 the binary (``device.run``).  Wall time of ``Network::run`` is measured inside the binary
 with ``std::chrono::steady_clock`` (``sim_s``; Brian2's own ``_last_run_time`` is CPU time
 without OpenMP); the rest of the binary's wall time, mostly loading the 27 M synapses at
-65,536 neurons and writing results, is ``setup_s``.
+65,536 neurons and writing results, is ``setup_s``.  Before each repeat the script waits for
+the machine to be quiet; ``others_cpu`` is the share of the CPU capacity that other processes
+used during the binary's run.
+
+Checked when this script was written (4,096 neurons, serial code): Brian2 with these settings
+reproduces spikeforge's init run spike for spike over the whole 2 s (39,354 spikes, every one
+at the same step in the same neuron).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import network_file  # noqa: E402
+import common  # noqa: E402
 
 TIMER_FILE = "bench_network_run_wall_s.txt"
 
@@ -58,6 +64,8 @@ def main() -> None:
     parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
     parser.add_argument("--build-dir", required=True, help="folder of the generated C++ project")
     parser.add_argument("--out", required=True, help="JSON result")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="seconds to wait at most for other processes to go quiet before each timed run")
     parser.add_argument("--counts", default=None, help="also save the last repeat's per-neuron spike counts (.npy)")
     args = parser.parse_args()
 
@@ -65,7 +73,7 @@ def main() -> None:
     from brian2 import NeuronGroup, Synapses, defaultclock, device, ms, prefs, set_device
 
     b2.BrianLogger.log_level_warn()
-    net = network_file.load(args.network)
+    net = common.load_network(args.network)
     t_sim = net["t_sim"] if args.t_sim is None else args.t_sim
     build_dir = Path(args.build_dir).resolve()
     started = time.perf_counter()
@@ -110,20 +118,21 @@ def main() -> None:
 
     runs = []
     for _ in range(args.repeats):
-        started = time.perf_counter()
-        device.run(directory=str(build_dir), with_output=False)
-        binary_s = time.perf_counter() - started
+        common.wait_until_quiet(max_wait_s=args.quiet_wait)
+        with common.CpuMeter() as meter:
+            device.run(directory=str(build_dir), with_output=False)
+        binary_s = meter.seconds
         sim_s = float((Path(device.results_dir) / TIMER_FILE).read_text())
         counts = np.asarray(group.n_spikes[:], dtype=np.int64)
-        rate_e, rate_i = network_file.rates(counts, ne, t_sim)
-        runs.append({"build_s": compile_s, "setup_s": binary_s - sim_s, "sim_s": sim_s,
+        rate_e, rate_i = common.rates(counts, ne, t_sim)
+        runs.append({"build_s": compile_s, "setup_s": binary_s - sim_s, "sim_s": sim_s, "others_cpu": meter.others,
                      "rate_exc_hz": rate_e, "rate_inh_hz": rate_i, "n_synapses": int(pre.size)})
     if args.counts:
         np.save(args.counts, counts)
     delay_note = "no synaptic delay (= spikeforge's one-step)" if not args.delay_steps else f"delay {args.delay_steps} dt"
-    network_file.write_result(args.out, {
+    common.write_result(args.out, {
         "simulator": "Brian2", "version": b2.__version__, "threads": args.threads,
-        "model": f"cpp_standalone, method='euler', {delay_note}", "compile_s": compile_s, "runs": runs})
+        "model": f"cpp_standalone, method='euler', refractory {refractory_steps} dt, {delay_note}", "compile_s": compile_s, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ current takes a spike at the next step.  ``run.py`` checks the rates against spi
 
 Every repeat builds the network anew (``ResetKernel``; NEST cannot rewind a network) and
 times separately: node creation and connection (``build_s``), ``Prepare`` (the kernel's
-connection infrastructure, ``setup_s``) and ``Run`` of the simulated time (``sim_s``).
+connection infrastructure, ``setup_s``) and ``Run`` of the simulated time (``sim_s``, after
+waiting for the machine to be quiet; ``others_cpu`` is the share of the CPU capacity that
+other processes used meanwhile).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import network_file  # noqa: E402
+import common  # noqa: E402
 
 
-def simulate(net: dict, threads: int, t_sim: float) -> dict:
+def simulate(net: dict, threads: int, t_sim: float, quiet_wait_s: float) -> dict:
     import nest
 
     nest.ResetKernel()
@@ -54,14 +56,15 @@ def simulate(net: dict, threads: int, t_sim: float) -> dict:
     started = time.perf_counter()
     nest.Prepare()
     setup_s = time.perf_counter() - started
-    started = time.perf_counter()
-    nest.Run(t_sim)
-    sim_s = time.perf_counter() - started
+    common.wait_until_quiet(max_wait_s=quiet_wait_s)
+    with common.CpuMeter() as meter:
+        nest.Run(t_sim)
     nest.Cleanup()
     senders = np.asarray(recorder.get("events")["senders"], dtype=np.int64)
     counts = np.bincount(senders - first, minlength=n)
-    rate_e, rate_i = network_file.rates(counts, net["ne"], t_sim)
-    return {"build_s": build_s, "setup_s": setup_s, "sim_s": sim_s, "rate_exc_hz": rate_e, "rate_inh_hz": rate_i,
+    rate_e, rate_i = common.rates(counts, net["ne"], t_sim)
+    return {"build_s": build_s, "setup_s": setup_s, "sim_s": meter.seconds, "others_cpu": meter.others,
+            "rate_exc_hz": rate_e, "rate_inh_hz": rate_i,
             "n_synapses": int(nest.GetKernelStatus("num_connections")) - n, "counts": counts}
 
 
@@ -72,19 +75,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
     parser.add_argument("--out", required=True, help="JSON result")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="seconds to wait at most for other processes to go quiet before each timed run")
     parser.add_argument("--counts", default=None, help="also save the last repeat's per-neuron spike counts (.npy)")
     args = parser.parse_args()
     import nest
 
     nest.verbosity = nest.VerbosityLevel.ERROR
-    net = network_file.load(args.network)
+    net = common.load_network(args.network)
     t_sim = net["t_sim"] if args.t_sim is None else args.t_sim
-    runs = [simulate(net, args.threads, t_sim) for _ in range(args.repeats)]
+    runs = [simulate(net, args.threads, t_sim, args.quiet_wait) for _ in range(args.repeats)]
     if args.counts:
         np.save(args.counts, runs[-1]["counts"])
     for run in runs:
         del run["counts"]
-    network_file.write_result(args.out, {"simulator": "NEST", "version": nest.__version__, "threads": args.threads,
+    common.write_result(args.out, {"simulator": "NEST", "version": nest.__version__, "threads": args.threads,
                                          "model": "iaf_psc_exp (exact integration), delay = dt", "runs": runs})
 
 

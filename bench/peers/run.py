@@ -55,7 +55,7 @@ REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 WORK = HERE / ".work"
 sys.path.insert(0, str(HERE))
-import network_file  # noqa: E402
+import common  # noqa: E402
 
 K = 205  # static in-degree per population at every size (the default model's)
 SEED = 1
@@ -96,12 +96,13 @@ def peer_versions() -> dict:
     return {"Brian2": brian2, "NEST": nest, "numpy (peers)": numpy_version}
 
 
-def run_peer(peer: str, network: Path, threads: int, repeats: int, work: Path, timeout: float) -> dict | None:
+def run_peer(peer: str, network: Path, threads: int, repeats: int, work: Path, timeout: float,
+             quiet_wait_s: float) -> dict | None:
     """Run one peer in its venv; its JSON result, or None (with the log's tail printed) on failure."""
     stem = f"{peer}-t{threads}"
     out, counts, log = work / f"{stem}.json", work / f"{stem}-counts.npy", work / f"{stem}.log"
     command = [str(peer_python()), str(HERE / f"peer_{peer}.py"), str(network), "--threads", str(threads),
-               "--repeats", str(repeats), "--out", str(out), "--counts", str(counts)]
+               "--repeats", str(repeats), "--out", str(out), "--counts", str(counts), "--quiet-wait", str(quiet_wait_s)]
     if peer == "brian2":
         command += ["--build-dir", str(work / f"brian2-build-t{threads}")]
     out.unlink(missing_ok=True)
@@ -121,91 +122,128 @@ def run_peer(peer: str, network: Path, threads: int, repeats: int, work: Path, t
 
 # ---------------------------------------------------------------------------------------- spikeforge
 
-def build_network(n: int, work: Path) -> dict:
-    """spikeforge's network of n neurons (rls.new + rls.init) and its export for the peers."""
+class InitRunTimer:
+    """Stands in for ``run_trial`` inside ``spikeforge.rls.initialize`` during one ``rls.init``.
+
+    On the init run's call it first times the very same call (same arguments, a fresh copy
+    of its random generator) ``repeats`` times per thread count, then makes the real call and
+    returns its result, so ``init`` goes on untouched.  What is timed is therefore exactly
+    spikeforge's init run, whatever the driver passes to it; its arguments (initial voltages)
+    are kept for the export.
+    """
+
+    def __init__(self, original, threads: list[int], repeats: int, quiet_wait_s: float, warm_up: bool):
+        self.original, self.threads, self.repeats = original, threads, repeats
+        self.quiet_wait_s, self.warm_up = quiet_wait_s, warm_up
+        self.timings: dict[int, dict] = {}
+        self.v0 = None
+        self.spent_s = 0.0  # wall time of the timing runs (not part of init)
+
+    def __call__(self, *args, **kwargs):
+        import copy
+
+        import numba
+
+        from spikeforge.core.backends.layout import INIT
+
+        if self.v0 is not None or (len(args) > 3 and args[3] != INIT):
+            return self.original(*args, **kwargs)
+        started = time.perf_counter()
+        self.v0 = np.array(args[4], dtype=np.float64)
+        generators = [i for i, a in enumerate(args) if isinstance(a, np.random.Generator)]
+        default_threads = numba.get_num_threads()
+
+        def fresh_args():
+            return [copy.deepcopy(a) if i in generators else a for i, a in enumerate(args)]
+
+        if self.warm_up:  # the first call in a process loads (or compiles) the kernel: not timed
+            self.original(*fresh_args(), **kwargs)
+        for threads in self.threads:
+            numba.set_num_threads(threads)
+            runs = []
+            for _ in range(self.repeats):
+                common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
+                call_args = fresh_args()
+                with common.CpuMeter() as meter:
+                    result = self.original(*call_args, **kwargs)
+                runs.append({"sim_s": meter.seconds, "others_cpu": meter.others,
+                             "spike_count": result.spike_count.copy()})
+            self.timings[threads] = runs
+        numba.set_num_threads(default_threads)
+        self.spent_s = time.perf_counter() - started
+        return self.original(*args, **kwargs)
+
+
+_kernel_warm = False
+
+
+def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, quiet_wait_s: float) -> dict:
+    """Build spikeforge's network of n neurons (rls.new + rls.init, timing its init run on the
+    way, see InitRunTimer) and export it for the peers."""
+    global _kernel_warm
     from spikeforge import rls
-    from spikeforge.core import rng as streams
-    from spikeforge.rls import connectivity
-    from spikeforge.rls.simulation import float_dtype, initial_voltage
+    from spikeforge.rls import connectivity, initialize
 
     directory = work / "spikeforge"
     if directory.exists():
         shutil.rmtree(directory)
     rls.new(directory, {"n_cells": n, "seed": SEED, "pree": 2 * K / n, "benchmark": True})
-    started = time.perf_counter()
-    model = rls.init(directory, verbose=False)
-    init_s = time.perf_counter() - started
+    timer = InitRunTimer(initialize.run_trial, threads, repeats, quiet_wait_s, warm_up=not _kernel_warm)
+    original_static_weights = connectivity.static_weights
+    connect = {}
+
+    def timed_static_weights(*args, **kwargs):
+        started = time.perf_counter()
+        value = original_static_weights(*args, **kwargs)
+        connect["s"] = time.perf_counter() - started
+        return value
+
+    initialize.run_trial, connectivity.static_weights = timer, timed_static_weights
+    try:
+        started = time.perf_counter()
+        model = rls.init(directory, verbose=False)
+        init_s = time.perf_counter() - started - timer.spent_s
+    finally:
+        initialize.run_trial, connectivity.static_weights = timer.original, original_static_weights
+    _kernel_warm = True
     p = model.p
     if p.k != K:
         raise RuntimeError(f"k = {p.k}, expected {K}")
-    # the connectivity set-up alone, timed again; it must be the network init built
-    started = time.perf_counter()
-    static = connectivity.static_weights(p, streams.stream(p.seed, "static_weights"), float_dtype(p))
-    connect_s = time.perf_counter() - started
-    for a, b in zip(static, model.static):
-        if not np.array_equal(a, b):
-            raise RuntimeError("static_weights() did not rebuild init's network")
-    v0 = initial_voltage(p, streams.stream(p.seed, "init_run"))  # the init run's initial voltages
-    network = work / "network.npz"
-    pre = np.repeat(np.arange(n, dtype=np.int64), np.diff(static.ptr))
-    network_file.save(network, n=n, ne=p.ne, dt=p.dt, t_sim=p.train_time, tau_m=p.tau_meme, tau_s=p.tau_bale,
-                      thresh=p.threshe, vre=p.vre, refrac=p.refrac, pre=pre, post=static.post.astype(np.int64),
-                      weight=static.weight.astype(np.float64), v0=v0,
-                      x=np.where(np.arange(n) < p.ne, p.x_bale, p.x_bali))
-    uniform = (p.tau_meme == p.tau_memi and p.tau_bale == p.tau_bali and p.threshe == p.threshi)
-    if not uniform:
+    if timer.v0 is None:
+        raise RuntimeError("rls.init did not call run_trial for its init run: the benchmark needs updating")
+    if not (p.tau_meme == p.tau_memi and p.tau_bale == p.tau_bali and p.threshe == p.threshi):
         raise RuntimeError("the network file assumes one tau_m, tau_s and threshold for E and I")
-    return {"p": p, "directory": directory, "static": static, "v0": v0, "network": network, "init_s": init_s,
-            "connect_s": connect_s, "init_rates": (model.init_stats["rate_exc_hz"], model.init_stats["rate_inh_hz"]),
-            "init_counts": model.init_stats["spike_count"]}
+    init_counts = np.asarray(model.init_stats["spike_count"])
+    static = {}
+    for k, runs in timer.timings.items():
+        for run in runs:
+            if not np.array_equal(run.pop("spike_count"), init_counts):
+                raise RuntimeError(f"a timed run ({k} threads) differs from the init run")
+        best = min(runs, key=lambda r: r["sim_s"])
+        static[k] = {"sim_s": best["sim_s"], "others_cpu": best["others_cpu"], "runs": runs}
+    ptr, post, weight = model.static.ptr, model.static.post, model.static.weight
+    network = work / "network.npz"
+    common.save_network(network, n=n, ne=p.ne, dt=p.dt, t_sim=p.train_time, tau_m=p.tau_meme, tau_s=p.tau_bale,
+                        thresh=p.threshe, vre=p.vre, refrac=p.refrac,
+                        pre=np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr)), post=post.astype(np.int64),
+                        weight=weight.astype(np.float64), v0=timer.v0,
+                        x=np.where(np.arange(n) < p.ne, p.x_bale, p.x_bali))
+    return {"p": p, "directory": directory, "network": network, "n_synapses": int(post.size), "init_s": init_s,
+            "connect_s": connect.get("s"), "init_counts": init_counts, "static": static,
+            "init_rates": (float(model.init_stats["rate_exc_hz"]), float(model.init_stats["rate_inh_hz"]))}
 
 
-_warmed_up = False
-
-
-def time_static(net: dict, threads: int, repeats: int) -> dict:
-    """Wall seconds of spikeforge's init run (kind INIT) of the exported network, best of repeats."""
-    import numba
-
-    from spikeforge.core import rng as streams
-    from spikeforge.core.backends.layout import INIT, Connectivity
-    from spikeforge.rls.simulation import constants, initial_voltage, run_trial
-
-    global _warmed_up
-    p, static = net["p"], net["static"]
-    n = p.n_cells
-    connectivity = Connectivity(static.ptr, static.post, static.weight, np.zeros(n + 1, dtype=np.int64),
-                                np.zeros(0, dtype=np.int32), np.zeros(0, dtype=static.weight.dtype))
-    const = constants(p)
-    no_stimulus = np.zeros((1, n), dtype=static.weight.dtype)
-    numba.set_num_threads(threads)
-    seconds, counts = [], None
-    for repeat in range(repeats + (0 if _warmed_up else 1)):
-        rng = streams.stream(p.seed, "init_run")
-        v0 = initial_voltage(p, rng)  # as init does: the same stream then runs the trial (no noise here)
-        started = time.perf_counter()
-        result = run_trial(p, connectivity, const, INIT, v0, no_stimulus, rng)
-        elapsed = time.perf_counter() - started
-        if not _warmed_up:
-            _warmed_up = True  # the first call loads (or compiles) the kernel: not timed
-            continue
-        seconds.append(elapsed)
-        counts = result.spike_count
-    if not np.array_equal(counts, net["init_counts"]):
-        raise RuntimeError("the timed run is not the init run (spike counts differ)")
-    return {"sim_s": min(seconds), "all_s": seconds,
-            "rates": network_file.rates(counts, p.ne, p.train_time)}
-
-
-def time_plastic(net: dict, threads: int, repeats: int) -> dict:
+def time_plastic(net: dict, threads: int, repeats: int, quiet_wait_s: float) -> dict:
     """Seconds of one training loop in benchmark mode (RLS computed, not applied), best of repeats."""
     import numba
 
     from spikeforge import rls
 
     numba.set_num_threads(threads)
-    result = rls.train(net["directory"], nloops=repeats, correlation_interval=10**9, verbose=False)
-    return {"sim_s": min(result.elapsed_time), "all_s": list(result.elapsed_time),
+    common.wait_until_quiet(max_wait_s=quiet_wait_s)
+    with common.CpuMeter() as meter:
+        result = rls.train(net["directory"], nloops=repeats, correlation_interval=10**9, verbose=False)
+    return {"sim_s": min(result.elapsed_time), "all_s": list(result.elapsed_time), "others_cpu": meter.others,
             "rate_hz": float(np.mean(result.firing_rate))}
 
 
@@ -367,6 +405,9 @@ def main() -> int:
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--no-plastic", action="store_true", help="skip the plastic (benchmark-mode) column")
     parser.add_argument("--quick", action="store_true", help="4096 neurons, one repeat")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="before each timed run, wait at most this many seconds for other processes to use "
+                             "less than 10 %% of the CPU")
     parser.add_argument("--peer-timeout", type=float, default=1800, help="seconds one peer subprocess may take")
     parser.add_argument("--no-write", action="store_true", help="print only; do not rewrite RESULTS.md, the plot, results.json")
     args = parser.parse_args()
@@ -392,34 +433,35 @@ def main() -> int:
     for n in args.sizes:
         work = WORK / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
-        print(f"\n{n} neurons: building the network (rls.init) ...", flush=True)
-        net = build_network(n, work)
-        size = {"n": n, "n_synapses": int(net["static"].post.size), "init_s": net["init_s"],
-                "connect_s": net["connect_s"], "spikeforge_rates": list(net["init_rates"]),
-                "static": {}, "plastic": {}, "peers": {}}
-        print(f"  rls.init {net['init_s']:.1f} s; init rates E {net['init_rates'][0]:.3f} Hz, "
-              f"I {net['init_rates'][1]:.3f} Hz", flush=True)
-        for threads in args.threads:
-            size["static"][threads] = time_static(net, threads, args.repeats)
-            print(f"  spikeforge, {threads} thread(s): {size['static'][threads]['sim_s']:.3f} s", flush=True)
+        print(f"\n{n} neurons: building the network (rls.init, timing its init run) ...", flush=True)
+        net = build_and_time_static(n, work, args.threads, args.repeats, args.quiet_wait)
+        size = {"n": n, "n_synapses": net["n_synapses"], "init_s": net["init_s"], "connect_s": net["connect_s"],
+                "spikeforge_rates": list(net["init_rates"]), "static": net["static"], "plastic": {}, "peers": {}}
+        print(f"  rls.init {net['init_s']:.1f} s (without the timing runs); init rates "
+              f"E {net['init_rates'][0]:.3f} Hz, I {net['init_rates'][1]:.3f} Hz", flush=True)
+        for threads, timing in size["static"].items():
+            print(f"  spikeforge, {threads} thread(s): {timing['sim_s']:.3f} s "
+                  f"(others used {100 * timing['others_cpu']:.0f} % of the CPU meanwhile)", flush=True)
         for peer in args.peers:
             size["peers"][peer] = {}
             for threads in args.threads:
-                result = run_peer(peer, net["network"], threads, args.repeats, work, args.peer_timeout)
+                result = run_peer(peer, net["network"], threads, args.repeats, work, args.peer_timeout,
+                                  args.quiet_wait)
                 if result is not None:
                     result["check"] = rate_check(result, net["init_rates"])
                     counts = np.load(result.pop("counts_file"))
                     result["identical_counts"] = float(np.mean(counts == net["init_counts"]))
-                    best = min(run["sim_s"] for run in result["runs"])
+                    best = min(result["runs"], key=lambda r: r["sim_s"])
                     run0 = result["runs"][0]
-                    print(f"  {PEERS[peer]}, {threads} thread(s): {best:.3f} s; rates E {run0['rate_exc_hz']:.3f}, "
+                    print(f"  {PEERS[peer]}, {threads} thread(s): {best['sim_s']:.3f} s (others "
+                          f"{100 * best['others_cpu']:.0f} %); rates E {run0['rate_exc_hz']:.3f}, "
                           f"I {run0['rate_inh_hz']:.3f} Hz (worst deviation "
                           f"{100 * result['check']['max_deviation']:.2f} %"
                           f"{'' if result['check']['ok'] else ', OVER THE 3 % TOLERANCE'})", flush=True)
                 size["peers"][peer][threads] = result
         if not args.no_plastic:
             for threads in args.threads:
-                size["plastic"][threads] = time_plastic(net, threads, args.plastic_repeats)
+                size["plastic"][threads] = time_plastic(net, threads, args.plastic_repeats, args.quiet_wait)
                 print(f"  spikeforge plastic (benchmark mode), {threads} thread(s): "
                       f"{size['plastic'][threads]['sim_s']:.3f} s per loop", flush=True)
         results.append(size)

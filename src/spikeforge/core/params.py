@@ -27,7 +27,7 @@ import tomli_w
 
 from spikeforge.errors import DataFileError, ParameterError
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list of numbers"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Param:
 
     Attributes:
         name: snake_case name used in Python, TOML and on the command line.
-        type: one of ``bool``, ``int``, ``float``, ``str``.
+        type: one of ``bool``, ``int``, ``float``, ``str``, ``list`` (of floats).
         doc: one-line meaning, with the unit in brackets, e.g. ``"Euler step [ms]"``.
         default: value used when neither set nor derived.
         derive: function of the already-resolved values returning the default;
@@ -87,6 +87,14 @@ class Param:
                 try:
                     return self.coerce(float(value))
                 except ValueError:
+                    pass
+        elif self.type is list:
+            if isinstance(value, str):
+                value = [part for part in value.replace("[", "").replace("]", "").split(",") if part.strip()]
+            if isinstance(value, (list, tuple)):
+                try:
+                    return [Param(self.name, float, self.doc).coerce(item) for item in value]
+                except ParameterError:
                     pass
         elif self.type is str:
             if isinstance(value, str):

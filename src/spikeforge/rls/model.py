@@ -16,7 +16,8 @@ neurons (indices N .. N+lx-1), then excitatory, then inhibitory neurons.
 Attributes: ``seed``, ``rng_streams`` (JSON: each stream's path and initial state),
 ``rate_exc_hz``, ``rate_inh_hz``, ``ustd0``, ``spikeforge_version``.
 A checkpoint ``ckpt-<label>.h5`` holds ``plastic/weight`` and ``P`` with attributes ``loop``
-and ``correlation``.
+and ``correlation``, and with ``cell_state_persists`` the GLIF state ``cell/thresh_s``,
+``cell/thresh_v``, ``cell/asc``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def pad_columns(P: np.ndarray) -> np.ndarray:
     return padded
 
 
+_CELL_STATE = ("cell/thresh_s", "cell/thresh_v", "cell/asc")
 _INIT_DATASETS = ["static/ptr", "static/post", "static/weight", "plastic/index", "plastic/count", "plastic/weight",
                   "P", "targets", "stimulus", "init/spike_count", "init/u_mean", "init/u_std", "ff/probability"]
 
@@ -64,6 +66,7 @@ class Model:
     ff_probability: np.ndarray  # ((n_steps - stim_off_step), lx) feed-forward spike probability per step
     loop: int = 0  # training loops behind the weights (0 = initial)
     label: str = "init"  # checkpoint the weights came from
+    cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
 
     @property
     def n_tasks(self) -> int:
@@ -92,7 +95,10 @@ class Model:
         write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
-        write_h5(run.checkpoint_file(label), {"plastic/weight": self.plastic.weight, "P": self.stored_p()},
+        arrays = {"plastic/weight": self.plastic.weight, "P": self.stored_p()}
+        if self.cell_state is not None:
+            arrays |= dict(zip(_CELL_STATE, self.cell_state))
+        write_h5(run.checkpoint_file(label), arrays,
                  {"loop": self.loop, "correlation": correlation, "spikeforge_version": spikeforge.__version__})
 
     @classmethod
@@ -131,4 +137,8 @@ class Model:
             model.plastic = model.plastic._replace(weight=ckpt["plastic/weight"].astype(dtype))
             model.P = pad_columns(ckpt["P"].astype(p.p_precision))
             model.loop, model.label = int(ckpt_attrs.get("loop", loop)), label
+            if p.cell_state_persists:
+                saved, _ = read_h5(run.checkpoint_file(label), what="checkpoint")
+                if all(name in saved for name in _CELL_STATE):
+                    model.cell_state = tuple(saved[name] for name in _CELL_STATE)
         return model

@@ -66,6 +66,21 @@ PARAMS = [
     Param("tau_bale", float, "decay time of static excitatory synapses [ms]", 3.0),
     Param("tau_bali", float, "decay time of static inhibitory synapses [ms]", 3.0),
     Param("tau_plas", float, "decay time of plastic synapses and filtered spike trains [ms]", 150.0),
+    Param("cell_model", str, "neuron model (see spikeforge.core.cells)", "lif",
+          choices=("lif", "glif1", "glif2", "glif3", "glif4", "glif5")),
+    Param("cell_state_persists", bool, "GLIF adaptation state carries over from one trial to the next", False),
+    Param("glif_r", float, "GLIF membrane resistance; capacitance is tau_mem / glif_r", 1.0),
+    Param("glif_el", float, "GLIF resting potential E_L", 0.0),
+    Param("glif_b_s", float, "GLIF2/4/5 decay rate of the spike-induced threshold [1/ms]", 0.1),
+    Param("glif_delta_thresh_s", float, "GLIF2/4/5 threshold increment per spike", 0.1),
+    Param("glif_f_v", float, "GLIF2/4/5 voltage reset: v <- E_L + f_v (v - E_L) - delta_v", 0.1),
+    Param("glif_delta_v", float, "GLIF2/4/5 voltage reset offset", 0.1),
+    Param("glif_asc_k", list, "GLIF3/4/5 decay rates of the after-spike currents [1/ms]", [0.1, 0.2, 0.3]),
+    Param("glif_asc_f", list, "GLIF3/4/5 after-spike current reset factor, one per current", [0.9, 0.9, 0.9]),
+    Param("glif_asc_delta", list, "GLIF3/4/5 after-spike current increment per spike, one per current",
+          [0.1, 0.1, 0.1]),
+    Param("glif_a_v", float, "GLIF5 coupling of the voltage-induced threshold to v - E_L [1/ms]", 0.1),
+    Param("glif_b_v", float, "GLIF5 decay rate of the voltage-induced threshold [1/ms]", 0.9),
     Param("noise_model", str, "where white noise enters", "voltage", choices=("voltage", "current")),
     Param("sig", float, "noise standard deviation (voltage per sqrt(tau_meme) time; 0 = none)", 0.0),
     # --- static connectivity
@@ -168,6 +183,12 @@ def _validate(v: Mapping[str, Any]) -> None:
     need(v["u0_ncells"] >= 1, f"u0_ncells = {v['u0_ncells']} must be >= 1")
     need(v["threshe"] > v["vre"] and v["threshi"] > v["vre"],
          f"thresholds (threshe = {v['threshe']}, threshi = {v['threshi']}) must exceed vre = {v['vre']}")
+    need(len(v["glif_asc_k"]) == len(v["glif_asc_f"]) == len(v["glif_asc_delta"]),
+         f"glif_asc_k, glif_asc_f and glif_asc_delta must have the same length (one entry per after-spike "
+         f"current), not {len(v['glif_asc_k'])}, {len(v['glif_asc_f'])} and {len(v['glif_asc_delta'])}")
+    need(v["glif_r"] > 0, f"glif_r = {v['glif_r']} must be > 0")
+    need(all(k * v["dt"] < 1 for k in v["glif_asc_k"] + [v["glif_b_s"]]) and all(k >= 0 for k in v["glif_asc_k"]),
+         f"GLIF decay rates (glif_asc_k = {v['glif_asc_k']}, glif_b_s = {v['glif_b_s']}) must be >= 0 and < 1/dt")
     need(0 < v["frac"] <= 1, f"frac = {v['frac']} must be in (0, 1]")
     need(2 * v["k"] <= v["n_cells"] - 1,
          f"k = {v['k']} gives out-degree 2k = {2 * v['k']}, more than the n_cells - 1 = {v['n_cells'] - 1} others")

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from spikeforge.core.backends import layout
-from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants, Recording, State
-from spikeforge.core.cells import lif
+from spikeforge.core.backends.layout import (GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants,
+                                             GlifConstants, Recording, State)
+from spikeforge.core.cells import glif, lif
 from spikeforge.rls.params import Params
 
 BLOCK_STEPS = 1000  # noise and feed-forward spikes are drawn in blocks of this many steps
@@ -53,6 +54,7 @@ def constants(p: Params) -> Constants:
         decay_plas=(1 - p.dt / tau_plas).astype(dtype),
         kick_plas=(1 / tau_plas).astype(dtype),
         noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
+        dt=p.dt,
         decay_bale=1 - p.dt / p.tau_bale,
         kick_bale=1 / p.tau_bale,
         decay_bali=1 - p.dt / p.tau_bali,
@@ -67,18 +69,54 @@ def constants(p: Params) -> Constants:
         learn_step=s.learn_step,
         wid_bins=round(2 * p.wid / p.learn_every - 1),
         noise_on_voltage=p.noise_model == "voltage",
+        cell_kind=LIF if p.cell_model == "lif" else GLIF,
+        glif=glif_constants(p),
     )
 
 
-def new_state(p: Params, v0: np.ndarray) -> State:
-    """Trial state at time 0: voltages ``v0``, everything else at rest."""
+def glif_constants(p: Params) -> GlifConstants:
+    """GLIF parameters of ``p``, with the mechanisms its cell_model lacks switched off."""
+    dtype = float_dtype(p)
+    has_asc, has_theta_s, has_theta_v, reset_rule = glif.MODELS.get(p.cell_model, (False, False, False, False))
+    n_asc = len(p.glif_asc_k) if has_asc else 0
+    capacitance = per_neuron(p, p.tau_meme, p.tau_memi) / p.glif_r
+    return GlifConstants(
+        dt_over_c=(p.dt / capacitance).astype(dtype),
+        inv_r=np.full(p.n_cells, 1 / p.glif_r, dtype=dtype),
+        e_l=np.full(p.n_cells, p.glif_el, dtype=dtype),
+        b_s=p.glif_b_s if has_theta_s else 0.0,
+        delta_thresh_s=p.glif_delta_thresh_s if has_theta_s else 0.0,
+        f_v=p.glif_f_v, delta_v=p.glif_delta_v,
+        a_v=p.glif_a_v if has_theta_v else 0.0,
+        b_v=p.glif_b_v if has_theta_v else 0.0,
+        reset_rule=reset_rule,
+        asc_decay=(1 - p.dt * np.asarray(p.glif_asc_k[:n_asc], dtype=np.float64)).astype(dtype),
+        asc_f=np.asarray(p.glif_asc_f[:n_asc], dtype=dtype),
+        asc_delta=np.asarray(p.glif_asc_delta[:n_asc], dtype=dtype),
+    )
+
+
+def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None) -> State:
+    """Trial state at time 0: voltages ``v0``, GLIF adaptation state ``cell_state`` (default 0),
+    everything else at rest."""
     dtype, n = float_dtype(p), p.n_cells
+    n_asc = len(p.glif_asc_k) if glif.MODELS.get(p.cell_model, (False,))[0] else 0
     zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
-    return State(
+    state = State(
         v=v0.astype(dtype), last_spike=np.full(n, NEVER, dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
         spiked=np.zeros(n + p.lx, dtype=np.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n),
         u_plas=zeros(n), r=zeros(n + p.lx), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+        thresh_s=zeros(n), thresh_v=zeros(n), asc=zeros(n, n_asc),
     )
+    if cell_state is not None:
+        for mine, given in zip((state.thresh_s, state.thresh_v, state.asc), cell_state):
+            mine[...] = given
+    return state
+
+
+def cell_state_of(state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy of the GLIF adaptation state (thresh_s, thresh_v, asc) at the end of a trial."""
+    return state.thresh_s.copy(), state.thresh_v.copy(), state.asc.copy()
 
 
 def new_recording(p: Params, kind: int) -> Recording:
@@ -120,6 +158,7 @@ class TrialResult:
     u_rolling: np.ndarray | None = None  # (2, learn_nsteps, N) boxcar means of u_total and u_plastic
     u_mean: np.ndarray | None = None  # init: (N,) mean current after u0_skip_time
     u_std: np.ndarray | None = None  # init: (N,) temporal std of the current after u0_skip_time
+    cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) at the end of the trial
 
 
 def _segments(p: Params, learning: bool) -> Iterator[tuple[int, int, int | None]]:
@@ -148,6 +187,7 @@ def run_trial(
     learner: Learner | None = None,
     target: np.ndarray | None = None,
     ff_probability: np.ndarray | None = None,
+    cell_state: tuple | None = None,
     kernels=None,
 ) -> TrialResult:
     """Run one trial of ``kind`` from voltages ``v0``.
@@ -158,6 +198,7 @@ def run_trial(
             the feed-forward spikes (if ``lx > 0``).
         ff_probability: ((n_steps - stim_off_step), lx) spike probability per step of the
             feed-forward neurons after ``stim_off`` (None or lx = 0: none).
+        cell_state: GLIF adaptation state to start from (default: 0); the final one is in the result.
         learner, target: for TRAIN and TRAIN_RECORD, the RLS state and the task's
             (learn_nsteps, N) targets.
         kernels: module with ``run_steps`` and ``rls_update`` (default: the numba backend).
@@ -165,7 +206,7 @@ def run_trial(
     if kernels is None:
         from spikeforge.core.backends import numba_kernels as kernels
     learning = kind in (TRAIN, TRAIN_RECORD)
-    state = new_state(p, v0)
+    state = new_state(p, v0, cell_state)
     rec = new_recording(p, kind)
     with_noise = p.sig > 0
     with_ff = kind != INIT and ff_probability is not None and ff_probability.shape[1] > 0
@@ -184,7 +225,7 @@ def run_trial(
             ff_spikes = _ff_spikes(p, ff_probability, rng, block_first, block_last) if with_ff else no_ff
             kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, block_first, block_last, kind)
             block_first = block_last + 1
-    result = TrialResult(spike_count=state.spike_count.copy())
+    result = TrialResult(spike_count=state.spike_count.copy(), cell_state=cell_state_of(state))
     if kind in (TRAIN_RECORD, TEST):
         result.spike_steps = rec.spike_steps
         result.u_rolling = rec.roll_sum / np.maximum(rec.roll_count, 1)[None, :, None]
@@ -207,8 +248,10 @@ def _ff_spikes(p: Params, probability: np.ndarray, rng: np.random.Generator, fir
 
 
 def initial_voltage(p: Params, rng: np.random.Generator) -> np.ndarray:
-    """A trial's initial voltages, from the trial's stream."""
-    return lif.initial_voltage(rng, p.vre, thresholds(p))
+    """A trial's initial voltages, from the trial's stream, as the cell model prescribes."""
+    if p.cell_model == "lif":
+        return lif.initial_voltage(rng, p.vre, thresholds(p))
+    return glif.initial_voltage(rng, p.cell_model, p.vre, thresholds(p), np.full(p.n_cells, p.glif_el))
 
 
 __all__ = ["run_trial", "constants", "Learner", "TrialResult", "initial_voltage", "layout"]

@@ -96,7 +96,9 @@ def test(
                 started = time.perf_counter()
                 rng = streams.stream(p.seed, "test", trial, task)
                 result = run_trial(p, net, const, TEST, initial_voltage(p, rng), model.stimulus[task], rng,
-                                   ff_probability=model.ff_probability, kernels=kernels)
+                                   ff_probability=model.ff_probability, cell_state=model.cell_state, kernels=kernels)
+                if p.cell_state_persists:
+                    model.cell_state = result.cell_state
                 u_total[trial, task] = result.u_rolling[0][:, indices]
                 u_plastic[trial, task] = result.u_rolling[1][:, indices]
                 for neuron in indices:

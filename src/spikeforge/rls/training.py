@@ -155,8 +155,10 @@ def train(
                 rng = streams.stream(p.seed, "train", loop)
                 result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),
                                    model.stimulus[task], rng, learner, model.targets[task],
-                                   model.ff_probability, kernels)
+                                   model.ff_probability, model.cell_state, kernels)
                 model.loop = loop
+                if p.cell_state_persists:
+                    model.cell_state = result.cell_state
                 rate = float(result.spike_count.mean() / (p.train_time / 1000))
                 correlation, n_nan = float("nan"), 0
                 if measure:

@@ -14,6 +14,8 @@ import numpy as np
 
 # run kinds (the reference's :init, :train, :train_test and :test)
 INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
+# cell models: LIF, or the GLIF family (spikeforge.core.cells.glif)
+LIF, GLIF = 0, 1
 
 
 class Connectivity(NamedTuple):
@@ -42,6 +44,7 @@ class Constants(NamedTuple):
     decay_plas: np.ndarray  # (N + lx,) 1 - dt / tau_plas (feed-forward neurons last)
     kick_plas: np.ndarray  # (N + lx,) 1 / tau_plas  [1/ms]
     noise_scale: np.ndarray  # (N,) per-step noise std (0 = none)
+    dt: float  # time step [ms]
     decay_bale: float  # 1 - dt / tau_bale
     kick_bale: float  # 1 / tau_bale
     decay_bali: float
@@ -56,6 +59,26 @@ class Constants(NamedTuple):
     learn_step: int  # steps between RLS updates (= between rolling-average bin centres)
     wid_bins: int  # each sample goes to wid_bins + 1 consecutive bins
     noise_on_voltage: bool  # True: noise kicks v; False: noise adds to the static current
+    cell_kind: int  # LIF or GLIF
+    glif: "GlifConstants"
+
+
+class GlifConstants(NamedTuple):
+    """Parameters of the GLIF update (spikeforge.core.cells.glif); mechanisms a model lacks are 0."""
+
+    dt_over_c: np.ndarray  # (N,) dt / C [ms / capacitance]
+    inv_r: np.ndarray  # (N,) 1 / R
+    e_l: np.ndarray  # (N,) resting potential
+    b_s: float  # [1/ms]
+    delta_thresh_s: float
+    f_v: float
+    delta_v: float
+    a_v: float  # [1/ms]
+    b_v: float  # [1/ms]
+    reset_rule: bool  # True: v <- E_L + f_v (v - E_L) - delta_v; False: v <- vre
+    asc_decay: np.ndarray  # (n_asc,) 1 - dt k_j
+    asc_f: np.ndarray  # (n_asc,)
+    asc_delta: np.ndarray  # (n_asc,)
 
 
 class State(NamedTuple):
@@ -73,6 +96,9 @@ class State(NamedTuple):
     inputs_e: np.ndarray  # (2, N) excitatory charge arriving next step; row = step parity
     inputs_i: np.ndarray  # (2, N)
     inputs_p: np.ndarray  # (2, N)
+    thresh_s: np.ndarray  # (N,) GLIF spike-induced threshold
+    thresh_v: np.ndarray  # (N,) GLIF voltage-induced threshold
+    asc: np.ndarray  # (N, n_asc) GLIF after-spike currents
 
 
 class Recording(NamedTuple):

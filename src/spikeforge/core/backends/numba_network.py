@@ -7,7 +7,7 @@ Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
    charge that arrived from the previous step's spikes (``u <- u (1 - dt/tau) + q / tau``);
    ``u = u_bale + u_bali (+ u_plas)``; the filtered spike
    train ``r <- r (1 - dt/tau_plas) + s_prev / tau_plas``; drive ``X = x_bal (+ stimulus)``;
-   voltage noise; the LIF step unless refractory; threshold and reset;
+   voltage noise; the cell model's step unless refractory (LIF, or GLIF1-5); threshold and reset;
 2. (init) sums of u and u^2; (record kinds, on 1-ms steps after ``stim_off``) the rolling sums;
 3. serially, in neuron order: every neuron that spiked adds its out-weights to the
    charge accumulators that the next step reads (the one-step synaptic delay), and its
@@ -23,8 +23,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants, Recording, State
-from spikeforge.core.cells import lif
+from spikeforge.core.backends.layout import (GLIF, INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants,
+                                             Recording, State)
+from spikeforge.core.cells import glif, lif
 
 
 @numba.njit(cache=True)
@@ -58,7 +59,8 @@ def run_steps(
             (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
         kind: INIT, TRAIN, TRAIN_RECORD or TEST.
     """
-    # numba loses writes made through NamedTuple attributes inside prange: unpack into locals
+    # numba loses writes made through NamedTuple attributes inside prange, and cannot lower nested
+    # NamedTuples there: unpack everything the loops use into locals
     v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
     u_bale_all, u_bali_all, u_bal_all, u_plas_all, r = state.u_bale, state.u_bali, state.u_bal, state.u_plas, state.r
     inputs_e, inputs_i, inputs_p = state.inputs_e, state.inputs_i, state.inputs_p
@@ -68,8 +70,15 @@ def run_steps(
     decay_plas, kick_plas, noise_scale = c.decay_plas, c.kick_plas, c.noise_scale
     decay_bale, kick_bale, decay_bali, kick_bali = c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali
     vre, refrac_steps, noise_on_voltage, u0_skip_steps = c.vre, c.refrac_steps, c.noise_on_voltage, c.u0_skip_steps
+    dt = c.dt
     static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
     plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
+    thresh_s, thresh_v, asc = state.thresh_s, state.thresh_v, state.asc
+    glif_cell = c.cell_kind == GLIF
+    g_dt_over_c, g_inv_r, g_e_l = c.glif.dt_over_c, c.glif.inv_r, c.glif.e_l
+    g_b_s, g_delta_thresh_s, g_f_v, g_delta_v = c.glif.b_s, c.glif.delta_thresh_s, c.glif.f_v, c.glif.delta_v
+    g_a_v, g_b_v, g_reset_rule = c.glif.a_v, c.glif.b_v, c.glif.reset_rule
+    g_asc_decay, g_asc_f, g_asc_delta = c.glif.asc_decay, c.glif.asc_f, c.glif.asc_delta
     n = v_all.shape[0]
     plastic = kind != INIT
     learning = kind == TRAIN or kind == TRAIN_RECORD
@@ -113,10 +122,16 @@ def run_steps(
             if with_noise and noise_on_voltage:
                 v += noise_scale[i] * noise[noise_row, i]
             active = ti > last_spike[i] + refrac_steps
-            stepped = lif.step(v, drive, dt_over_tau_mem[i])
-            v = stepped if active else v
-            fired = active and v > thresh[i]
-            v_all[i] = vre if fired else v
+            if glif_cell:
+                v, fired = glif.step(i, v, drive, active, thresh[i], vre, dt, g_dt_over_c, g_inv_r, g_e_l, g_b_s,
+                                     g_delta_thresh_s, g_f_v, g_delta_v, g_a_v, g_b_v, g_reset_rule, g_asc_decay,
+                                     g_asc_f, g_asc_delta, thresh_s, thresh_v, asc)
+                v_all[i] = v
+            else:
+                stepped = lif.step(v, drive, dt_over_tau_mem[i])
+                v = stepped if active else v
+                fired = active and v > thresh[i]
+                v_all[i] = vre if fired else v
             spiked_all[i] = fired
         if kind == INIT and ti > u0_skip_steps:
             for i in numba.prange(n):

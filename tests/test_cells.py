@@ -1,0 +1,109 @@
+"""Cell models: GLIF1 equals LIF, GLIF mechanisms, GLIF2-5 networks train."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from spikeforge import rls
+from spikeforge.core.store import read_h5
+
+from conftest import SMALL
+
+
+def _train_and_test(directory, **overrides):
+    rls.new(directory, {**SMALL, **overrides})
+    model = rls.init(directory, verbose=False)
+    result = rls.train(directory, nloops=2, verbose=False)
+    rls.test(directory, ntrials=1, neurons=range(SMALL["n_cells"]), plot=False, verbose=False)
+    spikes, _ = read_h5(directory / "test.h5", ["spike_step", "spike_neuron"])
+    weights, _ = read_h5(directory / "ckpt-2.h5", ["plastic/weight", "P"])
+    return model, result, spikes, weights
+
+
+def test_glif1_configured_as_lif_gives_the_same_spikes_and_weights(tmp_path):
+    lif = _train_and_test(tmp_path / "lif")
+    glif1 = _train_and_test(tmp_path / "glif1", cell_model="glif1")  # R = 1, C = tau_m, E_L = 0
+    np.testing.assert_array_equal(lif[0].init_stats["spike_count"], glif1[0].init_stats["spike_count"])
+    assert lif[1].firing_rate == glif1[1].firing_rate
+    for name in ("spike_step", "spike_neuron"):
+        np.testing.assert_array_equal(lif[2][name], glif1[2][name])
+    for name in ("plastic/weight", "P"):
+        np.testing.assert_array_equal(lif[3][name], glif1[3][name])
+
+
+@pytest.mark.parametrize("model", ["glif2", "glif3", "glif4", "glif5"])
+def test_glif_networks_init_and_train_with_plausible_rates(tmp_path, model):
+    init, result, _, weights = _train_and_test(tmp_path / model, cell_model=model)
+    assert 0 < init.init_stats["rate_exc_hz"] < 15 and 0 < init.init_stats["rate_inh_hz"] < 15
+    assert all(0 < rate < 15 for rate in result.firing_rate)
+    assert not np.array_equal(weights["plastic/weight"], init.plastic.weight)
+
+
+def _single_neuron_spikes(model: str, drive: float = 1.5, n_steps: int = 5000) -> np.ndarray:
+    """Spike steps of one neuron of ``model`` with constant drive and the default GLIF parameters."""
+    from spikeforge.core.backends import numba_kernels
+    from spikeforge.core.backends.layout import GLIF, TEST
+    from spikeforge.rls.params import Params
+    from spikeforge.rls.simulation import glif_constants
+
+    from test_kernels import NO_FF, _constants, _net, _recording, _state
+
+    g = glif_constants(Params({"cell_model": model}))
+    g = g._replace(dt_over_c=g.dt_over_c[:1], inv_r=g.inv_r[:1], e_l=g.e_l[:1])
+    state, rec = _state(1), _recording(1, max_times=1000)
+    state = state._replace(asc=np.zeros((1, g.asc_decay.size)))
+    numba_kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g), rec,
+                            np.zeros((1, 1)), np.zeros((0, 1)), NO_FF, 1, n_steps, TEST)
+    return rec.spike_steps[0, : state.spike_count[0]]
+
+
+def test_glif_mechanisms_change_the_firing_as_the_model_says():
+    glif1, glif2, glif3, glif5 = (_single_neuron_spikes(m) for m in ("glif1", "glif2", "glif3", "glif5"))
+    isi = np.diff(glif1)
+    assert isi.min() == isi.max()  # a regular LIF
+    # the threshold jumps by delta_thresh_s at each spike: longer intervals, fewer spikes
+    assert glif2.size < glif1.size and np.diff(glif2)[0] > isi[0]
+    # depolarising after-spike currents (delta_I > 0) shorten the intervals
+    assert glif3.size > glif1.size
+    # a threshold that follows the voltage slows firing further
+    assert glif5.size < _single_neuron_spikes("glif4").size
+
+
+def test_adaptation_state_resets_between_trials_unless_it_persists(tmp_path):
+    from spikeforge.core import rng as streams
+    from spikeforge.core.backends.layout import TEST
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.model import Model
+    from spikeforge.rls.simulation import constants, initial_voltage, run_trial
+
+    neurons = np.arange(100)
+    for persists in (False, True):
+        directory = tmp_path / f"persist{persists}"
+        rls.new(directory, {**SMALL, "cell_model": "glif4", "cell_state_persists": persists})
+        rls.init(directory, verbose=False)
+        rls.train(directory, nloops=1, verbose=False)
+        saved, _ = read_h5(directory / "ckpt-1.h5")
+        assert ("cell/thresh_s" in saved) == persists
+        rls.test(directory, ntrials=2, neurons=neurons, plot=False, verbose=False)
+        tested, _ = read_h5(directory / "test.h5", ["spike_step", "spike_trial", "spike_neuron"])
+        trial1 = tested["spike_step"][tested["spike_trial"] == 1]
+
+        # trial 1 by hand, from a fresh state and from the state trial 0 ended in
+        model = Model.load(RunDir(directory), "1")
+        p = model.p
+        net, _ = model.connectivity()
+        def trial(index, cell_state):
+            rng = streams.stream(p.seed, "test", index, 0)
+            return run_trial(p, net, constants(p), TEST, initial_voltage(p, rng), model.stimulus[0], rng,
+                             cell_state=cell_state)
+        start = model.cell_state if persists else None
+        fresh = trial(1, None)
+        adapted = trial(1, trial(0, start).cell_state)
+        def steps(result):
+            return np.concatenate([result.spike_steps[i, : min(result.spike_count[i], result.spike_steps.shape[1])]
+                                   for i in neurons])
+        assert not np.array_equal(steps(fresh), steps(adapted))
+        np.testing.assert_array_equal(np.sort(trial1), np.sort(steps(adapted if persists else fresh)))
