@@ -59,12 +59,13 @@ def test_initial_p_inverts_the_penalty_matrix():
     weight = np.array([[1.0, 2.0, -1.0, -3.0, 0.0], [1.0, -1.0, 1.0, 0.0, 0.0]])
     count = np.array([5, 3])
     lam, mu = 0.8, 0.01
-    P = connectivity.initial_p(weight, count, lam, mu, dtype=np.float64)
+    P = connectivity.initial_p(weight, count, lam, mu)
     for n in range(2):
         c = count[n]
         s = np.sign(weight[n, :c])
         penalty = lam * np.eye(c) + mu * ((s[:, None] == s[None, :]) & (s[:, None] != 0))
         np.testing.assert_allclose(P[n, :c, :c] @ penalty, np.eye(c), atol=1e-12)
         assert np.all(P[n, c:, :] == 0) and np.all(P[n, :, c:] == 0)
-    scaled = connectivity.initial_p(weight, count, lam, mu, p_scale=2.0**14, dtype=np.float64)
-    np.testing.assert_allclose(scaled, P * 2.0**14)
+    with_ff = connectivity.initial_p(np.hstack([[[0.5], [-0.5]], weight]), count + 1, lam, mu, n_ff=1, penlam_ff=2.0)
+    assert with_ff[0, 0, 0] == 0.5 and np.all(with_ff[:, 0, 1:] == 0)  # 1 / penlam_ff, no coupling to recurrent
+    np.testing.assert_allclose(with_ff[:, 1:, 1:], P)

@@ -97,7 +97,7 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
     out = np.zeros(n * lmax)
     P_kernel, w_kernel = P.copy(), weights.copy()
     kernels.rls_update(P_kernel, w_kernel, index, count, in_to_out, out, r, u_bal, target, 1.0, with_den,
-                       symmetric, True)
+                       "symmetric" if symmetric else "full", True)
     for i, c in enumerate(count):
         P_ref, w_ref = _textbook_rls(P[i, :c, :c], weights[i, :c], r[index[i, :c]], u_bal[i], target[i], with_den)
         np.testing.assert_allclose(P_kernel[i, :c, :c], P_ref, rtol=1e-12, atol=1e-15)
@@ -114,7 +114,7 @@ def test_rls_with_the_paper_gain_shrinks_the_error_by_one_plus_apa():
     k = P[0] @ a
     error_before = w[0] @ a - 1.0
     kernels.rls_update(P, w, index, np.array([c], dtype=np.int32), index.astype(np.int64), np.zeros(c), a,
-                       np.zeros(1), np.ones(1), 1.0, True, True, True)
+                       np.zeros(1), np.ones(1), 1.0, True, "symmetric", True)
     assert w[0] @ a - 1.0 == pytest.approx(error_before / (1 + a @ k), rel=1e-12)
 
 
@@ -123,7 +123,7 @@ def test_benchmark_mode_updates_p_but_not_the_weights():
     P, w = (np.eye(c) * 2.0)[None], np.ones((1, c))
     index = np.arange(c, dtype=np.int32)[None]
     kernels.rls_update(P, w, index, np.array([c], dtype=np.int32), index.astype(np.int64), np.zeros(c),
-                       np.full(c, 0.5), np.zeros(1), np.zeros(1), 1.0, True, False, False)
+                       np.full(c, 0.5), np.zeros(1), np.zeros(1), 1.0, True, "full", False)
     assert np.all(w == 1.0) and P[0, 0, 0] < 2.0
 
 
@@ -142,7 +142,7 @@ def test_symmetric_p_stays_exactly_symmetric_and_column_padding_changes_nothing(
     for matrix, w in zip((P, padded), weights):
         for _ in range(5):
             kernels.rls_update(matrix, w, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal,
-                               target, 1.0, True, True, True)
+                               target, 1.0, True, "symmetric", True)
     np.testing.assert_array_equal(P, np.swapaxes(P, 1, 2))
     np.testing.assert_array_equal(padded[:, :, :lmax], P)
     assert np.all(padded[:, :, lmax:] == 0)

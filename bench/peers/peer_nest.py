@@ -84,7 +84,8 @@ def main() -> None:
     nest.verbosity = nest.VerbosityLevel.ERROR
     net = common.load_network(args.network)
     t_sim = net["t_sim"] if args.t_sim is None else args.t_sim
-    runs = [simulate(net, args.threads, t_sim, args.quiet_wait) for _ in range(args.repeats)]
+    runs = [common.retry_if_contended(lambda: simulate(net, args.threads, t_sim, args.quiet_wait))
+            for _ in range(args.repeats)]
     if args.counts:
         np.save(args.counts, runs[-1]["counts"])
     for run in runs:

@@ -118,9 +118,9 @@ def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray
     return layout, in_to_out
 
 
-def initial_p(weight: np.ndarray, count: np.ndarray, penlambda: float, penmu: float,
-              p_scale: float = 1.0, dtype=np.float32, n_ff: int = 0, penlam_ff: float = 1.0) -> np.ndarray:
-    """Per-neuron ``P = (penalty)^-1`` stored as ``P * p_scale`` in float64 or ``dtype``.
+def initial_p(weight: np.ndarray, count: np.ndarray, penlambda: float, penmu: float, n_ff: int = 0,
+              penlam_ff: float = 1.0) -> np.ndarray:
+    """Per-neuron ``P = (penalty)^-1``, (N, Lmax, Lmax) float64.
 
     The penalty is ``penlam_ff`` on the diagonal of the first ``n_ff`` (feed-forward) inputs
     and ``penlambda I + penmu S`` on the recurrent ones, where ``S[j, k] = 1`` when initial
@@ -143,4 +143,4 @@ def initial_p(weight: np.ndarray, count: np.ndarray, penlambda: float, penmu: fl
         size = member.sum(axis=1)
         coefficient = penmu / (penlambda * (penlambda + penmu * size))
         P -= coefficient[:, None, None] * (member[:, :, None] & member[:, None, :])
-    return (P * p_scale).astype(dtype)
+    return P

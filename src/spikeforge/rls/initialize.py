@@ -19,9 +19,9 @@ import numpy as np
 from spikeforge.core import rng as streams
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
-from spikeforge.rls import connectivity, feedforward, stimulus, targets
+from spikeforge.rls import connectivity, feedforward, p_matrix, stimulus, targets
 from spikeforge.rls.files import RunDir
-from spikeforge.rls.model import Model, pad_columns
+from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
 from spikeforge.rls.simulation import constants, float_dtype, initial_voltage, run_trial
 
@@ -90,12 +90,12 @@ def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: 
                              for task in range(n_tasks)])
     task_stimuli = np.stack([stimulus.ornstein_uhlenbeck(p, streams.stream(seed, "stimulus", task), dtype)
                              for task in range(n_tasks)])
-    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, p.p_scale, p.p_precision,
-                               n_ff=p.lx, penlam_ff=p.penlam_ff)
+    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, n_ff=p.lx, penlam_ff=p.penlam_ff)
+    P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision), p.p_storage)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
                   "ustd0": float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())}
-    model = Model(p, static, plastic, pad_columns(P), task_targets, task_stimuli, init_stats, ff_probability)
+    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability)
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}

@@ -4,7 +4,7 @@
 
     static/ptr (N+1,) static/post (2kN,) static/weight (2kN,)   static synapses, presynaptic layout
     plastic/index (N, Lmax) plastic/count (N,) plastic/weight (N, Lmax)   initial plastic inputs
-    P (N, Lmax, Lmax)                      initial P * p_scale (upper triangle when symmetric)
+    P (N, Lmax, Lmax) or (N, Lmax (Lmax+1)/2)   initial P * p_scale in p_storage / p_precision
     targets (T, learn_nsteps, N)           target currents at the learning times
     stimulus (T, (stim_off - stim_on)/dt, N)
     init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
@@ -29,22 +29,19 @@ import numpy as np
 
 import spikeforge
 from spikeforge.core.backends.layout import Connectivity
-from spikeforge.core.backends.numba_rls import padded_width
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import DataFileError
+from spikeforge.rls import p_matrix
 from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.params import Params
 from spikeforge.rls.simulation import float_dtype
 
-def pad_columns(P: np.ndarray) -> np.ndarray:
-    """P (N, L, L) with zero columns appended up to :func:`padded_width` (the kernels' layout)."""
-    width = padded_width(P.shape[2], P.itemsize)
-    if width == P.shape[2]:
-        return np.ascontiguousarray(P)
-    padded = np.zeros((*P.shape[:2], width), dtype=P.dtype)
-    padded[:, :, : P.shape[2]] = P
-    return padded
+def _p_in_memory(stored: np.ndarray, p: Params, path) -> np.ndarray:
+    if stored.dtype != np.dtype(p.p_precision):
+        raise DataFileError(f"{str(path)!r} holds P as {stored.dtype}, but params.toml says p_precision = "
+                            f"{p.p_precision!r}; run `spikeforge init --force` after changing it")
+    return p_matrix.to_memory_layout(stored, p.p_storage)
 
 
 _CELL_STATE = ("cell/thresh_s", "cell/thresh_v", "cell/asc")
@@ -59,7 +56,7 @@ class Model:
     p: Params
     static: OutLayout
     plastic: PlasticInputs  # current plastic weights (in layout)
-    P: np.ndarray  # (N, Lmax, W), scaled by p_scale, dtype p_precision; columns >= Lmax are zero padding
+    P: np.ndarray  # times p_scale, in the kernels' layout of p_storage (spikeforge.rls.p_matrix)
     targets: np.ndarray  # (T, learn_nsteps, N)
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
@@ -81,8 +78,8 @@ class Model:
         return net, in_to_out
 
     def stored_p(self) -> np.ndarray:
-        """P as saved in files: (N, Lmax, Lmax), without the column padding."""
-        return self.P[:, :, : self.P.shape[1]]
+        """P as saved in files (without the in-memory column padding)."""
+        return p_matrix.to_file_from_memory(self.P, self.p.p_storage)
 
     def save_init(self, run: RunDir, attrs: dict[str, Any]) -> None:
         arrays = {
@@ -108,7 +105,8 @@ class Model:
         run.require_init()
         arrays, attrs = read_h5(run.init_file, _INIT_DATASETS, what="init file")
         n, lmax = p.n_cells, p.steps.n_plastic
-        expected = {"plastic/weight": (n, lmax), "P": (n, lmax, lmax), "static/ptr": (n + 1,)}
+        p_shape = (n, lmax * (lmax + 1) // 2) if p.p_storage == "packed" else (n, lmax, lmax)
+        expected = {"plastic/weight": (n, lmax), "P": p_shape, "static/ptr": (n + 1,)}
         for name, shape in expected.items():
             if arrays[name].shape != shape:
                 raise DataFileError(
@@ -121,7 +119,7 @@ class Model:
             static=OutLayout(arrays["static/ptr"], arrays["static/post"], arrays["static/weight"].astype(dtype)),
             plastic=PlasticInputs(arrays["plastic/index"], arrays["plastic/count"],
                                   arrays["plastic/weight"].astype(dtype)),
-            P=pad_columns(arrays["P"].astype(p.p_precision)),
+            P=_p_in_memory(arrays["P"], p, run.init_file),
             targets=arrays["targets"],
             stimulus=arrays["stimulus"].astype(dtype),
             init_stats={"spike_count": arrays["init/spike_count"], "u_mean": arrays["init/u_mean"],
@@ -135,7 +133,7 @@ class Model:
             if ckpt["plastic/weight"].shape != model.plastic.weight.shape or ckpt["P"].shape != model.stored_p().shape:
                 raise DataFileError(f"checkpoint {str(run.checkpoint_file(label))!r} does not match init.h5 shapes")
             model.plastic = model.plastic._replace(weight=ckpt["plastic/weight"].astype(dtype))
-            model.P = pad_columns(ckpt["P"].astype(p.p_precision))
+            model.P = _p_in_memory(ckpt["P"], p, run.checkpoint_file(label))
             model.loop, model.label = int(ckpt_attrs.get("loop", loop)), label
             if p.cell_state_persists:
                 saved, _ = read_h5(run.checkpoint_file(label), what="checkpoint")

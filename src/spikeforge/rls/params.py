@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spikeforge.core.params import Param, Schema
+from spikeforge.rls.p_matrix import default_scale
 from spikeforge.errors import ParameterError
 
 
@@ -30,10 +31,9 @@ PARAMS = [
     Param("dt", float, "Euler time step [ms]", 0.1),
     Param("float_precision", str, "floating type of the simulation state and weights", "float64",
           choices=("float64", "float32")),
-    Param("p_storage", str, "storage of each neuron's P matrix: full, or symmetric (upper triangle used)",
-          "symmetric", choices=("symmetric", "full")),
-    Param("p_precision", str, "element type of P", "float32", choices=("float32", "float64")),
-    Param("p_scale", float, "P is stored as P * p_scale (useful for integer storage)", 1.0),
+    Param("p_storage", str, "layout of each neuron's P: symmetric (kept exactly symmetric), full, or packed "
+          "(upper triangle, half the memory)", "symmetric", choices=("symmetric", "full", "packed")),
+    Param("p_precision", str, "element type of P", "float32", choices=("float32", "float64", "float16", "int16")),
     Param("p_compute", str, "RLS variant: fast keeps P per neuron", "fast", choices=("fast",)),
     Param("rls_gain", str,
           "weight step: paper = w -= e*P_new*a (with 1/(1+a'Pa)), latest = w -= e*P_old*a (TrainSpikingNet HEAD)",
@@ -139,6 +139,9 @@ PARAMS = [
     Param("wpii", float, "initial plastic I->I weight", derive=lambda v: -v["wpie"], derive_doc="-wpie"),
     Param("penlambda", float, "ridge penalty on recurrent plastic weights (diagonal of the initial P^-1)", 0.8),
     Param("penlam_ff", float, "ridge penalty on feed-forward plastic weights", 1.0),
+    Param("p_scale", float, "P is stored as P * p_scale (for int16: round(P * p_scale))",
+          derive=lambda v: default_scale(v["p_precision"], v["penlambda"]),
+          derive_doc="1, or for int16 the largest power of 2 keeping 1/penlambda * p_scale <= 32767"),
     Param("penmu", float, "penalty coupling plastic weights of the same sign", 0.01),
     Param("correlation_var", str, "current compared with the target: total, or plastic only",
           derive=lambda v: "utotal" if v["k"] > 0 else "uplastic", derive_doc="utotal if k > 0 else uplastic",

@@ -300,8 +300,9 @@ def _transfer_derivative(mu, sigma, tau_m, theta=1.0, v_r=0.0) -> np.ndarray:
     mu, sigma, tau_m, theta, v_r = (np.ravel(x) for x in (mu, sigma, tau_m, theta, v_r))
     gap = theta - v_r
     log_nu, dlog_dz = _log_rate_norm((mu - v_r) / gap, sigma / gap)
-    with np.errstate(under="ignore"):
-        return (1000.0 / tau_m * np.exp(log_nu) * dlog_dz / gap).reshape(shape)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        slope = 1000.0 / tau_m * np.exp(log_nu) * dlog_dz / gap
+    return np.where(log_nu == -np.inf, 0.0, slope).reshape(shape)
 
 
 _PCHIP_MAX_GROUPS = 16  # up to this many distinct sigma / (theta - v_r): one PCHIP per table

@@ -137,7 +137,7 @@ def new_recording(p: Params, kind: int) -> Recording:
 class Learner:
     """What an RLS update needs besides the trial state; arrays are updated in place."""
 
-    P: np.ndarray  # (N, Lmax, Lmax) scaled by p_scale
+    P: np.ndarray  # scaled by p_scale, layout of spikeforge.rls.p_matrix
     weights_in: np.ndarray  # (N, Lmax)
     plastic_index: np.ndarray  # (N, Lmax)
     plastic_count: np.ndarray  # (N,)
@@ -145,7 +145,7 @@ class Learner:
     weights_out: np.ndarray  # out-layout plastic weights (shared with the Connectivity)
     p_scale: float
     gain_with_den: bool
-    symmetric: bool
+    storage: str  # p_storage: full, symmetric or packed
     apply: bool
 
 
@@ -216,7 +216,7 @@ def run_trial(
         if row is not None:
             L = learner
             kernels.rls_update(L.P, L.weights_in, L.plastic_index, L.plastic_count, L.in_to_out, L.weights_out,
-                               state.r, state.u_bal, target[row], L.p_scale, L.gain_with_den, L.symmetric, L.apply)
+                               state.r, state.u_bal, target[row], L.p_scale, L.gain_with_den, L.storage, L.apply)
         block_first = first
         while block_first <= last:
             block_last = min(last, block_first + BLOCK_STEPS - 1) if with_noise or with_ff else last

@@ -136,7 +136,7 @@ def train(
     const = constants(p)
     learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
                       plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=net.plastic_weight,
-                      p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", symmetric=p.p_storage == "symmetric",
+                      p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", storage=p.p_storage,
                       apply=not p.benchmark)
     first_loop = model.loop + 1
     rows: dict[str, list] = {k: [] for k in ("loop", "task", "correlation", "n_nan", "elapsed_time", "firing_rate",

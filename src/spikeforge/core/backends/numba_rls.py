@@ -23,6 +23,12 @@ step, so it is memory-bound):
 * Arithmetic is in P's floating type (float32 by default, as the reference's BLAS calls);
   the scalars ``a'k``, the error and the weight step are in float64.
 
+* ``packed`` stores each P as its upper triangle, row by row (N, Lmax (Lmax + 1) / 2): half
+  the memory; the update and the product touch each stored element once.
+* float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
+  converted to float32 in blocks of neurons, updated, and rounded back
+  (:func:`rls_update`), so the kernels only ever compute in float32 or float64.
+
 Neurons are independent, so the result does not depend on the number of threads.
 """
 
@@ -40,32 +46,40 @@ def padded_width(n_inputs: int, itemsize: int) -> int:
     return -(-n_inputs // per_vector) * per_vector
 
 
-@numba.njit(parallel=True, cache=True)
-def rls_update(
-    P: np.ndarray,
-    weights_in: np.ndarray,
-    plastic_index: np.ndarray,
-    plastic_count: np.ndarray,
-    in_to_out: np.ndarray,
-    weights_out: np.ndarray,
-    r: np.ndarray,
-    u_bal: np.ndarray,
-    target: np.ndarray,
-    p_scale: float,
-    gain_with_den: bool,
-    symmetric: bool,
-    apply: bool,
-) -> None:
-    """Update ``P`` (N, Lmax, W), ``weights_in`` (N, Lmax) and ``weights_out`` in place.
+@numba.njit(inline="always", cache=True)
+def _scalars(a, k, count, p_scale, dtype_probe):
+    """Scale k by 1/p_scale; return (den, c = den * p_scale rounded to P's type)."""
+    in_p_type = np.empty(2, dtype=dtype_probe.dtype)  # scalars rounded to P's type
+    in_p_type[0] = 1.0 / p_scale
+    inv_scale = in_p_type[0]
+    for m in range(k.shape[0]):
+        k[m] *= inv_scale
+    a_k = 0.0
+    for m in range(count):
+        a_k += np.float64(a[m]) * np.float64(k[m])
+    den = 1.0 / (1.0 + a_k)
+    in_p_type[1] = den * p_scale
+    return den, in_p_type[1]
 
-    Args:
-        plastic_index: int (N, Lmax) presynaptic neuron of each plastic input (padding unused).
-        plastic_count: int (N,) number of plastic inputs of each neuron.
-        in_to_out: int (N, Lmax) position of each input in ``weights_out``.
-        r: (N,) filtered spike trains; u_bal: (N,) static current of the previous step;
-        target: (N,) target current at this learning step.
-        apply: False for benchmark mode (P is updated, weights are not).
-    """
+
+@numba.njit(inline="always", cache=True)
+def _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
+    """Error of neuron i's prediction and its weight step (in- and out-layout)."""
+    error = u_bal[i] - target[i]
+    for m in range(count):
+        error += weights_in[i, m] * a[m]
+    if apply:
+        step = error * den if gain_with_den else error
+        for m in range(count):
+            w = weights_in[i, m] - step * k[m]
+            weights_in[i, m] = w
+            weights_out[in_to_out[i, m]] = w
+
+
+@numba.njit(parallel=True, cache=True)
+def rls_dense(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+              gain_with_den, symmetric, apply):
+    """RLS with P stored as (N, Lmax, W) float32/float64 blocks (``full`` or ``symmetric``)."""
     n, width = P.shape[0], P.shape[2]
     for i in numba.prange(n):
         count = plastic_count[i]
@@ -79,17 +93,7 @@ def rls_update(
             row = Pi[q]
             for m in range(width):
                 k[m] += a_q * row[m]
-        in_p_type = np.empty(2, dtype=P.dtype)  # scalars rounded to P's type
-        in_p_type[0] = 1.0 / p_scale
-        inv_scale = in_p_type[0]
-        for m in range(width):
-            k[m] *= inv_scale
-        a_k = 0.0
-        for m in range(count):
-            a_k += np.float64(a[m]) * np.float64(k[m])
-        den = 1.0 / (1.0 + a_k)
-        in_p_type[1] = den * p_scale
-        c = in_p_type[1]
+        den, c = _scalars(a, k, count, p_scale, a)
         for q in range(count):
             row = Pi[q]
             if symmetric:
@@ -100,12 +104,75 @@ def rls_update(
                 ck_q = c * k[q]
                 for m in range(width):
                     row[m] -= ck_q * k[m]
-        error = u_bal[i] - target[i]
+        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+
+
+@numba.njit(parallel=True, cache=True)
+def rls_packed(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+               gain_with_den, apply):
+    """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row."""
+    n, lmax = P.shape[0], plastic_index.shape[1]
+    for i in numba.prange(n):
+        count = plastic_count[i]
+        a = np.zeros(lmax, dtype=P.dtype)
+        k = np.zeros(lmax, dtype=P.dtype)
         for m in range(count):
-            error += weights_in[i, m] * a[m]
-        if apply:
-            step = error * den if gain_with_den else error
-            for m in range(count):
-                w = weights_in[i, m] - step * k[m]
-                weights_in[i, m] = w
-                weights_out[in_to_out[i, m]] = w
+            a[m] = r[plastic_index[i, m]]
+        Pi = P[i]
+        start = 0
+        for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
+            a_q = a[q]
+            k_q = Pi[start] * a_q
+            for m in range(q + 1, lmax):
+                p_qm = Pi[start + m - q]
+                k[m] += a_q * p_qm
+                k_q += p_qm * a[m]
+            k[q] += k_q
+            start += lmax - q
+        den, c = _scalars(a, k, count, p_scale, a)
+        start = 0
+        for q in range(count):
+            k_q = k[q]
+            for m in range(q, lmax):
+                Pi[start + m - q] -= c * (k_q * k[m])
+            start += lmax - q
+        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+
+
+BLOCK_NEURONS = 128  # neurons converted to float32 at a time for float16 / int16 P
+INT16_RANGE = (-32768, 32767)
+
+
+def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+               gain_with_den, storage, apply):
+    """One RLS update of every neuron, whatever P's storage and type.
+
+    Args:
+        P: (N, Lmax, W) for ``storage`` "full" or "symmetric", (N, Lmax (Lmax+1)/2) for "packed";
+            float64, float32, float16, or int16 holding ``round(P * p_scale)``.
+        plastic_index: int (N, Lmax) presynaptic neuron of each plastic input (padding unused).
+        plastic_count: int (N,) number of plastic inputs of each neuron.
+        in_to_out: int (N, Lmax) position of each input in ``weights_out``.
+        weights_in: (N, Lmax) plastic weights (updated in place, as is ``weights_out``).
+        r: (N + lx,) filtered spike trains; u_bal: (N,) static current of the previous step;
+        target: (N,) target current at this learning step.
+        apply: False for benchmark mode (P is updated, weights are not).
+    """
+    def run(P_block, lo, hi):
+        args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
+                weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
+        if storage == "packed":
+            rls_packed(*args, apply)
+        else:
+            rls_dense(*args, storage == "symmetric", apply)
+
+    if P.dtype in (np.float32, np.float64):
+        run(P, 0, P.shape[0])
+        return
+    for lo in range(0, P.shape[0], BLOCK_NEURONS):
+        hi = min(lo + BLOCK_NEURONS, P.shape[0])
+        block = P[lo:hi].astype(np.float32)
+        run(block, lo, hi)
+        if P.dtype == np.int16:
+            np.clip(np.rint(block), *INT16_RANGE, out=block)
+        P[lo:hi] = block

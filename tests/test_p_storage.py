@@ -1,0 +1,56 @@
+"""Storage and precision of P: layouts agree, low precision still learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikeforge import rls
+from spikeforge.core.store import read_h5
+from spikeforge.rls import p_matrix
+from spikeforge.rls.params import Params
+
+from conftest import SMALL
+
+
+def test_pack_and_unpack_round_trip():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(3, 5, 5))
+    symmetric = m + np.swapaxes(m, 1, 2)
+    packed = p_matrix.pack(symmetric)
+    assert packed.shape == (3, 15)
+    np.testing.assert_array_equal(p_matrix.unpack(packed, 5), symmetric)
+
+
+def test_int16_scale_keeps_the_initial_p_in_range():
+    assert Params({"p_precision": "int16"}).p_scale == 2.0**14  # as the reference suggests
+    assert Params({"p_precision": "int16", "penlambda": 0.02}).p_scale == 2.0**9
+    assert Params({"p_precision": "float32"}).p_scale == 1.0
+    assert p_matrix.nbytes(4096, 58, "packed", "float16") == 4096 * 58 * 59 // 2 * 2
+
+
+def test_full_symmetric_and_packed_p_give_the_same_weights(tmp_path):
+    weights, matrices = {}, {}
+    for storage in ("full", "symmetric", "packed"):
+        directory = tmp_path / storage
+        rls.new(directory, {**SMALL, "p_storage": storage, "p_precision": "float64", "float_precision": "float64"})
+        rls.init(directory, verbose=False)
+        result = rls.train(directory, nloops=1, verbose=False)
+        saved, _ = read_h5(directory / "ckpt-1.h5", ["plastic/weight", "P"])
+        weights[storage] = saved["plastic/weight"]
+        matrices[storage] = p_matrix.dense(result.model.P, storage, result.model.p.steps.n_plastic, 1.0)
+    for storage in ("full", "packed"):
+        np.testing.assert_allclose(weights[storage], weights["symmetric"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(matrices[storage], matrices["symmetric"], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(weights["symmetric"], rls.Params(SMALL).wpee)  # it did learn something
+
+
+@pytest.mark.parametrize("precision", ["int16", "float16"])
+def test_low_precision_p_keeps_rates_and_still_learns(tmp_path, precision):
+    directory = tmp_path / precision
+    rls.new(directory, {**SMALL, "p_precision": precision, "p_storage": "packed"})
+    model = rls.init(directory, verbose=False)
+    assert model.P.dtype == np.dtype(precision)
+    result = rls.train(directory, nloops=10, verbose=False)
+    assert all(0 < rate < 15 for rate in result.firing_rate)
+    assert np.mean(result.correlation[-3:]) > np.mean(result.correlation[:3]) + 0.05
