@@ -84,14 +84,20 @@ def new(directory: Path, assignments: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--tasks", "n_tasks", type=int, default=1, show_default=True, help="Number of tasks.")
+@click.option("--tasks", "n_tasks", type=int, default=None,
+              help="Number of tasks [default: 1, or as many as the target file has].")
+@click.option("--utarg-file", type=click.Path(path_type=Path), default=None,
+              help="Target currents: .npy or HDF5, time x neurons [x tasks].")
+@click.option("--spikerate-file", type=click.Path(path_type=Path), default=None,
+              help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x neurons [x tasks].")
 @click.option("--force", is_flag=True, help="Delete checkpoints and results of a previous init.")
 @_user_errors
-def init(directory: Path, n_tasks: int, force: bool) -> None:
+def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerate_file: Path | None,
+         force: bool) -> None:
     """Build the network of DIRECTORY: connectivity, targets, stimulus, initial P."""
     from spikeforge.rls import init as rls_init
 
-    rls_init(directory, n_tasks=n_tasks, force=force)
+    rls_init(directory, n_tasks=n_tasks, force=force, utarg_file=utarg_file, spikerate_file=spikerate_file)
     click.echo(f"wrote {directory / 'init.h5'}; next: spikeforge train {directory} --nloops 100")
 
 

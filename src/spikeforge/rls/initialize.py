@@ -19,7 +19,7 @@ import numpy as np
 from spikeforge.core import rng as streams
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
-from spikeforge.rls import connectivity, feedforward, p_matrix, stimulus, targets
+from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix, stimulus, targets
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
@@ -48,11 +48,16 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
     return params
 
 
-def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: bool = True) -> Model:
+def init(directory: str | Path, n_tasks: int | None = None, force: bool = False, verbose: bool = True,
+         utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None) -> Model:
     """Build the network of ``directory`` and save it to ``init.h5``.
 
     Args:
-        n_tasks: number of tasks (independent targets and stimuli).
+        n_tasks: number of tasks (independent targets and stimuli); default 1, or the
+            number of tasks in the target file.
+        utarg_file: target currents, (time, neurons[, tasks]) in ``.npy`` or HDF5
+            (see :mod:`spikeforge.rls.data_targets`); default random-phase sinusoids.
+        spikerate_file: target firing rates [Hz], same shapes, converted to currents.
         force: delete existing checkpoints, learning curve and test results, which belong
             to the previous network; without it their presence is an error.
         verbose: print the init-run rates.
@@ -62,8 +67,16 @@ def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: 
     """
     run = RunDir(directory)
     p = run.params()
-    if n_tasks < 1:
+    if n_tasks is not None and n_tasks < 1:
         raise ParameterError(f"number of tasks = {n_tasks} must be >= 1")
+    if utarg_file is not None and spikerate_file is not None:
+        raise ParameterError("give either a target-current file or a spike-rate file, not both")
+    data_file, what = (utarg_file, "target-current") if utarg_file is not None else (spikerate_file, "spike-rate")
+    data = None
+    if data_file is not None:  # read and check before the (long) init run
+        data = data_targets.as_task_major(data_targets.load_array(data_file, what), p, n_tasks, data_file, what)
+        n_tasks = data.shape[0]
+    n_tasks = 1 if n_tasks is None else n_tasks
     stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
     stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
     if stale and not force:
@@ -86,16 +99,23 @@ def init(directory: str | Path, n_tasks: int = 1, force: bool = False, verbose: 
     ff_probability = feedforward.spike_probabilities(p, ff_rng)
     plastic = connectivity.plastic_weights(p, result.spike_count, streams.stream(seed, "plastic_weights"),
                                            feedforward.initial_weights(p, ff_rng), dtype)
-    task_targets = np.stack([targets.sinusoids(p, result.u_mean, streams.stream(seed, "targets", task))
-                             for task in range(n_tasks)])
+    ustd0 = float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())
+    if utarg_file is not None:
+        task_targets = data
+    elif spikerate_file is not None:
+        task_targets = data_targets.currents_from_rates(p, data, ustd0)
+    else:
+        task_targets = np.stack([targets.sinusoids(p, result.u_mean, streams.stream(seed, "targets", task))
+                                 for task in range(n_tasks)])
     task_stimuli = np.stack([stimulus.ornstein_uhlenbeck(p, streams.stream(seed, "stimulus", task), dtype)
                              for task in range(n_tasks)])
     P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, n_ff=p.lx, penlam_ff=p.penlam_ff)
     P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision), p.p_storage)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
-                  "ustd0": float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())}
-    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability)
+                  "ustd0": ustd0, "targets_from": str(data_file) if data_file is not None else "sinusoids"}
+    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability,
+                  target_rates=data if spikerate_file is not None else None)
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}

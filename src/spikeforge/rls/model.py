@@ -9,6 +9,7 @@
     stimulus (T, (stim_off - stim_on)/dt, N)
     init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
     ff/probability ((train_time - stim_off)/dt, lx)   per-step spike probability of feed-forward neurons
+    target_rates (T, learn_nsteps, N)      [Hz], only when the targets were converted from rates
 
 Plastic inputs of neuron i are ``plastic/index[i, :count[i]]``: first the ``lx`` feed-forward
 neurons (indices N .. N+lx-1), then excitatory, then inhibitory neurons.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import h5py
 import numpy as np
 
 import spikeforge
@@ -61,6 +63,7 @@ class Model:
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
     ff_probability: np.ndarray  # ((n_steps - stim_off_step), lx) feed-forward spike probability per step
+    target_rates: np.ndarray | None = None  # (T, learn_nsteps, N) [Hz] when the targets came from rates
     loop: int = 0  # training loops behind the weights (0 = initial)
     label: str = "init"  # checkpoint the weights came from
     cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
@@ -89,6 +92,8 @@ class Model:
             "init/spike_count": self.init_stats["spike_count"], "init/u_mean": self.init_stats["u_mean"],
             "init/u_std": self.init_stats["u_std"], "ff/probability": self.ff_probability,
         }
+        if self.target_rates is not None:
+            arrays["target_rates"] = self.target_rates
         write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
@@ -126,6 +131,9 @@ class Model:
                         "u_std": arrays["init/u_std"], **attrs},
             ff_probability=arrays["ff/probability"],
         )
+        with h5py.File(run.init_file, "r") as handle:
+            if "target_rates" in handle:
+                model.target_rates = handle["target_rates"][()]
         if checkpoint is not None:
             label = str(checkpoint)
             loop = checkpoint_loop(label)

@@ -143,6 +143,8 @@ PARAMS = [
           derive=lambda v: default_scale(v["p_precision"], v["penlambda"]),
           derive_doc="1, or for int16 the largest power of 2 keeping 1/penlambda * p_scale <= 32767"),
     Param("penmu", float, "penalty coupling plastic weights of the same sign", 0.01),
+    Param("task_schedule", str, "task of each training loop: cyclic ((loop - 1) mod n_tasks) or random",
+          "cyclic", choices=("cyclic", "random")),
     Param("correlation_var", str, "current compared with the target: total, or plastic only",
           derive=lambda v: "utotal" if v["k"] > 0 else "uplastic", derive_doc="utotal if k > 0 else uplastic",
           choices=("utotal", "uplastic")),

@@ -7,7 +7,7 @@ one panel per neuron (a grid of ``isqrt(n)`` rows):
   boxcar-averaged total current ("model median") with a band of +/- the normalised
   median absolute deviation, and trial 0 ("trial 0"), against time [s];
 * ``<stem>-psth-task<t>``: the firing rate over trials in bins of ``learn_every`` between
-  ``stim_off`` and ``train_time`` [Hz].
+  ``stim_off`` and ``train_time`` [Hz], with the target rate when the targets came from rates.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from spikeforge.core.spikes import psth
@@ -46,6 +47,8 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
     data, attrs = read_h5(test_file, ["neurons", "spike_step", "spike_trial", "spike_task", "spike_neuron",
                                       "u_total", "target", "learn_times"], what="test file")
     tested = list(data["neurons"])
+    with h5py.File(test_file, "r") as handle:
+        target_rate = handle["target_rate"][()] if "target_rate" in handle else None
     chosen = tested if neurons is None else list(neurons)
     missing = [n for n in chosen if n not in tested]
     if missing:
@@ -79,7 +82,9 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
             mine = (data["spike_task"] == task) & (data["spike_neuron"] == neuron)
             rate = psth(data["spike_step"][mine] * dt, edges, ntrials)
             ax = figures["psth"][1].flat[panel]
-            ax.stairs(rate, edges / 1000, fill=True, color="tab:blue", alpha=0.7)
+            ax.stairs(rate, edges / 1000, fill=True, color="tab:blue", alpha=0.7, label="model")
+            if target_rate is not None:
+                ax.plot(seconds, target_rate[task, :, column], color="black", lw=1.2, label="target")
             ax.set_title(f"neuron {neuron}", fontsize=9)
         for kind, (fig, axes) in figures.items():
             for ax in axes.flat[len(chosen):]:
@@ -88,7 +93,7 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
                 ax.set_xlabel("time (s)")
             for ax in axes[:, 0]:
                 ax.set_ylabel("synaptic input" if kind == "syninput" else "rate (Hz)")
-            if kind == "syninput":
+            if kind == "syninput" or target_rate is not None:
                 axes.flat[0].legend(fontsize=7, loc="best")
             fig.suptitle(f"task {task}: {'synaptic input vs target' if kind == 'syninput' else 'PSTH'}, "
                          f"{ntrials} trial{'s' if ntrials > 1 else ''}")

@@ -11,6 +11,7 @@ currents at the learning times (tsn.md 3.8), and saves them with the targets in
                                              trial, task, neuron index
     u_total, u_plastic (ntrials, T, learn_nsteps, n)   boxcar means of the currents
     target (T, learn_nsteps, n)              the targets of those neurons
+    target_rate (T, learn_nsteps, n)         [Hz] the target rates, when the targets came from rates
     learn_times (learn_nsteps,)              bin centres [ms]
 
 Attributes: ``dt``, ``stim_off``, ``train_time``, ``learn_every`` [ms], ``ntrials``,
@@ -121,6 +122,8 @@ def test(
         "u_total": u_total[:completed], "u_plastic": u_plastic[:completed],
         "target": model.targets[:, :, indices], "learn_times": learning_times(p),
     }
+    if model.target_rates is not None:
+        arrays["target_rate"] = model.target_rates[:, :, indices]
     attrs = {"dt": p.dt, "stim_off": p.stim_off, "train_time": p.train_time, "learn_every": p.learn_every,
              "ntrials": completed, "n_tasks": n_tasks, "checkpoint": label}
     write_h5(run.test_file, arrays, attrs)

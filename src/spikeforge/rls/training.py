@@ -1,6 +1,6 @@
 """``train``: RLS training loops with checkpoints, a learning curve and safe interruption.
 
-Each loop is one trial of the task ``(loop - 1) % n_tasks`` during which every neuron's
+Each loop is one trial of a task (``task_schedule``: cyclic by default) during which every neuron's
 plastic weights are updated by RLS every ``learn_every`` ms after ``stim_off``.  P
 persists across loops.  Loop ``n`` draws its random numbers from the stream
 ``("train", n)``, so training 2 loops, restoring and training 2 more gives exactly the
@@ -53,6 +53,13 @@ class TrainResult:
     elapsed_time: list[float]  # [s]
     checkpoint: str  # label of the checkpoint saved at the end
     model: Model
+
+
+def task_of_loop(p, loop: int, n_tasks: int) -> int:
+    """Task trained in loop ``loop`` (1-based): cyclic, or drawn from the stream ("task_schedule", loop)."""
+    if p.task_schedule == "random":
+        return int(streams.stream(p.seed, "task_schedule", loop).integers(n_tasks))
+    return (loop - 1) % n_tasks
 
 
 @contextlib.contextmanager
@@ -150,7 +157,7 @@ def train(
         with _deferred_interrupt() as stop:
             for loop in range(first_loop, first_loop + nloops):
                 started = time.perf_counter()
-                task = (loop - 1) % model.n_tasks
+                task = task_of_loop(p, loop, model.n_tasks)
                 measure = loop % correlation_interval == 0
                 rng = streams.stream(p.seed, "train", loop)
                 result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),

@@ -1,0 +1,113 @@
+"""Targets from files (currents, or rates through the Siegert function) and multiple tasks."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge import rls
+from spikeforge.cli import main
+from spikeforge.core.store import read_h5
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.rls import siegert
+from spikeforge.rls.training import task_of_loop
+
+from conftest import SMALL
+
+N, T = SMALL["n_cells"], 20  # neurons, learning steps
+
+
+def test_two_sinusoid_tasks_differ_and_train_test_and_plot(tmp_path):
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    model = rls.init(directory, n_tasks=2, verbose=False)
+    assert model.targets.shape == (2, T, N) and model.stimulus.shape[0] == 2
+    assert not np.allclose(model.targets[0], model.targets[1])  # each task has its own phases
+    assert not np.allclose(model.stimulus[0], model.stimulus[1])
+    curve = rls.train(directory, nloops=3, verbose=False)
+    assert curve.loops == [1, 2, 3]
+    saved, _ = read_h5(directory / "learning-curve.h5", ["task"])
+    np.testing.assert_array_equal(saved["task"], [0, 1, 0])
+    rls.test(directory, ntrials=2, neurons=[0, 1, 2, 3], verbose=False)
+    with h5py.File(directory / "test.h5") as f:
+        assert f["u_total"].shape == (2, 2, T, 4) and set(f["spike_task"][:]) == {0, 1}
+    for task in (0, 1):
+        assert (directory / f"test-syninput-task{task}.png").exists()
+        assert (directory / f"test-psth-task{task}.pdf").exists()
+
+
+def test_random_task_schedule_is_reproducible_and_uses_every_task():
+    p = rls.Params({**SMALL, "task_schedule": "random"})
+    tasks = [task_of_loop(p, loop, 3) for loop in range(1, 40)]
+    assert set(tasks) == {0, 1, 2} and tasks == [task_of_loop(p, loop, 3) for loop in range(1, 40)]
+
+
+def test_target_currents_from_a_npy_file_with_two_tasks(tmp_path):
+    rng = np.random.default_rng(1)
+    currents = rng.normal(-1, 0.3, size=(T, N, 2))
+    path = tmp_path / "utarg.npy"
+    np.save(path, currents)
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    model = rls.init(directory, utarg_file=path, verbose=False)
+    np.testing.assert_array_equal(model.targets, np.moveaxis(currents, 2, 0))
+    result = rls.train(directory, nloops=2, verbose=False)
+    assert all(np.isfinite(result.correlation))
+
+
+def test_rates_from_hdf5_become_currents_that_follow_them(tmp_path):
+    rates = np.full((T, N), 3.0)
+    rates[:, 0] = np.linspace(1, 40, T)  # rising ramp
+    rates[:, 1] = np.linspace(40, 1, T)  # falling ramp
+    rates[:, 2] = 0.0  # silent: raised to 0.1 Hz
+    path = tmp_path / "psth.h5"
+    with h5py.File(path, "w") as f:
+        f["rate"] = rates
+        f["bins"] = np.arange(T)  # a second dataset: the one named "rate" is used
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    model = rls.init(directory, spikerate_file=path, verbose=False)
+    u = model.targets[0]
+    assert np.all(np.diff(u[:, 0]) > 0) and np.all(np.diff(u[:, 1]) < 0)
+    # currents convert back to the rates through the Siegert function of each neuron
+    p = model.p
+    sigma = model.init_stats["ustd0"] / np.sqrt(1.3 * p.tau_bale)
+    back = siegert.transfer(u + p.x_bale, sigma, p.tau_meme, p.threshe, p.vre)
+    np.testing.assert_allclose(back[:, :2], rates[:, :2], rtol=1e-6)
+    np.testing.assert_allclose(back[:, 2], 0.1, rtol=1e-6)
+    rls.train(directory, nloops=1, verbose=False)
+    rls.test(directory, ntrials=1, neurons=[0, 1], verbose=False)
+    with h5py.File(directory / "test.h5") as f:
+        np.testing.assert_array_equal(f["target_rate"][0], rates[:, :2])
+
+
+@pytest.mark.parametrize("content, message", [
+    (np.zeros((T + 1, N)), "has shape (21, 1024); expected (time = 20, neurons = 1024"),
+    (np.zeros((T, N - 1)), "has shape (20, 1023)"),
+    (np.where(np.arange(N) == 7, np.nan, 1.0) * np.ones((T, 1)), "neuron 7, task 0 is nan"),
+])
+def test_bad_target_files_are_errors_and_nothing_is_written(tmp_path, content, message):
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    path = tmp_path / "bad.npy"
+    np.save(path, content)
+    with pytest.raises(DataFileError) as info:
+        rls.init(directory, utarg_file=path, verbose=False)
+    assert message in str(info.value) and not (directory / "init.h5").exists()
+
+
+def test_negative_rates_and_two_files_are_errors(tmp_path):
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    rates = np.ones((T, N))
+    rates[4, 9] = -2.0
+    np.save(tmp_path / "r.npy", rates)
+    with pytest.raises(ParameterError, match="time 4, neuron 9, task 0 is -2.0 Hz"):
+        rls.init(directory, spikerate_file=tmp_path / "r.npy", verbose=False)
+    with pytest.raises(ParameterError, match="not both"):
+        rls.init(directory, spikerate_file=tmp_path / "r.npy", utarg_file=tmp_path / "r.npy", verbose=False)
+    result = CliRunner().invoke(main, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
+    assert result.exit_code == 2 and "none.h5' does not exist" in result.stderr
+    assert not (directory / "init.h5").exists()
