@@ -545,8 +545,10 @@ Measured {date} with
 ```
 
 (total {total_s / 60:.0f} min). Machine: {host['cpu']}, {host['cores']} cores, {host['memory']} memory, {host['os']},
-Python {host['python']}; other work may have shared the cores, so every time is the best of
-{args.repeats} repeats. Versions: {version_text}.
+Python {host['python']}. Versions: {version_text}. Other work may share the cores: every time
+is the best of {args.repeats} repeats, each started once other processes used under 10 % of the
+CPU and repeated (up to twice) if they took 10 % or more during it; the last column of the
+seconds table is the largest share they took during the reported runs.
 
 **Model.** The default RLS model's static network (half excitatory, every neuron projects to
 2K = 410 others, the reference's weights and drives, constant drive, no noise), 2 s at
@@ -555,7 +557,8 @@ reference's scaling runs keep K fixed, so weights, drives and rates stay the def
 and synapses grow as 410 N. spikeforge builds the network; its synapses, drives and initial
 voltages are exported to both peers:
 
-- **spikeforge** (numba): `run_trial` of kind INIT, i.e. the init run.
+- **spikeforge** (numba): the init run of `rls.init` (`run_trial` of kind INIT), the very call
+  `rls.init` makes, repeated with a fresh copy of its random generator.
 - **Brian2** C++ standalone, `method='euler'`, the same equations. spikeforge's one-step
   synaptic delay is Brian2 with *no* `delay` (Brian2 propagates spikes after the state update
   of the same step, so they reach the voltage at the next step), and spikeforge's one frozen
@@ -566,7 +569,11 @@ voltages are exported to both peers:
 - **NEST** `iaf_psc_exp`: C_m = tau_m = 10, E_L = V_reset = 0, V_th = 1, t_ref = 0.1,
   tau_syn = 3, I_e = X, weight w / tau_s, delay dt (NEST's minimum). NEST integrates
   exactly (spikeforge: forward Euler) and a spike reaches the membrane one step later than in
-  spikeforge; the rates agree within the tolerance all the same.
+  spikeforge (NEST's current jumps at the end of the step after the spike), so NEST cannot be
+  identical; the rate table shows how close it comes.
+- **plain numba loop** (`bench/peers/plain_numba.py`, not spikeforge): the bare serial loop of
+  the same model, the yardstick the issue quotes; it reproduces spikeforge's spike counts
+  exactly.
 
 **Rates** (mean E / I; deviation = largest relative difference of E or I over every repeat
 and thread count; the comparison is void beyond 3 %):
@@ -577,7 +584,8 @@ and thread count; the comparison is void beyond 3 %):
 seconds at the same thread count (above 1: spikeforge is faster). *spikeforge plastic* is the
 same network with the plastic synapses active and RLS computed every 10 ms but not applied
 (`benchmark = true`, the reference's benchmark mode; spikeforge only), seconds of one
-training loop (`rls.train`, best of {args.plastic_repeats}):
+training loop (`rls.train`, best of {args.plastic_repeats}). The plain numba loop is serial, so it
+appears on the 1-thread rows:
 
 {out['times']}
 
@@ -585,7 +593,8 @@ training loop (`rls.train`, best of {args.plastic_repeats}):
 
 **Build and set-up**, not in the ratios: spikeforge's static connectivity (`static_weights`)
 and its whole `rls.init` (connectivity, the init run, plastic inputs, targets, P, writing
-init.h5); Brian2's code generation and C++ compilation (once per size and thread count) and
+init.h5, without the timing runs); Brian2's code generation and C++ compilation from scratch
+(once per size and thread count) and
 the binary's own set-up (reading the synapse arrays, creating synapses, writing results);
 NEST's node creation and `Connect`, and `Prepare`:
 

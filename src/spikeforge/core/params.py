@@ -27,7 +27,8 @@ import tomli_w
 
 from spikeforge.errors import DataFileError, ParameterError
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list of numbers"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list of numbers",
+               dict: "a table of named values"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Param:
 
     Attributes:
         name: snake_case name used in Python, TOML and on the command line.
-        type: one of ``bool``, ``int``, ``float``, ``str``, ``list`` (of floats).
+        type: one of ``bool``, ``int``, ``float``, ``str``, ``list`` (of floats), ``dict``
+            (a TOML table, e.g. the arguments of a plugin).
         doc: one-line meaning, with the unit in brackets, e.g. ``"Euler step [ms]"``.
         default: value used when neither set nor derived.
         derive: function of the already-resolved values returning the default;
@@ -96,6 +98,9 @@ class Param:
                     return [Param(self.name, float, self.doc).coerce(item) for item in value]
                 except ParameterError:
                     pass
+        elif self.type is dict:
+            if isinstance(value, Mapping):
+                return dict(value)
         elif self.type is str:
             if isinstance(value, str):
                 if self.choices and value not in self.choices:
@@ -153,7 +158,7 @@ class Schema:
             if value is None:
                 lines.append(f"# {name} =   # {param.doc} (not set)")
                 continue
-            entry = tomli_w.dumps({name: value}).strip()
+            entry = f"{name} = {_inline(value)}"
             comment = param.doc + (f"; derived: {param.derive_doc}" if param.derive is not None else "")
             lines.append(f"{'# ' if derived else ''}{entry}   # {comment}")
         from spikeforge.core.store import atomic_write_text
@@ -172,6 +177,13 @@ class Schema:
             raise DataFileError(f"parameter file {str(path)!r} is not valid TOML: {error}") from None
         self.check_names(user)
         return user
+
+
+def _inline(value: Any) -> str:
+    """A value as inline TOML (tables inline, so that the file stays one flat list of keys)."""
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{key} = {_inline(item)}" for key, item in value.items()) + " }" if value else "{}"
+    return tomli_w.dumps({"v": value}).strip()[len("v = "):]
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 
+from spikeforge.core import plugins
 from spikeforge.rls.params import Params
 
 
@@ -42,8 +44,8 @@ class OutLayout(NamedTuple):
     weight: np.ndarray  # float (nnz,)
 
 
-def static_weights(p: Params, rng: np.random.Generator, dtype=np.float64) -> OutLayout:
-    """Fixed out-degree ``2k`` random static connectivity without autapses."""
+def static_weights(p: Params, rng: np.random.Generator) -> OutLayout:
+    """Fixed out-degree ``2k`` random static connectivity without autapses (the default plugin)."""
     n, out_degree = p.n_cells, 2 * p.k
     post = np.empty((n, out_degree), dtype=np.int32)
     for j in range(n):
@@ -54,7 +56,7 @@ def static_weights(p: Params, rng: np.random.Generator, dtype=np.float64) -> Out
     post_is_exc = post < p.ne
     weight = np.where(pre_is_exc, np.where(post_is_exc, p.jee, p.jie), np.where(post_is_exc, p.jei, p.jii))
     ptr = np.arange(n + 1, dtype=np.int64) * out_degree
-    return OutLayout(ptr, post.ravel(), weight.astype(dtype).ravel())
+    return OutLayout(ptr, post.ravel(), weight.ravel())
 
 
 def _choose_excluding(rng: np.random.Generator, candidates: np.ndarray, size: int, exclude: int) -> np.ndarray:
@@ -65,13 +67,8 @@ def _choose_excluding(rng: np.random.Generator, candidates: np.ndarray, size: in
     return pool[rng.choice(pool.size, size=size, replace=False)]
 
 
-def plastic_weights(p: Params, init_spike_count: np.ndarray, rng: np.random.Generator,
-                    ff_weight: np.ndarray | None = None, dtype=np.float64) -> PlasticInputs:
-    """Plastic inputs drawn from the most active neurons of the init run.
-
-    With ``ff_weight`` (n_cells, lx), the first ``lx`` inputs of every neuron are the
-    feed-forward neurons ``n_cells .. n_cells + lx - 1`` with those initial weights.
-    """
+def plastic_weights(p: Params, init_spike_count: np.ndarray, rng: np.random.Generator) -> PlasticInputs:
+    """Plastic inputs drawn from the most active neurons of the init run (the default plugin)."""
     n, ne = p.n_cells, p.ne
     n_keep_e, n_keep_i = round(p.frac * ne), round(p.frac * p.ni)
     # stable sort: ties keep index order, so the ranking is reproducible
@@ -85,12 +82,84 @@ def plastic_weights(p: Params, init_spike_count: np.ndarray, rng: np.random.Gene
     post_is_exc = (np.arange(n) < ne)[:, None]
     from_exc = np.arange(n_in) < p.lexc
     weight = np.where(post_is_exc, np.where(from_exc, p.wpee, p.wpei), np.where(from_exc, p.wpie, p.wpii))
-    if ff_weight is not None and ff_weight.shape[1] > 0:
-        lx = ff_weight.shape[1]
-        index = np.hstack([np.broadcast_to(n + np.arange(lx, dtype=np.int32), (n, lx)), index])
-        weight = np.hstack([ff_weight, weight])
     count = np.full(n, index.shape[1], dtype=np.int32)
-    return PlasticInputs(index, count, weight.astype(dtype))
+    return PlasticInputs(index, count, weight)
+
+
+def with_feedforward(inputs: PlasticInputs, ff_weight: np.ndarray) -> PlasticInputs:
+    """Put the ``lx`` feed-forward neurons (presynaptic n_cells .. n_cells + lx - 1, weights
+    ``ff_weight`` (n_cells, lx)) before every neuron's recurrent plastic inputs."""
+    n, lx = ff_weight.shape
+    if lx == 0:
+        return inputs
+    index = np.hstack([np.broadcast_to(n + np.arange(lx, dtype=np.int32), (n, lx)), inputs.index])
+    return PlasticInputs(index, inputs.count + lx, np.hstack([ff_weight, inputs.weight]))
+
+
+def static_from_plugin(value, spec: str, n_cells: int) -> OutLayout:
+    """A static-weights plugin's result as an OutLayout.
+
+    Accepted: an :class:`OutLayout`; a tuple ``(pre, post, weight)`` of equal-length arrays;
+    or a scipy.sparse matrix ``W[post, pre]`` (n_cells x n_cells).
+    """
+    if isinstance(value, OutLayout):
+        pre = np.repeat(np.arange(n_cells), np.diff(plugins.check_array(value.ptr, spec, "ptr", (n_cells + 1,), "iu")))
+        post, weight = value.post, value.weight
+    elif scipy.sparse.issparse(value):
+        if value.shape != (n_cells, n_cells):
+            raise plugins.PluginError(f"plugin {spec!r} returned a sparse matrix of shape {value.shape}; expected "
+                                      f"({n_cells}, {n_cells}) as W[post, pre]")
+        coo = value.tocoo()
+        pre, post, weight = coo.col, coo.row, coo.data
+    elif isinstance(value, tuple) and len(value) == 3:
+        pre, post, weight = value
+    else:
+        raise plugins.PluginError(f"plugin {spec!r} returned {type(value).__name__}; expected (pre, post, weight) "
+                                  "arrays, a scipy.sparse matrix W[post, pre] or an OutLayout")
+    pre = plugins.check_array(pre, spec, "pre", (None,), "iu").astype(np.int64)
+    post = plugins.check_array(post, spec, "post", (pre.size,), "iu").astype(np.int64)
+    weight = plugins.check_array(weight, spec, "weight", (pre.size,)).astype(np.float64)
+    for name, index in (("pre", pre), ("post", post)):
+        if index.size and (index.min() < 0 or index.max() >= n_cells):
+            raise plugins.PluginError(f"plugin {spec!r} returned {name} indices outside 0 .. {n_cells - 1}")
+    order = np.lexsort((post, pre))
+    ptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pre, minlength=n_cells), out=ptr[1:])
+    return OutLayout(ptr, post[order].astype(np.int32), weight[order])
+
+
+def plastic_from_plugin(value, spec: str, n_cells: int) -> PlasticInputs:
+    """A plastic-weights plugin's result as PlasticInputs (recurrent inputs only).
+
+    Accepted: :class:`PlasticInputs`; or ``(index, weight)`` where both are lists of n_cells
+    1-D arrays (neuron i's presynaptic neurons and initial weights; lengths may differ) or
+    (n_cells, L) arrays.
+    """
+    if isinstance(value, PlasticInputs):
+        index = [row[:c] for row, c in zip(value.index, value.count)]
+        weight = [row[:c] for row, c in zip(value.weight, value.count)]
+    elif isinstance(value, tuple) and len(value) == 2:
+        index, weight = value
+    else:
+        raise plugins.PluginError(f"plugin {spec!r} returned {type(value).__name__}; expected (index, weight) or "
+                                  "PlasticInputs")
+    if len(index) != n_cells or len(weight) != n_cells:
+        raise plugins.PluginError(f"plugin {spec!r} returned inputs for {len(index)} neurons and weights for "
+                                  f"{len(weight)}; expected {n_cells} of each")
+    rows = [plugins.check_array(row, spec, f"index[{i}]", (None,), "iu") for i, row in enumerate(index)]
+    rows_w = [plugins.check_array(w, spec, f"weight[{i}]", (rows[i].size,)) for i, w in enumerate(weight)]
+    count = np.array([row.size for row in rows], dtype=np.int32)
+    if count.max(initial=0) == 0:
+        raise plugins.PluginError(f"plugin {spec!r} gave no neuron any plastic input")
+    lmax = int(count.max())
+    padded_index = np.zeros((n_cells, lmax), dtype=np.int32)
+    padded_weight = np.zeros((n_cells, lmax))
+    for i, (row, w) in enumerate(zip(rows, rows_w)):
+        if row.size and (row.min() < 0 or row.max() >= n_cells):
+            raise plugins.PluginError(f"plugin {spec!r}: index[{i}] has presynaptic neurons outside 0 .. {n_cells - 1}")
+        padded_index[i, : row.size] = row
+        padded_weight[i, : row.size] = w
+    return PlasticInputs(padded_index, count, padded_weight)
 
 
 def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray]:

@@ -19,7 +19,8 @@ import numpy as np
 from spikeforge.core import rng as streams
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
-from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix, stimulus, targets
+from spikeforge.core import plugins
+from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
@@ -84,8 +85,14 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
             f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
             "init would make them inconsistent: use a new directory or pass --force to delete them"
         )
-    seed, dtype = p.seed, float_dtype(p)
-    static = connectivity.static_weights(p, streams.stream(seed, "static_weights"), dtype)
+    seed, dtype, n = p.seed, float_dtype(p), p.n_cells
+
+    def plugin(slot: str, *arguments):
+        return plugins.call(p[slot], run.path, p[f"{slot}_args"], p, *arguments)
+
+    static = connectivity.static_from_plugin(plugin("static_weights", streams.stream(seed, "static_weights")),
+                                             p.static_weights, n)
+    static = static._replace(weight=static.weight.astype(dtype))
     net = Connectivity(static.ptr, static.post, static.weight, np.zeros(p.n_cells + 1, dtype=np.int64),
                        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=dtype))
     run_rng = streams.stream(seed, "init_run")
@@ -96,19 +103,28 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     if verbose:
         print(f"init run: mean excitatory rate {rate_exc:.3f} Hz, mean inhibitory rate {rate_inh:.3f} Hz")
     ff_rng = streams.stream(seed, "feedforward")
-    ff_probability = feedforward.spike_probabilities(p, ff_rng)
-    plastic = connectivity.plastic_weights(p, result.spike_count, streams.stream(seed, "plastic_weights"),
-                                           feedforward.initial_weights(p, ff_rng), dtype)
+    rows_after_stimulus = p.steps.n_steps - p.steps.stim_off_step
+    ff_probability = plugins.check_array(plugin("ff_rates", ff_rng), p.ff_rates, "feed-forward spike probabilities",
+                                         (rows_after_stimulus, p.lx))
+    plastic = connectivity.plastic_from_plugin(
+        plugin("plastic_weights", result.spike_count, streams.stream(seed, "plastic_weights")), p.plastic_weights, n)
+    plastic = connectivity.with_feedforward(plastic, feedforward.initial_weights(p, ff_rng))
+    plastic = plastic._replace(weight=plastic.weight.astype(dtype))
     ustd0 = float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())
     if utarg_file is not None:
         task_targets = data
     elif spikerate_file is not None:
         task_targets = data_targets.currents_from_rates(p, data, ustd0)
     else:
-        task_targets = np.stack([targets.sinusoids(p, result.u_mean, streams.stream(seed, "targets", task))
-                                 for task in range(n_tasks)])
-    task_stimuli = np.stack([stimulus.ornstein_uhlenbeck(p, streams.stream(seed, "stimulus", task), dtype)
-                             for task in range(n_tasks)])
+        task_targets = np.stack([
+            plugins.check_array(plugin("targets", result.u_mean, streams.stream(seed, "targets", task), task),
+                                p.targets, f"targets of task {task}", (p.steps.learn_nsteps, n))
+            for task in range(n_tasks)])
+    stimulus_rows = p.steps.stim_off_step - p.steps.stim_on_step
+    task_stimuli = np.stack([
+        plugins.check_array(plugin("stimulus", streams.stream(seed, "stimulus", task), task), p.stimulus,
+                            f"stimulus of task {task}", (stimulus_rows, n)).astype(dtype)
+        for task in range(n_tasks)])
     P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, n_ff=p.lx, penlam_ff=p.penlam_ff)
     P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision), p.p_storage)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,

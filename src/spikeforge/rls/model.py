@@ -109,7 +109,7 @@ class Model:
         p = run.params() if p is None else p
         run.require_init()
         arrays, attrs = read_h5(run.init_file, _INIT_DATASETS, what="init file")
-        n, lmax = p.n_cells, p.steps.n_plastic
+        n, lmax = p.n_cells, arrays["plastic/index"].shape[1]  # a plugin chooses the number of inputs
         p_shape = (n, lmax * (lmax + 1) // 2) if p.p_storage == "packed" else (n, lmax, lmax)
         expected = {"plastic/weight": (n, lmax), "P": p_shape, "static/ptr": (n + 1,)}
         for name, shape in expected.items():

@@ -143,6 +143,19 @@ PARAMS = [
           derive=lambda v: default_scale(v["p_precision"], v["penlambda"]),
           derive_doc="1, or for int16 the largest power of 2 keeping 1/penlambda * p_scale <= 32767"),
     Param("penmu", float, "penalty coupling plastic weights of the same sign", 0.01),
+    # --- plugins: "module:function" or "path/file.py:function" (relative to the data directory)
+    Param("static_weights", str, "plugin building the static synapses", "spikeforge.rls.connectivity:static_weights"),
+    Param("static_weights_args", dict, "keyword arguments of the static_weights plugin", {}),
+    Param("plastic_weights", str, "plugin choosing the plastic inputs and their initial weights",
+          "spikeforge.rls.connectivity:plastic_weights"),
+    Param("plastic_weights_args", dict, "keyword arguments of the plastic_weights plugin", {}),
+    Param("stimulus", str, "plugin making each task's stimulus", "spikeforge.rls.stimulus:ornstein_uhlenbeck"),
+    Param("stimulus_args", dict, "keyword arguments of the stimulus plugin", {}),
+    Param("targets", str, "plugin making each task's target currents", "spikeforge.rls.targets:sinusoids"),
+    Param("targets_args", dict, "keyword arguments of the targets plugin", {}),
+    Param("ff_rates", str, "plugin making the feed-forward spike probabilities",
+          "spikeforge.rls.feedforward:spike_probabilities"),
+    Param("ff_rates_args", dict, "keyword arguments of the ff_rates plugin", {}),
     Param("task_schedule", str, "task of each training loop: cyclic ((loop - 1) mod n_tasks) or random",
           "cyclic", choices=("cyclic", "random")),
     Param("correlation_var", str, "current compared with the target: total, or plastic only",
@@ -198,11 +211,12 @@ def _validate(v: Mapping[str, Any]) -> None:
     need(2 * v["k"] <= v["n_cells"] - 1,
          f"k = {v['k']} gives out-degree 2k = {2 * v['k']}, more than the n_cells - 1 = {v['n_cells'] - 1} others")
     need(v["lexc"] + v["linh"] >= 1, "lexc + linh must be >= 1 (every neuron needs a plastic input; set l when k = 0)")
-    n_exc_kept, n_inh_kept = round(v["frac"] * v["ne"]), round(v["frac"] * v["ni"])
-    need(v["lexc"] <= n_exc_kept - 1,
-         f"lexc = {v['lexc']} exceeds the {n_exc_kept - 1} excitatory candidates (frac * ne, minus the neuron itself)")
-    need(v["linh"] <= n_inh_kept - 1,
-         f"linh = {v['linh']} exceeds the {n_inh_kept - 1} inhibitory candidates (frac * ni, minus the neuron itself)")
+    if v["plastic_weights"] == "spikeforge.rls.connectivity:plastic_weights":
+        n_exc_kept, n_inh_kept = round(v["frac"] * v["ne"]), round(v["frac"] * v["ni"])
+        need(v["lexc"] <= n_exc_kept - 1, f"lexc = {v['lexc']} exceeds the {n_exc_kept - 1} excitatory candidates "
+             "(frac * ne, minus the neuron itself)")
+        need(v["linh"] <= n_inh_kept - 1, f"linh = {v['linh']} exceeds the {n_inh_kept - 1} inhibitory candidates "
+             "(frac * ni, minus the neuron itself)")
     for name in ("stim_on", "stim_off", "train_time", "refrac", "learn_every", "wid", "u0_skip_time", "ff_smooth"):
         _steps(v, name)
     _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")

@@ -12,12 +12,13 @@ import numpy as np
 from spikeforge.rls.params import Params
 
 
-def ornstein_uhlenbeck(p: Params, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
-    """Stimulus of one task, shape ((stim_off - stim_on) / dt, n_cells)."""
+def ornstein_uhlenbeck(p: Params, rng: np.random.Generator, task: int = 0) -> np.ndarray:
+    """Stimulus of one task, shape ((stim_off - stim_on) / dt, n_cells) (the default plugin;
+    ``rng`` is already the task's own stream)."""
     n_rows = p.steps.stim_off_step - p.steps.stim_on_step
     x = np.zeros((n_rows, p.n_cells), dtype=np.float64)
     kicks = p.stim_sig * np.sqrt(p.dt) * rng.standard_normal((max(n_rows - 1, 0), p.n_cells))
     for row in range(1, n_rows):
         previous = x[row - 1]
         x[row] = previous + p.stim_b * (p.stim_mu - previous) * p.dt + kicks[row - 1]
-    return x.astype(dtype)
+    return x

@@ -17,7 +17,7 @@ def learning_times(p: Params) -> np.ndarray:
     return p.stim_off + p.learn_every * np.arange(1, p.steps.learn_nsteps + 1)
 
 
-def sinusoids(p: Params, mean_current: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sinusoids(p: Params, mean_current: np.ndarray, rng: np.random.Generator, task: int = 0) -> np.ndarray:
     """Random-phase sinusoids around each neuron's init-run mean current (tsn.md 4.3).
 
     ``target[j, i] = target_amp * sin(2 pi (t_j - phase_i) / target_period) + mean_current[i]``
@@ -26,6 +26,7 @@ def sinusoids(p: Params, mean_current: np.ndarray, rng: np.random.Generator) -> 
     Args:
         mean_current: (n_cells,) mean synaptic current of each neuron in the init run.
         rng: the task's own target stream, so different tasks get different phases.
+        task: the task's index (unused here; a plugin may use it).
 
     Returns:
         (learn_nsteps, n_cells) target currents.
