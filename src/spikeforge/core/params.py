@@ -45,6 +45,9 @@ class Param:
             ``derive_doc`` says how, for the TOML comment.
         choices: allowed values for strings.
         optional: ``None`` is an allowed value.
+        unit: the unit the value is stored in (pint syntax, e.g. ``"ms"``, ``"Hz"``, ``"1/ms"``).
+            A value written as a string with units (``"100 us"``) is converted to it when
+            parameters are read; a parameter without a unit accepts no units.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Param:
     derive_doc: str = ""
     choices: tuple[str, ...] = ()
     optional: bool = False
+    unit: str = ""
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
@@ -89,13 +93,13 @@ class Param:
                 try:
                     return self.coerce(float(value))
                 except ValueError:
-                    pass
+                    return self.coerce(self.in_unit(value))
         elif self.type is list:
             if isinstance(value, str):
                 value = [part for part in value.replace("[", "").replace("]", "").split(",") if part.strip()]
             if isinstance(value, (list, tuple)):
                 try:
-                    return [Param(self.name, float, self.doc).coerce(item) for item in value]
+                    return [Param(self.name, float, self.doc, unit=self.unit).coerce(item) for item in value]
                 except ParameterError:
                     pass
         elif self.type is dict:
@@ -109,6 +113,38 @@ class Param:
                     )
                 return value
         raise ParameterError(f"parameter {self.name!r} = {value!r} is not {_TYPE_NAMES[self.type]}")
+
+
+    def in_unit(self, text: str) -> float:
+        """Magnitude of a quantity such as ``"100 us"`` in this parameter's unit.
+
+        The result is rounded to 15 significant digits, so that "100 us" gives exactly the
+        number 0.1 that a plain ``dt = 0.1`` gives (binary conversion factors otherwise leave
+        differences in the last bit).
+        """
+        try:
+            import pint
+        except ImportError:
+            raise ParameterError(f"parameter {self.name!r} = {text!r} has units; install pint "
+                                 "(pip install 'spikeforge[units]') to use units") from None
+        registry = _unit_registry(pint)
+        try:
+            quantity = registry.Quantity(text)
+            magnitude = float(quantity.to(self.unit or "dimensionless").magnitude)
+        except (pint.errors.PintError, ValueError, TypeError, AttributeError) as error:
+            expected = f"a quantity in {self.unit}" if self.unit else "a plain number (this parameter has no unit)"
+            raise ParameterError(f"parameter {self.name!r} = {text!r} is not {expected} ({error})") from None
+        return float(f"{magnitude:.15g}")
+
+
+_REGISTRY = None
+
+
+def _unit_registry(pint):
+    global _REGISTRY  # one registry per process: building it takes a while
+    if _REGISTRY is None:
+        _REGISTRY = pint.UnitRegistry()
+    return _REGISTRY
 
 
 class Schema:
