@@ -54,3 +54,23 @@ def test_low_precision_p_keeps_rates_and_still_learns(tmp_path, precision):
     result = rls.train(directory, nloops=10, verbose=False)
     assert all(0 < rate < 15 for rate in result.firing_rate)
     assert np.mean(result.correlation[-3:]) > np.mean(result.correlation[:3]) + 0.05
+
+
+@pytest.mark.parametrize("storage, precision", [("packed", "float16"), ("symmetric", "float32"), ("full", "int16")])
+def test_estimate_matches_the_arrays_init_makes(tmp_path, storage, precision):
+    from click.testing import CliRunner
+
+    from spikeforge.cli import main
+    from spikeforge.rls.estimate import estimate
+
+    directory = tmp_path / "net"
+    rls.new(directory, {**SMALL, "p_storage": storage, "p_precision": precision})
+    model = rls.init(directory, verbose=False)
+    e = estimate(model.p)
+    with __import__("h5py").File(directory / "init.h5") as f:
+        assert e.p_file[storage, precision] == f["P"].nbytes
+    assert e.p_memory[storage, precision] == model.P.nbytes
+    result = CliRunner().invoke(main, ["estimate", str(directory)])
+    assert result.exit_code == 0 and "<- params.toml" in result.output
+    chosen = [line for line in result.output.splitlines() if line.endswith("<- params.toml")][0]
+    assert chosen.split()[:2] == [storage, precision]

@@ -150,6 +150,16 @@ def plot(test_file: Path, neurons: str | None) -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@_user_errors
+def estimate(directory: Path) -> None:
+    """Print the memory the model of DIRECTORY needs, for every P storage and precision."""
+    from spikeforge.rls.estimate import report
+
+    click.echo(report(directory))
+
+
+@main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--nloops", type=int, default=QUICKSTART_LOOPS, show_default=True, help="Training loops.")
 @_user_errors

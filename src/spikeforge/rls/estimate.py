@@ -1,0 +1,97 @@
+"""How much memory a model needs: P for each storage and precision, connectivity, recordings.
+
+Sizes are computed from the parameters alone (and from ``init.h5``'s plastic in-degrees
+when it exists, since a plugin may choose them), in bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from spikeforge.core.backends.numba_rls import padded_width
+from spikeforge.rls import p_matrix
+from spikeforge.rls.files import RunDir
+from spikeforge.rls.params import Params
+
+STORAGES = ("full", "symmetric", "packed")
+PRECISIONS = ("float64", "float32", "float16", "int16")
+
+
+@dataclasses.dataclass
+class Estimate:
+    """Bytes of each part of a model."""
+
+    p_file: dict[tuple[str, str], int]  # (storage, precision) -> P in files
+    p_memory: dict[tuple[str, str], int]  # (storage, precision) -> P in memory (padded rows)
+    connectivity: int  # static and plastic synapses, both layouts
+    targets_and_stimulus: int
+    simulation_state: int
+    test_recording_per_trial: int  # spike times and rolling currents of all neurons, one trial
+    chosen: tuple[str, str]
+
+    def total(self, storage: str, precision: str) -> int:
+        """Memory of training with P in (storage, precision)."""
+        return (self.p_memory[storage, precision] + self.connectivity + self.targets_and_stimulus
+                + self.simulation_state)
+
+
+def estimate(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1) -> Estimate:
+    """Memory of model ``p``; ``plastic_count`` (per neuron) if known, else lexc + linh + lx each."""
+    n, s = p.n_cells, p.steps
+    count = np.full(n, s.n_plastic) if plastic_count is None else plastic_count
+    lmax, n_plastic = int(count.max()), int(count.sum())
+    float_size = 8 if p.float_precision == "float64" else 4
+    p_file, p_memory = {}, {}
+    for storage in STORAGES:
+        for precision in PRECISIONS:
+            p_file[storage, precision] = p_matrix.nbytes(n, lmax, storage, precision)
+            itemsize = p_matrix.ITEMSIZE[precision]
+            row = lmax * (lmax + 1) // 2 if storage == "packed" else lmax * padded_width(lmax, itemsize)
+            p_memory[storage, precision] = n * row * p_matrix.ITEMSIZE[precision]
+    static = 2 * p.k * n * (4 + float_size) + (n + 1) * 8
+    plastic = n * lmax * (4 + float_size + 8) + n_plastic * (4 + float_size) + (n + p.lx + 1) * 8
+    return Estimate(
+        p_file=p_file, p_memory=p_memory, connectivity=static + plastic,
+        targets_and_stimulus=n_tasks * n * (s.learn_nsteps * 8 + (s.stim_off_step - s.stim_on_step) * float_size),
+        simulation_state=n * float_size * 20,
+        test_recording_per_trial=n * (s.max_times * 4 + 2 * s.learn_nsteps * 8),
+        chosen=(p.p_storage, p.p_precision),
+    )
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1000
+    return ""
+
+
+def report(directory: str | Path) -> str:
+    """A printable table of the memory the model in ``directory`` needs."""
+    run = RunDir(directory)
+    p = run.params()
+    count, n_tasks = None, 1
+    if run.init_file.is_file():
+        with h5py.File(run.init_file, "r") as handle:
+            count = handle["plastic/count"][()]
+            n_tasks = handle["targets"].shape[0]
+    e = estimate(p, count, n_tasks)
+    lines = [f"{p.n_cells} neurons, {p.steps.n_plastic if count is None else int(count.max())} plastic inputs "
+             f"per neuron (max), {2 * p.k} static outputs per neuron",
+             "", f"{'P storage':<10} {'precision':<9} {'P (file)':>10} {'P (memory)':>11} {'training total':>15}"]
+    for storage in STORAGES:
+        for precision in PRECISIONS:
+            mark = "  <- params.toml" if (storage, precision) == e.chosen else ""
+            lines.append(f"{storage:<10} {precision:<9} {_human(e.p_file[storage, precision]):>10} "
+                         f"{_human(e.p_memory[storage, precision]):>11} {_human(e.total(storage, precision)):>15}"
+                         f"{mark}")
+    lines += ["", f"connectivity (static + plastic, both layouts): {_human(e.connectivity)}",
+              f"targets and stimulus ({n_tasks} task{'s' if n_tasks > 1 else ''}): {_human(e.targets_and_stimulus)}",
+              f"simulation state: {_human(e.simulation_state)}",
+              f"test recording, per trial and task (all neurons): {_human(e.test_recording_per_trial)}"]
+    return "\n".join(lines)
