@@ -125,8 +125,13 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         plugins.check_array(plugin("stimulus", streams.stream(seed, "stimulus", task), task), p.stimulus,
                             f"stimulus of task {task}", (stimulus_rows, n)).astype(dtype)
         for task in range(n_tasks)])
-    P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, n_ff=p.lx, penlam_ff=p.penlam_ff)
-    P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision), p.p_storage)
+    if p.p_compute == "small":  # no P: the history of filtered spike trains starts empty
+        P = np.zeros((0,), dtype=p.p_precision)
+    else:
+        P = connectivity.initial_p(plastic.weight, plastic.count, p.penlambda, p.penmu, n_ff=p.lx,
+                                   penlam_ff=p.penlam_ff)
+        P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision),
+                                      p.p_storage)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
                   "ustd0": ustd0, "targets_from": str(data_file) if data_file is not None else "sinusoids"}

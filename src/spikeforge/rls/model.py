@@ -17,8 +17,9 @@ neurons (indices N .. N+lx-1), then excitatory, then inhibitory neurons.
 Attributes: ``seed``, ``rng_streams`` (JSON: each stream's path and initial state),
 ``rate_exc_hz``, ``rate_inh_hz``, ``ustd0``, ``spikeforge_version``.
 A checkpoint ``ckpt-<label>.h5`` holds ``plastic/weight`` and ``P`` with attributes ``loop``
-and ``correlation``, and with ``cell_state_persists`` the GLIF state ``cell/thresh_s``,
-``cell/thresh_v``, ``cell/asc``.
+and ``correlation``, with ``cell_state_persists`` the GLIF state ``cell/thresh_s``,
+``cell/thresh_v``, ``cell/asc``, and in small mode the ``history`` of filtered spike trains
+(attributes ``history_filled``, ``history_next``) instead of P.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from spikeforge.rls.params import Params
 from spikeforge.rls.simulation import float_dtype
 
 def _p_in_memory(stored: np.ndarray, p: Params, path) -> np.ndarray:
+    if p.p_compute == "small":
+        return stored
     if stored.dtype != np.dtype(p.p_precision):
         raise DataFileError(f"{str(path)!r} holds P as {stored.dtype}, but params.toml says p_precision = "
                             f"{p.p_precision!r}; run `spikeforge init --force` after changing it")
@@ -67,6 +70,12 @@ class Model:
     loop: int = 0  # training loops behind the weights (0 = initial)
     label: str = "init"  # checkpoint the weights came from
     cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
+    history: tuple | None = None  # small mode: (ring (H, N + lx), snapshots filled, next row)
+
+    def __post_init__(self):
+        if self.p.p_compute == "small" and self.history is None:
+            n_rows = max(1, round(self.p.p_history / self.p.learn_every))
+            self.history = (np.zeros((n_rows, self.p.n_cells + self.p.lx)), 0, 0)
 
     @property
     def n_tasks(self) -> int:
@@ -81,8 +90,8 @@ class Model:
         return net, in_to_out
 
     def stored_p(self) -> np.ndarray:
-        """P as saved in files (without the in-memory column padding)."""
-        return p_matrix.to_file_from_memory(self.P, self.p.p_storage)
+        """P as saved in files (without the in-memory column padding; empty in small mode)."""
+        return self.P if self.P.ndim == 1 else p_matrix.to_file_from_memory(self.P, self.p.p_storage)
 
     def save_init(self, run: RunDir, attrs: dict[str, Any]) -> None:
         arrays = {
@@ -98,10 +107,13 @@ class Model:
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
         arrays = {"plastic/weight": self.plastic.weight, "P": self.stored_p()}
+        attrs = {"loop": self.loop, "correlation": correlation, "spikeforge_version": spikeforge.__version__}
         if self.cell_state is not None:
             arrays |= dict(zip(_CELL_STATE, self.cell_state))
-        write_h5(run.checkpoint_file(label), arrays,
-                 {"loop": self.loop, "correlation": correlation, "spikeforge_version": spikeforge.__version__})
+        if self.history is not None:
+            arrays["history"] = self.history[0]
+            attrs |= {"history_filled": self.history[1], "history_next": self.history[2]}
+        write_h5(run.checkpoint_file(label), arrays, attrs)
 
     @classmethod
     def load(cls, run: RunDir, checkpoint: str | int | None = None, p: Params | None = None) -> "Model":
@@ -111,6 +123,8 @@ class Model:
         arrays, attrs = read_h5(run.init_file, _INIT_DATASETS, what="init file")
         n, lmax = p.n_cells, arrays["plastic/index"].shape[1]  # a plugin chooses the number of inputs
         p_shape = (n, lmax * (lmax + 1) // 2) if p.p_storage == "packed" else (n, lmax, lmax)
+        if p.p_compute == "small":
+            p_shape = (0,)
         expected = {"plastic/weight": (n, lmax), "P": p_shape, "static/ptr": (n + 1,)}
         for name, shape in expected.items():
             if arrays[name].shape != shape:
@@ -143,6 +157,9 @@ class Model:
             model.plastic = model.plastic._replace(weight=ckpt["plastic/weight"].astype(dtype))
             model.P = _p_in_memory(ckpt["P"], p, run.checkpoint_file(label))
             model.loop, model.label = int(ckpt_attrs.get("loop", loop)), label
+            if p.p_compute == "small":
+                saved, saved_attrs = read_h5(run.checkpoint_file(label), ["history"], what="checkpoint")
+                model.history = (saved["history"], int(saved_attrs["history_filled"]), int(saved_attrs["history_next"]))
             if p.cell_state_persists:
                 saved, _ = read_h5(run.checkpoint_file(label), what="checkpoint")
                 if all(name in saved for name in _CELL_STATE):

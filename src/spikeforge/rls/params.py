@@ -34,7 +34,10 @@ PARAMS = [
     Param("p_storage", str, "layout of each neuron's P: symmetric (kept exactly symmetric), full, or packed "
           "(upper triangle, half the memory)", "symmetric", choices=("symmetric", "full", "packed")),
     Param("p_precision", str, "element type of P", "float32", choices=("float32", "float64", "float16", "int16")),
-    Param("p_compute", str, "RLS variant: fast keeps P per neuron", "fast", choices=("fast",)),
+    Param("p_compute", str, "RLS variant: fast keeps P per neuron; small keeps only a short history of r and "
+          "re-solves at every update (memory-light, slower, a sliding-window least squares)", "fast",
+          choices=("fast", "small")),
+    Param("p_history", float, "small mode: length of the history of filtered spike trains [ms]", 100.0, unit="ms"),
     Param("rls_gain", str,
           "weight step: paper = w -= e*P_new*a (with 1/(1+a'Pa)), latest = w -= e*P_old*a (TrainSpikingNet HEAD)",
           "paper", choices=("paper", "latest")),
@@ -222,6 +225,8 @@ def _validate(v: Mapping[str, Any]) -> None:
     _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")
     _steps(v, "train_duration", "learn_every")
     _steps(v, "wid", "learn_every")
+    need(v["p_history"] >= v["learn_every"],
+         f"p_history = {v['p_history']} must be >= learn_every = {v['learn_every']} (at least one snapshot)")
 
 
 SCHEMA = Schema(PARAMS, _validate, "spikeforge RLS network parameters (time in ms, voltage dimensionless)")

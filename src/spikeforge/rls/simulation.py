@@ -147,6 +147,25 @@ class Learner:
     gain_with_den: bool
     storage: str  # p_storage: full, symmetric or packed
     apply: bool
+    # small mode (p_compute = "small"): a ring of recent filtered spike trains instead of P
+    history: np.ndarray | None = None  # (H, N + lx)
+    history_filled: int = 0  # snapshots in the ring
+    history_next: int = 0  # row the next snapshot goes to
+    penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
+
+    def update(self, kernels, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
+        """One RLS update of every neuron with the filtered spike trains ``r`` (N + lx,)."""
+        if self.history is None:
+            kernels.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
+                               self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
+                               self.apply)
+            return
+        kernels.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
+                          self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
+                          self.apply)
+        self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
+        self.history_next = (self.history_next + 1) % self.history.shape[0]
+        self.history_filled = min(self.history_filled + 1, self.history.shape[0])
 
 
 @dataclasses.dataclass
@@ -214,9 +233,7 @@ def run_trial(
     no_ff = np.zeros((0, 0), dtype=np.uint8)
     for first, last, row in _segments(p, learning):
         if row is not None:
-            L = learner
-            kernels.rls_update(L.P, L.weights_in, L.plastic_index, L.plastic_count, L.in_to_out, L.weights_out,
-                               state.r, state.u_bal, target[row], L.p_scale, L.gain_with_den, L.storage, L.apply)
+            learner.update(kernels, state.r, state.u_bal, target[row])
         block_first = first
         while block_first <= last:
             block_last = min(last, block_first + BLOCK_STEPS - 1) if with_noise or with_ff else last

@@ -55,6 +55,19 @@ class TrainResult:
     model: Model
 
 
+def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) -> Learner:
+    """The RLS state of ``model`` (its P, or in small mode its history of filtered spike trains)."""
+    p = model.p
+    learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
+                      plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=weights_out,
+                      p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", storage=p.p_storage,
+                      apply=not p.benchmark)
+    if p.p_compute == "small":
+        learner.history, learner.history_filled, learner.history_next = model.history
+        learner.penalties = (p.penlambda, p.penmu, p.penlam_ff, p.lx)
+    return learner
+
+
 def task_of_loop(p, loop: int, n_tasks: int) -> int:
     """Task trained in loop ``loop`` (1-based): cyclic, or drawn from the stream ("task_schedule", loop)."""
     if p.task_schedule == "random":
@@ -141,10 +154,7 @@ def train(
     p = model.p
     net, in_to_out = model.connectivity()
     const = constants(p)
-    learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
-                      plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=net.plastic_weight,
-                      p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", storage=p.p_storage,
-                      apply=not p.benchmark)
+    learner = learner_for(model, net.plastic_weight, in_to_out)
     first_loop = model.loop + 1
     rows: dict[str, list] = {k: [] for k in ("loop", "task", "correlation", "n_nan", "elapsed_time", "firing_rate",
                                              "max_memory")}
@@ -164,6 +174,8 @@ def train(
                                    model.stimulus[task], rng, learner, model.targets[task],
                                    model.ff_probability, model.cell_state, kernels)
                 model.loop = loop
+                if learner.history is not None:
+                    model.history = (learner.history, learner.history_filled, learner.history_next)
                 if p.cell_state_persists:
                     model.cell_state = result.cell_state
                 rate = float(result.spike_count.mean() / (p.train_time / 1000))

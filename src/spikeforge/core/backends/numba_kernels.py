@@ -1,6 +1,6 @@
-"""The numba (CPU) backend: the two kernels the RLS driver calls."""
+"""The numba (CPU) backend: the kernels the RLS driver calls."""
 
 from spikeforge.core.backends.numba_network import run_steps
-from spikeforge.core.backends.numba_rls import rls_update
+from spikeforge.core.backends.numba_rls import rls_small, rls_update
 
-__all__ = ["run_steps", "rls_update"]
+__all__ = ["run_steps", "rls_update", "rls_small"]

@@ -176,3 +176,74 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         if P.dtype == np.int16:
             np.clip(np.rint(block), *INT16_RANGE, out=block)
         P[lo:hi] = block
+
+
+@numba.njit(inline="always", cache=True)
+def _cholesky_solve(A, b):
+    """Solve A x = b for symmetric positive definite A (n, n), in place of A; returns x."""
+    n = b.shape[0]
+    for j in range(n):
+        diagonal = A[j, j]
+        for k in range(j):
+            diagonal -= A[j, k] * A[j, k]
+        diagonal = np.sqrt(diagonal)
+        A[j, j] = diagonal
+        for i in range(j + 1, n):
+            value = A[i, j]
+            for k in range(j):
+                value -= A[i, k] * A[j, k]
+            A[i, j] = value / diagonal
+    x = b.copy()
+    for i in range(n):  # L y = b
+        for k in range(i):
+            x[i] -= A[i, k] * x[k]
+        x[i] /= A[i, i]
+    for i in range(n - 1, -1, -1):  # L' x = y
+        for k in range(i + 1, n):
+            x[i] -= A[k, i] * x[k]
+        x[i] /= A[i, i]
+    return x
+
+
+@numba.njit(parallel=True, cache=True)
+def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target,
+              penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply):
+    """Memory-light update (``p_compute = "small"``, tsn.md 3.7): no P is stored.
+
+    For neuron i the inverse covariance is rebuilt from the penalty (``penlam_ff`` on the
+    feed-forward diagonal, ``penlambda`` on the recurrent one, ``penmu`` between recurrent
+    inputs whose *current* weights have the same sign) plus ``sum_h g_h g_h'`` over the
+    ``n_history`` snapshots ``g_h = history[h, idx]`` of the filtered spike trains; then
+    ``k = Pinv^-1 a`` (Cholesky) and the weight step is as in the fast mode.  It is a
+    sliding-window regularised least squares, not equivalent to the fast mode.
+    """
+    n = weights_in.shape[0]
+    for i in numba.prange(n):
+        count = plastic_count[i]
+        if count == 0:
+            continue
+        idx = plastic_index[i, :count]
+        A = np.zeros((count, count))
+        for m in range(count):
+            A[m, m] = penlam_ff if m < n_ff else penlambda
+            w_m = weights_in[i, m]
+            if m >= n_ff and w_m != 0.0:
+                for q in range(n_ff, count):
+                    w_q = weights_in[i, q]
+                    if (w_m > 0.0 and w_q > 0.0) or (w_m < 0.0 and w_q < 0.0):
+                        A[m, q] += penmu
+        for h in range(n_history):
+            for m in range(count):
+                g_m = history[h, idx[m]]
+                if g_m != 0.0:
+                    for q in range(count):
+                        A[m, q] += g_m * history[h, idx[q]]
+        a = np.empty(count)
+        for m in range(count):
+            a[m] = r[idx[m]]
+        k = _cholesky_solve(A, a)
+        a_k = 0.0
+        for m in range(count):
+            a_k += a[m] * k[m]
+        den = 1.0 / (1.0 + a_k)
+        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
