@@ -36,142 +36,165 @@ def _rolling_bins(ti: int, c: Constants, n_bins: int) -> tuple[int, int]:
     return max(first, 1) - 1, last - 1
 
 
-@numba.njit(parallel=True, cache=True)
-def run_steps(
-    state: State,
-    net: Connectivity,
-    c: Constants,
-    rec: Recording,
-    x_stim: np.ndarray,
-    noise: np.ndarray,
-    ff_spikes: np.ndarray,
-    first_step: int,
-    last_step: int,
-    kind: int,
-) -> None:
-    """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
+def _make_run_steps(parallel: bool):
+    """The step kernel, compiled with or without threads (the flag is part of numba's cache key)."""
 
-    Args:
-        state, net, c, rec: see :mod:`spikeforge.core.backends.layout`.
-        x_stim: (n_stim_rows, N) stimulus of the current task; row ``ti - stim_on_step - 1``.
-        noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
-        ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
-            (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
-        kind: INIT, TRAIN, TRAIN_RECORD or TEST.
-    """
-    # numba loses writes made through NamedTuple attributes inside prange, and cannot lower nested
-    # NamedTuples there: unpack everything the loops use into locals
-    v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
-    u_bale_all, u_bali_all, u_bal_all, u_plas_all, r = state.u_bale, state.u_bali, state.u_bal, state.u_plas, state.r
-    inputs_e, inputs_i, inputs_p = state.inputs_e, state.inputs_i, state.inputs_p
-    spike_steps, roll_sum, roll_count, u_sum, u_sumsq = (rec.spike_steps, rec.roll_sum, rec.roll_count, rec.u_sum,
-                                                         rec.u_sumsq)
-    x_bal, thresh, dt_over_tau_mem = c.x_bal, c.thresh, c.dt_over_tau_mem
-    decay_plas, kick_plas, noise_scale = c.decay_plas, c.kick_plas, c.noise_scale
-    decay_bale, kick_bale, decay_bali, kick_bali = c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali
-    vre, refrac_steps, noise_on_voltage, u0_skip_steps = c.vre, c.refrac_steps, c.noise_on_voltage, c.u0_skip_steps
-    dt = c.dt
-    static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
-    plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
-    thresh_s, thresh_v, asc = state.thresh_s, state.thresh_v, state.asc
-    glif_cell = c.cell_kind == GLIF
-    g_dt_over_c, g_inv_r, g_e_l = c.glif.dt_over_c, c.glif.inv_r, c.glif.e_l
-    g_b_s, g_delta_thresh_s, g_f_v, g_delta_v = c.glif.b_s, c.glif.delta_thresh_s, c.glif.f_v, c.glif.delta_v
-    g_a_v, g_b_v, g_reset_rule = c.glif.a_v, c.glif.b_v, c.glif.reset_rule
-    g_asc_decay, g_asc_f, g_asc_delta = c.glif.asc_decay, c.glif.asc_f, c.glif.asc_delta
-    n = v_all.shape[0]
-    plastic = kind != INIT
-    learning = kind == TRAIN or kind == TRAIN_RECORD
-    recording = kind == TRAIN_RECORD or kind == TEST
-    with_noise = noise.shape[0] > 0
-    n_bins = roll_count.shape[0]
-    max_times = spike_steps.shape[1]
-    for ti in range(first_step, last_step + 1):
-        prev = (ti - 1) & 1
-        cur = ti & 1
-        stim_row = ti - c.stim_on_step - 1
-        stimulated = kind != INIT and c.stim_on_step < ti < c.stim_off_step
-        noise_row = ti - first_step
-        # element-wise, branch-free update of every neuron (vectorises); spike bookkeeping is below
-        for i in numba.prange(n):
-            q_e = inputs_e[prev, i]
-            q_i = inputs_i[prev, i]
-            inputs_e[prev, i] = 0.0
-            inputs_i[prev, i] = 0.0
-            u_bale = u_bale_all[i] * decay_bale + q_e * kick_bale
-            u_bali = u_bali_all[i] * decay_bali + q_i * kick_bali
-            u_bale_all[i] = u_bale
-            u_bali_all[i] = u_bali
-            u_bal = u_bale + u_bali
-            if with_noise and not noise_on_voltage:
-                u_bal += noise_scale[i] * noise[noise_row, i]
-            u_bal_all[i] = u_bal
-            u = u_bal
-            if plastic:
-                q_p = inputs_p[prev, i]
-                inputs_p[prev, i] = 0.0
-                u_plas = u_plas_all[i] * decay_plas[i] + q_p * kick_plas[i]
-                u_plas_all[i] = u_plas
-                u += u_plas
-            if learning:
-                r[i] = r[i] * decay_plas[i] + spiked_all[i] * kick_plas[i]
-            drive = x_bal[i] + u
-            if stimulated:
-                drive += x_stim[stim_row, i]
-            v = v_all[i]
-            if with_noise and noise_on_voltage:
-                v += noise_scale[i] * noise[noise_row, i]
-            active = ti > last_spike[i] + refrac_steps
-            if glif_cell:
-                v, fired = glif.step(i, v, drive, active, thresh[i], vre, dt, g_dt_over_c, g_inv_r, g_e_l, g_b_s,
-                                     g_delta_thresh_s, g_f_v, g_delta_v, g_a_v, g_b_v, g_reset_rule, g_asc_decay,
-                                     g_asc_f, g_asc_delta, thresh_s, thresh_v, asc)
-                v_all[i] = v
-            else:
-                stepped = lif.step(v, drive, dt_over_tau_mem[i])
-                v = stepped if active else v
-                fired = active and v > thresh[i]
-                v_all[i] = vre if fired else v
-            spiked_all[i] = fired
-        if kind == INIT and ti > u0_skip_steps:
+    @numba.njit(parallel=parallel, cache=True)
+    def run_steps(
+        state: State,
+        net: Connectivity,
+        c: Constants,
+        rec: Recording,
+        x_stim: np.ndarray,
+        noise: np.ndarray,
+        ff_spikes: np.ndarray,
+        first_step: int,
+        last_step: int,
+        kind: int,
+    ) -> None:
+        """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
+
+        Args:
+            state, net, c, rec: see :mod:`spikeforge.core.backends.layout`.
+            x_stim: (n_stim_rows, N) stimulus of the current task; row ``ti - stim_on_step - 1``.
+            noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
+            ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
+                (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
+            kind: INIT, TRAIN, TRAIN_RECORD or TEST.
+        """
+        # numba loses writes made through NamedTuple attributes inside prange, and cannot lower nested
+        # NamedTuples there: unpack everything the loops use into locals
+        v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
+        u_bale_all, u_bali_all, u_bal_all, u_plas_all, r = state.u_bale, state.u_bali, state.u_bal, state.u_plas, state.r
+        inputs_e, inputs_i, inputs_p = state.inputs_e, state.inputs_i, state.inputs_p
+        spike_steps, roll_sum, roll_count, u_sum, u_sumsq = (rec.spike_steps, rec.roll_sum, rec.roll_count, rec.u_sum,
+                                                             rec.u_sumsq)
+        x_bal, thresh, dt_over_tau_mem = c.x_bal, c.thresh, c.dt_over_tau_mem
+        decay_plas, kick_plas, noise_scale = c.decay_plas, c.kick_plas, c.noise_scale
+        decay_bale, kick_bale, decay_bali, kick_bali = c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali
+        vre, refrac_steps, noise_on_voltage, u0_skip_steps = c.vre, c.refrac_steps, c.noise_on_voltage, c.u0_skip_steps
+        dt = c.dt
+        static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
+        plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
+        thresh_s, thresh_v, asc = state.thresh_s, state.thresh_v, state.asc
+        glif_cell = c.cell_kind == GLIF
+        g_dt_over_c, g_inv_r, g_e_l = c.glif.dt_over_c, c.glif.inv_r, c.glif.e_l
+        g_b_s, g_delta_thresh_s, g_f_v, g_delta_v = c.glif.b_s, c.glif.delta_thresh_s, c.glif.f_v, c.glif.delta_v
+        g_a_v, g_b_v, g_reset_rule = c.glif.a_v, c.glif.b_v, c.glif.reset_rule
+        g_asc_decay, g_asc_f, g_asc_delta = c.glif.asc_decay, c.glif.asc_f, c.glif.asc_delta
+        n = v_all.shape[0]
+        threaded = parallel  # noqa: F841 (makes the flag a closure variable)
+        plastic = kind != INIT
+        learning = kind == TRAIN or kind == TRAIN_RECORD
+        recording = kind == TRAIN_RECORD or kind == TEST
+        with_noise = noise.shape[0] > 0
+        n_bins = roll_count.shape[0]
+        max_times = spike_steps.shape[1]
+        for ti in range(first_step, last_step + 1):
+            prev = (ti - 1) & 1
+            cur = ti & 1
+            stim_row = ti - c.stim_on_step - 1
+            stimulated = kind != INIT and c.stim_on_step < ti < c.stim_off_step
+            noise_row = ti - first_step
+            # element-wise, branch-free update of every neuron (vectorises); spike bookkeeping is below
             for i in numba.prange(n):
-                u = u_bal_all[i]
-                u_sum[i] += u
-                u_sumsq[i] += u * u
-        if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
-            lo, hi = _rolling_bins(ti, c, n_bins)
-            for b in range(lo, hi + 1):
-                roll_count[b] += 1
-                for i in numba.prange(n):
-                    roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
-                    roll_sum[1, b, i] += u_plas_all[i]
-        # serial, in neuron order: spike counts and times, and propagation to next step's inputs
-        for j in range(n):
-            if spiked_all[j]:
-                last_spike[j] = ti
-                count = spike_count[j] + 1
-                spike_count[j] = count
-                if recording and count <= max_times:
-                    spike_steps[j, count - 1] = ti
-                for s in range(static_ptr[j], static_ptr[j + 1]):
-                    w = static_weight[s]
-                    if w > 0:
-                        inputs_e[cur, static_post[s]] += w
-                    else:
-                        inputs_i[cur, static_post[s]] += w
+                q_e = inputs_e[prev, i]
+                q_i = inputs_i[prev, i]
+                inputs_e[prev, i] = 0.0
+                inputs_i[prev, i] = 0.0
+                u_bale = u_bale_all[i] * decay_bale + q_e * kick_bale
+                u_bali = u_bali_all[i] * decay_bali + q_i * kick_bali
+                u_bale_all[i] = u_bale
+                u_bali_all[i] = u_bali
+                u_bal = u_bale + u_bali
+                if with_noise and not noise_on_voltage:
+                    u_bal += noise_scale[i] * noise[noise_row, i]
+                u_bal_all[i] = u_bal
+                u = u_bal
                 if plastic:
-                    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
-                        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
-        if plastic:
-            for c_ff in range(ff_spikes.shape[1]):
-                j = n + c_ff
+                    q_p = inputs_p[prev, i]
+                    inputs_p[prev, i] = 0.0
+                    u_plas = u_plas_all[i] * decay_plas[i] + q_p * kick_plas[i]
+                    u_plas_all[i] = u_plas
+                    u += u_plas
                 if learning:
-                    r[j] = r[j] * decay_plas[j] + spiked_all[j] * kick_plas[j]
-                fired = ff_spikes[ti - first_step, c_ff]
-                spiked_all[j] = fired
-                if fired:
-                    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
-                        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+                    r[i] = r[i] * decay_plas[i] + spiked_all[i] * kick_plas[i]
+                drive = x_bal[i] + u
+                if stimulated:
+                    drive += x_stim[stim_row, i]
+                v = v_all[i]
+                if with_noise and noise_on_voltage:
+                    v += noise_scale[i] * noise[noise_row, i]
+                active = ti > last_spike[i] + refrac_steps
+                if glif_cell:
+                    v, fired = glif.step(i, v, drive, active, thresh[i], vre, dt, g_dt_over_c, g_inv_r, g_e_l, g_b_s,
+                                         g_delta_thresh_s, g_f_v, g_delta_v, g_a_v, g_b_v, g_reset_rule, g_asc_decay,
+                                         g_asc_f, g_asc_delta, thresh_s, thresh_v, asc)
+                    v_all[i] = v
+                else:
+                    stepped = lif.step(v, drive, dt_over_tau_mem[i])
+                    v = stepped if active else v
+                    fired = active and v > thresh[i]
+                    v_all[i] = vre if fired else v
+                spiked_all[i] = fired
+            if kind == INIT and ti > u0_skip_steps:
+                for i in numba.prange(n):
+                    u = u_bal_all[i]
+                    u_sum[i] += u
+                    u_sumsq[i] += u * u
+            if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
+                lo, hi = _rolling_bins(ti, c, n_bins)
+                for b in range(lo, hi + 1):
+                    roll_count[b] += 1
+                    for i in numba.prange(n):
+                        roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
+                        roll_sum[1, b, i] += u_plas_all[i]
+            # serial, in neuron order: spike counts and times, and propagation to next step's inputs
+            for j in range(n):
+                if spiked_all[j]:
+                    last_spike[j] = ti
+                    count = spike_count[j] + 1
+                    spike_count[j] = count
+                    if recording and count <= max_times:
+                        spike_steps[j, count - 1] = ti
+                    for s in range(static_ptr[j], static_ptr[j + 1]):
+                        w = static_weight[s]
+                        if w > 0:
+                            inputs_e[cur, static_post[s]] += w
+                        else:
+                            inputs_i[cur, static_post[s]] += w
+                    if plastic:
+                        for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
+                            inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+            if plastic:
+                for c_ff in range(ff_spikes.shape[1]):
+                    j = n + c_ff
+                    if learning:
+                        r[j] = r[j] * decay_plas[j] + spiked_all[j] * kick_plas[j]
+                    fired = ff_spikes[ti - first_step, c_ff]
+                    spiked_all[j] = fired
+                    if fired:
+                        for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
+                            inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+
+    return run_steps
+
+
+run_steps_parallel = _make_run_steps(True)
+run_steps_serial = _make_run_steps(False)
+PARALLEL_MIN_NEURONS = 16384  # below this a step is too short for threads to pay (see BENCHMARKS.md)
+
+
+def run_steps(state: State, net: Connectivity, c: Constants, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
+              ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int) -> None:
+    """Advance ``state`` through steps ``first_step .. last_step`` (see the module docstring).
+
+    Networks of PARALLEL_MIN_NEURONS or more neurons update them in parallel threads; smaller
+    ones run on one thread, where a step (microseconds) is too short to share out.
+    """
+    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= PARALLEL_MIN_NEURONS
+    kernel = run_steps_parallel if threads else run_steps_serial
+    kernel(state, net, c, rec, x_stim, noise, ff_spikes, first_step, last_step, kind)
 
 
 __all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST"]
