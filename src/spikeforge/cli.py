@@ -39,6 +39,14 @@ def _user_errors(command):
     return wrapper
 
 
+def _backend_options(command):
+    """--backend and --device."""
+    command = click.option("--device", default="cpu", show_default=True,
+                           help="Device of the torch backend: cpu, cuda or cuda:N.")(command)
+    return click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True,
+                        help="Kernels: numba (CPU) or torch (CPU or CUDA).")(command)
+
+
 def parse_neurons(text: str) -> list[int]:
     """'0:16' -> 0..15, '0,4,8' -> [0, 4, 8], '7' -> [7] (0-based)."""
     from spikeforge.errors import ParameterError
@@ -109,14 +117,16 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 @click.option("--save-best-checkpoint", is_flag=True, help="Keep a checkpoint of the best correlation.")
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
               help="Continue from checkpoint R (e.g. 100, 12i, 37-cor0.712).")
+@_backend_options
 @_user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
-          restore: str | None) -> None:
+          restore: str | None, backend: str, device: str) -> None:
     """Train the plastic weights of DIRECTORY with RLS."""
     from spikeforge.rls import train as rls_train
 
     result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
-                       save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore)
+                       save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
+                       backend=backend, device=device)
     click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
 
 
@@ -127,13 +137,15 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
               help="Checkpoint to test (default: the highest loop).")
 @click.option("--no-plot", is_flag=True, help="Do not write the figures.")
+@_backend_options
 @_user_errors
-def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_plot: bool) -> None:
+def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_plot: bool, backend: str,
+         device: str) -> None:
     """Run frozen-weight trials of DIRECTORY and save test.h5 (and figures)."""
     from spikeforge.rls import test as rls_test
 
     path = rls_test(directory, ntrials=ntrials, neurons=parse_neurons(neurons), restore_from_checkpoint=restore,
-                    plot=not no_plot)
+                    plot=not no_plot, backend=backend, device=device)
     click.echo(f"wrote {path}")
 
 

@@ -207,7 +207,7 @@ def run_trial(
     target: np.ndarray | None = None,
     ff_probability: np.ndarray | None = None,
     cell_state: tuple | None = None,
-    kernels=None,
+    backend=None,
 ) -> TrialResult:
     """Run one trial of ``kind`` from voltages ``v0``.
 
@@ -220,17 +220,21 @@ def run_trial(
         cell_state: GLIF adaptation state to start from (default: 0); the final one is in the result.
         learner, target: for TRAIN and TRAIN_RECORD, the RLS state and the task's
             (learn_nsteps, N) targets.
-        kernels: module with ``run_steps`` and ``rls_update`` (default: the numba backend).
+        backend: a :class:`spikeforge.core.backends.Backend` (default numba); ``net``, ``const``,
+            ``x_stim``, ``target``, ``ff_probability`` and the learner must already be its arrays.
     """
-    if kernels is None:
-        from spikeforge.core.backends import numba_kernels as kernels
+    if backend is None:
+        from spikeforge.core.backends import get_backend
+
+        backend = get_backend()
+    kernels = backend.kernels
     learning = kind in (TRAIN, TRAIN_RECORD)
-    state = new_state(p, v0, cell_state)
-    rec = new_recording(p, kind)
+    state = backend.put(new_state(p, v0, cell_state))
+    rec = backend.put(new_recording(p, kind))
     with_noise = p.sig > 0
     with_ff = kind != INIT and ff_probability is not None and ff_probability.shape[1] > 0
-    empty_noise = np.zeros((0, p.n_cells), dtype=state.v.dtype)
-    no_ff = np.zeros((0, 0), dtype=np.uint8)
+    empty_noise = backend.put(np.zeros((0, p.n_cells), dtype=float_dtype(p)))
+    no_ff = backend.put(np.zeros((0, 0), dtype=np.uint8))
     for first, last, row in _segments(p, learning):
         if row is not None:
             learner.update(kernels, state.r, state.u_bal, target[row])
@@ -238,10 +242,12 @@ def run_trial(
         while block_first <= last:
             block_last = min(last, block_first + BLOCK_STEPS - 1) if with_noise or with_ff else last
             n_rows = block_last - block_first + 1
-            noise = (rng.standard_normal((n_rows, p.n_cells)).astype(state.v.dtype) if with_noise else empty_noise)
-            ff_spikes = _ff_spikes(p, ff_probability, rng, block_first, block_last) if with_ff else no_ff
+            noise = (backend.put(rng.standard_normal((n_rows, p.n_cells)).astype(float_dtype(p))) if with_noise
+                     else empty_noise)
+            ff_spikes = backend.put(_ff_spikes(p, ff_probability, rng, block_first, block_last)) if with_ff else no_ff
             kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, block_first, block_last, kind)
             block_first = block_last + 1
+    state, rec = backend.get(state), backend.get(rec)
     result = TrialResult(spike_count=state.spike_count.copy(), cell_state=cell_state_of(state))
     if kind in (TRAIN_RECORD, TEST):
         result.spike_steps = rec.spike_steps

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spikeforge.core import rng as streams
+from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TEST
 from spikeforge.core.store import write_h5
 from spikeforge.errors import DataFileError, ParameterError
@@ -64,7 +65,8 @@ def test(
     restore_from_checkpoint: str | int | None = None,
     plot: bool = True,
     verbose: bool = True,
-    kernels=None,
+    backend: str = "numba",
+    device: str = "cpu",
 ) -> Path:
     """Run ``ntrials`` trials of every task with the weights of a checkpoint; save ``test.h5``.
 
@@ -72,6 +74,7 @@ def test(
         neurons: 0-based indices of the neurons to record.
         restore_from_checkpoint: checkpoint label; default the one with the highest loop.
         plot: write the figures of :func:`spikeforge.rls.plotting.plot` afterwards.
+        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
 
     Returns:
         Path of ``test.h5``.  Ctrl-C keeps the trials completed so far.
@@ -83,8 +86,9 @@ def test(
     indices = check_neurons(neurons, p.n_cells)
     label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
     model = Model.load(run, label, p)
+    engine = get_backend(backend, device)
     net, _ = model.connectivity()
-    const = constants(p)
+    net, const, stimulus = engine.put(net), engine.put(constants(p)), engine.put(model.stimulus)
     n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks
     u_total = np.zeros((ntrials, n_tasks, n_bins, indices.size))
     u_plastic = np.zeros_like(u_total)
@@ -96,8 +100,8 @@ def test(
             for task in range(n_tasks):
                 started = time.perf_counter()
                 rng = streams.stream(p.seed, "test", trial, task)
-                result = run_trial(p, net, const, TEST, initial_voltage(p, rng), model.stimulus[task], rng,
-                                   ff_probability=model.ff_probability, cell_state=model.cell_state, kernels=kernels)
+                result = run_trial(p, net, const, TEST, initial_voltage(p, rng), stimulus[task], rng,
+                                   ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
                 if p.cell_state_persists:
                     model.cell_state = result.cell_state
                 u_total[trial, task] = result.u_rolling[0][:, indices]

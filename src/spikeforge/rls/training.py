@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spikeforge.core import rng as streams
+from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import ParameterError, SpikeforgeError
@@ -66,6 +67,22 @@ def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) ->
         learner.history, learner.history_filled, learner.history_next = model.history
         learner.penalties = (p.penlambda, p.penmu, p.penlam_ff, p.lx)
     return learner
+
+
+def _on_backend(learner: Learner, engine) -> Learner:
+    """The learner with its arrays on the backend (the same arrays for numba)."""
+    for name in ("P", "weights_in", "plastic_index", "plastic_count", "in_to_out", "history"):
+        setattr(learner, name, engine.put(getattr(learner, name)))
+    return learner
+
+
+def _copy_back(learner: Learner, model: Model, engine) -> None:
+    """Make the model's numpy arrays hold the learner's current P, weights and history."""
+    if engine.name != "numba":
+        model.P[...] = engine.get(learner.P)
+        model.plastic.weight[...] = engine.get(learner.weights_in)
+    if learner.history is not None:
+        model.history = (engine.get(learner.history), learner.history_filled, learner.history_next)
 
 
 def task_of_loop(p, loop: int, n_tasks: int) -> int:
@@ -122,7 +139,8 @@ def train(
     save_best_checkpoint: bool = False,
     restore_from_checkpoint: str | int | None = None,
     verbose: bool = True,
-    kernels=None,
+    backend: str = "numba",
+    device: str = "cpu",
 ) -> TrainResult:
     """Train the network in ``directory`` for ``nloops`` loops.
 
@@ -135,7 +153,7 @@ def train(
         restore_from_checkpoint: continue from this checkpoint label (``"100"``, ``"12i"``,
             ``"37-cor0.712"``); loop numbers continue after it.
         verbose: print a line per loop and a progress bar.
-        kernels: backend module (default numba).
+        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
 
     Returns:
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
@@ -150,11 +168,13 @@ def train(
     run = RunDir(directory)
     if restore_from_checkpoint is not None:
         checkpoint_loop(str(restore_from_checkpoint))  # validate the label before loading anything
+    engine = get_backend(backend, device)
     model = Model.load(run, restore_from_checkpoint)
     p = model.p
     net, in_to_out = model.connectivity()
-    const = constants(p)
-    learner = learner_for(model, net.plastic_weight, in_to_out)
+    net, const = engine.put(net), engine.put(constants(p))
+    learner = _on_backend(learner_for(model, net.plastic_weight, in_to_out), engine)
+    stimulus, targets = engine.put(model.stimulus), engine.put(model.targets)
     first_loop = model.loop + 1
     rows: dict[str, list] = {k: [] for k in ("loop", "task", "correlation", "n_nan", "elapsed_time", "firing_rate",
                                              "max_memory")}
@@ -171,11 +191,9 @@ def train(
                 measure = loop % correlation_interval == 0
                 rng = streams.stream(p.seed, "train", loop)
                 result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),
-                                   model.stimulus[task], rng, learner, model.targets[task],
-                                   model.ff_probability, model.cell_state, kernels)
+                                   stimulus[task], rng, learner, targets[task], model.ff_probability,
+                                   model.cell_state, engine)
                 model.loop = loop
-                if learner.history is not None:
-                    model.history = (learner.history, learner.history_filled, learner.history_next)
                 if p.cell_state_persists:
                     model.cell_state = result.cell_state
                 rate = float(result.spike_count.mean() / (p.train_time / 1000))
@@ -192,6 +210,7 @@ def train(
                     tqdm.write(f"{loop:>6} {task:>5} {elapsed:>8.2f} {rate:>10.3f} {correlation:>12.4f}{nan_note}")
                 bar.update()
                 if save_best_checkpoint and measure and n_nan == 0 and correlation > best_correlation:
+                    _copy_back(learner, model, engine)
                     label = f"{loop}-cor{correlation:.3f}"
                     model.save_checkpoint(run, label, correlation)
                     if best_label is not None:
@@ -201,6 +220,7 @@ def train(
                     interrupted = True
                     break
         label = f"{model.loop}i" if interrupted else str(model.loop)
+        _copy_back(learner, model, engine)
         if model.loop >= first_loop:
             model.save_checkpoint(run, label, rows["correlation"][-1])
     finally:

@@ -1,7 +1,61 @@
-"""Kernels of the RLS network, one module per backend.
+"""Kernels of the RLS network, one module per backend, behind one small interface.
 
-``numba_network`` / ``numba_rls`` (CPU, the default) run the per-step network update
-and the batched per-neuron RLS update.  Both are pure functions of arrays: the
-host-side driver in :mod:`spikeforge.rls.simulation` draws every random number and
-passes it in, so results do not depend on the number of threads.
+``numba`` (CPU, the default): :mod:`numba_network` and :mod:`numba_rls`.  ``torch`` (``cpu`` or
+``cuda`` tensors): :mod:`torch_kernels`.  Both are pure functions of the arrays of
+:mod:`layout`; the host-side driver (:mod:`spikeforge.rls.simulation`) draws every random
+number and hands the same numbers to either backend, so the backends can be compared
+spike for spike.
 """
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from spikeforge.errors import ParameterError
+
+BACKENDS = ("numba", "torch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """A kernel module and how to move arrays to and from it."""
+
+    name: str
+    device: str
+    kernels: Any  # module with run_steps, rls_update, rls_small
+
+    def put(self, value: Any) -> Any:
+        """numpy arrays (also inside NamedTuples) in the backend's array type."""
+        return value if self.name == "numba" else self.kernels.put(value, self.device)
+
+    def get(self, value: Any) -> Any:
+        """Back to numpy."""
+        return value if self.name == "numba" else self.kernels.get(value)
+
+
+def get_backend(name: str = "numba", device: str = "cpu") -> Backend:
+    """The backend ``name`` ("numba" or "torch") on ``device`` ("cpu", "cuda", "cuda:1", ...)."""
+    if name == "numba":
+        if device != "cpu":
+            raise ParameterError(f"the numba backend runs on the cpu, not on {device!r}; use --backend torch")
+        from spikeforge.core.backends import numba_kernels
+
+        return Backend("numba", "cpu", numba_kernels)
+    if name == "torch":
+        try:
+            import torch
+        except ImportError:
+            raise ParameterError("the torch backend needs torch: pip install 'spikeforge[gpu]'") from None
+        from spikeforge.core.backends import torch_kernels
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA device")
+        if not (device == "cpu" or device.startswith("cuda")):
+            raise ParameterError(f"device {device!r} is not 'cpu' or 'cuda[:N]'")
+        if device == "cpu":
+            # a step's tensors are small: one thread is fastest, and torch's OpenMP threads would
+            # otherwise spin against numba's in the same process
+            torch.set_num_threads(1)
+        return Backend("torch", device, torch_kernels)
+    raise ParameterError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")

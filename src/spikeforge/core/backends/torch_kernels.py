@@ -1,0 +1,339 @@
+"""The torch backend: the RLS network kernels on ``cpu`` or ``cuda`` tensors.
+
+The same algorithm as the numba kernels (:mod:`numba_network`, :mod:`numba_rls`), written
+with whole-network tensor operations; every floating-point operation is done in the same
+order, so on the CPU in float64 the two backends give the same spikes.  Arrays are the
+NamedTuples of :mod:`spikeforge.core.backends.layout` holding tensors (see :func:`put`).
+
+Spike propagation has two strategies:
+
+* ``sparse`` (default on the CPU): gather the out-synapses of the neurons that spiked, in
+  neuron order, and ``index_add_`` their weights;
+* ``dense`` (default on CUDA): ``index_add_`` every synapse's weight times its presynaptic
+  neuron's spike, a fixed-size operation per step that needs no host synchronisation
+  and can therefore be captured in a CUDA graph.
+
+Both run on either device; the tests compare them on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from spikeforge.core.backends.layout import GLIF, INIT, TEST, TRAIN, TRAIN_RECORD
+
+PROPAGATION = {"cpu": "sparse", "cuda": "dense"}
+
+
+def put(value: Any, device: str | torch.device) -> Any:
+    """numpy arrays (also inside NamedTuples) as tensors on ``device``; other values unchanged."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value)).to(device)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(put(item, device) for item in value))
+    return value
+
+
+def get(value: Any) -> Any:
+    """Tensors (also inside NamedTuples) back to numpy arrays."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(get(item) for item in value))
+    return value
+
+
+class _Presynaptic(NamedTuple):
+    """Presynaptic neuron of every synapse (for the dense strategy)."""
+
+    static_pre: torch.Tensor
+    plastic_pre: torch.Tensor
+
+
+_PRE_CACHE: dict[tuple, _Presynaptic] = {}
+
+
+def _presynaptic(net) -> _Presynaptic:
+    key = (net.static_ptr.data_ptr(), net.plastic_ptr.data_ptr(), net.static_ptr.device)
+    if key not in _PRE_CACHE:
+        def pre_of(ptr):
+            return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
+        _PRE_CACHE.clear()
+        _PRE_CACHE[key] = _Presynaptic(pre_of(net.static_ptr), pre_of(net.plastic_ptr))
+    return _PRE_CACHE[key]
+
+
+def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
+    """Indices of the out-synapses of ``neurons`` (ascending), neuron after neuron."""
+    starts, ends = ptr[neurons], ptr[neurons + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return torch.zeros(0, dtype=torch.long, device=ptr.device)
+    offsets = torch.repeat_interleave(starts - torch.cumsum(lengths, 0) + lengths, lengths)
+    return offsets + torch.arange(total, device=ptr.device)
+
+
+def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plastic: bool, strategy: str,
+               first_pre: int = 0) -> None:
+    """Add the out-weights of the neurons that fired into next step's charge accumulators."""
+    if strategy == "dense":
+        pre = _presynaptic(net)
+        if first_pre == 0:  # recurrent neurons: static and plastic synapses
+            spikes = fired_mask.to(net.static_weight.dtype)[pre.static_pre]
+            charge = net.static_weight * spikes
+            positive = net.static_weight > 0
+            inputs_e.index_add_(0, net.static_post, torch.where(positive, charge, torch.zeros_like(charge)))
+            inputs_i.index_add_(0, net.static_post, torch.where(positive, torch.zeros_like(charge), charge))
+        if plastic:
+            full_mask = torch.zeros(net.plastic_ptr.numel() - 1, dtype=net.plastic_weight.dtype,
+                                    device=net.plastic_weight.device)
+            full_mask[first_pre:first_pre + fired_mask.numel()] = fired_mask.to(net.plastic_weight.dtype)
+            inputs_p.index_add_(0, net.plastic_post, net.plastic_weight * full_mask[pre.plastic_pre])
+        return
+    neurons = fired_index + first_pre
+    if first_pre == 0:
+        synapses = _synapses_of(net.static_ptr, neurons)
+        post, weight = net.static_post[synapses], net.static_weight[synapses]
+        positive = weight > 0
+        inputs_e.index_add_(0, post[positive], weight[positive])
+        inputs_i.index_add_(0, post[~positive], weight[~positive])
+    if plastic:
+        synapses = _synapses_of(net.plastic_ptr, neurons)
+        inputs_p.index_add_(0, net.plastic_post[synapses], net.plastic_weight[synapses])
+
+
+def _glif_step(v, drive, active, thresh, vre, dt, g, thresh_s, thresh_v, asc):
+    """Vectorised :func:`spikeforge.core.cells.glif.step`; returns (new v, fired)."""
+    asc_new = asc * g.asc_decay
+    asc_sum = torch.zeros_like(v)
+    for j in range(asc.shape[1]):
+        asc_sum = asc_sum + asc_new[:, j]
+    v_new = v + g.dt_over_c * (drive + asc_sum - (v - g.e_l) * g.inv_r)
+    theta_s = thresh_s * (1.0 - dt * g.b_s)
+    theta_v = thresh_v + dt * (g.a_v * (v_new - g.e_l) - g.b_v * thresh_v)
+    fired = active & (v_new > thresh + theta_s + theta_v)
+    asc_after = torch.where(fired[:, None], g.asc_f * asc_new + g.asc_delta, asc_new)
+    if g.reset_rule:
+        reset = g.e_l + g.f_v * (v_new - g.e_l) - g.delta_v
+    else:
+        reset = torch.full_like(v_new, vre)
+    v_out = torch.where(fired, reset, v_new)
+    theta_s = torch.where(fired, theta_s + g.delta_thresh_s, theta_s)
+    asc.copy_(torch.where(active[:, None], asc_after, asc))
+    thresh_s.copy_(torch.where(active, theta_s, thresh_s))
+    thresh_v.copy_(torch.where(active, theta_v, thresh_v))
+    return torch.where(active, v_out, v), fired
+
+
+def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
+              propagation: str | None = None) -> None:
+    """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`."""
+    strategy = propagation or PROPAGATION[state.v.device.type]
+    n = state.v.shape[0]
+    plastic = kind != INIT
+    learning = kind in (TRAIN, TRAIN_RECORD)
+    recording = kind in (TRAIN_RECORD, TEST)
+    with_noise = noise.shape[0] > 0
+    n_bins = rec.roll_count.shape[0]
+    max_times = rec.spike_steps.shape[1]
+    n_ff = ff_spikes.shape[1]
+    float_type = state.v.dtype
+    for ti in range(first_step, last_step + 1):
+        prev, cur = (ti - 1) & 1, ti & 1
+        row = ti - first_step
+        q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
+        state.inputs_e[prev].zero_()
+        state.inputs_i[prev].zero_()
+        state.u_bale.copy_(state.u_bale * c.decay_bale + q_e * c.kick_bale)
+        state.u_bali.copy_(state.u_bali * c.decay_bali + q_i * c.kick_bali)
+        u_bal = state.u_bale + state.u_bali
+        if with_noise and not c.noise_on_voltage:
+            u_bal = u_bal + c.noise_scale * noise[row]
+        state.u_bal.copy_(u_bal)
+        u = u_bal
+        if plastic:
+            q_p = state.inputs_p[prev].clone()
+            state.inputs_p[prev].zero_()
+            state.u_plas.copy_(state.u_plas * c.decay_plas[:n] + q_p * c.kick_plas[:n])
+            u = u + state.u_plas
+        if learning:
+            state.r[:n] = state.r[:n] * c.decay_plas[:n] + state.spiked[:n].to(float_type) * c.kick_plas[:n]
+        drive = c.x_bal + u
+        if plastic and c.stim_on_step < ti < c.stim_off_step:
+            drive = drive + x_stim[ti - c.stim_on_step - 1]
+        v = state.v
+        if with_noise and c.noise_on_voltage:
+            v = v + c.noise_scale * noise[row]
+        active = ti > state.last_spike + c.refrac_steps
+        if c.cell_kind == GLIF:
+            v, fired = _glif_step(v, drive, active, c.thresh, c.vre, c.dt, c.glif, state.thresh_s, state.thresh_v,
+                                  state.asc)
+            state.v.copy_(v)
+        else:
+            stepped = v + c.dt_over_tau_mem * (drive - v)
+            v = torch.where(active, stepped, v)
+            fired = active & (v > c.thresh)
+            state.v.copy_(torch.where(fired, torch.full_like(v, c.vre), v))
+        state.spiked[:n] = fired.to(state.spiked.dtype)
+        if kind == INIT and ti > c.u0_skip_steps:
+            rec.u_sum.add_(state.u_bal)
+            rec.u_sumsq.add_(state.u_bal * state.u_bal)
+        if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
+            first_bin = (ti - c.stim_off_step - c.wid_steps) // c.learn_step + 1
+            lo, hi = max(first_bin, 1) - 1, min(first_bin + c.wid_bins, n_bins) - 1
+            total = state.u_bal + state.u_plas
+            for b in range(lo, hi + 1):
+                rec.roll_count[b] += 1
+                rec.roll_sum[0, b].add_(total)
+                rec.roll_sum[1, b].add_(state.u_plas)
+        fired_index = fired.nonzero().flatten() if strategy == "sparse" or recording else None
+        state.last_spike.copy_(torch.where(fired, torch.full_like(state.last_spike, ti), state.last_spike))
+        state.spike_count.add_(fired.to(state.spike_count.dtype))
+        if recording and fired_index.numel():
+            counts = state.spike_count[fired_index]
+            keep = counts <= max_times
+            rec.spike_steps[fired_index[keep], counts[keep] - 1] = ti
+        _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired, fired_index, plastic,
+                   strategy)
+        if plastic and n_ff:
+            if learning:
+                state.r[n:] = state.r[n:] * c.decay_plas[n:] + state.spiked[n:].to(float_type) * c.kick_plas[n:]
+            ff_fired = ff_spikes[row].to(torch.bool)
+            state.spiked[n:] = ff_spikes[row]
+            _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
+                       ff_fired.nonzero().flatten(), True, strategy, first_pre=n)
+
+
+def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
+    """Error and weight step of every neuron (see numba_rls._update_weights)."""
+    error = u_bal - target
+    products = weights_in * a[:, : weights_in.shape[1]]
+    for m in range(weights_in.shape[1]):  # the numba kernel's summation order
+        error = error + products[:, m]
+    if apply:
+        step = error * den if gain_with_den else error
+        new = weights_in - step[:, None] * k[:, : weights_in.shape[1]].to(weights_in.dtype)
+        new = torch.where(count_mask, new, weights_in)
+        weights_in.copy_(new)
+        weights_out[in_to_out[count_mask]] = new[count_mask]
+
+
+def _gather_a(r, plastic_index, count_mask, width, dtype):
+    a = torch.zeros((plastic_index.shape[0], width), dtype=dtype, device=r.device)
+    a[:, : plastic_index.shape[1]] = torch.where(count_mask, r[plastic_index.long()], torch.zeros((), dtype=r.dtype,
+                                                                                                  device=r.device)).to(dtype)
+    return a
+
+
+def _den_and_c(a, k, count_mask, p_scale, work_dtype):
+    k.mul_(torch.tensor(1.0 / p_scale, dtype=work_dtype))
+    lmax = count_mask.shape[1]
+    a_k = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
+    products = a[:, :lmax].double() * k[:, :lmax].double()
+    for m in range(lmax):
+        a_k = a_k + torch.where(count_mask[:, m], products[:, m], torch.zeros_like(a_k))
+    den = 1.0 / (1.0 + a_k)
+    c = (den * p_scale).to(work_dtype)
+    return den, c
+
+
+def rls_dense_torch(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+                    gain_with_den, symmetric, apply):
+    """RLS with (N, Lmax, W) P blocks, batched over neurons (see numba_rls.rls_dense)."""
+    lmax, width = plastic_index.shape[1], P.shape[2]
+    count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
+    a = _gather_a(r, plastic_index, count_mask, width, P.dtype)
+    k = torch.zeros_like(a)
+    for q in range(lmax):  # k += a_q P[q, :], row by row as the numba kernel
+        k.add_(a[:, q, None] * P[:, q, :])
+    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype)
+    if symmetric:
+        P.sub_(c[:, None, None] * (k[:, :lmax, None] * k[:, None, :]))
+    else:
+        P.sub_((c[:, None] * k[:, :lmax])[:, :, None] * k[:, None, :])
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+
+
+def packed_rows(lmax: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) of every entry of a packed upper triangle, row by row."""
+    rows, cols = torch.triu_indices(lmax, lmax, device=device)
+    return rows, cols
+
+
+def rls_packed_torch(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+                     gain_with_den, apply):
+    """RLS with packed upper-triangular P (N, Lmax (Lmax+1)/2) (see numba_rls.rls_packed)."""
+    lmax = plastic_index.shape[1]
+    count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
+    a = _gather_a(r, plastic_index, count_mask, lmax, P.dtype)
+    rows, cols = packed_rows(lmax, P.device)
+    k = packed_product(P, a, rows, cols)
+    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype)
+    P.sub_(c[:, None] * (k[:, rows] * k[:, cols]))
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+
+
+def packed_product(P, a, rows, cols):
+    """k = P a for packed symmetric P (N, L(L+1)/2) and a (N, L)."""
+    k = torch.zeros_like(a)
+    k.index_add_(1, rows, P * a[:, cols])
+    off_diagonal = rows != cols
+    k.index_add_(1, cols[off_diagonal], P[:, off_diagonal] * a[:, rows[off_diagonal]])
+    return k
+
+
+BLOCK_NEURONS = 4096
+
+
+def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+               gain_with_den, storage, apply):
+    """One RLS update of every neuron (see numba_rls.rls_update); float16/int16 P in float32 blocks."""
+    def run(block, lo, hi):
+        args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
+                weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
+        if storage == "packed":
+            rls_packed_torch(*args, apply)
+        else:
+            rls_dense_torch(*args, storage == "symmetric", apply)
+
+    if P.dtype in (torch.float32, torch.float64):
+        run(P, 0, P.shape[0])
+        return
+    for lo in range(0, P.shape[0], BLOCK_NEURONS):
+        hi = min(lo + BLOCK_NEURONS, P.shape[0])
+        block = P[lo:hi].to(torch.float32)
+        run(block, lo, hi)
+        if P.dtype == torch.int16:
+            block = torch.clamp(torch.round(block), -32768, 32767)
+        P[lo:hi] = block.to(P.dtype)
+
+
+def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target,
+              penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply):
+    """Memory-light update (see numba_rls.rls_small), batched with torch.linalg.solve."""
+    n, lmax = plastic_index.shape
+    count_mask = torch.arange(lmax, device=r.device)[None, :] < plastic_count[:, None]
+    index = plastic_index.long()
+    positions = torch.arange(lmax, device=r.device)
+    diagonal = torch.where(positions < n_ff, torch.tensor(penlam_ff, dtype=torch.float64),
+                           torch.tensor(penlambda, dtype=torch.float64))
+    signs = torch.sign(weights_in)
+    recurrent = (positions >= n_ff)[None, :] & count_mask
+    same = (signs[:, :, None] == signs[:, None, :]) & (signs[:, :, None] != 0)
+    same = same & recurrent[:, :, None] & recurrent[:, None, :]
+    A = torch.diag_embed(diagonal.expand(n, lmax).clone()) + penmu * same.to(torch.float64)
+    for h in range(n_history):
+        g = torch.where(count_mask, history[h][index].to(torch.float64), torch.zeros((), dtype=torch.float64,
+                                                                                      device=r.device))
+        A = A + g[:, :, None] * g[:, None, :]
+    # padding inputs: identity rows keep the system regular and their k at 0
+    pad = ~count_mask
+    A = A + torch.diag_embed(pad.to(torch.float64))
+    a = torch.where(count_mask, r[index].to(torch.float64), torch.zeros((), dtype=torch.float64, device=r.device))
+    k = torch.linalg.solve(A, a)
+    den = 1.0 / (1.0 + (a * k).sum(dim=1))
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
