@@ -106,3 +106,34 @@ def test_backend_choices_are_checked():
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="torch sees no CUDA device"):
             get_backend("torch", "cuda")
+
+
+TRITON_CHECK = """
+import os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, {tests!r})
+import numpy as np, torch
+from test_torch_backend import _random_rls_problem
+from spikeforge.core.backends import torch_kernels
+from spikeforge.core.backends.triton_rls import fused_packed_rls
+for gain, apply in ((True, True), (False, True), (True, False)):
+    problem = _random_rls_problem("packed", seed=int(gain) + 2 * int(apply))
+    fallback = [torch.from_numpy(x.copy()) for x in problem]
+    fused = [torch.from_numpy(x.copy()) for x in problem]
+    torch_kernels.rls_packed_torch(*fallback, 2.0, gain, apply)
+    fused_packed_rls(*fused, 2.0, gain, apply)
+    for x, y in zip(fallback, fused):
+        np.testing.assert_allclose(y.numpy(), x.numpy(), rtol=1e-12, atol=1e-14)
+print("equal")
+"""
+
+
+def test_triton_packed_kernel_equals_the_torch_fallback_in_the_interpreter():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton", reason="Triton is not installed")
+    script = TRITON_CHECK.format(tests=str(Path(__file__).parent))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "equal" in result.stdout, result.stderr[-2000:]

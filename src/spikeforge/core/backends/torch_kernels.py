@@ -289,6 +289,17 @@ def packed_product(P, a, rows, cols):
 BLOCK_NEURONS = 4096
 
 
+def _packed_update(device):
+    """The fused Triton kernel on CUDA when Triton is installed, else the torch code."""
+    if device.type == "cuda":
+        try:
+            from spikeforge.core.backends.triton_rls import fused_packed_rls
+        except ImportError:
+            return rls_packed_torch
+        return fused_packed_rls
+    return rls_packed_torch
+
+
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
                gain_with_den, storage, apply):
     """One RLS update of every neuron (see numba_rls.rls_update); float16/int16 P in float32 blocks."""
@@ -296,7 +307,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
                 weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
         if storage == "packed":
-            rls_packed_torch(*args, apply)
+            _packed_update(block.device)(*args, apply)
         else:
             rls_dense_torch(*args, storage == "symmetric", apply)
 
