@@ -74,3 +74,19 @@ def test_estimate_matches_the_arrays_init_makes(tmp_path, storage, precision):
     assert result.exit_code == 0 and "<- params.toml" in result.output
     chosen = [line for line in result.output.splitlines() if line.endswith("<- params.toml")][0]
     assert chosen.split()[:2] == [storage, precision]
+
+
+def test_a_model_too_large_for_the_device_is_refused_with_what_would_fit():
+    from spikeforge.errors import ParameterError
+    from spikeforge.rls.estimate import check_fits
+
+    big = {"n_cells": 1_000_000, "k": 500, "l": 50}  # 10^8 plastic synapses, as the reference's largest
+    check_fits(rls.Params({**big, "p_storage": "packed", "p_precision": "float16"}), 80 * 10**9, "cuda:0")
+    with pytest.raises(ParameterError) as info:
+        check_fits(rls.Params(big), 60 * 10**9, "cuda:0")
+    message = str(info.value)
+    assert "cuda:0, which has 60.0 GB free (p_storage = 'symmetric', p_precision = 'float32')" in message
+    fitting = message.split("fit: ")[1].split(", ")
+    assert "packed/float16" in fitting and "symmetric/float32" not in fitting
+    with pytest.raises(ParameterError, match="no P storage/precision fits"):
+        check_fits(rls.Params(big), 10 * 10**9, "cuda:0")

@@ -95,3 +95,22 @@ def report(directory: str | Path) -> str:
               f"simulation state: {_human(e.simulation_state)}",
               f"test recording, per trial and task (all neurons): {_human(e.test_recording_per_trial)}"]
     return "\n".join(lines)
+
+
+def check_fits(p: Params, free_bytes: int, device: str, plastic_count: np.ndarray | None = None,
+               n_tasks: int = 1) -> None:
+    """Raise ParameterError if training ``p`` needs more than ``free_bytes`` on ``device``,
+    naming what it needs and the P storage/precision choices that would fit."""
+    from spikeforge.errors import ParameterError
+
+    e = estimate(p, plastic_count, n_tasks)
+    # the torch backend also holds a float32 working copy of P blocks for 16-bit types, and
+    # temporary (N, Lmax, W) products in the batched update: count P twice
+    need = e.total(*e.chosen) + e.p_memory[e.chosen]
+    if need <= free_bytes:
+        return
+    fitting = [f"{s}/{q}" for s in STORAGES for q in PRECISIONS if e.total(s, q) + e.p_memory[s, q] <= free_bytes]
+    hint = f"; these P storage/precision choices fit: {', '.join(fitting)}" if fitting else (
+        "; no P storage/precision fits: use p_compute = 'small' or a device with more memory")
+    raise ParameterError(f"the model needs about {_human(need)} on {device}, which has {_human(free_bytes)} free "
+                         f"(p_storage = {e.chosen[0]!r}, p_precision = {e.chosen[1]!r}){hint}")

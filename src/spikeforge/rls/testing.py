@@ -37,6 +37,7 @@ from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
 from spikeforge.rls.simulation import constants, initial_voltage, run_trial
 from spikeforge.rls.targets import learning_times
+from spikeforge.rls.training import check_device_memory
 
 
 def check_neurons(neurons: Sequence[int], n_cells: int) -> np.ndarray:
@@ -87,6 +88,7 @@ def test(
     label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
     model = Model.load(run, label, p)
     engine = get_backend(backend, device)
+    check_device_memory(engine, model)
     net, _ = model.connectivity()
     net, const, stimulus = engine.put(net), engine.put(constants(p)), engine.put(model.stimulus)
     n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks

@@ -30,6 +30,7 @@ from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import ParameterError, SpikeforgeError
+from spikeforge.rls.estimate import check_fits
 from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
@@ -67,6 +68,16 @@ def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) ->
         learner.history, learner.history_filled, learner.history_next = model.history
         learner.penalties = (p.penlambda, p.penmu, p.penlam_ff, p.lx)
     return learner
+
+
+def check_device_memory(engine, model: Model) -> None:
+    """On a CUDA device, refuse a model that does not fit before allocating anything."""
+    if not engine.device.startswith("cuda") or model.p.p_compute == "small":
+        return
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(engine.device))
+    check_fits(model.p, free, engine.device, model.plastic.count, model.n_tasks)
 
 
 def _on_backend(learner: Learner, engine) -> Learner:
@@ -171,6 +182,7 @@ def train(
     engine = get_backend(backend, device)
     model = Model.load(run, restore_from_checkpoint)
     p = model.p
+    check_device_memory(engine, model)
     net, in_to_out = model.connectivity()
     net, const = engine.put(net), engine.put(constants(p))
     learner = _on_backend(learner_for(model, net.plastic_weight, in_to_out), engine)
