@@ -137,3 +137,17 @@ def test_triton_packed_kernel_equals_the_torch_fallback_in_the_interpreter():
     script = TRITON_CHECK.format(tests=str(Path(__file__).parent))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "equal" in result.stdout, result.stderr[-2000:]
+
+
+def test_trials_spread_over_several_devices_give_the_results_of_one(tmp_path):
+    """The multi-GPU path of `test`, run with two CPU "devices"."""
+    rls.new(tmp_path / "net", {**SMALL, **FLOAT64})
+    rls.init(tmp_path / "net", n_tasks=2, verbose=False)
+    rls.train(tmp_path / "net", nloops=1, verbose=False)
+    results = []
+    for devices in (["cpu"], ["cpu", "cpu"]):
+        rls.test(tmp_path / "net", ntrials=3, neurons=range(100), plot=False, verbose=False, backend="torch",
+                 devices=devices)
+        results.append(read_h5(tmp_path / "net" / "test.h5")[0])
+    for name in ("spike_step", "spike_trial", "spike_task", "spike_neuron", "u_total"):
+        np.testing.assert_array_equal(results[0][name], results[1][name])

@@ -20,7 +20,9 @@ Attributes: ``dt``, ``stim_off``, ``train_time``, ``learn_every`` [ms], ``ntrial
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +61,16 @@ def latest_checkpoint(run: RunDir) -> str:
     return max(labels, key=lambda label: (checkpoint_loop(label), label))
 
 
+def _devices(backend: str, device: str, p) -> list[str]:
+    """Devices for the trials: every visible GPU for torch on "cuda", else just ``device``."""
+    if backend == "torch" and device == "cuda" and not p.cell_state_persists:
+        import torch
+
+        if torch.cuda.device_count() > 1:
+            return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return [device]
+
+
 def test(
     directory: str | Path,
     ntrials: int = 1,
@@ -68,6 +80,7 @@ def test(
     verbose: bool = True,
     backend: str = "numba",
     device: str = "cpu",
+    devices: Sequence[str] | None = None,
 ) -> Path:
     """Run ``ntrials`` trials of every task with the weights of a checkpoint; save ``test.h5``.
 
@@ -75,7 +88,9 @@ def test(
         neurons: 0-based indices of the neurons to record.
         restore_from_checkpoint: checkpoint label; default the one with the highest loop.
         plot: write the figures of :func:`spikeforge.rls.plotting.plot` afterwards.
-        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
+        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]"; with "cuda" the
+            trials are spread over every visible GPU (one thread and one copy of the model each).
+        devices: the devices to spread trials over, instead of those ``device`` implies.
 
     Returns:
         Path of ``test.h5``.  Ctrl-C keeps the trials completed so far.
@@ -87,39 +102,69 @@ def test(
     indices = check_neurons(neurons, p.n_cells)
     label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
     model = Model.load(run, label, p)
-    engine = get_backend(backend, device)
-    check_device_memory(engine, model)
-    net, _ = model.connectivity()
-    net, const, stimulus = engine.put(net), engine.put(constants(p)), engine.put(model.stimulus)
     n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks
     u_total = np.zeros((ntrials, n_tasks, n_bins, indices.size))
     u_plastic = np.zeros_like(u_total)
-    spikes: list[np.ndarray] = []  # rows (step, trial, task, neuron)
-    completed = 0
+    spikes: dict[int, list[np.ndarray]] = {}  # per trial: rows (step, trial, task, neuron)
+    done = np.zeros(ntrials, dtype=bool)
+
+    def setup(device_name: str):
+        engine = get_backend(backend, device_name)
+        check_device_memory(engine, model)
+        net, _ = model.connectivity()
+        return engine, engine.put(net), engine.put(constants(p)), engine.put(model.stimulus)
+
+    def run_one(trial: int, on) -> None:
+        engine, net, const, stimulus = on
+        rows = []
+        for task in range(n_tasks):
+            started = time.perf_counter()
+            rng = streams.stream(p.seed, "test", trial, task)
+            result = run_trial(p, net, const, TEST, initial_voltage(p, rng), stimulus[task], rng,
+                               ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
+            if p.cell_state_persists:
+                model.cell_state = result.cell_state
+            u_total[trial, task] = result.u_rolling[0][:, indices]
+            u_plastic[trial, task] = result.u_rolling[1][:, indices]
+            for neuron in indices:
+                count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
+                rows.append(np.stack([result.spike_steps[neuron, :count], np.full(count, trial),
+                                      np.full(count, task), np.full(count, neuron)], axis=1))
+            if verbose:
+                print(f"trial {trial}, task {task}: {time.perf_counter() - started:.2f} s ({engine.device})")
+        spikes[trial] = rows
+        done[trial] = True
+
+    names = devices or _devices(backend, device, p)
     try:
-        for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
-                          disable=not (verbose and sys.stderr.isatty()), leave=False):
-            for task in range(n_tasks):
-                started = time.perf_counter()
-                rng = streams.stream(p.seed, "test", trial, task)
-                result = run_trial(p, net, const, TEST, initial_voltage(p, rng), stimulus[task], rng,
-                                   ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
-                if p.cell_state_persists:
-                    model.cell_state = result.cell_state
-                u_total[trial, task] = result.u_rolling[0][:, indices]
-                u_plastic[trial, task] = result.u_rolling[1][:, indices]
-                for neuron in indices:
-                    count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
-                    steps = result.spike_steps[neuron, :count]
-                    spikes.append(np.stack([steps, np.full(count, trial), np.full(count, task),
-                                            np.full(count, neuron)], axis=1))
-                if verbose:
-                    print(f"trial {trial}, task {task}: {time.perf_counter() - started:.2f} s")
-            completed = trial + 1
+        if len(names) == 1:
+            on = setup(names[0])
+            for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
+                              disable=not (verbose and sys.stderr.isatty()), leave=False):
+                run_one(trial, on)
+        else:  # one thread per device, each taking the next trial; streams make the order irrelevant
+            queue = iter(range(ntrials))
+            lock = threading.Lock()
+
+            def worker(device_name: str) -> None:
+                on = setup(device_name)
+                while True:
+                    with lock:
+                        trial = next(queue, None)
+                    if trial is None:
+                        return
+                    run_one(trial, on)
+
+            with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+                for future in [pool.submit(worker, name) for name in names]:
+                    future.result()
     except KeyboardInterrupt:
-        print(f"interrupted: keeping the {completed} completed trials", file=sys.stderr)
-        if completed == 0:
+        print(f"interrupted: keeping the {int(np.argmin(done)) if not done.all() else ntrials} completed trials",
+              file=sys.stderr)
+        if not done[0]:
             raise
+    completed = ntrials if done.all() else int(np.argmin(done))
+    spikes = [rows for trial in range(completed) for rows in spikes[trial]]
     table = np.concatenate(spikes).astype(np.int64) if spikes else np.zeros((0, 4), dtype=np.int64)
     table = table[table[:, 1] < completed]
     arrays = {
