@@ -35,3 +35,24 @@ def test_default_model_reaches_correlation_0_6_within_100_loops(default_model):
     assert measured[10] < 0.3
     assert max(measured.values()) >= 0.6
     assert 3.0 < result.firing_rate[0] < 7.0 and 3.0 < result.firing_rate[-1] < 9.0
+
+
+def test_default_model_trains_identically_with_the_torch_backend_on_the_cpu(default_model, tmp_path):
+    """torch(cpu) follows numba's learning trajectory exactly (both in float32 P), so it reaches the
+    same correlation band; 10 loops here, since the torch CPU backend is ~7x slower than numba."""
+    pytest.importorskip("torch")
+    import shutil
+
+    directory, _ = default_model
+    curves = {}
+    for backend in ("numba", "torch"):
+        copy = tmp_path / backend
+        copy.mkdir()
+        for name in ("params.toml", "init.h5"):
+            shutil.copy(directory / name, copy / name)
+        result = rls.train(copy, nloops=10, correlation_interval=5, backend=backend, verbose=False)
+        curves[backend] = result
+    assert curves["torch"].correlation[4] == curves["numba"].correlation[4]
+    assert curves["torch"].correlation[9] == curves["numba"].correlation[9]
+    assert curves["torch"].firing_rate == curves["numba"].firing_rate
+    assert curves["numba"].correlation[9] > curves["numba"].correlation[4] > -0.1
