@@ -20,6 +20,8 @@ on the number of threads.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -36,8 +38,14 @@ def _rolling_bins(ti: int, c: Constants, n_bins: int) -> tuple[int, int]:
     return max(first, 1) - 1, last - 1
 
 
-def _make_run_steps(parallel: bool):
-    """The step kernel, compiled with or without threads (the flag is part of numba's cache key)."""
+@functools.lru_cache(maxsize=None)
+def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
+    """The step kernel specialised for one configuration.
+
+    The arguments are closure constants, so numba removes the branches a configuration does
+    not take (which halves the time of a step) and caches each variant separately (closure
+    values are part of its cache key).  ``noise_mode``: 0 none, 1 voltage, 2 current.
+    """
 
     @numba.njit(parallel=parallel, cache=True)
     def run_steps(
@@ -50,7 +58,7 @@ def _make_run_steps(parallel: bool):
         ff_spikes: np.ndarray,
         first_step: int,
         last_step: int,
-        kind: int,
+        run_kind: int,
     ) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
@@ -60,7 +68,7 @@ def _make_run_steps(parallel: bool):
             noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
             ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
-            kind: INIT, TRAIN, TRAIN_RECORD or TEST.
+            run_kind: INIT, TRAIN, TRAIN_RECORD or TEST (the kernel's own ``kind``).
         """
         # numba loses writes made through NamedTuple attributes inside prange, and cannot lower nested
         # NamedTuples there: unpack everything the loops use into locals
@@ -72,29 +80,30 @@ def _make_run_steps(parallel: bool):
         x_bal, thresh, dt_over_tau_mem = c.x_bal, c.thresh, c.dt_over_tau_mem
         decay_plas, kick_plas, noise_scale = c.decay_plas, c.kick_plas, c.noise_scale
         decay_bale, kick_bale, decay_bali, kick_bali = c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali
-        vre, refrac_steps, noise_on_voltage, u0_skip_steps = c.vre, c.refrac_steps, c.noise_on_voltage, c.u0_skip_steps
+        vre, refrac_steps, u0_skip_steps = c.vre, c.refrac_steps, c.u0_skip_steps
         dt = c.dt
         static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
         plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
         thresh_s, thresh_v, asc = state.thresh_s, state.thresh_v, state.asc
-        glif_cell = c.cell_kind == GLIF
+        glif_cell = cell_kind == GLIF
         g_dt_over_c, g_inv_r, g_e_l = c.glif.dt_over_c, c.glif.inv_r, c.glif.e_l
         g_b_s, g_delta_thresh_s, g_f_v, g_delta_v = c.glif.b_s, c.glif.delta_thresh_s, c.glif.f_v, c.glif.delta_v
         g_a_v, g_b_v, g_reset_rule = c.glif.a_v, c.glif.b_v, c.glif.reset_rule
         g_asc_decay, g_asc_f, g_asc_delta = c.glif.asc_decay, c.glif.asc_f, c.glif.asc_delta
         n = v_all.shape[0]
         threaded = parallel  # noqa: F841 (makes the flag a closure variable)
-        plastic = kind != INIT
+        plastic = kind != INIT  # kind, cell_kind and noise_mode are compile-time constants
         learning = kind == TRAIN or kind == TRAIN_RECORD
         recording = kind == TRAIN_RECORD or kind == TEST
-        with_noise = noise.shape[0] > 0
+        with_noise = noise_mode != 0
+        noise_on_voltage = noise_mode == 1
         n_bins = roll_count.shape[0]
         max_times = spike_steps.shape[1]
         for ti in range(first_step, last_step + 1):
             prev = (ti - 1) & 1
             cur = ti & 1
             stim_row = ti - c.stim_on_step - 1
-            stimulated = kind != INIT and c.stim_on_step < ti < c.stim_off_step
+            stimulated = plastic and c.stim_on_step < ti < c.stim_off_step
             noise_row = ti - first_step
             # element-wise, branch-free update of every neuron (vectorises); spike bookkeeping is below
             for i in numba.prange(n):
@@ -180,8 +189,6 @@ def _make_run_steps(parallel: bool):
     return run_steps
 
 
-run_steps_parallel = _make_run_steps(True)
-run_steps_serial = _make_run_steps(False)
 PARALLEL_MIN_NEURONS = 16384  # below this a step is too short for threads to pay (see BENCHMARKS.md)
 
 
@@ -193,7 +200,8 @@ def run_steps(state: State, net: Connectivity, c: Constants, rec: Recording, x_s
     ones run on one thread, where a step (microseconds) is too short to share out.
     """
     threads = numba.get_num_threads() > 1 and state.v.shape[0] >= PARALLEL_MIN_NEURONS
-    kernel = run_steps_parallel if threads else run_steps_serial
+    noise_mode = 0 if noise.shape[0] == 0 else (1 if c.noise_on_voltage else 2)
+    kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
     kernel(state, net, c, rec, x_stim, noise, ff_spikes, first_step, last_step, kind)
 
 
