@@ -88,11 +88,19 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, in_to_out, weights_ou
         for m in range(count):
             a[m] = r[plastic_index[i, m]]
         Pi = P[i]
-        for q in range(count):
+        q = 0
+        while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
+            a0, a1, a2, a3 = a[q], a[q + 1], a[q + 2], a[q + 3]
+            r0, r1, r2, r3 = Pi[q], Pi[q + 1], Pi[q + 2], Pi[q + 3]
+            for m in range(width):
+                k[m] = (((k[m] + a0 * r0[m]) + a1 * r1[m]) + a2 * r2[m]) + a3 * r3[m]
+            q += 4
+        while q < count:
             a_q = a[q]
             row = Pi[q]
             for m in range(width):
                 k[m] += a_q * row[m]
+            q += 1
         den, c = _scalars(a, k, count, p_scale, a)
         for q in range(count):
             row = Pi[q]
