@@ -52,7 +52,7 @@ def _single_neuron_spikes(model: str, drive: float = 1.5, n_steps: int = 5000) -
     from test_kernels import NO_FF, _constants, _net, _recording, _state
 
     g = glif_constants(Params({"cell_model": model}))
-    g = g._replace(dt_over_c=g.dt_over_c[:1], inv_r=g.inv_r[:1], e_l=g.e_l[:1])
+    g = type(g)(*(field[:1] for field in g))  # the first neuron's parameters
     state, rec = _state(1), _recording(1, max_times=1000)
     state = state._replace(asc=np.zeros((1, g.asc_decay.size)))
     numba_kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g), rec,
@@ -107,3 +107,45 @@ def test_adaptation_state_resets_between_trials_unless_it_persists(tmp_path):
                                    for i in neurons])
         assert not np.array_equal(steps(fresh), steps(adapted))
         np.testing.assert_array_equal(np.sort(trial1), np.sort(steps(adapted if persists else fresh)))
+
+
+HETEROGENEOUS = '''
+import numpy as np
+
+
+def mixed(p, fraction_adapting=0.5, el_spread=0.1):
+    """Every other excitatory neuron adapts (GLIF4), the rest are GLIF1; resting potentials vary."""
+    rng = np.random.default_rng(0)
+    model = np.where((np.arange(p.n_cells) % 2 == 0) & (np.arange(p.n_cells) < p.ne), "glif4", "glif1")
+    return {"model": model, "el": el_spread * rng.standard_normal(p.n_cells), "asc_delta": [0.2, 0.1, 0.05]}
+
+
+def wrong(p):
+    return {"model": "glif9"}
+'''
+
+
+def test_a_cell_model_plugin_gives_per_neuron_parameters(tmp_path):
+    directory = tmp_path / "net"
+    directory.mkdir()
+    (directory / "cells.py").write_text(HETEROGENEOUS)
+    rls.new(directory, {**SMALL, "cell_model": "cells.py:mixed", "cell_model_args": {"el_spread": 0.05}})
+    model = rls.init(directory, verbose=False)
+    cells, _ = read_h5(directory / "init.h5", ["cell/model", "cell/e_l", "cell/asc_delta", "cell/b_s"])
+    models = cells["cell/model"].astype(str)
+    assert set(models) == {"glif1", "glif4"} and models[0] == "glif4" and models[1] == "glif1"
+    assert np.std(cells["cell/e_l"]) == pytest.approx(0.05, rel=0.1)
+    np.testing.assert_array_equal(cells["cell/asc_delta"][0], [0.2, 0.1, 0.05])
+    assert np.all(cells["cell/asc_delta"][1] == 0) and cells["cell/b_s"][1] == 0  # GLIF1: mechanisms off
+    result = rls.train(directory, nloops=2, verbose=False)
+    assert 0 < model.init_stats["rate_exc_hz"] < 15 and all(0 < r < 15 for r in result.firing_rate)
+
+    from spikeforge.core.plugins import PluginError
+
+    rls.new(tmp_path / "bad", {**SMALL, "cell_model": str(directory / "cells.py") + ":wrong"})
+    with pytest.raises(PluginError, match="returned model 'glif9'; expected glif1 .. glif5"):
+        rls.init(tmp_path / "bad", verbose=False)
+    from spikeforge.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="cell_model = 'glif7' is not lif, glif1 .. glif5"):
+        rls.Params({"cell_model": "glif7"})

@@ -19,8 +19,8 @@ def _constants(n, x_bal, **overrides):
         decay_bale=1 - 0.1 / 3, kick_bale=1 / 3, decay_bali=1 - 0.1 / 3, kick_bali=1 / 3, vre=0.0,
         refrac_steps=1, stim_on_step=10**9, stim_off_step=10**9, u0_skip_steps=0, steps_per_ms=10,
         wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True, dt=0.1, cell_kind=LIF,
-        glif=GlifConstants(np.full(n, 0.01), np.ones(n), np.zeros(n), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False,
-                           np.zeros(0), np.zeros(0), np.zeros(0)))
+        glif=GlifConstants(np.full(n, 0.01), np.ones(n), *([np.zeros(n)] * 7), np.zeros(n, dtype=np.uint8),
+                           *([np.zeros((n, 0))] * 3)))
     values.update(overrides)
     return Constants(**values)
 

@@ -24,7 +24,7 @@ from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
-from spikeforge.rls.simulation import constants, float_dtype, initial_voltage, run_trial
+from spikeforge.rls.simulation import CELL_KEYS, cell_table, constants, float_dtype, initial_voltage, run_trial
 
 
 def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
@@ -47,6 +47,36 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
     run.path.mkdir(parents=True, exist_ok=True)
     SCHEMA.write_toml(run.params_file, params.user)
     return params
+
+
+def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
+    """The per-neuron GLIF table of ``p``, with a cell-model plugin's result (a dict) on top."""
+    if overrides is None:
+        return cell_table(p)
+    spec, n = p.cell_model, p.n_cells
+    if not isinstance(overrides, dict):
+        raise plugins.PluginError(f"plugin {spec!r} returned {type(overrides).__name__}; expected a dict with "
+                                  f"'model' and any of {', '.join(CELL_KEYS)}, 'c'")
+    unknown = set(overrides) - set(CELL_KEYS) - {"model", "c"}
+    if unknown:
+        raise plugins.PluginError(f"plugin {spec!r} returned unknown cell parameter {sorted(unknown)[0]!r}; "
+                                  f"expected 'model' and any of {', '.join(CELL_KEYS)}, 'c'")
+    models = np.asarray(overrides.get("model", "glif1")).astype(str)
+    bad = [str(m) for m in np.unique(models) if m not in ("glif1", "glif2", "glif3", "glif4", "glif5")]
+    if bad or models.shape not in ((), (n,)):
+        raise plugins.PluginError(f"plugin {spec!r} returned model {bad[0] if bad else models.shape!r}; expected "
+                                  f"glif1 .. glif5, one name or one per neuron ({n})")
+    for name, value in overrides.items():
+        if name in ("model", "asc_k", "asc_f", "asc_delta"):
+            continue
+        array = plugins.check_array(np.broadcast_to(value, (n,)) if np.ndim(value) == 0 else value, spec, name, (n,))
+        if name in ("c", "r") and np.any(array <= 0):
+            raise plugins.PluginError(f"plugin {spec!r} returned {name} <= 0; expected positive values")
+    try:
+        return cell_table(p, overrides)
+    except ValueError as error:
+        raise plugins.PluginError(f"plugin {spec!r} returned after-spike current parameters of the wrong shape "
+                                  f"({error}); expected (n_asc,) or ({n}, n_asc)") from None
 
 
 def init(directory: str | Path, n_tasks: int | None = None, force: bool = False, verbose: bool = True,
@@ -93,11 +123,15 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     static = connectivity.static_from_plugin(plugin("static_weights", streams.stream(seed, "static_weights")),
                                              p.static_weights, n)
     static = static._replace(weight=static.weight.astype(dtype))
+    cells = None
+    if p.cell_model != "lif":
+        overrides = plugin("cell_model") if ":" in p.cell_model else None
+        cells = cell_table_from_plugin(p, overrides)
     net = Connectivity(static.ptr, static.post, static.weight, np.zeros(p.n_cells + 1, dtype=np.int64),
                        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=dtype))
     run_rng = streams.stream(seed, "init_run")
     no_stimulus = np.zeros((1, p.n_cells), dtype=dtype)
-    result = run_trial(p, net, constants(p), INIT, initial_voltage(p, run_rng), no_stimulus, run_rng)
+    result = run_trial(p, net, constants(p, cells), INIT, initial_voltage(p, run_rng, cells), no_stimulus, run_rng)
     rates = result.spike_count / (p.train_time / 1000)
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
     if verbose:
@@ -136,7 +170,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
                   "ustd0": ustd0, "targets_from": str(data_file) if data_file is not None else "sinusoids"}
     model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability,
-                  target_rates=data if spikerate_file is not None else None)
+                  target_rates=data if spikerate_file is not None else None, cells=cells)
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}

@@ -10,6 +10,7 @@
     init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
     ff/probability ((train_time - stim_off)/dt, lx)   per-step spike probability of feed-forward neurons
     target_rates (T, learn_nsteps, N)      [Hz], only when the targets were converted from rates
+    cell/...                               GLIF models: per-neuron cell parameters (model, c, e_l, ...)
 
 Plastic inputs of neuron i are ``plastic/index[i, :count[i]]``: first the ``lx`` feed-forward
 neurons (indices N .. N+lx-1), then excitatory, then inhibitory neurons.
@@ -71,6 +72,7 @@ class Model:
     label: str = "init"  # checkpoint the weights came from
     cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
     history: tuple | None = None  # small mode: (ring (H, N + lx), snapshots filled, next row)
+    cells: dict | None = None  # GLIF models: per-neuron cell table (spikeforge.rls.simulation.cell_table)
 
     def __post_init__(self):
         if self.p.p_compute == "small" and self.history is None:
@@ -103,6 +105,8 @@ class Model:
         }
         if self.target_rates is not None:
             arrays["target_rates"] = self.target_rates
+        for name, values in (self.cells or {}).items():
+            arrays[f"cell/{name}"] = values.astype("S") if name == "model" else values
         write_h5(run.init_file, arrays, {**attrs, "spikeforge_version": spikeforge.__version__})
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan")) -> None:
@@ -148,6 +152,9 @@ class Model:
         with h5py.File(run.init_file, "r") as handle:
             if "target_rates" in handle:
                 model.target_rates = handle["target_rates"][()]
+            if "cell" in handle:
+                model.cells = {name: data[()] for name, data in handle["cell"].items()}
+                model.cells["model"] = model.cells["model"].astype(str)
         if checkpoint is not None:
             label = str(checkpoint)
             loop = checkpoint_loop(label)

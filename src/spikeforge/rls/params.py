@@ -69,8 +69,9 @@ PARAMS = [
     Param("tau_bale", float, "decay time of static excitatory synapses [ms]", 3.0, unit="ms"),
     Param("tau_bali", float, "decay time of static inhibitory synapses [ms]", 3.0, unit="ms"),
     Param("tau_plas", float, "decay time of plastic synapses and filtered spike trains [ms]", 150.0, unit="ms"),
-    Param("cell_model", str, "neuron model (see spikeforge.core.cells)", "lif",
-          choices=("lif", "glif1", "glif2", "glif3", "glif4", "glif5")),
+    Param("cell_model", str, "neuron model: lif, glif1 .. glif5, or a plugin returning per-neuron GLIF "
+          "parameters (see spikeforge.core.cells)", "lif"),
+    Param("cell_model_args", dict, "keyword arguments of a cell_model plugin", {}),
     Param("cell_state_persists", bool, "GLIF adaptation state carries over from one trial to the next", False),
     Param("glif_r", float, "GLIF membrane resistance; capacitance is tau_mem / glif_r", 1.0),
     Param("glif_el", float, "GLIF resting potential E_L", 0.0),
@@ -204,6 +205,8 @@ def _validate(v: Mapping[str, Any]) -> None:
     need(v["u0_ncells"] >= 1, f"u0_ncells = {v['u0_ncells']} must be >= 1")
     need(v["threshe"] > v["vre"] and v["threshi"] > v["vre"],
          f"thresholds (threshe = {v['threshe']}, threshi = {v['threshi']}) must exceed vre = {v['vre']}")
+    need(v["cell_model"] in ("lif", "glif1", "glif2", "glif3", "glif4", "glif5") or ":" in v["cell_model"],
+         f"cell_model = {v['cell_model']!r} is not lif, glif1 .. glif5, or a plugin 'module:function'")
     need(len(v["glif_asc_k"]) == len(v["glif_asc_f"]) == len(v["glif_asc_delta"]),
          f"glif_asc_k, glif_asc_f and glif_asc_delta must have the same length (one entry per after-spike "
          f"current), not {len(v['glif_asc_k'])}, {len(v['glif_asc_f'])} and {len(v['glif_asc_delta'])}")

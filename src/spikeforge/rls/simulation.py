@@ -40,8 +40,9 @@ def thresholds(p: Params) -> np.ndarray:
     return per_neuron(p, p.threshe, p.threshi)
 
 
-def constants(p: Params) -> Constants:
-    """Per-neuron constants and scalars of the kernel for parameters ``p``."""
+def constants(p: Params, cells: dict[str, np.ndarray] | None = None) -> Constants:
+    """Per-neuron constants and scalars of the kernel for parameters ``p`` and, for GLIF models,
+    the per-neuron cell table ``cells`` (default: from the parameters)."""
     dtype = float_dtype(p)
     s = p.steps
     tau_plas = np.full(p.n_cells + p.lx, p.tau_plas)
@@ -70,37 +71,50 @@ def constants(p: Params) -> Constants:
         wid_bins=round(2 * p.wid / p.learn_every - 1),
         noise_on_voltage=p.noise_model == "voltage",
         cell_kind=LIF if p.cell_model == "lif" else GLIF,
-        glif=glif_constants(p),
+        glif=glif_constants(p, cells),
     )
 
 
-def glif_constants(p: Params) -> GlifConstants:
-    """GLIF parameters of ``p``, with the mechanisms its cell_model lacks switched off."""
+CELL_KEYS = ("r", "el", "b_s", "delta_thresh_s", "f_v", "delta_v", "a_v", "b_v", "asc_k", "asc_f", "asc_delta")
+
+
+def cell_table(p: Params, overrides: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-neuron GLIF parameters: the ``glif_*`` parameters of ``p`` for model ``p.cell_model``,
+    with ``overrides`` (from a cell-model plugin: "model" and any of CELL_KEYS, "c") on top.
+
+    Returns the fields of GlifConstants except dt_over_c, plus "c" (capacitance) and "model"
+    (one name per neuron).  For ``cell_model = "lif"`` the table describes GLIF1 neurons, which
+    the LIF kernel does not read.
+    """
+    overrides = dict(overrides or {})
+    default_model = p.cell_model if p.cell_model in glif.MODELS else "glif1"
+    models = np.broadcast_to(np.asarray(overrides.pop("model", default_model)), (p.n_cells,)).astype(str)
+    values = {"r": p.glif_r, "el": p.glif_el, "b_s": p.glif_b_s, "delta_thresh_s": p.glif_delta_thresh_s,
+              "f_v": p.glif_f_v, "delta_v": p.glif_delta_v, "a_v": p.glif_a_v, "b_v": p.glif_b_v,
+              "asc_k": p.glif_asc_k, "asc_f": p.glif_asc_f, "asc_delta": p.glif_asc_delta}
+    capacitance = overrides.pop("c", per_neuron(p, p.tau_meme, p.tau_memi) / np.asarray(overrides.get("r", p.glif_r)))
+    values.update(overrides)
+    n_asc = np.asarray(values["asc_k"]).shape[-1] if any(glif.MODELS[m][0] for m in set(models)) else 0
+    table = glif.per_neuron_parameters(models, values, n_asc, p.dt)
+    table["c"] = np.broadcast_to(np.asarray(capacitance, dtype=np.float64), (p.n_cells,)).copy()
+    table["model"] = models
+    return table
+
+
+def glif_constants(p: Params, table: dict[str, np.ndarray] | None = None) -> GlifConstants:
+    """The GLIF kernel parameters of a cell table (default: from the parameters, :func:`cell_table`)."""
+    table = cell_table(p) if table is None else table
     dtype = float_dtype(p)
-    has_asc, has_theta_s, has_theta_v, reset_rule = glif.MODELS.get(p.cell_model, (False, False, False, False))
-    n_asc = len(p.glif_asc_k) if has_asc else 0
-    capacitance = per_neuron(p, p.tau_meme, p.tau_memi) / p.glif_r
-    return GlifConstants(
-        dt_over_c=(p.dt / capacitance).astype(dtype),
-        inv_r=np.full(p.n_cells, 1 / p.glif_r, dtype=dtype),
-        e_l=np.full(p.n_cells, p.glif_el, dtype=dtype),
-        b_s=p.glif_b_s if has_theta_s else 0.0,
-        delta_thresh_s=p.glif_delta_thresh_s if has_theta_s else 0.0,
-        f_v=p.glif_f_v, delta_v=p.glif_delta_v,
-        a_v=p.glif_a_v if has_theta_v else 0.0,
-        b_v=p.glif_b_v if has_theta_v else 0.0,
-        reset_rule=reset_rule,
-        asc_decay=(1 - p.dt * np.asarray(p.glif_asc_k[:n_asc], dtype=np.float64)).astype(dtype),
-        asc_f=np.asarray(p.glif_asc_f[:n_asc], dtype=dtype),
-        asc_delta=np.asarray(p.glif_asc_delta[:n_asc], dtype=dtype),
-    )
+    fields = {name: np.asarray(table[name]).astype(np.uint8 if name == "reset_rule" else dtype)
+              for name in GlifConstants._fields if name != "dt_over_c"}
+    return GlifConstants(dt_over_c=(p.dt / table["c"]).astype(dtype), **fields)
 
 
-def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None) -> State:
-    """Trial state at time 0: voltages ``v0``, GLIF adaptation state ``cell_state`` (default 0),
-    everything else at rest."""
+def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None, n_asc: int | None = None) -> State:
+    """Trial state at time 0: voltages ``v0``, GLIF adaptation state ``cell_state`` (default 0;
+    ``n_asc`` after-spike currents per neuron), everything else at rest."""
     dtype, n = float_dtype(p), p.n_cells
-    n_asc = len(p.glif_asc_k) if glif.MODELS.get(p.cell_model, (False,))[0] else 0
+    n_asc = 0 if n_asc is None else n_asc
     zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
     state = State(
         v=v0.astype(dtype), last_spike=np.full(n, NEVER, dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
@@ -229,7 +243,7 @@ def run_trial(
         backend = get_backend()
     kernels = backend.kernels
     learning = kind in (TRAIN, TRAIN_RECORD)
-    state = backend.put(new_state(p, v0, cell_state))
+    state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
     rec = backend.put(new_recording(p, kind))
     with_noise = p.sig > 0
     with_ff = kind != INIT and ff_probability is not None and ff_probability.shape[1] > 0
@@ -270,11 +284,12 @@ def _ff_spikes(p: Params, probability: np.ndarray, rng: np.random.Generator, fir
     return spikes
 
 
-def initial_voltage(p: Params, rng: np.random.Generator) -> np.ndarray:
+def initial_voltage(p: Params, rng: np.random.Generator, cells: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """A trial's initial voltages, from the trial's stream, as the cell model prescribes."""
     if p.cell_model == "lif":
         return lif.initial_voltage(rng, p.vre, thresholds(p))
-    return glif.initial_voltage(rng, p.cell_model, p.vre, thresholds(p), np.full(p.n_cells, p.glif_el))
+    table = cell_table(p) if cells is None else cells
+    return glif.initial_voltage(rng, table["reset_rule"], p.vre, thresholds(p), table["e_l"])
 
 
 __all__ = ["run_trial", "constants", "Learner", "TrialResult", "initial_voltage", "layout"]

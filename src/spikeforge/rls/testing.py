@@ -112,7 +112,7 @@ def test(
         engine = get_backend(backend, device_name)
         check_device_memory(engine, model)
         net, _ = model.connectivity()
-        return engine, engine.put(net), engine.put(constants(p)), engine.put(model.stimulus)
+        return engine, engine.put(net), engine.put(constants(p, model.cells)), engine.put(model.stimulus)
 
     def run_one(trial: int, on) -> None:
         engine, net, const, stimulus = on
@@ -120,7 +120,7 @@ def test(
         for task in range(n_tasks):
             started = time.perf_counter()
             rng = streams.stream(p.seed, "test", trial, task)
-            result = run_trial(p, net, const, TEST, initial_voltage(p, rng), stimulus[task], rng,
+            result = run_trial(p, net, const, TEST, initial_voltage(p, rng, model.cells), stimulus[task], rng,
                                ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
             if p.cell_state_persists:
                 model.cell_state = result.cell_state

@@ -184,7 +184,7 @@ def train(
     p = model.p
     check_device_memory(engine, model)
     net, in_to_out = model.connectivity()
-    net, const = engine.put(net), engine.put(constants(p))
+    net, const = engine.put(net), engine.put(constants(p, model.cells))
     learner = _on_backend(learner_for(model, net.plastic_weight, in_to_out), engine)
     stimulus, targets = engine.put(model.stimulus), engine.put(model.targets)
     first_loop = model.loop + 1
@@ -202,7 +202,7 @@ def train(
                 task = task_of_loop(p, loop, model.n_tasks)
                 measure = loop % correlation_interval == 0
                 rng = streams.stream(p.seed, "train", loop)
-                result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng),
+                result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng, model.cells),
                                    stimulus[task], rng, learner, targets[task], model.ff_probability,
                                    model.cell_state, engine)
                 model.loop = loop

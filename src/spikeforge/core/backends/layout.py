@@ -64,21 +64,22 @@ class Constants(NamedTuple):
 
 
 class GlifConstants(NamedTuple):
-    """Parameters of the GLIF update (spikeforge.core.cells.glif); mechanisms a model lacks are 0."""
+    """Per-neuron parameters of the GLIF update (spikeforge.core.cells.glif); a mechanism a
+    neuron's model lacks has its parameters at 0 (and no after-spike increment)."""
 
     dt_over_c: np.ndarray  # (N,) dt / C [ms / capacitance]
     inv_r: np.ndarray  # (N,) 1 / R
     e_l: np.ndarray  # (N,) resting potential
-    b_s: float  # [1/ms]
-    delta_thresh_s: float
-    f_v: float
-    delta_v: float
-    a_v: float  # [1/ms]
-    b_v: float  # [1/ms]
-    reset_rule: bool  # True: v <- E_L + f_v (v - E_L) - delta_v; False: v <- vre
-    asc_decay: np.ndarray  # (n_asc,) 1 - dt k_j
-    asc_f: np.ndarray  # (n_asc,)
-    asc_delta: np.ndarray  # (n_asc,)
+    b_s: np.ndarray  # (N,) [1/ms]
+    delta_thresh_s: np.ndarray  # (N,)
+    f_v: np.ndarray  # (N,)
+    delta_v: np.ndarray  # (N,)
+    a_v: np.ndarray  # (N,) [1/ms]
+    b_v: np.ndarray  # (N,) [1/ms]
+    reset_rule: np.ndarray  # uint8 (N,) 1: v <- E_L + f_v (v - E_L) - delta_v; 0: v <- vre
+    asc_decay: np.ndarray  # (N, n_asc) 1 - dt k_j
+    asc_f: np.ndarray  # (N, n_asc)
+    asc_delta: np.ndarray  # (N, n_asc)
 
 
 class State(NamedTuple):

@@ -117,10 +117,8 @@ def _glif_step(v, drive, active, thresh, vre, dt, g, thresh_s, thresh_v, asc):
     theta_v = thresh_v + dt * (g.a_v * (v_new - g.e_l) - g.b_v * thresh_v)
     fired = active & (v_new > thresh + theta_s + theta_v)
     asc_after = torch.where(fired[:, None], g.asc_f * asc_new + g.asc_delta, asc_new)
-    if g.reset_rule:
-        reset = g.e_l + g.f_v * (v_new - g.e_l) - g.delta_v
-    else:
-        reset = torch.full_like(v_new, vre)
+    reset = torch.where(g.reset_rule.to(torch.bool), g.e_l + g.f_v * (v_new - g.e_l) - g.delta_v,
+                        torch.full_like(v_new, vre))
     v_out = torch.where(fired, reset, v_new)
     theta_s = torch.where(fired, theta_s + g.delta_thresh_s, theta_s)
     asc.copy_(torch.where(active[:, None], asc_after, asc))

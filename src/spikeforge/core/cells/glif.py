@@ -45,30 +45,66 @@ MODELS = {
 def step(i, v, drive, active, thresh, vre, dt, dt_over_c, inv_r, e_l, b_s, delta_thresh_s, f_v, delta_v, a_v, b_v,
          reset_rule, asc_decay, asc_f, asc_delta, thresh_s, thresh_v, asc):
     """Advance neuron ``i`` by one step; returns (new v, fired).  Updates ``thresh_s[i]``,
-    ``thresh_v[i]`` and ``asc[i, :]`` in place.  ``active`` is False while refractory."""
+    ``thresh_v[i]`` and ``asc[i, :]`` in place.  ``active`` is False while refractory.  Every
+    parameter array holds one value (or row) per neuron."""
     if not active:
         return v, False
     asc_sum = 0.0
     for j in range(asc.shape[1]):
-        current = asc[i, j] * asc_decay[j]
+        current = asc[i, j] * asc_decay[i, j]
         asc[i, j] = current
         asc_sum += current
     v = v + dt_over_c[i] * (drive + asc_sum - (v - e_l[i]) * inv_r[i])
-    theta_s = thresh_s[i] * (1.0 - dt * b_s)
-    theta_v = thresh_v[i] + dt * (a_v * (v - e_l[i]) - b_v * thresh_v[i])
+    theta_s = thresh_s[i] * (1.0 - dt * b_s[i])
+    theta_v = thresh_v[i] + dt * (a_v[i] * (v - e_l[i]) - b_v[i] * thresh_v[i])
     fired = v > thresh + theta_s + theta_v
     if fired:
         for j in range(asc.shape[1]):
-            asc[i, j] = asc_f[j] * asc[i, j] + asc_delta[j]
-        v = e_l[i] + f_v * (v - e_l[i]) - delta_v if reset_rule else vre
-        theta_s += delta_thresh_s
+            asc[i, j] = asc_f[i, j] * asc[i, j] + asc_delta[i, j]
+        v = e_l[i] + f_v[i] * (v - e_l[i]) - delta_v[i] if reset_rule[i] else vre
+        theta_s += delta_thresh_s[i]
     thresh_s[i] = theta_s
     thresh_v[i] = theta_v
     return v, fired
 
 
-def initial_voltage(rng: np.random.Generator, model: str, vre: float, thresh: np.ndarray,
+def initial_voltage(rng: np.random.Generator, reset_rule: np.ndarray, vre: float, thresh: np.ndarray,
                     e_l: np.ndarray) -> np.ndarray:
-    """Initial voltages of ``model`` (see the module docstring)."""
-    centre = e_l if MODELS[model][3] else np.full_like(thresh, vre)
+    """Initial voltages: N(E_L, (thresh - E_L)^2) for neurons with the reset rule (GLIF2/4/5),
+    N(vre, (thresh - vre)^2) for the others (see the module docstring)."""
+    centre = np.where(reset_rule.astype(bool), e_l, vre)
     return centre + (thresh - centre) * rng.standard_normal(thresh.shape[0])
+
+
+def per_neuron_parameters(models: np.ndarray, values: dict, n_asc: int, dt: float) -> dict:
+    """Per-neuron parameter arrays for GLIF ``models`` (one name per neuron), with the mechanisms a
+    neuron's model lacks switched off.
+
+    Args:
+        values: "r", "el", "b_s", "delta_thresh_s", "f_v", "delta_v", "a_v", "b_v" (scalars or (N,)
+            arrays) and "asc_k", "asc_f", "asc_delta" ((n_asc,) or (N, n_asc)).
+    Returns:
+        Arrays named as the fields of :class:`~spikeforge.core.backends.layout.GlifConstants`,
+        except ``dt_over_c`` (which needs the capacitance).
+    """
+    n = models.shape[0]
+    flags = np.array([MODELS[name] for name in models], dtype=bool).reshape(n, 4)
+    has_asc, has_theta_s, has_theta_v, reset_rule = flags.T
+
+    def column(name):
+        return np.broadcast_to(np.asarray(values[name], dtype=np.float64), (n,)).copy()
+
+    def table(name):
+        return np.broadcast_to(np.asarray(values[name], dtype=np.float64)[..., :n_asc], (n, n_asc)).copy()
+
+    return {
+        "inv_r": 1.0 / column("r"), "e_l": column("el"),
+        "b_s": np.where(has_theta_s, column("b_s"), 0.0),
+        "delta_thresh_s": np.where(has_theta_s, column("delta_thresh_s"), 0.0),
+        "f_v": column("f_v"), "delta_v": column("delta_v"),
+        "a_v": np.where(has_theta_v, column("a_v"), 0.0), "b_v": np.where(has_theta_v, column("b_v"), 0.0),
+        "reset_rule": reset_rule.astype(np.uint8),
+        "asc_decay": np.where(has_asc[:, None], 1.0 - dt * table("asc_k"), 1.0),
+        "asc_f": np.where(has_asc[:, None], table("asc_f"), 0.0),
+        "asc_delta": np.where(has_asc[:, None], table("asc_delta"), 0.0),
+    }
