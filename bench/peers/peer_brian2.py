@@ -60,7 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("network")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="clean timed runs wanted (see common.timed_repeats)")
+    parser.add_argument("--budget", type=float, default=60.0, help="wall seconds after which fewer repeats do")
     parser.add_argument("--delay-steps", type=int, default=0, help="Brian2 synaptic delay in steps (see above)")
     parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
     parser.add_argument("--build-dir", required=True, help="folder of the generated C++ project")
@@ -129,7 +130,7 @@ def main() -> None:
         return {"build_s": compile_s, "setup_s": meter.seconds - sim_s, "sim_s": sim_s, "others_cpu": meter.others,
                 "rate_exc_hz": rate_e, "rate_inh_hz": rate_i, "n_synapses": int(pre.size), "counts": counts}
 
-    runs = [common.retry_if_contended(one_run) for _ in range(args.repeats)]
+    runs = common.timed_repeats(one_run, args.repeats, args.budget)
     if args.counts:
         np.save(args.counts, runs[-1]["counts"])
     for run in runs:

@@ -72,7 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("network")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="clean timed runs wanted (see common.timed_repeats)")
+    parser.add_argument("--budget", type=float, default=60.0, help="wall seconds after which fewer repeats do")
     parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
     parser.add_argument("--out", required=True, help="JSON result")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
@@ -84,8 +85,8 @@ def main() -> None:
     nest.verbosity = nest.VerbosityLevel.ERROR
     net = common.load_network(args.network)
     t_sim = net["t_sim"] if args.t_sim is None else args.t_sim
-    runs = [common.retry_if_contended(lambda: simulate(net, args.threads, t_sim, args.quiet_wait))
-            for _ in range(args.repeats)]
+    runs = common.timed_repeats(lambda: simulate(net, args.threads, t_sim, args.quiet_wait), args.repeats,
+                                args.budget)
     if args.counts:
         np.save(args.counts, runs[-1]["counts"])
     for run in runs:

@@ -62,8 +62,8 @@ def simulate(n_steps, ptr, post, weight, v0, x, thresh, dt_over_tau, decay, kick
     return count
 
 
-def run(net: dict, repeats: int, quiet_wait_s: float = 120.0) -> dict:
-    """Best wall seconds over ``repeats`` (after one untimed call that loads the kernel) and the counts."""
+def run(net: dict, repeats: int, quiet_wait_s: float = 120.0, budget_s: float = 60.0) -> dict:
+    """Timed runs (``common.timed_repeats``, after one untimed call that loads the kernel) and the counts."""
     n = net["n"]
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(net["pre"], minlength=n), out=ptr[1:])
@@ -79,7 +79,7 @@ def run(net: dict, repeats: int, quiet_wait_s: float = 120.0) -> dict:
             counts = simulate(*args)
         return {"sim_s": meter.seconds, "others_cpu": meter.others, "counts": counts}
 
-    runs = [common.retry_if_contended(one_run) for _ in range(repeats)]
+    runs = common.timed_repeats(one_run, repeats, budget_s)
     counts = runs[-1]["counts"]
     for r in runs:
         del r["counts"]
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     result = run(common.load_network(args.network), args.repeats)
-    print(f"best {min(r['sim_s'] for r in result['runs']):.3f} s; rates E {result['rate_exc_hz']:.3f} Hz, "
+    print(f"best {common.best(result['runs'])['sim_s']:.3f} s; rates E {result['rate_exc_hz']:.3f} Hz, "
           f"I {result['rate_inh_hz']:.3f} Hz")
 
 

@@ -96,13 +96,14 @@ def peer_versions() -> dict:
     return {"Brian2": brian2, "NEST": nest, "numpy (peers)": numpy_version}
 
 
-def run_peer(peer: str, network: Path, threads: int, repeats: int, work: Path, timeout: float,
+def run_peer(peer: str, network: Path, threads: int, repeats: int, budget_s: float, work: Path, timeout: float,
              quiet_wait_s: float) -> dict | None:
     """Run one peer in its venv; its JSON result, or None (with the log's tail printed) on failure."""
     stem = f"{peer}-t{threads}"
     out, counts, log = work / f"{stem}.json", work / f"{stem}-counts.npy", work / f"{stem}.log"
     command = [str(peer_python()), str(HERE / f"peer_{peer}.py"), str(network), "--threads", str(threads),
-               "--repeats", str(repeats), "--out", str(out), "--counts", str(counts), "--quiet-wait", str(quiet_wait_s)]
+               "--repeats", str(repeats), "--budget", str(budget_s), "--out", str(out), "--counts", str(counts),
+               "--quiet-wait", str(quiet_wait_s)]
     if peer == "brian2":
         command += ["--build-dir", str(work / f"brian2-build-t{threads}")]
     out.unlink(missing_ok=True)
@@ -129,13 +130,16 @@ class InitRunTimer:
     of its random generator) ``repeats`` times per thread count, then makes the real call and
     returns its result, so ``init`` goes on untouched.  What is timed is therefore exactly
     spikeforge's init run, whatever the driver passes to it; its arguments (initial voltages)
-    are kept for the export.
+    are kept for the export.  With ``torch_device`` it also times the same call on spikeforge's
+    torch backend (``backend=``, with the connectivity, constants and stimulus moved to the
+    backend first, outside the timing), under the key ``"torch"``.
     """
 
-    def __init__(self, original, threads: list[int], repeats: int, quiet_wait_s: float, warm_up: bool):
-        self.original, self.threads, self.repeats = original, threads, repeats
-        self.quiet_wait_s, self.warm_up = quiet_wait_s, warm_up
-        self.timings: dict[int, dict] = {}
+    def __init__(self, original, threads: list[int], repeats: int, budget_s: float, quiet_wait_s: float,
+                 warm_up: bool, torch_device: str | None):
+        self.original, self.threads, self.repeats, self.budget_s = original, threads, repeats, budget_s
+        self.quiet_wait_s, self.warm_up, self.torch_device = quiet_wait_s, warm_up, torch_device
+        self.timings: dict[int | str, list] = {}
         self.v0 = None
         self.spent_s = 0.0  # wall time of the timing runs (not part of init)
 
@@ -168,8 +172,22 @@ class InitRunTimer:
                     result = self.original(*call_args, **kwargs)
                 return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
 
-            self.timings[threads] = [common.retry_if_contended(one_run) for _ in range(self.repeats)]
+            self.timings[threads] = common.timed_repeats(one_run, self.repeats, self.budget_s)
         numba.set_num_threads(default_threads)
+        if self.torch_device and "backend" not in kwargs:
+            from spikeforge.core.backends import get_backend
+
+            engine = get_backend("torch", self.torch_device)
+            on_backend = [engine.put(a) if i in (1, 2, 5) else a for i, a in enumerate(args)]  # net, const, x_stim
+
+            def one_torch_run() -> dict:
+                common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
+                call_args = [copy.deepcopy(a) if i in generators else a for i, a in enumerate(on_backend)]
+                with common.CpuMeter() as meter:
+                    result = self.original(*call_args, backend=engine, **kwargs)
+                return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
+
+            self.timings["torch"] = common.timed_repeats(one_torch_run, self.repeats, self.budget_s)
         self.spent_s = time.perf_counter() - started
         return self.original(*args, **kwargs)
 
@@ -177,7 +195,8 @@ class InitRunTimer:
 _kernel_warm = False
 
 
-def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, quiet_wait_s: float) -> dict:
+def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, budget_s: float,
+                          quiet_wait_s: float, torch_device: str | None) -> dict:
     """Build spikeforge's network of n neurons (rls.new + rls.init, timing its init run on the
     way, see InitRunTimer) and export it for the peers."""
     global _kernel_warm
@@ -188,7 +207,8 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
     if directory.exists():
         shutil.rmtree(directory)
     rls.new(directory, {"n_cells": n, "seed": SEED, "pree": 2 * K / n, "benchmark": True})
-    timer = InitRunTimer(initialize.run_trial, threads, repeats, quiet_wait_s, warm_up=not _kernel_warm)
+    timer = InitRunTimer(initialize.run_trial, threads, repeats, budget_s, quiet_wait_s, not _kernel_warm,
+                         torch_device)
     original_static_weights = connectivity.static_weights
     connect = {}
 
@@ -214,13 +234,18 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
     if not (p.tau_meme == p.tau_memi and p.tau_bale == p.tau_bali and p.threshe == p.threshi):
         raise RuntimeError("the network file assumes one tau_m, tau_s and threshold for E and I")
     init_counts = np.asarray(model.init_stats["spike_count"])
-    static = {}
+    static, torch_timing = {}, None
     for k, runs in timer.timings.items():
-        for run in runs:
-            if not np.array_equal(run.pop("spike_count"), init_counts):
-                raise RuntimeError(f"a timed run ({k} threads) differs from the init run")
-        best = min(runs, key=lambda r: r["sim_s"])
-        static[k] = {"sim_s": best["sim_s"], "others_cpu": best["others_cpu"], "runs": runs}
+        identical = [float(np.mean(run.pop("spike_count") == init_counts)) for run in runs]
+        best = common.best(runs)
+        timing = {"sim_s": best["sim_s"], "others_cpu": best["others_cpu"], "runs": runs,
+                  "identical_counts": min(identical)}
+        if k == "torch":
+            torch_timing = timing | {"device": torch_device}
+        elif min(identical) < 1:
+            raise RuntimeError(f"a timed run ({k} threads) differs from the init run")
+        else:
+            static[k] = timing
     ptr, post, weight = model.static.ptr, model.static.post, model.static.weight
     network = work / "network.npz"
     common.save_network(network, n=n, ne=p.ne, dt=p.dt, t_sim=p.train_time, tau_m=p.tau_meme, tau_s=p.tau_bale,
@@ -229,17 +254,24 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
                         weight=weight.astype(np.float64), v0=timer.v0,
                         x=np.where(np.arange(n) < p.ne, p.x_bale, p.x_bali))
     return {"p": p, "directory": directory, "network": network, "n_synapses": int(post.size), "init_s": init_s,
-            "connect_s": connect.get("s"), "init_counts": init_counts, "static": static,
+            "connect_s": connect.get("s"), "init_counts": init_counts, "static": static, "torch": torch_timing,
             "init_rates": (float(model.init_stats["rate_exc_hz"]), float(model.init_stats["rate_inh_hz"]))}
 
 
-def time_plastic(net: dict, threads: int, repeats: int, quiet_wait_s: float) -> dict:
+_train_warm = False
+
+
+def time_plastic(net: dict, threads: int, repeats: int, budget_s: float, quiet_wait_s: float) -> dict:
     """Seconds of one training loop in benchmark mode (RLS computed, not applied), best of repeats."""
     import numba
 
     from spikeforge import rls
 
+    global _train_warm
     numba.set_num_threads(threads)
+    if not _train_warm:  # the first loop in a process loads (or compiles) the RLS kernel: not timed
+        rls.train(net["directory"], nloops=1, correlation_interval=10**9, verbose=False)
+        _train_warm = True
 
     def one_run() -> dict:
         common.wait_until_quiet(max_wait_s=quiet_wait_s)
@@ -248,7 +280,8 @@ def time_plastic(net: dict, threads: int, repeats: int, quiet_wait_s: float) -> 
         return {"sim_s": min(result.elapsed_time), "all_s": list(result.elapsed_time), "others_cpu": meter.others,
                 "rate_hz": float(np.mean(result.firing_rate))}
 
-    return common.retry_if_contended(one_run)
+    runs = common.timed_repeats(one_run, 1, budget_s)
+    return common.best(runs) | {"calls": len(runs)}
 
 
 # ---------------------------------------------------------------------------------------- checks and tables
@@ -277,10 +310,13 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
     names = [PEERS[p] for p in peers]
+    with_torch = any(size.get("torch") for size in results)
     rate_rows, time_rows, setup_rows = [], [], []
     for size in results:
         ref = size["spikeforge_rates"]
         row = [f"{size['n']:,}", f"{ref[0]:.3f} / {ref[1]:.3f}"]
+        if with_torch:
+            row.append(f"{100 * size['torch']['identical_counts']:.0f} %" if size.get("torch") else "—")
         for peer in peers:
             runs = [r for r in size["peers"].get(peer, {}).values() if r is not None]
             if not runs:
@@ -303,7 +339,7 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
                     peer_s.append("failed")
                     ratios.append("—")
                     continue
-                best = min(result["runs"], key=lambda r: r["sim_s"])
+                best = common.best(result["runs"])
                 seconds = best["sim_s"]
                 others.append(best["others_cpu"])
                 peer_s.append(fmt_s(seconds))
@@ -314,8 +350,12 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
             plain = size.get("plain") if threads == 1 else None
             if plain:
                 others.append(plain["others_cpu"])
+            torch_row = size.get("torch") if threads == 1 else None
+            if torch_row:
+                others.append(torch_row["others_cpu"])
             busiest = max((o for o in others if o == o), default=float("nan"))
             time_rows.append([f"{size['n']:,}", f"{size['n_synapses'] / 1e6:.1f} M", str(threads), fmt_s(sf["sim_s"])]
+                             + ([fmt_s(torch_row["sim_s"]) if torch_row else "—"] if with_torch else [])
                              + peer_s + ratios
                              + ([fmt_s(plastic["sim_s"]), f"{plastic['sim_s'] / sf['sim_s']:.1f}"] if plastic else
                                 ["—", "—"])
@@ -330,11 +370,13 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
                 setup += ([fmt_s(min(r["build_s"] for r in nest["runs"])), fmt_s(min(r["setup_s"] for r in nest["runs"]))]
                           if nest else ["failed", "—"])
             setup_rows.append(setup)
-    rate_header = ["neurons", "spikeforge E / I [Hz]"]
+    rate_header = ["neurons", "spikeforge E / I [Hz]"] + (["spikeforge torch: same counts as numba"] if with_torch else [])
     for name in names:
         rate_header += [f"{name} E / I [Hz]", f"{name}: worst deviation, verdict"]
     rate_header.append("spikeforge plastic (benchmark mode) mean rate [Hz]")
-    time_header = (["neurons", "static synapses", "threads", "spikeforge [s]"] + [f"{name} [s]" for name in names]
+    torch_label = next((f"spikeforge torch ({s['torch']['device']}, 1 thread) [s]" for s in results if s.get("torch")), "")
+    time_header = (["neurons", "static synapses", "threads", "spikeforge [s]"] + ([torch_label] if with_torch else [])
+                   + [f"{name} [s]" for name in names]
                    + [f"{name} / spikeforge" for name in names]
                    + ["spikeforge plastic [s]", "plastic / static", "plain numba loop, serial [s]",
                       "others' CPU share (worst)"])
@@ -353,11 +395,11 @@ def plot(results: list[dict], peers: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(9.6, 4.8))
     sizes = [size["n"] for size in results]
     thread_counts = sorted({t for size in results for t in size["static"]})
     styles = {1: "-", 2: "--"}
-    colours = {"spikeforge": "C0", "plastic": "C3", "brian2": "C1", "nest": "C2"}
+    colours = {"spikeforge": "C0", "plastic": "C3", "brian2": "C1", "nest": "C2", "plain": "0.5", "torch": "C4"}
     for threads in thread_counts:
         style = styles.get(threads, ":")
         series = [("spikeforge", "spikeforge static (numba)", [s["static"].get(threads, {}).get("sim_s") for s in results]),
@@ -367,8 +409,13 @@ def plot(results: list[dict], peers: list[str], path: Path) -> None:
             values = []
             for s in results:
                 result = s["peers"].get(peer, {}).get(threads)
-                values.append(min(r["sim_s"] for r in result["runs"]) if result else None)
+                values.append(common.best(result["runs"])["sim_s"] if result else None)
             series.append((peer, f"{PEERS[peer]} static", values))
+        if threads == 1:
+            series.append(("plain", "plain numba loop (not spikeforge)",
+                           [s["plain"]["sim_s"] if "plain" in s else None for s in results]))
+            series.append(("torch", "spikeforge static (torch backend)",
+                           [s["torch"]["sim_s"] if s.get("torch") else None for s in results]))
         for key, label, values in series:
             points = [(n, v) for n, v in zip(sizes, values) if v is not None]
             if points:
@@ -382,10 +429,22 @@ def plot(results: list[dict], peers: list[str], path: Path) -> None:
     ax.set_ylabel("wall seconds for 2 s of network time")
     ax.set_title("Static RLS network, dt = 0.1 ms: simulation alone")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def source_state() -> str:
+    """The repository's commit and whether src/ has uncommitted changes (what was measured)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes in src/" if dirty else "")
 
 
 def machine() -> dict:
@@ -414,16 +473,24 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536], help="numbers of neurons")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (every simulator)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs wanted per measurement; the fastest run without contention is reported")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="wall seconds per measurement after which fewer than --repeats runs do (at least one)")
     parser.add_argument("--plastic-repeats", type=int, default=2, help="timed training loops per thread count")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--no-plastic", action="store_true", help="skip the plastic (benchmark-mode) column")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain numba loop (the yardstick column)")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="device of spikeforge's torch backend column: cpu (default), cuda, or none to skip it")
     parser.add_argument("--quick", action="store_true", help="4096 neurons, one repeat")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="before each timed run, wait at most this many seconds for other processes to use "
                              "less than 10 %% of the CPU")
     parser.add_argument("--peer-timeout", type=float, default=1800, help="seconds one peer subprocess may take")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep each size's spikeforge data directory, network file and Brian2 projects in "
+                             "bench/peers/.work (several GB at 65,536 neurons); logs and peer results are always kept")
     parser.add_argument("--no-write", action="store_true", help="print only; do not rewrite RESULTS.md, the plot, results.json")
     args = parser.parse_args()
     if args.quick:
@@ -438,7 +505,8 @@ def main() -> int:
         sys.exit(f"error: --threads {max(args.threads)} exceeds numba's {numba.config.NUMBA_NUM_THREADS} threads")
     started_all = time.perf_counter()
     ensure_venv()
-    versions = {"spikeforge": spikeforge.__version__, "numba": numba.__version__, "numpy": np.__version__}
+    versions = {"spikeforge": f"{spikeforge.__version__} ({source_state()})", "numba": numba.__version__,
+                "numpy": np.__version__}
     versions |= peer_versions()
     host = machine()
     print(f"{host['cpu']}, {host['cores']} cores, {host['memory']}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -449,19 +517,24 @@ def main() -> int:
         work = WORK / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
         print(f"\n{n} neurons: building the network (rls.init, timing its init run) ...", flush=True)
-        net = build_and_time_static(n, work, args.threads, args.repeats, args.quiet_wait)
+        net = build_and_time_static(n, work, args.threads, args.repeats, args.budget, args.quiet_wait,
+                                    None if args.torch_device == "none" else args.torch_device)
         size = {"n": n, "n_synapses": net["n_synapses"], "init_s": net["init_s"], "connect_s": net["connect_s"],
-                "spikeforge_rates": list(net["init_rates"]), "static": net["static"], "plastic": {}, "peers": {}}
+                "spikeforge_rates": list(net["init_rates"]), "static": net["static"], "torch": net["torch"],
+                "plastic": {}, "peers": {}}
         print(f"  rls.init {net['init_s']:.1f} s (without the timing runs); init rates "
               f"E {net['init_rates'][0]:.3f} Hz, I {net['init_rates'][1]:.3f} Hz", flush=True)
         for threads, timing in size["static"].items():
             print(f"  spikeforge, {threads} thread(s): {timing['sim_s']:.3f} s "
                   f"(others used {100 * timing['others_cpu']:.0f} % of the CPU meanwhile)", flush=True)
+        if size["torch"]:
+            print(f"  spikeforge torch backend ({size['torch']['device']}): {size['torch']['sim_s']:.3f} s; "
+                  f"{100 * size['torch']['identical_counts']:.0f} % of neurons with numba's spike count", flush=True)
         if not args.no_plain:
             import plain_numba
 
-            plain = plain_numba.run(common.load_network(net["network"]), args.repeats, args.quiet_wait)
-            best = min(plain["runs"], key=lambda r: r["sim_s"])
+            plain = plain_numba.run(common.load_network(net["network"]), args.repeats, args.quiet_wait, args.budget)
+            best = common.best(plain["runs"])
             size["plain"] = {"sim_s": best["sim_s"], "others_cpu": best["others_cpu"], "runs": plain["runs"],
                              "identical_counts": float(np.mean(plain["counts"] == net["init_counts"]))}
             print(f"  plain numba loop (serial, not spikeforge): {best['sim_s']:.3f} s; "
@@ -470,13 +543,13 @@ def main() -> int:
         for peer in args.peers:
             size["peers"][peer] = {}
             for threads in args.threads:
-                result = run_peer(peer, net["network"], threads, args.repeats, work, args.peer_timeout,
-                                  args.quiet_wait)
+                result = run_peer(peer, net["network"], threads, args.repeats, args.budget, work,
+                                  args.peer_timeout, args.quiet_wait)
                 if result is not None:
                     result["check"] = rate_check(result, net["init_rates"])
                     counts = np.load(result.pop("counts_file"))
                     result["identical_counts"] = float(np.mean(counts == net["init_counts"]))
-                    best = min(result["runs"], key=lambda r: r["sim_s"])
+                    best = common.best(result["runs"])
                     run0 = result["runs"][0]
                     print(f"  {PEERS[peer]}, {threads} thread(s): {best['sim_s']:.3f} s (others "
                           f"{100 * best['others_cpu']:.0f} %); rates E {run0['rate_exc_hz']:.3f}, "
@@ -486,10 +559,16 @@ def main() -> int:
                 size["peers"][peer][threads] = result
         if not args.no_plastic:
             for threads in args.threads:
-                size["plastic"][threads] = time_plastic(net, threads, args.plastic_repeats, args.quiet_wait)
+                size["plastic"][threads] = time_plastic(net, threads, args.plastic_repeats, args.budget,
+                                                        args.quiet_wait)
                 print(f"  spikeforge plastic (benchmark mode), {threads} thread(s): "
                       f"{size['plastic'][threads]['sim_s']:.3f} s per loop", flush=True)
         results.append(size)
+        if not args.keep_work:  # the big files: init.h5 and checkpoints, the network file, Brian2's projects
+            shutil.rmtree(net["directory"], ignore_errors=True)
+            net["network"].unlink(missing_ok=True)
+            for build in work.glob("brian2-build-t*"):
+                shutil.rmtree(build, ignore_errors=True)
         del net
 
     out = tables(results, args.peers)
@@ -497,7 +576,7 @@ def main() -> int:
             if r is None or not r["check"]["ok"]]
     summary = []
     for peer in args.peers:
-        ratios = [min(r["sim_s"] for r in s["peers"][peer][t]["runs"]) / s["static"][t]["sim_s"]
+        ratios = [common.best(s["peers"][peer][t]["runs"])["sim_s"] / s["static"][t]["sim_s"]
                   for s in results for t in s["static"] if s["peers"][peer].get(t) and s["peers"][peer][t]["check"]["ok"]]
         if ratios:
             summary.append(f"spikeforge is {min(ratios):.2f}x to {max(ratios):.2f}x as fast as {PEERS[peer]} "
@@ -506,8 +585,8 @@ def main() -> int:
     total_s = time.perf_counter() - started_all
     print("\nRates (the comparison holds only where every peer is within 3 % of spikeforge's E and I rates):\n")
     print(out["rates"])
-    print("\nWall seconds of the simulation alone (2 s of network time), best of", args.repeats,
-          "repeats; ratio = peer seconds / spikeforge seconds:\n")
+    print(f"\nWall seconds of the simulation alone (2 s of network time), fastest clean run of up to {args.repeats}; "
+          "ratio = peer seconds / spikeforge seconds:\n")
     print(out["times"])
     print("\nBuild and set-up, reported separately (not in the ratios):\n")
     print(out["setup"])
@@ -545,17 +624,19 @@ Measured {date} with
 ```
 
 (total {total_s / 60:.0f} min). Machine: {host['cpu']}, {host['cores']} cores, {host['memory']} memory, {host['os']},
-Python {host['python']}. Versions: {version_text}. Other work may share the cores: every time
-is the best of {args.repeats} repeats, each started once other processes used under 10 % of the
-CPU and repeated (up to twice) if they took 10 % or more during it; the last column of the
-seconds table is the largest share they took during the reported runs.
+Python {host['python']}. Versions: {version_text}. Other work may share the cores: each run
+starts once other processes use under 10 % of the CPU (waiting up to {args.quiet_wait:.0f} s), runs
+during which they took 10 % or more do not count as clean, and every time reported is the
+fastest clean run of up to {args.repeats} (fewer when a measurement has taken {args.budget:.0f} s; at most
+{args.repeats + 2} runs). The last column of the seconds table is the largest share other processes
+took during the reported runs.
 
 **Model.** The default RLS model's static network (half excitatory, every neuron projects to
 2K = 410 others, the reference's weights and drives, constant drive, no noise), 2 s at
 dt = 0.1 ms from the init run's initial voltages, seed {SEED}. Sizes keep K = {K} (pree = 2K/N), as the
 reference's scaling runs keep K fixed, so weights, drives and rates stay the default model's
 and synapses grow as 410 N. spikeforge builds the network; its synapses, drives and initial
-voltages are exported to both peers:
+voltages are exported to the peers and the plain loop:
 
 - **spikeforge** (numba): the init run of `rls.init` (`run_trial` of kind INIT), the very call
   `rls.init` makes, repeated with a fresh copy of its random generator.
@@ -571,6 +652,10 @@ voltages are exported to both peers:
   exactly (spikeforge: forward Euler) and a spike reaches the membrane one step later than in
   spikeforge (NEST's current jumps at the end of the step after the spike), so NEST cannot be
   identical; the rate table shows how close it comes.
+- **spikeforge torch backend** (`--torch-device`, default cpu): the same init-run call with
+  `backend=` spikeforge's torch backend, connectivity and constants moved to it beforehand
+  (outside the timing); on the CPU it runs one torch thread (spikeforge's choice), so it
+  appears on the 1-thread rows. Its spike counts are compared with numba's.
 - **plain numba loop** (`bench/peers/plain_numba.py`, not spikeforge): the bare serial loop of
   the same model, the yardstick the issue quotes; it reproduces spikeforge's spike counts
   exactly.
@@ -580,12 +665,12 @@ and thread count; the comparison is void beyond 3 %):
 
 {out['rates']}
 
-{void_text}**Seconds** of the simulation alone, best of {args.repeats}; ratio = peer seconds / spikeforge
+{void_text}**Seconds** of the simulation alone (see above for the repeats); ratio = peer seconds / spikeforge
 seconds at the same thread count (above 1: spikeforge is faster). *spikeforge plastic* is the
 same network with the plastic synapses active and RLS computed every 10 ms but not applied
 (`benchmark = true`, the reference's benchmark mode; spikeforge only), seconds of one
-training loop (`rls.train`, best of {args.plastic_repeats}). The plain numba loop is serial, so it
-appears on the 1-thread rows:
+training loop (`rls.train`, the faster of {args.plastic_repeats} loops). The plain numba loop is serial, so it
+appears on the 1-thread rows, as does the torch backend:
 
 {out['times']}
 
