@@ -53,17 +53,11 @@ class _Presynaptic(NamedTuple):
     plastic_pre: torch.Tensor
 
 
-_PRE_CACHE: dict[tuple, _Presynaptic] = {}
-
-
 def _presynaptic(net) -> _Presynaptic:
-    key = (net.static_ptr.data_ptr(), net.plastic_ptr.data_ptr(), net.static_ptr.device)
-    if key not in _PRE_CACHE:
-        def pre_of(ptr):
-            return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
-        _PRE_CACHE.clear()
-        _PRE_CACHE[key] = _Presynaptic(pre_of(net.static_ptr), pre_of(net.plastic_ptr))
-    return _PRE_CACHE[key]
+    """The presynaptic neuron of every static and plastic synapse (for dense propagation)."""
+    def pre_of(ptr):
+        return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
+    return _Presynaptic(pre_of(net.static_ptr), pre_of(net.plastic_ptr))
 
 
 def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
@@ -77,11 +71,11 @@ def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
     return offsets + torch.arange(total, device=ptr.device)
 
 
-def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plastic: bool, strategy: str,
+def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plastic: bool, pre: _Presynaptic | None,
                first_pre: int = 0) -> None:
-    """Add the out-weights of the neurons that fired into next step's charge accumulators."""
-    if strategy == "dense":
-        pre = _presynaptic(net)
+    """Add the out-weights of the neurons that fired into next step's charge accumulators
+    (dense when ``pre`` is given, else sparse over ``fired_index``)."""
+    if pre is not None:
         if first_pre == 0:  # recurrent neurons: static and plastic synapses
             spikes = fired_mask.to(net.static_weight.dtype)[pre.static_pre]
             charge = net.static_weight * spikes
@@ -131,6 +125,7 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
               propagation: str | None = None) -> None:
     """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`."""
     strategy = propagation or PROPAGATION[state.v.device.type]
+    pre = _presynaptic(net) if strategy == "dense" else None  # once per call, not per step
     n = state.v.shape[0]
     plastic = kind != INIT
     learning = kind in (TRAIN, TRAIN_RECORD)
@@ -196,14 +191,14 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
             keep = counts <= max_times
             rec.spike_steps[fired_index[keep], counts[keep] - 1] = ti
         _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired, fired_index, plastic,
-                   strategy)
+                   pre)
         if plastic and n_ff:
             if learning:
                 state.r[n:] = state.r[n:] * c.decay_plas[n:] + state.spiked[n:].to(float_type) * c.kick_plas[n:]
             ff_fired = ff_spikes[row].to(torch.bool)
             state.spiked[n:] = ff_spikes[row]
             _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
-                       ff_fired.nonzero().flatten(), True, strategy, first_pre=n)
+                       ff_fired.nonzero().flatten(), True, pre, first_pre=n)
 
 
 def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
