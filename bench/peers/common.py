@@ -130,3 +130,16 @@ def best(runs: list[dict]) -> dict:
     """The fastest clean run, or the fastest run when none was clean."""
     clean = [r for r in runs if r.get("clean", True)]
     return min(clean or runs, key=lambda r: r["sim_s"])
+
+
+def peer_arguments(description: str) -> "argparse.ArgumentParser":
+    """The command-line options every peer script takes (network file, threads, repeats, budget, t-sim)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("network")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="clean timed runs wanted (see common.timed_repeats)")
+    parser.add_argument("--budget", type=float, default=60.0, help="wall seconds after which fewer repeats do")
+    parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
+    return parser

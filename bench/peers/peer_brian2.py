@@ -41,7 +41,6 @@ at the same step in the same neuron).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -57,13 +56,8 @@ TIMER_FILE = "bench_network_run_wall_s.txt"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("network")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="clean timed runs wanted (see common.timed_repeats)")
-    parser.add_argument("--budget", type=float, default=60.0, help="wall seconds after which fewer repeats do")
+    parser = common.peer_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--delay-steps", type=int, default=0, help="Brian2 synaptic delay in steps (see above)")
-    parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
     parser.add_argument("--build-dir", required=True, help="folder of the generated C++ project")
     parser.add_argument("--out", required=True, help="JSON result")
     parser.add_argument("--quiet-wait", type=float, default=120.0,

@@ -22,7 +22,6 @@ other processes used meanwhile).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -69,12 +68,7 @@ def simulate(net: dict, threads: int, t_sim: float, quiet_wait_s: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("network")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="clean timed runs wanted (see common.timed_repeats)")
-    parser.add_argument("--budget", type=float, default=60.0, help="wall seconds after which fewer repeats do")
-    parser.add_argument("--t-sim", type=float, default=None, help="simulated time [ms] (default: the file's)")
+    parser = common.peer_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="JSON result")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="seconds to wait at most for other processes to go quiet before each timed run")
