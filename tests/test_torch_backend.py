@@ -151,3 +151,159 @@ def test_trials_spread_over_several_devices_give_the_results_of_one(tmp_path):
         results.append(read_h5(tmp_path / "net" / "test.h5")[0])
     for name in ("spike_step", "spike_trial", "spike_task", "spike_neuron", "u_total"):
         np.testing.assert_array_equal(results[0][name], results[1][name])
+
+
+@pytest.mark.parametrize("storage", ["full", "symmetric", "packed"])
+def test_batched_summation_for_cuda_equals_the_ordered_one(storage):
+    """On CUDA the RLS sums are one batched reduction each instead of numba's term-by-term order."""
+    problem = _random_rls_problem(storage, seed=5)
+    results = {}
+    for order in ("ordered", "batched"):
+        arrays = [torch.from_numpy(a.copy()) for a in problem]
+        torch_kernels.SUMMATION["cpu"] = order
+        try:
+            torch_kernels.rls_update(*arrays, 1.0, True, storage, True)
+        finally:
+            torch_kernels.SUMMATION["cpu"] = "ordered"
+        results[order] = arrays
+    for ordered, batched in zip(results["ordered"], results["batched"]):
+        np.testing.assert_allclose(batched.numpy(), ordered.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def _meta_interval(tmp_path, overrides, kind, propagation="dense"):
+    """Run one learning interval (RLS update and steps) on the meta device, whose tensors hold
+    no data: any operation that needs a value on the host (``.item()``, ``bool(tensor)``,
+    boolean indexing, ``nonzero``, an output size read from data) raises."""
+    from spikeforge.rls import simulation
+    from spikeforge.rls.model import Model
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.training import learner_for
+
+    rls.new(tmp_path / "net", {**SMALL, **overrides})
+    rls.init(tmp_path / "net", verbose=False)
+    model = Model.load(RunDir(tmp_path / "net"))
+    p = model.p
+    net, in_to_out = model.connectivity()
+    net = torch_kernels.put(net, "meta")
+    learner = learner_for(model, net.plastic_weight, in_to_out)
+    for name in ("P", "weights_in", "plastic_index", "plastic_count", "in_to_out"):
+        setattr(learner, name, torch_kernels.put(getattr(learner, name), "meta"))
+    const = torch_kernels.put(simulation.constants(p, model.cells), "meta")
+    state = torch_kernels.put(simulation.new_state(p, np.zeros(p.n_cells), None, const.glif.asc_decay.shape[1]), "meta")
+    rec = torch_kernels.put(simulation.new_recording(p, kind), "meta")
+    first = p.steps.stim_off_step + p.steps.learn_step
+    rows = p.steps.learn_step
+    noise = torch.zeros((rows if p.sig > 0 else 0, p.n_cells), dtype=state.v.dtype, device="meta")
+    ff_spikes = torch.zeros((rows if p.lx else 0, p.lx), dtype=torch.uint8, device="meta")
+    clock = torch.zeros((), dtype=torch.int64, device="meta")
+    learner.update(torch_kernels, state.r, state.u_bal, torch.zeros(p.n_cells, dtype=state.v.dtype, device="meta"))
+    torch_kernels.run_steps(state, net, const, rec, torch.zeros((0, p.n_cells), device="meta"), noise, ff_spikes,
+                            first, first + rows - 1, kind, propagation=propagation, clock=clock)
+
+
+@pytest.mark.parametrize("case, overrides", [
+    ("lif-symmetric", {}),
+    ("glif5-full-float32-noise", {"cell_model": "glif5", "p_storage": "full", "p_precision": "float32",
+                                  "float_precision": "float32", "sig": 0.2}),
+    ("packed-float16-feed-forward", {"p_storage": "packed", "p_precision": "float16", "lx": 4, "wpx": 0.3}),
+    ("full-int16-voltage-noise", {"p_storage": "full", "p_precision": "int16", "sig": 0.2,
+                                  "noise_model": "voltage"}),
+])
+@pytest.mark.parametrize("kind", ["train", "train_record"])
+def test_a_learning_interval_never_waits_for_the_device(tmp_path, case, overrides, kind):
+    """What a CUDA graph captures must not synchronise with the host; run on the meta device it
+    would raise if it did, and the sparse propagation (which does) is the proof that it raises."""
+    from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
+
+    overrides = {**overrides, "learn_every": 1.0, "wid": 2.0}  # 10 steps an interval
+    kind = TRAIN if kind == "train" else TRAIN_RECORD
+    _meta_interval(tmp_path / "dense", overrides, kind)
+    with pytest.raises(NotImplementedError, match="nonzero"):
+        _meta_interval(tmp_path / "sparse", overrides, kind, propagation="sparse")
+
+
+class _RecordedWork:
+    """Stands in for a CUDA graph on the CPU: capturing records the work, replaying runs it."""
+
+    captured: list = []
+
+    def __init__(self, work):
+        self.work, self.replays = work, 0
+        _RecordedWork.captured.append(self)
+
+    def replay(self):
+        self.replays += 1
+        self.work()
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_replayed_learning_intervals_equal_the_plain_loop(tmp_path, monkeypatch, mode):
+    """The CUDA-graph data flow (persistent state, fixed input buffers, a device clock, dense
+    propagation; in "graph" mode warm-up, capture and replay with a recorded stand-in for the
+    graph) run on the CPU gives numba's weights, with and without recording."""
+    from spikeforge.core.backends import torch_graphs
+
+    overrides = {**FLOAT64, "lx": 5, "wpx": 0.3, "sig": 0.3, "noise_model": "current", "p_storage": "full"}
+    monkeypatch.setattr(torch_graphs, "capture_cuda_graph", _RecordedWork)
+    monkeypatch.setattr(torch_graphs, "warm_up", lambda work: work())
+    monkeypatch.setattr(_RecordedWork, "captured", [])
+    results = {}
+    for backend in ("numba", "torch"):
+        if backend == "torch":
+            monkeypatch.setitem(torch_graphs.DEFAULT_MODE, "cpu", mode)
+            monkeypatch.setitem(torch_kernels.PROPAGATION, "cpu", "dense")
+        directory = tmp_path / backend
+        rls.new(directory, {**SMALL, **overrides})
+        rls.init(directory, verbose=False)
+        trained = rls.train(directory, nloops=4, correlation_interval=2, verbose=False, backend=backend)
+        results[backend] = (read_h5(directory / "ckpt-4.h5")[0], trained)
+    (numba_ckpt, numba_train), (torch_ckpt, torch_train) = results["numba"], results["torch"]
+    np.testing.assert_allclose(torch_ckpt["plastic/weight"], numba_ckpt["plastic/weight"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(torch_ckpt["P"], numba_ckpt["P"], rtol=1e-9, atol=1e-12)
+    assert torch_train.firing_rate == numba_train.firing_rate
+    assert torch_train.correlation[1] == pytest.approx(numba_train.correlation[1], rel=1e-12)
+    assert torch_train.correlation[3] == pytest.approx(numba_train.correlation[3], rel=1e-12)
+    assert np.isnan(torch_train.correlation[0]) and np.isnan(torch_train.correlation[2])
+    if mode == "graph":
+        # shapes: 100-step intervals and the 1-step tail, each with and without recording; each
+        # shape's first run is the warm-up, its second is captured, and every run after replays
+        learn_nsteps = rls.Params({**SMALL, **overrides}).steps.learn_nsteps
+        assert len(_RecordedWork.captured) == 4
+        runs_per_kind = 2 * (learn_nsteps - 1) + 2
+        assert sum(graph.replays for graph in _RecordedWork.captured) == 2 * (runs_per_kind - 2)
+
+
+def test_a_failed_capture_falls_back_to_running_without_graphs(tmp_path, monkeypatch):
+    from spikeforge.core.backends import torch_graphs
+
+    def failing_capture(work):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch_graphs, "capture_cuda_graph", failing_capture)
+    monkeypatch.setattr(torch_graphs, "warm_up", lambda work: work())
+    monkeypatch.setitem(torch_kernels.PROPAGATION, "cpu", "dense")
+    weights = {}
+    for mode in ("off", "graph"):
+        monkeypatch.setitem(torch_graphs.DEFAULT_MODE, "cpu", mode)
+        rls.new(tmp_path / mode, {**SMALL, **FLOAT64})
+        rls.init(tmp_path / mode, verbose=False)
+        if mode == "graph":
+            with pytest.warns(RuntimeWarning, match="training goes on without CUDA graphs"):
+                rls.train(tmp_path / mode, nloops=2, verbose=False, backend="torch")
+        else:
+            rls.train(tmp_path / mode, nloops=2, verbose=False, backend="torch")
+        weights[mode] = read_h5(tmp_path / mode / "ckpt-2.h5")[0]["plastic/weight"]
+    np.testing.assert_array_equal(weights["graph"], weights["off"])
+
+
+def test_rls_in_blocks_of_neurons_equals_one_block(monkeypatch):
+    """Large models update P block by block to bound the temporaries; the blocks change nothing."""
+    problem = _random_rls_problem("symmetric", n=40)
+    whole = [torch.from_numpy(a.copy()) for a in problem]
+    torch_kernels.rls_update(*whole, 1.0, True, "symmetric", True)
+    monkeypatch.setattr(torch_kernels, "RLS_BLOCK_BYTES", problem[0][0].nbytes * 7)  # blocks of 7 neurons
+    assert torch_kernels.block_neurons(torch.from_numpy(problem[0])) == 7
+    blocked = [torch.from_numpy(a.copy()) for a in problem]
+    torch_kernels.rls_update(*blocked, 1.0, True, "symmetric", True)
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(b.numpy(), a.numpy())

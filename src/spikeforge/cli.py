@@ -118,15 +118,17 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
               help="Continue from checkpoint R (e.g. 100, 12i, 37-cor0.712).")
 @_backend_options
+@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
+              help="On CUDA, replay each learning interval from a captured CUDA graph.")
 @_user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
-          restore: str | None, backend: str, device: str) -> None:
+          restore: str | None, backend: str, device: str, cuda_graphs: bool) -> None:
     """Train the plastic weights of DIRECTORY with RLS."""
     from spikeforge.rls import train as rls_train
 
     result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
                        save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
-                       backend=backend, device=device)
+                       backend=backend, device=device, cuda_graphs=cuda_graphs)
     click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from spikeforge.core.backends.layout import RLS_BLOCK_BYTES
 from spikeforge.core.backends.numba_rls import padded_width
 from spikeforge.rls import p_matrix
 from spikeforge.rls.files import RunDir
@@ -104,12 +105,13 @@ def check_fits(p: Params, free_bytes: int, device: str, plastic_count: np.ndarra
     from spikeforge.errors import ParameterError
 
     e = estimate(p, plastic_count, n_tasks)
-    # the torch backend also holds a float32 working copy of P blocks for 16-bit types, and
-    # temporary (N, Lmax, W) products in the batched update: count P twice
-    need = e.total(*e.chosen) + e.p_memory[e.chosen]
+    # the torch backend updates P block by block: a float32 working copy of a 16-bit block, the
+    # outer product k k' and smaller temporaries, each at most RLS_BLOCK_BYTES
+    working = 4 * RLS_BLOCK_BYTES
+    need = e.total(*e.chosen) + working
     if need <= free_bytes:
         return
-    fitting = [f"{s}/{q}" for s in STORAGES for q in PRECISIONS if e.total(s, q) + e.p_memory[s, q] <= free_bytes]
+    fitting = [f"{s}/{q}" for s in STORAGES for q in PRECISIONS if e.total(s, q) + working <= free_bytes]
     hint = f"; these P storage/precision choices fit: {', '.join(fitting)}" if fitting else (
         "; no P storage/precision fits: use p_compute = 'small' or a device with more memory")
     raise ParameterError(f"the model needs about {_human(need)} on {device}, which has {_human(free_bytes)} free "

@@ -166,6 +166,7 @@ class Learner:
     history_filled: int = 0  # snapshots in the ring
     history_next: int = 0  # row the next snapshot goes to
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
+    replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
 
     def update(self, kernels, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
         """One RLS update of every neuron with the filtered spike trains ``r`` (N + lx,)."""
@@ -245,21 +246,21 @@ def run_trial(
     learning = kind in (TRAIN, TRAIN_RECORD)
     state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
     rec = backend.put(new_recording(p, kind))
-    with_noise = p.sig > 0
-    with_ff = kind != INIT and ff_probability is not None and ff_probability.shape[1] > 0
-    empty_noise = backend.put(np.zeros((0, p.n_cells), dtype=float_dtype(p)))
-    no_ff = backend.put(np.zeros((0, 0), dtype=np.uint8))
+    replay = backend.interval_replay(learner) if learning else None
+    if replay is not None:
+        state, rec = replay.adopt(state, rec, kind)
+    inputs = _BlockInputs(p, backend, rng, ff_probability if kind != INIT else None)
     for first, last, row in _segments(p, learning):
+        if replay is not None and row is not None and last - first < BLOCK_STEPS:
+            replay.run_interval(learner, net, const, target[row], *inputs.draw(first, last), first, last, kind)
+            continue
         if row is not None:
             learner.update(kernels, state.r, state.u_bal, target[row])
         block_first = first
         while block_first <= last:
-            block_last = min(last, block_first + BLOCK_STEPS - 1) if with_noise or with_ff else last
-            n_rows = block_last - block_first + 1
-            noise = (backend.put(rng.standard_normal((n_rows, p.n_cells)).astype(float_dtype(p))) if with_noise
-                     else empty_noise)
-            ff_spikes = backend.put(_ff_spikes(p, ff_probability, rng, block_first, block_last)) if with_ff else no_ff
-            kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, block_first, block_last, kind)
+            block_last = min(last, block_first + BLOCK_STEPS - 1) if inputs.drawn else last
+            kernels.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
+                              block_last, kind)
             block_first = block_last + 1
     state, rec = backend.get(state), backend.get(rec)
     result = TrialResult(spike_count=state.spike_count.copy(), cell_state=cell_state_of(state))
@@ -272,6 +273,30 @@ def run_trial(
         variance = np.maximum(rec.u_sumsq / n_samples - mean**2, 0.0) * n_samples / max(n_samples - 1, 1)
         result.u_mean, result.u_std = mean, np.sqrt(variance)
     return result
+
+
+class _BlockInputs:
+    """Draws the random inputs of a block of steps from the trial's stream: the noise (if
+    ``sig > 0``), then the feed-forward spikes (if there are feed-forward neurons), as the
+    backend's arrays."""
+
+    def __init__(self, p: Params, backend, rng: np.random.Generator, ff_probability: np.ndarray | None):
+        self.p, self.backend, self.rng = p, backend, rng
+        self.ff_probability = ff_probability if ff_probability is not None and ff_probability.shape[1] else None
+        self.with_noise = p.sig > 0
+        self.drawn = self.with_noise or self.ff_probability is not None  # blocks are limited to BLOCK_STEPS
+        self.no_noise = backend.put(np.zeros((0, p.n_cells), dtype=float_dtype(p)))
+        self.no_ff = backend.put(np.zeros((0, 0), dtype=np.uint8))
+
+    def draw(self, first: int, last: int) -> tuple:
+        """(noise (n_rows, N), feed-forward spikes (n_rows, lx)) of steps first .. last."""
+        n_rows = last - first + 1
+        noise = (self.backend.put(self.rng.standard_normal((n_rows, self.p.n_cells)).astype(float_dtype(self.p)))
+                 if self.with_noise else self.no_noise)
+        ff_spikes = self.no_ff
+        if self.ff_probability is not None:
+            ff_spikes = self.backend.put(_ff_spikes(self.p, self.ff_probability, self.rng, first, last))
+        return noise, ff_spikes
 
 
 def _ff_spikes(p: Params, probability: np.ndarray, rng: np.random.Generator, first: int, last: int) -> np.ndarray:

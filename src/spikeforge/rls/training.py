@@ -152,6 +152,7 @@ def train(
     verbose: bool = True,
     backend: str = "numba",
     device: str = "cpu",
+    cuda_graphs: bool = True,
 ) -> TrainResult:
     """Train the network in ``directory`` for ``nloops`` loops.
 
@@ -165,6 +166,8 @@ def train(
             ``"37-cor0.712"``); loop numbers continue after it.
         verbose: print a line per loop and a progress bar.
         backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
+        cuda_graphs: on CUDA, capture each learning interval once as a CUDA graph and replay
+            it (:mod:`spikeforge.core.backends.torch_graphs`); False runs the plain loop.
 
     Returns:
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
@@ -179,7 +182,7 @@ def train(
     run = RunDir(directory)
     if restore_from_checkpoint is not None:
         checkpoint_loop(str(restore_from_checkpoint))  # validate the label before loading anything
-    engine = get_backend(backend, device)
+    engine = get_backend(backend, device, cuda_graphs)
     model = Model.load(run, restore_from_checkpoint)
     p = model.p
     check_device_memory(engine, model)

@@ -24,6 +24,7 @@ class Backend:
     name: str
     device: str
     kernels: Any  # module with run_steps, rls_update, rls_small
+    intervals: str = "off"  # learning intervals: "off" (plain loop), or replayed ("graph", "eager"; torch_graphs)
 
     def put(self, value: Any) -> Any:
         """numpy arrays (also inside NamedTuples) in the backend's array type."""
@@ -33,9 +34,24 @@ class Backend:
         """Back to numpy."""
         return value if self.name == "numba" else self.kernels.get(value)
 
+    def interval_replay(self, learner) -> Any:
+        """The :class:`torch_graphs.IntervalReplay` that runs ``learner``'s learning intervals
+        (created on first use and kept with the learner), or None for the plain loop."""
+        if self.intervals == "off" or learner.history is not None:  # small mode keeps host-side bookkeeping
+            return None
+        if learner.replay is None:
+            from spikeforge.core.backends.torch_graphs import IntervalReplay
 
-def get_backend(name: str = "numba", device: str = "cpu") -> Backend:
-    """The backend ``name`` ("numba" or "torch") on ``device`` ("cpu", "cuda", "cuda:1", ...)."""
+            learner.replay = IntervalReplay(self.intervals)
+        return learner.replay
+
+
+def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = True) -> Backend:
+    """The backend ``name`` ("numba" or "torch") on ``device`` ("cpu", "cuda", "cuda:1", ...).
+
+    ``cuda_graphs``: on CUDA, capture training's learning intervals as CUDA graphs
+    (:mod:`torch_graphs`); False runs the plain loop (for debugging or comparison).
+    """
     if name == "numba":
         if device != "cpu":
             raise ParameterError(f"the numba backend runs on the cpu, not on {device!r}; use --backend torch")
@@ -47,7 +63,7 @@ def get_backend(name: str = "numba", device: str = "cpu") -> Backend:
             import torch
         except ImportError:
             raise ParameterError("the torch backend needs torch: pip install 'spikeforge[gpu]'") from None
-        from spikeforge.core.backends import torch_kernels
+        from spikeforge.core.backends import torch_graphs, torch_kernels
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA device")
@@ -57,5 +73,6 @@ def get_backend(name: str = "numba", device: str = "cpu") -> Backend:
             # a step's tensors are small: one thread is fastest, and torch's OpenMP threads would
             # otherwise spin against numba's in the same process
             torch.set_num_threads(1)
-        return Backend("torch", device, torch_kernels)
+        intervals = torch_graphs.DEFAULT_MODE["cuda" if device.startswith("cuda") else "cpu"]
+        return Backend("torch", device, torch_kernels, intervals if cuda_graphs else "off")
     raise ParameterError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")

@@ -14,6 +14,16 @@ Spike propagation has two strategies:
   and can therefore be captured in a CUDA graph.
 
 Both run on either device; the tests compare them on the CPU.
+
+Nothing in a ``TRAIN`` or ``TRAIN_RECORD`` step after ``stim_off`` with dense propagation, nor in
+an RLS update with P, waits for the device: no ``.item()``, no boolean-mask indexing, no
+output whose size depends on the data.  Time is read from a device ``clock`` when one is
+given, so :mod:`torch_graphs` can capture a learning interval once as a CUDA graph and
+replay it for every later interval.
+
+Reductions have two orders (``SUMMATION``): ``ordered`` adds term after term as the numba
+kernels do (bit-identical on the CPU); ``batched`` uses one batched reduction per sum
+(default on CUDA, where a Python loop over inputs would launch hundreds of kernels).
 """
 
 from __future__ import annotations
@@ -23,9 +33,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from spikeforge.core.backends.layout import GLIF, INIT, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.backends.layout import GLIF, INIT, RLS_BLOCK_BYTES, TEST, TRAIN, TRAIN_RECORD
 
 PROPAGATION = {"cpu": "sparse", "cuda": "dense"}
+SUMMATION = {"cpu": "ordered", "cuda": "batched"}
 
 
 def put(value: Any, device: str | torch.device) -> Any:
@@ -38,9 +49,10 @@ def put(value: Any, device: str | torch.device) -> Any:
 
 
 def get(value: Any) -> Any:
-    """Tensors (also inside NamedTuples) back to numpy arrays."""
+    """Tensors (also inside NamedTuples) back to numpy arrays of their own (never views of a
+    CPU tensor, which a later trial may overwrite)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        return value.detach().to("cpu", copy=True).numpy()
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(get(item) for item in value))
     return value
@@ -54,10 +66,13 @@ class _Presynaptic(NamedTuple):
 
 
 def _presynaptic(net) -> _Presynaptic:
-    """The presynaptic neuron of every static and plastic synapse (for dense propagation)."""
-    def pre_of(ptr):
-        return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
-    return _Presynaptic(pre_of(net.static_ptr), pre_of(net.plastic_ptr))
+    """The presynaptic neuron of every static and plastic synapse (for dense propagation); the
+    output sizes come from the arrays' shapes, so nothing waits for the device."""
+    def pre_of(ptr, n_synapses):
+        return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff(),
+                                       output_size=n_synapses)
+    return _Presynaptic(pre_of(net.static_ptr, net.static_post.numel()),
+                        pre_of(net.plastic_ptr, net.plastic_post.numel()))
 
 
 def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
@@ -122,20 +137,26 @@ def _glif_step(v, drive, active, thresh, vre, dt, g, thresh_s, thresh_v, asc):
 
 
 def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
-              propagation: str | None = None) -> None:
-    """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`."""
-    strategy = propagation or PROPAGATION[state.v.device.type]
+              propagation: str | None = None, clock: torch.Tensor | None = None) -> None:
+    """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`.
+
+    ``clock``: a 0-d int64 tensor on the device holding ``first_step - 1``; each step advances
+    it and reads the time from it instead of from ``first_step``, so that the same captured
+    work can run any interval of this length (whose first step has the parity of
+    ``first_step`` and the same remainder modulo ``steps_per_ms``; see :mod:`torch_graphs`).
+    """
+    strategy = propagation or PROPAGATION.get(state.v.device.type, "dense")
     pre = _presynaptic(net) if strategy == "dense" else None  # once per call, not per step
     n = state.v.shape[0]
     plastic = kind != INIT
     learning = kind in (TRAIN, TRAIN_RECORD)
     recording = kind in (TRAIN_RECORD, TEST)
     with_noise = noise.shape[0] > 0
-    n_bins = rec.roll_count.shape[0]
-    max_times = rec.spike_steps.shape[1]
     n_ff = ff_spikes.shape[1]
     float_type = state.v.dtype
+    spike_slots = _SpikeSlots(rec.spike_steps) if recording else None
     for ti in range(first_step, last_step + 1):
+        now = ti if clock is None else clock.add_(1)
         prev, cur = (ti - 1) & 1, ti & 1
         row = ti - first_step
         q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
@@ -161,7 +182,7 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         v = state.v
         if with_noise and c.noise_on_voltage:
             v = v + c.noise_scale * noise[row]
-        active = ti > state.last_spike + c.refrac_steps
+        active = now > state.last_spike + c.refrac_steps
         if c.cell_kind == GLIF:
             v, fired = _glif_step(v, drive, active, c.thresh, c.vre, c.dt, c.glif, state.thresh_s, state.thresh_v,
                                   state.asc)
@@ -176,20 +197,12 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
             rec.u_sum.add_(state.u_bal)
             rec.u_sumsq.add_(state.u_bal * state.u_bal)
         if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
-            first_bin = (ti - c.stim_off_step - c.wid_steps) // c.learn_step + 1
-            lo, hi = max(first_bin, 1) - 1, min(first_bin + c.wid_bins, n_bins) - 1
-            total = state.u_bal + state.u_plas
-            for b in range(lo, hi + 1):
-                rec.roll_count[b] += 1
-                rec.roll_sum[0, b].add_(total)
-                rec.roll_sum[1, b].add_(state.u_plas)
-        fired_index = fired.nonzero().flatten() if strategy == "sparse" or recording else None
-        state.last_spike.copy_(torch.where(fired, torch.full_like(state.last_spike, ti), state.last_spike))
+            _add_to_rolling_bins(rec, c, now, state.u_bal + state.u_plas, state.u_plas)
+        state.last_spike.copy_(torch.where(fired, now, state.last_spike))
         state.spike_count.add_(fired.to(state.spike_count.dtype))
-        if recording and fired_index.numel():
-            counts = state.spike_count[fired_index]
-            keep = counts <= max_times
-            rec.spike_steps[fired_index[keep], counts[keep] - 1] = ti
+        if recording:
+            spike_slots.record(fired, state.spike_count, now)
+        fired_index = fired.nonzero().flatten() if pre is None else None
         _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired, fired_index, plastic,
                    pre)
         if plastic and n_ff:
@@ -198,21 +211,88 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
             ff_fired = ff_spikes[row].to(torch.bool)
             state.spiked[n:] = ff_spikes[row]
             _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
-                       ff_fired.nonzero().flatten(), True, pre, first_pre=n)
+                       ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
 
 
-def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
+def _add_to_rolling_bins(rec, c, now, total, plastic) -> None:
+    """Add this step's sample of u_total and u_plastic to every rolling bin whose boxcar
+    covers step ``now`` (an int or a 0-d tensor): bins ``first .. first + wid_bins`` (1-based).
+
+    Bins outside ``1 .. n_bins`` are clamped to the edge and add 0 there, so the same
+    operations serve every step without a host-side test.
+    """
+    n_bins = rec.roll_count.shape[0]
+    first = (now - c.stim_off_step - c.wid_steps) // c.learn_step  # 0-based index of the first bin
+    bins = first + torch.arange(c.wid_bins + 1, device=total.device)
+    inside = (bins >= 0) & (bins < n_bins)
+    index = bins.clamp(0, n_bins - 1)
+    rec.roll_count.index_add_(0, index, inside.to(rec.roll_count.dtype))
+    for which, sample in enumerate((total, plastic)):
+        rec.roll_sum[which].index_add_(0, index, torch.where(inside[:, None], sample[None, :].to(rec.roll_sum.dtype),
+                                                              torch.zeros((), dtype=rec.roll_sum.dtype,
+                                                                          device=total.device)))
+
+
+class _SpikeSlots:
+    """Writes the step of each neuron's first ``max_times`` spikes into ``spike_steps`` (N, max_times).
+
+    Every neuron writes one entry of its own row each step: the neurons that fired their
+    step at the slot of this spike, the others the value their slot already holds.  So there
+    are no duplicate writes and no data-dependent sizes (no host synchronisation).
+    """
+
+    def __init__(self, spike_steps: torch.Tensor):
+        self.flat = spike_steps.view(-1)
+        self.max_times = spike_steps.shape[1]
+        self.row_start = torch.arange(spike_steps.shape[0], device=spike_steps.device) * self.max_times
+
+    def record(self, fired: torch.Tensor, spike_count: torch.Tensor, now) -> None:
+        """Record step ``now`` for ``fired`` neurons; ``spike_count`` already counts this spike."""
+        if self.max_times == 0:
+            return
+        slot = self.row_start + (spike_count - 1).clamp(0, self.max_times - 1)
+        write = fired & (spike_count <= self.max_times)
+        self.flat.scatter_(0, slot, torch.where(write, now, self.flat[slot]))
+
+
+def _row_sum(terms: torch.Tensor, ordered: bool, mask: torch.Tensor | None = None,
+             start: torch.Tensor | None = None) -> torch.Tensor:
+    """``start`` (default 0) plus the sum over the last axis of (N, L) ``terms`` (entries where
+    ``mask`` is False count 0): term after term like the numba kernels when ``ordered``, else
+    in one batched reduction."""
+    if mask is not None:
+        terms = torch.where(mask, terms, torch.zeros((), dtype=terms.dtype, device=terms.device))
+    total = torch.zeros(terms.shape[0], dtype=terms.dtype, device=terms.device) if start is None else start
+    if not ordered:
+        return total + terms.sum(dim=1)
+    for m in range(terms.shape[1]):
+        total = total + terms[:, m]
+    return total
+
+
+def _write_out(weights_out, in_to_out, new, count_mask) -> None:
+    """``weights_out[in_to_out[valid]] = new[valid]`` without boolean indexing (no host
+    synchronisation): each out-synapse is the target of exactly one valid entry, so
+    multiplying every target by 0 (valid) or 1 (padding) and then adding the new weight (valid)
+    or 0 (padding) leaves each out-synapse at exactly its new weight, in any order."""
+    if weights_out.numel() == 0:
+        return
+    index = in_to_out.reshape(-1).long()
+    keep = torch.where(count_mask, 0.0, 1.0).to(weights_out.dtype).reshape(-1)
+    weights_out.scatter_reduce_(0, index, keep, reduce="prod")
+    weights_out.index_add_(0, index, torch.where(count_mask, new, torch.zeros_like(new)).reshape(-1))
+
+
+def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
+                  ordered):
     """Error and weight step of every neuron (see numba_rls._update_weights)."""
-    error = u_bal - target
-    products = weights_in * a[:, : weights_in.shape[1]]
-    for m in range(weights_in.shape[1]):  # the numba kernel's summation order
-        error = error + products[:, m]
+    error = _row_sum(weights_in * a[:, : weights_in.shape[1]], ordered, start=u_bal - target)
     if apply:
         step = error * den if gain_with_den else error
         new = weights_in - step[:, None] * k[:, : weights_in.shape[1]].to(weights_in.dtype)
         new = torch.where(count_mask, new, weights_in)
         weights_in.copy_(new)
-        weights_out[in_to_out[count_mask]] = new[count_mask]
+        _write_out(weights_out, in_to_out, new, count_mask)
 
 
 def _gather_a(r, plastic_index, count_mask, width, dtype):
@@ -222,33 +302,40 @@ def _gather_a(r, plastic_index, count_mask, width, dtype):
     return a
 
 
-def _den_and_c(a, k, count_mask, p_scale, work_dtype):
+def _den_and_c(a, k, count_mask, p_scale, work_dtype, ordered):
     k.mul_(torch.tensor(1.0 / p_scale, dtype=work_dtype))
     lmax = count_mask.shape[1]
-    a_k = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
-    products = a[:, :lmax].double() * k[:, :lmax].double()
-    for m in range(lmax):
-        a_k = a_k + torch.where(count_mask[:, m], products[:, m], torch.zeros_like(a_k))
+    a_k = _row_sum(a[:, :lmax].double() * k[:, :lmax].double(), ordered, count_mask)
     den = 1.0 / (1.0 + a_k)
     c = (den * p_scale).to(work_dtype)
     return den, c
+
+
+def _is_ordered(tensor: torch.Tensor) -> bool:
+    """Whether sums on ``tensor``'s device follow the numba order (devices not in SUMMATION: batched)."""
+    return SUMMATION.get(tensor.device.type, "batched") == "ordered"
 
 
 def rls_dense_torch(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
                     gain_with_den, symmetric, apply):
     """RLS with (N, Lmax, W) P blocks, batched over neurons (see numba_rls.rls_dense)."""
     lmax, width = plastic_index.shape[1], P.shape[2]
+    ordered = _is_ordered(P)
     count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
     a = _gather_a(r, plastic_index, count_mask, width, P.dtype)
-    k = torch.zeros_like(a)
-    for q in range(lmax):  # k += a_q P[q, :], row by row as the numba kernel
-        k.add_(a[:, q, None] * P[:, q, :])
-    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype)
+    if ordered:
+        k = torch.zeros_like(a)
+        for q in range(lmax):  # k += a_q P[q, :], row by row as the numba kernel
+            k.add_(a[:, q, None] * P[:, q, :])
+    else:
+        k = torch.bmm(a[:, None, :lmax], P).squeeze(1)
+    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype, ordered)
     if symmetric:
         P.sub_(c[:, None, None] * (k[:, :lmax, None] * k[:, None, :]))
     else:
         P.sub_((c[:, None] * k[:, :lmax])[:, :, None] * k[:, None, :])
-    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
+                  ordered)
 
 
 def packed_rows(lmax: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,21 +352,31 @@ def rls_packed_torch(P, weights_in, plastic_index, plastic_count, in_to_out, wei
     a = _gather_a(r, plastic_index, count_mask, lmax, P.dtype)
     rows, cols = packed_rows(lmax, P.device)
     k = packed_product(P, a, rows, cols)
-    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype)
+    ordered = _is_ordered(P)
+    den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype, ordered)
     P.sub_(c[:, None] * (k[:, rows] * k[:, cols]))
-    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
+                  ordered)
 
 
 def packed_product(P, a, rows, cols):
     """k = P a for packed symmetric P (N, L(L+1)/2) and a (N, L)."""
+    lmax = a.shape[1]
     k = torch.zeros_like(a)
     k.index_add_(1, rows, P * a[:, cols])
-    off_diagonal = rows != cols
-    k.index_add_(1, cols[off_diagonal], P[:, off_diagonal] * a[:, rows[off_diagonal]])
+    # the strict upper triangle again, mirrored; its packed positions from the index arithmetic
+    # of the layout (row q starts at q L - q (q - 1) / 2), not from a mask, so nothing waits for the device
+    upper_rows, upper_cols = torch.triu_indices(lmax, lmax, offset=1, device=P.device)
+    positions = upper_rows * lmax - upper_rows * (upper_rows - 1) // 2 + upper_cols - upper_rows
+    k.index_add_(1, upper_cols, P[:, positions] * a[:, upper_rows])
     return k
 
 
-BLOCK_NEURONS = 4096
+def block_neurons(P: torch.Tensor) -> int:
+    """Neurons per block of the RLS update: as many as keep the block's working (float32 or
+    float64) copy of P within RLS_BLOCK_BYTES."""
+    row_bytes = max(P[0].numel() * max(P.element_size(), 4), 1) if P.shape[0] else 1
+    return max(1, RLS_BLOCK_BYTES // row_bytes)
 
 
 def _packed_update(device):
@@ -295,7 +392,8 @@ def _packed_update(device):
 
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
                gain_with_den, storage, apply):
-    """One RLS update of every neuron (see numba_rls.rls_update); float16/int16 P in float32 blocks."""
+    """One RLS update of every neuron (see numba_rls.rls_update), block of neurons after block
+    (:func:`block_neurons`); float16/int16 P is updated in a float32 copy of each block."""
     def run(block, lo, hi):
         args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
                 weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
@@ -304,11 +402,12 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         else:
             rls_dense_torch(*args, storage == "symmetric", apply)
 
-    if P.dtype in (torch.float32, torch.float64):
-        run(P, 0, P.shape[0])
-        return
-    for lo in range(0, P.shape[0], BLOCK_NEURONS):
-        hi = min(lo + BLOCK_NEURONS, P.shape[0])
+    step = block_neurons(P)
+    for lo in range(0, P.shape[0], step):
+        hi = min(lo + step, P.shape[0])
+        if P.dtype in (torch.float32, torch.float64):
+            run(P[lo:hi], lo, hi)  # in place, through the view
+            continue
         block = P[lo:hi].to(torch.float32)
         run(block, lo, hi)
         if P.dtype == torch.int16:
@@ -340,4 +439,5 @@ def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_t
     a = torch.where(count_mask, r[index].to(torch.float64), torch.zeros((), dtype=torch.float64, device=r.device))
     k = torch.linalg.solve(A, a)
     den = 1.0 / (1.0 + (a * k).sum(dim=1))
-    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+    _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
+                  _is_ordered(weights_in))
