@@ -307,3 +307,129 @@ def test_rls_in_blocks_of_neurons_equals_one_block(monkeypatch):
     torch_kernels.rls_update(*blocked, 1.0, True, "symmetric", True)
     for a, b in zip(whole, blocked):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
+
+
+TRITON_STEP_CHECK = """
+import os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, {tests!r})
+import numpy as np, torch
+from test_torch_backend import compare_fused_step_with_torch
+compare_fused_step_with_torch({directory!r})
+print("equal")
+"""
+
+
+def compare_fused_step_with_torch(directory):
+    """Run 60 steps from the same mid-trial state with the torch code (sparse propagation) and
+    with the Triton neuron kernel and push propagation, for several kinds and inputs; assert
+    that spikes and state agree.  Called in a subprocess with TRITON_INTERPRET=1."""
+    from pathlib import Path
+
+    from spikeforge.core.backends.layout import INIT, TEST, TRAIN, TRAIN_RECORD
+    from spikeforge.rls import simulation
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.model import Model
+
+    cases = [("init", INIT, {}, 400), ("train-stimulus-current-noise", TRAIN,
+                                       {"sig": 0.3, "noise_model": "current"}, 520),
+             ("record-feed-forward-voltage-noise", TRAIN_RECORD, {"lx": 5, "wpx": 0.3, "sig": 0.3}, 1000),
+             ("test", TEST, {}, 700)]
+    for name, kind, overrides, start in cases:
+        directory_of_case = Path(directory) / name
+        rls.new(directory_of_case, {**SMALL, **FLOAT64, **overrides})
+        rls.init(directory_of_case, verbose=False)
+        model = Model.load(RunDir(directory_of_case))
+        p = model.p
+        rng = np.random.default_rng(3)
+        net = torch_kernels.put(model.connectivity()[0], "cpu")
+        const = torch_kernels.put(simulation.constants(p, model.cells), "cpu")
+        x_stim = torch.from_numpy(model.stimulus[0])
+        last = start + 60
+        noise = torch.from_numpy(rng.standard_normal((last, p.n_cells)) if p.sig else np.zeros((0, p.n_cells)))
+        ff = torch.from_numpy((rng.random((last, p.lx)) < 0.2).astype(np.uint8))
+        state = torch_kernels.put(simulation.new_state(p, simulation.initial_voltage(p, rng), None, 0), "cpu")
+        rec = torch_kernels.put(simulation.new_recording(p, kind), "cpu")
+        torch_kernels.run_steps(state, net, const, rec, x_stim, noise, ff, 1, start, kind)
+        runs = {}
+        for fused in (False, True):
+            torch_kernels.FUSED_NEURONS["cpu"] = fused
+            mine = (type(state)(*(t.clone() for t in state)), type(rec)(*(t.clone() for t in rec)))
+            try:
+                torch_kernels.run_steps(*mine[:1], net, const, mine[1], x_stim, noise[start:], ff[start:], start + 1,
+                                        last, kind, propagation="push" if fused else "sparse")
+            finally:
+                torch_kernels.FUSED_NEURONS["cpu"] = False
+            runs[fused] = mine
+        new_spikes = int(runs[True][0].spike_count.sum() - state.spike_count.sum())
+        assert new_spikes > 5, name
+        for plain, fused in zip(runs[False][0] + runs[False][1], runs[True][0] + runs[True][1]):
+            np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+def test_triton_step_kernels_equal_the_torch_step_in_the_interpreter(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton", reason="Triton is not installed")
+    script = TRITON_STEP_CHECK.format(tests=str(Path(__file__).parent), directory=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0 and "equal" in result.stdout, result.stderr[-3000:]
+
+
+def test_step_kernels_that_cannot_run_fall_back_to_torch_operations(monkeypatch):
+    from spikeforge.core.backends import triton_step
+
+    def broken(device):
+        raise RuntimeError("PTX .version 8.7 does not support .target sm_50")
+
+    monkeypatch.setattr(triton_step, "smoke_test", broken)
+    monkeypatch.setattr(torch_kernels, "_TRITON_STEP", {})
+    monkeypatch.setitem(torch_kernels.PROPAGATION, "cpu", "push")
+    with pytest.warns(RuntimeWarning, match="cannot run on cpu .*sm_50.*using torch operations instead"):
+        assert torch_kernels.default_propagation(torch.device("cpu")) == "dense"
+    assert torch_kernels.graph_safe_propagation(torch.device("cpu")) == "dense"
+
+
+def _compile_for_h100(kernel, pointer_types: dict, scalar_types: dict, constexprs: dict) -> str:
+    """PTX of a Triton kernel compiled ahead of time for sm_90 (no GPU needed); arguments not
+    in ``pointer_types``, ``scalar_types`` or ``constexprs`` are pointers of the type under "float"."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature = {name: "constexpr" if name in constexprs else scalar_types.get(name)
+                 or pointer_types.get(name, pointer_types["float"]) for name in kernel.arg_names}
+    return triton.compile(ASTSource(kernel, signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32),
+                          options={"enable_fp_fusion": False}).asm["ptx"]
+
+
+@pytest.mark.parametrize("float_type", ["*fp32", "*fp64"])
+def test_triton_kernels_compile_for_an_h100(float_type):
+    """The interpreter does not catch everything the GPU compiler refuses; compile every Triton
+    kernel and variant to PTX for sm_90 ahead of time."""
+    pytest.importorskip("triton", reason="Triton is not installed")
+    from spikeforge.core.backends import triton_rls, triton_step
+
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+    except ImportError:
+        pytest.skip("this Triton cannot compile ahead of time")
+    integers = {"LAST": "*i64", "COUNT": "*i64", "SPIKED": "*u8", "CLOCK": "*i64", "float": float_type}
+    for noise_mode in (0, 1, 2):
+        for plastic, learning in ((False, False), (True, False), (True, True)):
+            ptx = _compile_for_h100(triton_step._lif_neurons, integers, {"n": "i32", "refrac": "i32"}, {
+                "PLASTIC": plastic, "LEARNING": learning, "NOISE_MODE": noise_mode, "WITH_STIM": noise_mode == 1,
+                "BLOCK": triton_step.BLOCK_NEURONS})
+            assert ".entry _lif_neurons" in ptx
+    synapses = {"SPIKED": "*u8", "S_PTR": "*i64", "P_PTR": "*i64", "S_POST": "*i32", "P_POST": "*i32",
+                "float": float_type}
+    ptx = _compile_for_h100(triton_step._push_spikes, synapses, {"first_pre": "i32"},
+                            {"STATIC": True, "PLASTIC": True, "BLOCK": triton_step.BLOCK_SYNAPSES})
+    assert f".add.f{float_type[-2:]}" in ptx  # the atomic adds, in the float type of the weights
+    rls_types = {"IDX": "*i32", "COUNT": "*i32", "IN2OUT": "*i64", "float": float_type}
+    ptx = _compile_for_h100(triton_rls._packed_rls, {**rls_types, "P": "*fp32" if float_type == "*fp32" else "*fp64"},
+                            {"lmax": "i32", "n_packed": "i32", "p_scale": "fp32"},
+                            {"GAIN_WITH_DEN": True, "APPLY": True, "BLOCK": 128})
+    assert ".entry _packed_rls" in ptx

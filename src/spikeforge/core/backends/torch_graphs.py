@@ -106,11 +106,12 @@ class IntervalReplay:
         target, noise, ff_spikes = target_row.clone(), noise.clone(), ff_spikes.clone()
         no_stimulus = torch.zeros((0, target.shape[0]), dtype=target.dtype, device=device)
         state, rec = self.state, self.recordings[kind]
+        propagation = torch_kernels.graph_safe_propagation(device)
 
         def work() -> None:
             learner.update(torch_kernels, state.r, state.u_bal, target)
             torch_kernels.run_steps(state, net, const, rec, no_stimulus, noise, ff_spikes, first_step, last_step, kind,
-                                    propagation="dense", clock=clock)
+                                    propagation=propagation, clock=clock)
 
         return _Interval(work, clock, target, noise, ff_spikes)
 

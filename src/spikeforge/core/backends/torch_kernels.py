@@ -5,21 +5,24 @@ with whole-network tensor operations; every floating-point operation is done in 
 order, so on the CPU in float64 the two backends give the same spikes.  Arrays are the
 NamedTuples of :mod:`spikeforge.core.backends.layout` holding tensors (see :func:`put`).
 
-Spike propagation has two strategies:
+Spike propagation has three strategies (``PROPAGATION``):
 
 * ``sparse`` (default on the CPU): gather the out-synapses of the neurons that spiked, in
   neuron order, and ``index_add_`` their weights;
-* ``dense`` (default on CUDA): ``index_add_`` every synapse's weight times its presynaptic
-  neuron's spike, a fixed-size operation per step that needs no host synchronisation
-  and can therefore be captured in a CUDA graph.
+* ``dense``: ``index_add_`` every synapse's weight times its presynaptic neuron's spike, a
+  fixed-size operation per step that needs no host synchronisation;
+* ``push`` (default on CUDA with Triton): :func:`triton_step.push_spikes`, one program per
+  presynaptic neuron, work in proportion to the spikes, no host synchronisation.
 
-Both run on either device; the tests compare them on the CPU.
+On CUDA with Triton the LIF neuron update is one fused kernel too
+(:func:`triton_step.lif_neurons`, ``FUSED_NEURONS``).  The tests compare every strategy on
+the CPU (the Triton kernels in Triton's interpreter).
 
-Nothing in a ``TRAIN`` or ``TRAIN_RECORD`` step after ``stim_off`` with dense propagation, nor in
-an RLS update with P, waits for the device: no ``.item()``, no boolean-mask indexing, no
-output whose size depends on the data.  Time is read from a device ``clock`` when one is
-given, so :mod:`torch_graphs` can capture a learning interval once as a CUDA graph and
-replay it for every later interval.
+Nothing in a ``TRAIN`` or ``TRAIN_RECORD`` step after ``stim_off`` with dense or push
+propagation, nor in an RLS update with P, waits for the device: no ``.item()``, no
+boolean-mask indexing, no output whose size depends on the data.  Time is read from a
+device ``clock`` when one is given, so :mod:`torch_graphs` can capture a learning interval
+once as a CUDA graph and replay it for every later interval.
 
 Reductions have two orders (``SUMMATION``): ``ordered`` adds term after term as the numba
 kernels do (bit-identical on the CPU); ``batched`` uses one batched reduction per sum
@@ -28,15 +31,51 @@ kernels do (bit-identical on the CPU); ``batched`` uses one batched reduction pe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from spikeforge.core.backends.layout import GLIF, INIT, RLS_BLOCK_BYTES, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.backends.layout import GLIF, INIT, LIF, RLS_BLOCK_BYTES, TEST, TRAIN, TRAIN_RECORD
 
-PROPAGATION = {"cpu": "sparse", "cuda": "dense"}
+PROPAGATION = {"cpu": "sparse", "cuda": "push"}  # "push" needs Triton; without it CUDA uses "dense"
 SUMMATION = {"cpu": "ordered", "cuda": "batched"}
+FUSED_NEURONS = {"cpu": False, "cuda": True}  # the Triton LIF neuron update (triton_step), where Triton is
+
+
+_TRITON_STEP: dict[str, Any] = {}  # device -> triton_step, or None where its kernels cannot run
+
+
+def _triton_step(device: torch.device):
+    """The :mod:`triton_step` module if its kernels run on ``device`` (checked once per device
+    with a smoke test; a failure warns and the torch code takes over), else None."""
+    key = str(device)
+    if key not in _TRITON_STEP:
+        try:
+            from spikeforge.core.backends import triton_step
+
+            triton_step.smoke_test(device)
+            _TRITON_STEP[key] = triton_step
+        except ImportError:
+            _TRITON_STEP[key] = None
+        except Exception as error:  # noqa: BLE001 - a Triton failure must not stop a run: fall back
+            warnings.warn(f"the fused Triton step kernels cannot run on {device} ({error}); using torch "
+                          "operations instead", RuntimeWarning, stacklevel=3)
+            _TRITON_STEP[key] = None
+    return _TRITON_STEP[key]
+
+
+def default_propagation(device: torch.device) -> str:
+    """The propagation strategy of ``device`` (PROPAGATION; devices not listed: dense)."""
+    strategy = PROPAGATION.get(device.type, "dense")
+    return "dense" if strategy == "push" and _triton_step(device) is None else strategy
+
+
+def graph_safe_propagation(device: torch.device) -> str:
+    """The device's propagation strategy if a CUDA graph can capture it, else dense."""
+    strategy = default_propagation(device)
+    return "dense" if strategy == "sparse" else strategy
 
 
 def put(value: Any, device: str | torch.device) -> Any:
@@ -140,78 +179,105 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
               propagation: str | None = None, clock: torch.Tensor | None = None) -> None:
     """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`.
 
+    ``propagation``: "sparse", "dense" or "push" (default: PROPAGATION of the device).
     ``clock``: a 0-d int64 tensor on the device holding ``first_step - 1``; each step advances
     it and reads the time from it instead of from ``first_step``, so that the same captured
     work can run any interval of this length (whose first step has the parity of
     ``first_step`` and the same remainder modulo ``steps_per_ms``; see :mod:`torch_graphs`).
     """
-    strategy = propagation or PROPAGATION.get(state.v.device.type, "dense")
+    device = state.v.device
+    strategy = propagation or default_propagation(device)
     pre = _presynaptic(net) if strategy == "dense" else None  # once per call, not per step
     n = state.v.shape[0]
     plastic = kind != INIT
     learning = kind in (TRAIN, TRAIN_RECORD)
     recording = kind in (TRAIN_RECORD, TEST)
-    with_noise = noise.shape[0] > 0
     n_ff = ff_spikes.shape[1]
-    float_type = state.v.dtype
     spike_slots = _SpikeSlots(rec.spike_steps) if recording else None
+    wants_fused = c.cell_kind == LIF and FUSED_NEURONS.get(device.type, False)
+    triton = _triton_step(device) if wants_fused or strategy == "push" else None
+    fused = wants_fused and triton is not None
+    if fused:
+        scalars = triton.step_scalars(c, state.v.dtype, device)
+        if clock is None:  # the fused kernel reads the time from the device
+            clock = torch.full((), first_step - 1, dtype=torch.int64, device=device)
     for ti in range(first_step, last_step + 1):
         now = ti if clock is None else clock.add_(1)
         prev, cur = (ti - 1) & 1, ti & 1
-        row = ti - first_step
-        q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
-        state.inputs_e[prev].zero_()
-        state.inputs_i[prev].zero_()
-        state.u_bale.copy_(state.u_bale * c.decay_bale + q_e * c.kick_bale)
-        state.u_bali.copy_(state.u_bali * c.decay_bali + q_i * c.kick_bali)
-        u_bal = state.u_bale + state.u_bali
-        if with_noise and not c.noise_on_voltage:
-            u_bal = u_bal + c.noise_scale * noise[row]
-        state.u_bal.copy_(u_bal)
-        u = u_bal
-        if plastic:
-            q_p = state.inputs_p[prev].clone()
-            state.inputs_p[prev].zero_()
-            state.u_plas.copy_(state.u_plas * c.decay_plas[:n] + q_p * c.kick_plas[:n])
-            u = u + state.u_plas
-        if learning:
-            state.r[:n] = state.r[:n] * c.decay_plas[:n] + state.spiked[:n].to(float_type) * c.kick_plas[:n]
-        drive = c.x_bal + u
-        if plastic and c.stim_on_step < ti < c.stim_off_step:
-            drive = drive + x_stim[ti - c.stim_on_step - 1]
-        v = state.v
-        if with_noise and c.noise_on_voltage:
-            v = v + c.noise_scale * noise[row]
-        active = now > state.last_spike + c.refrac_steps
-        if c.cell_kind == GLIF:
-            v, fired = _glif_step(v, drive, active, c.thresh, c.vre, c.dt, c.glif, state.thresh_s, state.thresh_v,
-                                  state.asc)
-            state.v.copy_(v)
+        noise_row = noise[ti - first_step] if noise.shape[0] else None
+        stim_row = x_stim[ti - c.stim_on_step - 1] if plastic and c.stim_on_step < ti < c.stim_off_step else None
+        if fused:
+            triton.lif_neurons(state, c, scalars, clock, prev, noise_row, stim_row, plastic, learning)
+            fired = state.spiked[:n].to(torch.bool) if recording or strategy != "push" else None
         else:
-            stepped = v + c.dt_over_tau_mem * (drive - v)
-            v = torch.where(active, stepped, v)
-            fired = active & (v > c.thresh)
-            state.v.copy_(torch.where(fired, torch.full_like(v, c.vre), v))
-        state.spiked[:n] = fired.to(state.spiked.dtype)
+            fired = _neurons(state, c, now, prev, noise_row, stim_row, plastic, learning)
         if kind == INIT and ti > c.u0_skip_steps:
             rec.u_sum.add_(state.u_bal)
             rec.u_sumsq.add_(state.u_bal * state.u_bal)
         if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
             _add_to_rolling_bins(rec, c, now, state.u_bal + state.u_plas, state.u_plas)
-        state.last_spike.copy_(torch.where(fired, now, state.last_spike))
-        state.spike_count.add_(fired.to(state.spike_count.dtype))
         if recording:
             spike_slots.record(fired, state.spike_count, now)
-        fired_index = fired.nonzero().flatten() if pre is None else None
-        _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired, fired_index, plastic,
-                   pre)
+        if strategy == "push":
+            triton.push_spikes(state, net, cur, plastic)
+        else:
+            _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired,
+                       fired.nonzero().flatten() if pre is None else None, plastic, pre)
         if plastic and n_ff:
+            ff_row = ff_spikes[ti - first_step]
             if learning:
-                state.r[n:] = state.r[n:] * c.decay_plas[n:] + state.spiked[n:].to(float_type) * c.kick_plas[n:]
-            ff_fired = ff_spikes[row].to(torch.bool)
-            state.spiked[n:] = ff_spikes[row]
-            _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
-                       ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
+                state.r[n:] = state.r[n:] * c.decay_plas[n:] + state.spiked[n:].to(state.r.dtype) * c.kick_plas[n:]
+            state.spiked[n:] = ff_row
+            if strategy == "push":
+                triton.push_spikes(state, net, cur, True, first_pre=n, n_pre=n_ff)
+            else:
+                ff_fired = ff_row.to(torch.bool)
+                _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
+                           ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
+
+
+def _neurons(state, c, now, prev: int, noise_row, stim_row, plastic: bool, learning: bool) -> torch.Tensor:
+    """One step of every neuron at time ``now`` with torch operations: currents, filtered spike
+    trains, membrane update, spikes; returns which neurons fired.  ``noise_row``, ``stim_row``:
+    (N,) or None."""
+    n = state.v.shape[0]
+    q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
+    state.inputs_e[prev].zero_()
+    state.inputs_i[prev].zero_()
+    state.u_bale.copy_(state.u_bale * c.decay_bale + q_e * c.kick_bale)
+    state.u_bali.copy_(state.u_bali * c.decay_bali + q_i * c.kick_bali)
+    u_bal = state.u_bale + state.u_bali
+    if noise_row is not None and not c.noise_on_voltage:
+        u_bal = u_bal + c.noise_scale * noise_row
+    state.u_bal.copy_(u_bal)
+    u = u_bal
+    if plastic:
+        q_p = state.inputs_p[prev].clone()
+        state.inputs_p[prev].zero_()
+        state.u_plas.copy_(state.u_plas * c.decay_plas[:n] + q_p * c.kick_plas[:n])
+        u = u + state.u_plas
+    if learning:
+        state.r[:n] = state.r[:n] * c.decay_plas[:n] + state.spiked[:n].to(state.r.dtype) * c.kick_plas[:n]
+    drive = c.x_bal + u
+    if stim_row is not None:
+        drive = drive + stim_row
+    v = state.v
+    if noise_row is not None and c.noise_on_voltage:
+        v = v + c.noise_scale * noise_row
+    active = now > state.last_spike + c.refrac_steps
+    if c.cell_kind == GLIF:
+        v, fired = _glif_step(v, drive, active, c.thresh, c.vre, c.dt, c.glif, state.thresh_s, state.thresh_v,
+                              state.asc)
+        state.v.copy_(v)
+    else:
+        stepped = v + c.dt_over_tau_mem * (drive - v)
+        v = torch.where(active, stepped, v)
+        fired = active & (v > c.thresh)
+        state.v.copy_(torch.where(fired, torch.full_like(v, c.vre), v))
+    state.spiked[:n] = fired.to(state.spiked.dtype)
+    state.last_spike.copy_(torch.where(fired, now, state.last_spike))
+    state.spike_count.add_(fired.to(state.spike_count.dtype))
+    return fired
 
 
 def _add_to_rolling_bins(rec, c, now, total, plastic) -> None:
@@ -379,9 +445,10 @@ def block_neurons(P: torch.Tensor) -> int:
     return max(1, RLS_BLOCK_BYTES // row_bytes)
 
 
-def _packed_update(device):
-    """The fused Triton kernel on CUDA when Triton is installed, else the torch code."""
-    if device.type == "cuda":
+def _packed_update(device, p_scale: float):
+    """The fused Triton kernel on CUDA when Triton is installed, else the torch code (also when
+    ``p_scale`` is not exact in float32, the type of Triton's float arguments)."""
+    if device.type == "cuda" and float(np.float32(p_scale)) == p_scale:
         try:
             from spikeforge.core.backends.triton_rls import fused_packed_rls
         except ImportError:
@@ -398,7 +465,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
                 weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
         if storage == "packed":
-            _packed_update(block.device)(*args, apply)
+            _packed_update(block.device, p_scale)(*args, apply)
         else:
             rls_dense_torch(*args, storage == "symmetric", apply)
 

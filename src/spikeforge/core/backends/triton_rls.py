@@ -64,4 +64,5 @@ def fused_packed_rls(P, weights_in, plastic_index, plastic_count, in_to_out, wei
     n, lmax = plastic_index.shape
     block = triton.next_power_of_2(max(lmax, 16))
     _packed_rls[(n,)](P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, lmax,
-                      P.shape[1], float(p_scale), GAIN_WITH_DEN=bool(gain_with_den), APPLY=bool(apply), BLOCK=block)
+                      P.shape[1], float(p_scale), GAIN_WITH_DEN=bool(gain_with_den), APPLY=bool(apply), BLOCK=block,
+                      enable_fp_fusion=False)

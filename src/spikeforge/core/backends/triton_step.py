@@ -1,0 +1,183 @@
+"""Fused Triton kernels for a network step on CUDA: the LIF neuron update and spike propagation.
+
+The torch code of a step (:func:`torch_kernels.run_steps`) is a few dozen small elementwise
+kernels; on a GPU with a few thousand neurons each is mostly launch latency, even inside a
+CUDA graph.  Two kernels replace them:
+
+* :func:`lif_neurons`: one pass over the neurons does what the torch code does for LIF cells
+  (synaptic currents, filtered spike trains, noise, stimulus, membrane update, threshold,
+  reset, refractoriness, spike count), in the same order of operations;
+* :func:`push_spikes`: one program per presynaptic neuron; one that fired adds its out-weights
+  to its targets' next-step inputs with atomic adds (static weights split by sign into the
+  excitatory and inhibitory accumulators, plastic weights into the plastic one).  The work is
+  proportional to the spikes, not to the synapses, and the order of the atomic additions
+  on a GPU is not fixed, so GPU runs agree with the CPU to rounding, not bit for bit.
+
+The kernels are compiled without FMA contraction (``enable_fp_fusion=False``), so the neuron
+update rounds exactly as the torch operations it replaces.  Nothing here waits for the host:
+the time is read from the device clock.  The tests run
+both kernels on the CPU with ``TRITON_INTERPRET=1`` and compare them with the torch code.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_NEURONS = 256  # neurons per program of the neuron update
+BLOCK_SYNAPSES = 128  # out-synapses handled per iteration of a presynaptic program
+
+NOISE_NONE, NOISE_CURRENT, NOISE_VOLTAGE = 0, 1, 2
+
+
+@triton.jit
+def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_I, IN_P, XBAL, THRESH, DT_TAU,
+                 DECAY_PLAS, KICK_PLAS, NOISE_SCALE, NOISE, STIM, CLOCK, SCALARS, n, refrac,
+                 PLASTIC: tl.constexpr, LEARNING: tl.constexpr, NOISE_MODE: tl.constexpr, WITH_STIM: tl.constexpr,
+                 BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    now = tl.load(CLOCK)
+    decay_bale, kick_bale = tl.load(SCALARS + 0), tl.load(SCALARS + 1)
+    decay_bali, kick_bali = tl.load(SCALARS + 2), tl.load(SCALARS + 3)
+    vre = tl.load(SCALARS + 4)
+    q_e = tl.load(IN_E + offs, mask=mask, other=0.0)
+    q_i = tl.load(IN_I + offs, mask=mask, other=0.0)
+    tl.store(IN_E + offs, tl.zeros_like(q_e), mask=mask)
+    tl.store(IN_I + offs, tl.zeros_like(q_i), mask=mask)
+    u_bale = tl.load(UBALE + offs, mask=mask, other=0.0) * decay_bale + q_e * kick_bale
+    u_bali = tl.load(UBALI + offs, mask=mask, other=0.0) * decay_bali + q_i * kick_bali
+    tl.store(UBALE + offs, u_bale, mask=mask)
+    tl.store(UBALI + offs, u_bali, mask=mask)
+    u_bal = u_bale + u_bali
+    if NOISE_MODE != 0:
+        noise = tl.load(NOISE_SCALE + offs, mask=mask, other=0.0) * tl.load(NOISE + offs, mask=mask, other=0.0)
+    if NOISE_MODE == 1:
+        u_bal = u_bal + noise
+    tl.store(UBAL + offs, u_bal, mask=mask)
+    u = u_bal
+    decay_plas = tl.load(DECAY_PLAS + offs, mask=mask, other=0.0)
+    kick_plas = tl.load(KICK_PLAS + offs, mask=mask, other=0.0)
+    if PLASTIC:
+        q_p = tl.load(IN_P + offs, mask=mask, other=0.0)
+        tl.store(IN_P + offs, tl.zeros_like(q_p), mask=mask)
+        u_plas = tl.load(UPLAS + offs, mask=mask, other=0.0) * decay_plas + q_p * kick_plas
+        tl.store(UPLAS + offs, u_plas, mask=mask)
+        u = u + u_plas
+    spiked_before = tl.load(SPIKED + offs, mask=mask, other=0)
+    if LEARNING:
+        r = tl.load(R + offs, mask=mask, other=0.0) * decay_plas + spiked_before.to(u.dtype) * kick_plas
+        tl.store(R + offs, r, mask=mask)
+    drive = tl.load(XBAL + offs, mask=mask, other=0.0) + u
+    if WITH_STIM:
+        drive = drive + tl.load(STIM + offs, mask=mask, other=0.0)
+    v = tl.load(V + offs, mask=mask, other=0.0)
+    if NOISE_MODE == 2:
+        v = v + noise
+    last = tl.load(LAST + offs, mask=mask, other=0)
+    active = now > last + refrac
+    stepped = v + tl.load(DT_TAU + offs, mask=mask, other=0.0) * (drive - v)
+    v = tl.where(active, stepped, v)
+    fired = active & (v > tl.load(THRESH + offs, mask=mask, other=0.0))
+    tl.store(V + offs, tl.where(fired, vre, v), mask=mask)
+    tl.store(SPIKED + offs, fired.to(tl.uint8), mask=mask)
+    tl.store(LAST + offs, tl.where(fired, now, last), mask=mask)
+    count = tl.load(COUNT + offs, mask=mask, other=0)
+    tl.store(COUNT + offs, count + fired.to(count.dtype), mask=mask)
+
+
+@triton.jit
+def _add_out_weights(PTR, POST, W, pre, OUT_POSITIVE, OUT_OTHER, SPLIT_SIGN: tl.constexpr, BLOCK: tl.constexpr):
+    """Atomically add the out-weights of neuron ``pre`` to their targets in OUT_POSITIVE (weights
+    > 0, or all of them unless SPLIT_SIGN) and OUT_OTHER (weights <= 0 when SPLIT_SIGN)."""
+    offs = tl.arange(0, BLOCK)
+    start, end = tl.load(PTR + pre), tl.load(PTR + pre + 1)
+    for first in range(start, end, BLOCK):
+        synapse = first + offs
+        valid = synapse < end
+        post = tl.load(POST + synapse, mask=valid, other=0)
+        weight = tl.load(W + synapse, mask=valid, other=0.0)
+        if SPLIT_SIGN:
+            tl.atomic_add(OUT_POSITIVE + post, weight, mask=valid & (weight > 0), sem="relaxed")
+            tl.atomic_add(OUT_OTHER + post, weight, mask=valid & (weight <= 0), sem="relaxed")
+        else:
+            tl.atomic_add(OUT_POSITIVE + post, weight, mask=valid, sem="relaxed")
+
+
+@triton.jit
+def _push_spikes(SPIKED, S_PTR, S_POST, S_W, P_PTR, P_POST, P_W, OUT_E, OUT_I, OUT_P, first_pre,
+                 STATIC: tl.constexpr, PLASTIC: tl.constexpr, BLOCK: tl.constexpr):
+    pre = tl.program_id(0) + first_pre
+    if tl.load(SPIKED + pre) != 0:
+        if STATIC:
+            _add_out_weights(S_PTR, S_POST, S_W, pre, OUT_E, OUT_I, True, BLOCK)
+        if PLASTIC:
+            _add_out_weights(P_PTR, P_POST, P_W, pre, OUT_P, OUT_P, False, BLOCK)
+
+
+def step_scalars(c, dtype: torch.dtype, device) -> torch.Tensor:
+    """The scalar constants of the neuron update as a device tensor (float arguments of a
+    Triton kernel would be float32): decay_bale, kick_bale, decay_bali, kick_bali, vre.
+    Built with fills, not a host copy, so it may be made inside a CUDA graph capture."""
+    return torch.stack([torch.full((), value, dtype=dtype, device=device)
+                        for value in (c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali, c.vre)])
+
+
+def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int, noise_row, stim_row,
+                plastic: bool, learning: bool) -> None:
+    """One step of every LIF neuron at time ``clock`` (see the module docstring); ``noise_row``
+    and ``stim_row`` (N,) or None."""
+    n = state.v.shape[0]
+    noise_mode = NOISE_NONE if noise_row is None else (NOISE_VOLTAGE if c.noise_on_voltage else NOISE_CURRENT)
+    unused = state.v  # pointer for the inputs a variant does not read
+    _lif_neurons[(triton.cdiv(n, BLOCK_NEURONS),)](
+        state.v, state.last_spike, state.spike_count, state.spiked, state.u_bale, state.u_bali, state.u_bal,
+        state.u_plas, state.r, state.inputs_e[prev], state.inputs_i[prev], state.inputs_p[prev], c.x_bal, c.thresh,
+        c.dt_over_tau_mem, c.decay_plas, c.kick_plas, c.noise_scale, unused if noise_row is None else noise_row,
+        unused if stim_row is None else stim_row, clock, scalars, n, c.refrac_steps,
+        PLASTIC=plastic, LEARNING=learning, NOISE_MODE=noise_mode, WITH_STIM=stim_row is not None,
+        BLOCK=BLOCK_NEURONS, enable_fp_fusion=False)
+
+
+def push_spikes(state, net, cur: int, plastic: bool, first_pre: int = 0, n_pre: int | None = None) -> None:
+    """Add the out-weights of presynaptic neurons ``first_pre .. first_pre + n_pre - 1`` that
+    spiked (``state.spiked``) to next step's input accumulators (row ``cur``); static synapses
+    only for recurrent neurons (``first_pre = 0``), plastic ones when ``plastic``."""
+    n_pre = state.v.shape[0] if n_pre is None else n_pre
+    static = first_pre == 0
+    if n_pre == 0 or not (static or plastic):
+        return
+    _push_spikes[(n_pre,)](
+        state.spiked, net.static_ptr, net.static_post, net.static_weight, net.plastic_ptr, net.plastic_post,
+        net.plastic_weight, state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], first_pre,
+        STATIC=static, PLASTIC=plastic, BLOCK=BLOCK_SYNAPSES, enable_fp_fusion=False)
+
+
+def smoke_test(device: torch.device) -> None:
+    """Compile and launch both kernels once, in float32 and float64, on a two-neuron network with
+    one synapse each way; raises whatever Triton raises if they cannot run on ``device``."""
+    from spikeforge.core.backends.layout import Connectivity, State
+
+    n = 2
+    for dtype in (torch.float32, torch.float64):
+        def zeros(*shape, kind=dtype):
+            return torch.zeros(shape, dtype=kind, device=device)
+
+        ones = torch.ones(n, dtype=dtype, device=device)
+        state = State(v=2 * ones, last_spike=zeros(n, kind=torch.int64), spike_count=zeros(n, kind=torch.int64),
+                      spiked=zeros(n, kind=torch.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n),
+                      u_plas=zeros(n), r=zeros(n), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+                      thresh_s=zeros(n), thresh_v=zeros(n), asc=zeros(n, 0))
+        ptr = torch.arange(n + 1, device=device)
+        post = torch.arange(n - 1, -1, -1, device=device, dtype=torch.int32)
+        net = Connectivity(ptr, post, ones, ptr, post, ones)
+        constants = type("SmokeConstants", (), dict(
+            x_bal=ones, thresh=ones, dt_over_tau_mem=0 * ones, decay_plas=ones, kick_plas=ones, noise_scale=ones,
+            decay_bale=1.0, kick_bale=1.0, decay_bali=1.0, kick_bali=1.0, vre=0.0, refrac_steps=0,
+            noise_on_voltage=False))
+        clock = torch.ones((), dtype=torch.int64, device=device)
+        lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, 0, None, None, True, True)
+        push_spikes(state, net, 1, True)
+        if int(state.spike_count.sum()) != n or float(state.inputs_e[1].sum()) != n:
+            raise RuntimeError("the kernels ran but gave wrong results on a two-neuron network")
