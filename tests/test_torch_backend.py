@@ -227,8 +227,8 @@ class _RecordedWork:
 
     captured: list = []
 
-    def __init__(self, work):
-        self.work, self.replays = work, 0
+    def __init__(self, work, pool):
+        self.work, self.pool, self.replays = work, pool, 0
         _RecordedWork.captured.append(self)
 
     def replay(self):
@@ -245,6 +245,7 @@ def test_replayed_learning_intervals_equal_the_plain_loop(tmp_path, monkeypatch,
 
     overrides = {**FLOAT64, "lx": 5, "wpx": 0.3, "sig": 0.3, "noise_model": "current", "p_storage": "full"}
     monkeypatch.setattr(torch_graphs, "capture_cuda_graph", _RecordedWork)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "shared pool")
     monkeypatch.setattr(torch_graphs, "warm_up", lambda work: work())
     monkeypatch.setattr(_RecordedWork, "captured", [])
     results = {}
@@ -269,6 +270,7 @@ def test_replayed_learning_intervals_equal_the_plain_loop(tmp_path, monkeypatch,
         # shape's first run is the warm-up, its second is captured, and every run after replays
         learn_nsteps = rls.Params({**SMALL, **overrides}).steps.learn_nsteps
         assert len(_RecordedWork.captured) == 4
+        assert {graph.pool for graph in _RecordedWork.captured} == {"shared pool"}
         runs_per_kind = 2 * (learn_nsteps - 1) + 2
         assert sum(graph.replays for graph in _RecordedWork.captured) == 2 * (runs_per_kind - 2)
 
@@ -276,10 +278,11 @@ def test_replayed_learning_intervals_equal_the_plain_loop(tmp_path, monkeypatch,
 def test_a_failed_capture_falls_back_to_running_without_graphs(tmp_path, monkeypatch):
     from spikeforge.core.backends import torch_graphs
 
-    def failing_capture(work):
+    def failing_capture(work, pool):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(torch_graphs, "capture_cuda_graph", failing_capture)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "shared pool")
     monkeypatch.setattr(torch_graphs, "warm_up", lambda work: work())
     monkeypatch.setitem(torch_kernels.PROPAGATION, "cpu", "dense")
     weights = {}

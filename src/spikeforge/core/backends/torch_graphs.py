@@ -60,6 +60,7 @@ class IntervalReplay:
         self.state = None
         self.recordings: dict[int, Any] = {}
         self.intervals: dict[tuple, _Interval] = {}
+        self.pool: Any = None  # one memory pool for every graph's temporaries (see capture_cuda_graph)
 
     def adopt(self, state, rec, kind: int):
         """The persistent (state, recording) tensors, holding the values of a trial's fresh
@@ -117,7 +118,9 @@ class IntervalReplay:
 
     def _capture_and_replay(self, interval: _Interval) -> None:
         try:
-            graph = capture_cuda_graph(interval.work)
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
+            graph = capture_cuda_graph(interval.work, self.pool)
         except Exception as error:  # noqa: BLE001 - any capture failure: run without graphs
             warnings.warn(f"capturing a learning interval as a CUDA graph failed ({error}); training goes on "
                           "without CUDA graphs", RuntimeWarning, stacklevel=3)
@@ -128,10 +131,15 @@ class IntervalReplay:
         graph.replay()
 
 
-def capture_cuda_graph(work: Callable[[], None]) -> Any:
-    """The CUDA graph of ``work`` (recorded, not run; ``.replay()`` runs it)."""
+def capture_cuda_graph(work: Callable[[], None], pool: Any) -> Any:
+    """The CUDA graph of ``work`` (recorded, not run; ``.replay()`` runs it).
+
+    All graphs of an :class:`IntervalReplay` share the memory ``pool``: that is safe here in any
+    replay order because a graph writes its results only into tensors allocated outside the
+    pool (state, recording, learner) and its temporaries are dead when it ends, so one graph
+    cannot overwrite another's outputs."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, pool=pool):
         work()
     return graph
 
