@@ -436,3 +436,19 @@ def test_triton_kernels_compile_for_an_h100(float_type):
                             {"lmax": "i32", "n_packed": "i32", "p_scale": "fp32"},
                             {"GAIN_WITH_DEN": True, "APPLY": True, "BLOCK": 128})
     assert ".entry _packed_rls" in ptx
+
+
+def test_init_run_on_torch_from_the_command_line_equals_numba(tmp_path):
+    """`spikeforge init --backend torch` writes the init.h5 of the numba init run, dataset for dataset."""
+    from click.testing import CliRunner
+
+    from spikeforge.cli import main
+
+    for backend in ("numba", "torch"):
+        rls.new(tmp_path / backend, {**SMALL, **FLOAT64, "sig": 0.2})
+        result = CliRunner().invoke(main, ["init", str(tmp_path / backend), "--backend", backend])
+        assert result.exit_code == 0, result.output
+    numba_init, torch_init = (read_h5(tmp_path / backend / "init.h5")[0] for backend in ("numba", "torch"))
+    assert sorted(numba_init) == sorted(torch_init)
+    for name in numba_init:
+        np.testing.assert_array_equal(torch_init[name], numba_init[name], err_msg=name)

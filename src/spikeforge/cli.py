@@ -99,13 +99,15 @@ def new(directory: Path, assignments: tuple[str, ...]) -> None:
 @click.option("--spikerate-file", type=click.Path(path_type=Path), default=None,
               help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x neurons [x tasks].")
 @click.option("--force", is_flag=True, help="Delete checkpoints and results of a previous init.")
+@_backend_options
 @_user_errors
 def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerate_file: Path | None,
-         force: bool) -> None:
+         force: bool, backend: str, device: str) -> None:
     """Build the network of DIRECTORY: connectivity, targets, stimulus, initial P."""
     from spikeforge.rls import init as rls_init
 
-    rls_init(directory, n_tasks=n_tasks, force=force, utarg_file=utarg_file, spikerate_file=spikerate_file)
+    rls_init(directory, n_tasks=n_tasks, force=force, utarg_file=utarg_file, spikerate_file=spikerate_file,
+             backend=backend, device=device)
     click.echo(f"wrote {directory / 'init.h5'}; next: spikeforge train {directory} --nloops 100")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from spikeforge.core import rng as streams
+from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.core import plugins
@@ -80,7 +81,8 @@ def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
 
 
 def init(directory: str | Path, n_tasks: int | None = None, force: bool = False, verbose: bool = True,
-         utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None) -> Model:
+         utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None, backend: str = "numba",
+         device: str = "cpu") -> Model:
     """Build the network of ``directory`` and save it to ``init.h5``.
 
     Args:
@@ -92,6 +94,8 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         force: delete existing checkpoints, learning curve and test results, which belong
             to the previous network; without it their presence is an error.
         verbose: print the init-run rates.
+        backend, device: where the init run (the static network, one trial) runs: "numba" on
+            the cpu, or "torch" on "cpu" or "cuda[:N]" (worth it for large networks).
 
     Returns:
         The initialised model; ``model.init_stats`` has ``rate_exc_hz`` and ``rate_inh_hz``.
@@ -115,6 +119,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
             f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
             "init would make them inconsistent: use a new directory or pass --force to delete them"
         )
+    engine = get_backend(backend, device)  # checks the choice before the long work
     seed, dtype, n = p.seed, float_dtype(p), p.n_cells
 
     def plugin(slot: str, *arguments):
@@ -131,7 +136,8 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
                        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=dtype))
     run_rng = streams.stream(seed, "init_run")
     no_stimulus = np.zeros((1, p.n_cells), dtype=dtype)
-    result = run_trial(p, net, constants(p, cells), INIT, initial_voltage(p, run_rng, cells), no_stimulus, run_rng)
+    result = run_trial(p, engine.put(net), engine.put(constants(p, cells)), INIT, initial_voltage(p, run_rng, cells),
+                       engine.put(no_stimulus), run_rng, backend=engine)
     rates = result.spike_count / (p.train_time / 1000)
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
     if verbose:
