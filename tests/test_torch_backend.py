@@ -428,12 +428,13 @@ def test_triton_kernels_compile_for_an_h100(float_type):
             assert ".entry _lif_neurons" in ptx
     synapses = {"SPIKED": "*u8", "S_PTR": "*i64", "P_PTR": "*i64", "S_POST": "*i32", "P_POST": "*i32",
                 "float": float_type}
-    ptx = _compile_for_h100(triton_step._push_spikes, synapses, {"first_pre": "i32"},
-                            {"STATIC": True, "PLASTIC": True, "BLOCK": triton_step.BLOCK_SYNAPSES})
+    ptx = _compile_for_h100(triton_step._push_spikes, synapses, {"first_pre": "i32", "n_pre": "i32"},
+                            {"STATIC": True, "PLASTIC": True, "NEURONS": triton_step.PRESYNAPTIC_PER_PROGRAM,
+                             "BLOCK": triton_step.BLOCK_SYNAPSES})
     assert f".add.f{float_type[-2:]}" in ptx  # the atomic adds, in the float type of the weights
     rls_types = {"IDX": "*i32", "COUNT": "*i32", "IN2OUT": "*i64", "float": float_type}
     ptx = _compile_for_h100(triton_rls._packed_rls, {**rls_types, "P": "*fp32" if float_type == "*fp32" else "*fp64"},
-                            {"lmax": "i32", "n_packed": "i32", "p_scale": "fp32"},
+                            {"lmax": "i32", "n_packed": "i32", "p_scale": "fp32", "inv_p_scale": "fp32"},
                             {"GAIN_WITH_DEN": True, "APPLY": True, "BLOCK": 128})
     assert ".entry _packed_rls" in ptx
 
@@ -452,3 +453,25 @@ def test_init_run_on_torch_from_the_command_line_equals_numba(tmp_path):
     assert sorted(numba_init) == sorted(torch_init)
     for name in numba_init:
         np.testing.assert_array_equal(torch_init[name], numba_init[name], err_msg=name)
+
+
+@pytest.mark.parametrize("replay", ["off", "eager"])
+def test_float32_training_on_torch_follows_numba(tmp_path, monkeypatch, replay):
+    """In float32 the backends round differently (numba promotes scalars to float64), but for a
+    few loops they still spike identically and their weights agree to float32 precision."""
+    from spikeforge.core.backends import torch_graphs
+
+    float32 = {"float_precision": "float32", "p_precision": "float32"}
+    runs = {}
+    for backend in ("numba", "torch"):
+        if backend == "torch":
+            monkeypatch.setitem(torch_graphs.DEFAULT_MODE, "cpu", replay)
+            monkeypatch.setitem(torch_kernels.PROPAGATION, "cpu", "dense" if replay == "eager" else "sparse")
+        rls.new(tmp_path / backend, {**SMALL, **float32})
+        rls.init(tmp_path / backend, verbose=False)
+        trained = rls.train(tmp_path / backend, nloops=2, verbose=False, backend=backend)
+        runs[backend] = read_h5(tmp_path / backend / "ckpt-2.h5")[0]["plastic/weight"], trained
+    (numba_weights, numba_train), (torch_weights, torch_train) = runs["numba"], runs["torch"]
+    assert torch_weights.dtype == np.float32
+    assert torch_train.firing_rate == numba_train.firing_rate
+    np.testing.assert_allclose(torch_weights, numba_weights, rtol=1e-4, atol=1e-4)

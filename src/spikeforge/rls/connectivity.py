@@ -169,7 +169,9 @@ def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray
 
     Returns:
         (layout, in_to_out) where ``in_to_out[i, m]`` indexes ``layout.post``/``layout.weight``
-        for input ``m`` of neuron ``i`` (0 for padding slots, which are never used).
+        for input ``m`` of neuron ``i``.  Padding slots repeat the row's first position (0 for a
+        row without inputs): the torch backend's write-back touches them with no effect, and
+        keeping them in the row spreads those touches instead of piling them on one synapse.
     """
     n, lmax = inputs.index.shape
     valid = np.arange(lmax)[None, :] < inputs.count[:, None]
@@ -183,6 +185,8 @@ def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray
     position[order] = np.arange(pre.size)
     in_to_out = np.zeros((n, lmax), dtype=np.int64)
     in_to_out[valid] = position
+    if lmax:
+        in_to_out[:] = np.where(valid, in_to_out, in_to_out[:, :1])
     layout = OutLayout(ptr, post[order].astype(np.int32), inputs.weight[valid][order])
     return layout, in_to_out
 

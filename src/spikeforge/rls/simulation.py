@@ -244,25 +244,26 @@ def run_trial(
         backend = get_backend()
     kernels = backend.kernels
     learning = kind in (TRAIN, TRAIN_RECORD)
-    state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
-    rec = backend.put(new_recording(p, kind))
-    replay = backend.interval_replay(learner) if learning else None
-    if replay is not None:
-        state, rec = replay.adopt(state, rec, kind)
-    inputs = _BlockInputs(p, backend, rng, ff_probability if kind != INIT else None)
-    for first, last, row in _segments(p, learning):
-        if replay is not None and row is not None and last - first < BLOCK_STEPS:
-            replay.run_interval(learner, net, const, target[row], *inputs.draw(first, last), first, last, kind)
-            continue
-        if row is not None:
-            learner.update(kernels, state.r, state.u_bal, target[row])
-        block_first = first
-        while block_first <= last:
-            block_last = min(last, block_first + BLOCK_STEPS - 1) if inputs.drawn else last
-            kernels.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
-                              block_last, kind)
-            block_first = block_last + 1
-    state, rec = backend.get(state), backend.get(rec)
+    with backend.activated():  # CUDA graphs, streams and Triton act on the current device
+        state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
+        rec = backend.put(new_recording(p, kind))
+        replay = backend.interval_replay(learner) if learning else None
+        if replay is not None:
+            state, rec = replay.adopt(state, rec, kind)
+        inputs = _BlockInputs(p, backend, rng, ff_probability if kind != INIT else None)
+        for first, last, row in _segments(p, learning):
+            if replay is not None and row is not None and last - first < BLOCK_STEPS:
+                replay.run_interval(learner, net, const, target[row], *inputs.draw(first, last), first, last, kind)
+                continue
+            if row is not None:
+                learner.update(kernels, state.r, state.u_bal, target[row])
+            block_first = first
+            while block_first <= last:
+                block_last = min(last, block_first + BLOCK_STEPS - 1) if inputs.drawn else last
+                kernels.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
+                                  block_last, kind)
+                block_first = block_last + 1
+        state, rec = backend.get(state), backend.get(rec)
     result = TrialResult(spike_count=state.spike_count.copy(), cell_state=cell_state_of(state))
     if kind in (TRAIN_RECORD, TEST):
         result.spike_steps = rec.spike_steps

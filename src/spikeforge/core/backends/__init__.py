@@ -9,6 +9,7 @@ spike for spike.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -33,6 +34,15 @@ class Backend:
     def get(self, value: Any) -> Any:
         """Back to numpy."""
         return value if self.name == "numba" else self.kernels.get(value)
+
+    def activated(self) -> contextlib.AbstractContextManager:
+        """A context in which the backend's device is the current CUDA device: Triton kernels,
+        CUDA streams, graphs and memory pools act on the current device, not on their tensors'."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            return torch.cuda.device(self.device)
+        return contextlib.nullcontext()
 
     def interval_replay(self, learner) -> Any:
         """The :class:`torch_graphs.IntervalReplay` that runs ``learner``'s learning intervals

@@ -12,7 +12,7 @@ Spike propagation has three strategies (``PROPAGATION``):
 * ``dense``: ``index_add_`` every synapse's weight times its presynaptic neuron's spike, a
   fixed-size operation per step that needs no host synchronisation;
 * ``push`` (default on CUDA with Triton): :func:`triton_step.push_spikes`, one program per
-  presynaptic neuron, work in proportion to the spikes, no host synchronisation.
+  block of presynaptic neurons, work in proportion to the spikes, no host synchronisation.
 
 On CUDA with Triton the LIF neuron update is one fused kernel too
 (:func:`triton_step.lif_neurons`, ``FUSED_NEURONS``).  The tests compare every strategy on
@@ -346,7 +346,7 @@ def _write_out(weights_out, in_to_out, new, count_mask) -> None:
     index = in_to_out.reshape(-1).long()
     keep = torch.where(count_mask, 0.0, 1.0).to(weights_out.dtype).reshape(-1)
     weights_out.scatter_reduce_(0, index, keep, reduce="prod")
-    weights_out.index_add_(0, index, torch.where(count_mask, new, torch.zeros_like(new)).reshape(-1))
+    weights_out.index_add_(0, index, torch.where(count_mask, new, torch.zeros_like(new)).reshape(-1).to(weights_out.dtype))
 
 
 def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
@@ -355,7 +355,7 @@ def _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_b
     error = _row_sum(weights_in * a[:, : weights_in.shape[1]], ordered, start=u_bal - target)
     if apply:
         step = error * den if gain_with_den else error
-        new = weights_in - step[:, None] * k[:, : weights_in.shape[1]].to(weights_in.dtype)
+        new = (weights_in - step[:, None] * k[:, : weights_in.shape[1]].to(weights_in.dtype)).to(weights_in.dtype)
         new = torch.where(count_mask, new, weights_in)
         weights_in.copy_(new)
         _write_out(weights_out, in_to_out, new, count_mask)
@@ -447,8 +447,9 @@ def block_neurons(P: torch.Tensor) -> int:
 
 def _packed_update(device, p_scale: float):
     """The fused Triton kernel on CUDA when Triton is installed, else the torch code (also when
-    ``p_scale`` is not exact in float32, the type of Triton's float arguments)."""
-    if device.type == "cuda" and float(np.float32(p_scale)) == p_scale:
+    ``p_scale`` or its inverse is not exact in float32, the type of Triton's float arguments)."""
+    exact = all(float(np.float32(value)) == value for value in (p_scale, 1.0 / p_scale))
+    if device.type == "cuda" and exact:
         try:
             from spikeforge.core.backends.triton_rls import fused_packed_rls
         except ImportError:

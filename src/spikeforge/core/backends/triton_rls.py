@@ -15,7 +15,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _packed_rls(P, W, IDX, COUNT, IN2OUT, WOUT, R, UBAL, TARGET, lmax, n_packed, p_scale,
+def _packed_rls(P, W, IDX, COUNT, IN2OUT, WOUT, R, UBAL, TARGET, lmax, n_packed, p_scale, inv_p_scale,
                 GAIN_WITH_DEN: tl.constexpr, APPLY: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
@@ -33,7 +33,7 @@ def _packed_rls(P, W, IDX, COUNT, IN2OUT, WOUT, R, UBAL, TARGET, lmax, n_packed,
         k += a_q * row
         k += tl.where(offs == q, tl.sum(tl.where(offs > q, row * a, 0.0)), 0.0)
         start += lmax - q
-    k = k / p_scale
+    k = k * inv_p_scale  # as the torch code: a product with 1 / p_scale
     a_k = tl.sum(a.to(tl.float64) * k.to(tl.float64))
     den = 1.0 / (1.0 + a_k)
     c = (den * p_scale).to(P.dtype.element_ty)
@@ -64,5 +64,5 @@ def fused_packed_rls(P, weights_in, plastic_index, plastic_count, in_to_out, wei
     n, lmax = plastic_index.shape
     block = triton.next_power_of_2(max(lmax, 16))
     _packed_rls[(n,)](P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, lmax,
-                      P.shape[1], float(p_scale), GAIN_WITH_DEN=bool(gain_with_den), APPLY=bool(apply), BLOCK=block,
+                      P.shape[1], float(p_scale), 1.0 / float(p_scale), GAIN_WITH_DEN=bool(gain_with_den), APPLY=bool(apply), BLOCK=block,
                       enable_fp_fusion=False)

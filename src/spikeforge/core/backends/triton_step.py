@@ -7,7 +7,7 @@ CUDA graph.  Two kernels replace them:
 * :func:`lif_neurons`: one pass over the neurons does what the torch code does for LIF cells
   (synaptic currents, filtered spike trains, noise, stimulus, membrane update, threshold,
   reset, refractoriness, spike count), in the same order of operations;
-* :func:`push_spikes`: one program per presynaptic neuron; one that fired adds its out-weights
+* :func:`push_spikes`: one program per block of presynaptic neurons; one that fired adds its out-weights
   to its targets' next-step inputs with atomic adds (static weights split by sign into the
   excitatory and inhibitory accumulators, plastic weights into the plastic one).  The work is
   proportional to the spikes, not to the synapses, and the order of the atomic additions
@@ -26,7 +26,8 @@ import triton
 import triton.language as tl
 
 BLOCK_NEURONS = 256  # neurons per program of the neuron update
-BLOCK_SYNAPSES = 128  # out-synapses handled per iteration of a presynaptic program
+BLOCK_SYNAPSES = 128  # out-synapses handled per iteration of a presynaptic neuron
+PRESYNAPTIC_PER_PROGRAM = 64  # presynaptic neurons checked by one program of the spike push
 
 NOISE_NONE, NOISE_CURRENT, NOISE_VOLTAGE = 0, 1, 2
 
@@ -106,14 +107,22 @@ def _add_out_weights(PTR, POST, W, pre, OUT_POSITIVE, OUT_OTHER, SPLIT_SIGN: tl.
 
 
 @triton.jit
-def _push_spikes(SPIKED, S_PTR, S_POST, S_W, P_PTR, P_POST, P_W, OUT_E, OUT_I, OUT_P, first_pre,
-                 STATIC: tl.constexpr, PLASTIC: tl.constexpr, BLOCK: tl.constexpr):
-    pre = tl.program_id(0) + first_pre
-    if tl.load(SPIKED + pre) != 0:
-        if STATIC:
-            _add_out_weights(S_PTR, S_POST, S_W, pre, OUT_E, OUT_I, True, BLOCK)
-        if PLASTIC:
-            _add_out_weights(P_PTR, P_POST, P_W, pre, OUT_P, OUT_P, False, BLOCK)
+def _push_spikes(SPIKED, S_PTR, S_POST, S_W, P_PTR, P_POST, P_W, OUT_E, OUT_I, OUT_P, first_pre, n_pre,
+                 STATIC: tl.constexpr, PLASTIC: tl.constexpr, NEURONS: tl.constexpr, BLOCK: tl.constexpr):
+    # one program per NEURONS presynaptic neurons: at a few Hz and dt = 0.1 ms most blocks have
+    # no spike and end after one vector load; the others go through their neurons in order
+    first_neuron = tl.program_id(0) * NEURONS
+    neurons = first_neuron + tl.arange(0, NEURONS)
+    flags = tl.load(SPIKED + first_pre + neurons, mask=neurons < n_pre, other=0)
+    if tl.max(flags.to(tl.int32), axis=0) > 0:
+        for j in range(NEURONS):
+            pre = first_pre + first_neuron + j
+            if first_neuron + j < n_pre:
+                if tl.load(SPIKED + pre) != 0:
+                    if STATIC:
+                        _add_out_weights(S_PTR, S_POST, S_W, pre, OUT_E, OUT_I, True, BLOCK)
+                    if PLASTIC:
+                        _add_out_weights(P_PTR, P_POST, P_W, pre, OUT_P, OUT_P, False, BLOCK)
 
 
 def step_scalars(c, dtype: torch.dtype, device) -> torch.Tensor:
@@ -148,10 +157,11 @@ def push_spikes(state, net, cur: int, plastic: bool, first_pre: int = 0, n_pre: 
     static = first_pre == 0
     if n_pre == 0 or not (static or plastic):
         return
-    _push_spikes[(n_pre,)](
+    _push_spikes[(triton.cdiv(n_pre, PRESYNAPTIC_PER_PROGRAM),)](
         state.spiked, net.static_ptr, net.static_post, net.static_weight, net.plastic_ptr, net.plastic_post,
-        net.plastic_weight, state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], first_pre,
-        STATIC=static, PLASTIC=plastic, BLOCK=BLOCK_SYNAPSES, enable_fp_fusion=False)
+        net.plastic_weight, state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], first_pre, n_pre,
+        STATIC=static, PLASTIC=plastic, NEURONS=PRESYNAPTIC_PER_PROGRAM, BLOCK=BLOCK_SYNAPSES, num_warps=1,
+        enable_fp_fusion=False)
 
 
 def smoke_test(device: torch.device) -> None:
