@@ -124,3 +124,16 @@ def test_ctrl_c_saves_a_restorable_checkpoint_of_the_last_completed_loop(tmp_pat
         assert list(f["loop"][:]) == list(range(1, loop + 1))
     result = run("train", directory, "--nloops", 1, "--restore-from-checkpoint", f"{loop}i")
     assert result.exit_code == 0 and (directory / f"ckpt-{loop + 1}.h5").exists()
+
+
+def test_quickstart_trains_tests_and_plots(tmp_path):
+    """The README's first command, shortened to 10 loops: it prints the correlation at loop 10
+    and the figures it wrote, which exist; a bad backend is a one-line error."""
+    result = run("quickstart", tmp_path / "qs", "--nloops", 10)
+    assert result.exit_code == 0, result.output
+    assert "correlation with the targets: " in result.output and "at loop 10" in result.output
+    figures = [line.strip() for line in result.output.split("figures:")[1].splitlines() if line.strip()]
+    assert figures and all(os.path.isfile(figure) and figure.endswith(".png") for figure in figures)
+    assert_user_error(run("quickstart", tmp_path / "qs2", "--backend", "numba", "--device", "cuda"),
+                      "the numba backend runs on the cpu, not on 'cuda'")
+    assert not (tmp_path / "qs2").exists()

@@ -178,15 +178,19 @@ def estimate(directory: Path) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--nloops", type=int, default=QUICKSTART_LOOPS, show_default=True, help="Training loops.")
+@_backend_options
 @_user_errors
-def quickstart(directory: Path, nloops: int) -> None:
+def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
     """Train a small network end to end (about 2 minutes on 2 cores) and plot it."""
     from spikeforge import rls
+    from spikeforge.core.backends import get_backend
 
+    get_backend(backend, device)  # a bad choice fails before anything is written
+    on = {"backend": backend, "device": device}
     rls.new(directory, QUICKSTART_PARAMS)
-    rls.init(directory)
-    result = rls.train(directory, nloops=nloops, correlation_interval=10)
-    rls.test(directory, ntrials=10, neurons=range(9), plot=False)
+    rls.init(directory, **on)
+    result = rls.train(directory, nloops=nloops, correlation_interval=10, **on)
+    rls.test(directory, ntrials=10, neurons=range(9), plot=False, **on)
     figures = rls.plot(directory / "test.h5")
     measured = [(loop, c) for loop, c in zip(result.loops, result.correlation) if c == c]
     if measured:
