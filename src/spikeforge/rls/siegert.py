@@ -237,6 +237,15 @@ def _check_neuron(sigma, tau_m, theta, v_r) -> tuple[np.ndarray, ...]:
     return sigma, tau_m, theta, v_r
 
 
+def _flat_inputs(mu, sigma, tau_m, theta, v_r) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]]:
+    """The checked arguments of the transfer function broadcast together: (their common shape,
+    the five of them as flat float arrays)."""
+    mu = _as_float("mu", mu)
+    sigma, tau_m, theta, v_r = _check_neuron(sigma, tau_m, theta, v_r)
+    arrays = np.broadcast_arrays(mu, sigma, tau_m, theta, v_r)
+    return arrays[0].shape, tuple(np.ravel(x) for x in arrays)
+
+
 def transfer(mu, sigma, tau_m, theta=1.0, v_r=0.0) -> np.ndarray:
     """Firing rate [Hz] of a LIF neuron with mean input mu and input noise sigma (same units as voltage), membrane time constant tau_m [ms], threshold theta, reset v_r.
 
@@ -259,11 +268,7 @@ def transfer(mu, sigma, tau_m, theta=1.0, v_r=0.0) -> np.ndarray:
     Raises:
         ParameterError: sigma < 0, tau_m <= 0, theta <= v_r or a non-finite parameter.
     """
-    mu = _as_float("mu", mu)
-    sigma, tau_m, theta, v_r = _check_neuron(sigma, tau_m, theta, v_r)
-    mu, sigma, tau_m, theta, v_r = np.broadcast_arrays(mu, sigma, tau_m, theta, v_r)
-    shape = mu.shape
-    mu, sigma, tau_m, theta, v_r = (np.ravel(x) for x in (mu, sigma, tau_m, theta, v_r))
+    shape, (mu, sigma, tau_m, theta, v_r) = _flat_inputs(mu, sigma, tau_m, theta, v_r)
     gap = theta - v_r
     z = (mu - v_r) / gap
     out = np.full(mu.shape, np.nan)
@@ -293,11 +298,7 @@ def _transfer_derivative(mu, sigma, tau_m, theta=1.0, v_r=0.0) -> np.ndarray:
     Equals ``-Phi^2 sqrt(pi) tau_m / 1000 (erfcx(b) - erfcx(a)) / sigma``, computed as
     ``Phi * dlog(Phi)/dmu`` so that it cannot overflow.
     """
-    mu = _as_float("mu", mu)
-    sigma, tau_m, theta, v_r = _check_neuron(sigma, tau_m, theta, v_r)
-    mu, sigma, tau_m, theta, v_r = np.broadcast_arrays(mu, sigma, tau_m, theta, v_r)
-    shape = mu.shape
-    mu, sigma, tau_m, theta, v_r = (np.ravel(x) for x in (mu, sigma, tau_m, theta, v_r))
+    shape, (mu, sigma, tau_m, theta, v_r) = _flat_inputs(mu, sigma, tau_m, theta, v_r)
     gap = theta - v_r
     log_nu, dlog_dz = _log_rate_norm((mu - v_r) / gap, sigma / gap)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):

@@ -63,6 +63,16 @@ def _scalars(a, k, count, p_scale, dtype_probe):
 
 
 @numba.njit(inline="always", cache=True)
+def _inputs_and_gain(i, count, r, plastic_index, length, P):
+    """Neuron i's input rates ``a`` (zero-padded to ``length``) and a zeroed ``k``, in P's type."""
+    a = np.zeros(length, dtype=P.dtype)
+    k = np.zeros(length, dtype=P.dtype)
+    for m in range(count):
+        a[m] = r[plastic_index[i, m]]
+    return a, k
+
+
+@numba.njit(inline="always", cache=True)
 def _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
     """Error of neuron i's prediction and its weight step (in- and out-layout)."""
     error = u_bal[i] - target[i]
@@ -83,10 +93,7 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, in_to_out, weights_ou
     n, width = P.shape[0], P.shape[2]
     for i in numba.prange(n):
         count = plastic_count[i]
-        a = np.zeros(width, dtype=P.dtype)
-        k = np.zeros(width, dtype=P.dtype)
-        for m in range(count):
-            a[m] = r[plastic_index[i, m]]
+        a, k = _inputs_and_gain(i, count, r, plastic_index, width, P)
         Pi = P[i]
         q = 0
         while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
@@ -122,10 +129,7 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
     n, lmax = P.shape[0], plastic_index.shape[1]
     for i in numba.prange(n):
         count = plastic_count[i]
-        a = np.zeros(lmax, dtype=P.dtype)
-        k = np.zeros(lmax, dtype=P.dtype)
-        for m in range(count):
-            a[m] = r[plastic_index[i, m]]
+        a, k = _inputs_and_gain(i, count, r, plastic_index, lmax, P)
         Pi = P[i]
         start = 0
         for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
