@@ -18,3 +18,9 @@ class ParameterError(SpikeforgeError):
 
 class DataFileError(SpikeforgeError):
     """A file or data directory is missing, unreadable, corrupt, or has the wrong content."""
+
+
+class SpikeforgeWarning(UserWarning):
+    """Something the user should know about their input or run, which does not stop it (a
+    silent network, P entries clipped to the int16 range).  The command line prints it as one
+    line ``warning: ...``."""

@@ -1,10 +1,20 @@
 """HDF5 and text files that are never half-written.
 
-Every writer here creates a temporary file next to the target and renames it over
-the target only when everything was written, so an error or Ctrl-C leaves either the
-old file or the new one, never a truncated mix.  Readers turn the errors of a missing,
-truncated or foreign file into :class:`~spikeforge.errors.DataFileError` with the path
-and the missing item in the message.
+Every writer here writes to a temporary file next to the target, flushes it to the disk
+(``fsync``) and only then renames it over the target, and finally flushes the folder, so an
+error, a signal, a crash or a power cut leaves either the old file or the new one, never a
+truncated mix.  Files get the permissions the user's umask gives (as ``open`` would), not
+the private 0600 of :func:`tempfile.mkstemp`.
+
+A process killed during a write leaves its temporary file behind (hidden, named
+``.<target>.<random>.tmp-spikeforge``); :func:`remove_stale_temporaries` deletes them, and
+every command does so once it holds its directory's lock
+(:class:`spikeforge.core.lock.DirectoryLock`).
+
+A write that fails (disk full, quota, permissions, a read-only file system) raises
+:class:`~spikeforge.errors.DataFileError` naming the file and the reason, with the previous
+file untouched.  Readers turn the errors of a missing, truncated or foreign file into
+:class:`~spikeforge.errors.DataFileError` with the path and the missing item in the message.
 """
 
 from __future__ import annotations
@@ -12,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,30 +33,89 @@ import numpy as np
 
 from spikeforge.errors import DataFileError
 
+TEMPORARY_SUFFIX = ".tmp-spikeforge"
+_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{12}" + re.escape(TEMPORARY_SUFFIX) + "$")
+
+
+def temporary_name(path: Path) -> Path:
+    """A new hidden temporary name next to ``path``."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        handle = os.open(path, flags)
+    except OSError:
+        if directory:  # some file systems do not open folders; the rename is still atomic
+            return
+        raise
+    try:
+        os.fsync(handle)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(handle)
+
+
+def _commit(temporary: Path, path: Path) -> None:
+    """Make the fully written ``temporary`` the file ``path``: flush, rename, flush the folder."""
+    _fsync_path(temporary)
+    os.replace(temporary, path)
+    _fsync_path(path.parent, directory=True)
+
+
+def write_failure(path: Path, error: OSError) -> DataFileError:
+    """The user-facing error for a write of ``path`` that failed with ``error``."""
+    reason = " ".join((error.strerror or str(error)).split())[:300]
+    previous = "the previous file is unchanged" if path.exists() else "nothing was written"
+    return DataFileError(f"cannot write {str(path)!r}: {reason}; {previous}")
+
 
 @contextlib.contextmanager
-def atomic_output(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; rename it to ``path`` if the block succeeds.
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block succeeds, it becomes ``path``.
 
-    Use it for files written by other libraries (figures): write to the yielded path.
+    Use it for files written by other libraries (figures, HDF5): write to the yielded path.
+    The temporary file exists (empty, with the umask's permissions) when the block starts.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise DataFileError(f"folder {str(path.parent)!r} does not exist")
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = temporary_name(path)
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
+    except OSError as error:
+        raise write_failure(path, error) from None
     try:
         yield temporary
-        os.replace(temporary, path)
+        _commit(temporary, path)
+    except OSError as error:
+        raise write_failure(path, error) from None
     finally:
-        if temporary.exists():
+        with contextlib.suppress(OSError):
             temporary.unlink()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``directory``; return them.
+
+    Call it only while holding the directory's lock, when no other writer can be at work there.
+    """
+    removed = []
+    for entry in Path(directory).iterdir():
+        if _TEMPORARY.match(entry.name) and entry.is_file():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_output(path, ".tmp") as temporary:
+    with atomic_output(path) as temporary:
         temporary.write_text(text)
 
 
@@ -60,7 +130,7 @@ def write_h5(path: str | os.PathLike, arrays: Mapping[str, Any], attrs: Mapping[
 
     Dicts, lists and None in ``attrs`` are stored as JSON strings and decoded by :func:`read_h5`.
     """
-    with atomic_output(Path(path), ".h5tmp") as temporary:
+    with atomic_output(path) as temporary:
         with h5py.File(temporary, "w") as handle:
             for name, array in arrays.items():
                 handle.create_dataset(name, data=np.asarray(array))
@@ -81,6 +151,42 @@ def _from_attr(value: Any) -> Any:
     return value
 
 
+def read_attrs(path: str | os.PathLike, what: str = "data file") -> dict[str, Any]:
+    """The root attributes of HDF5 file ``path``, JSON-decoded (no dataset is read)."""
+    return read_h5(path, [], what)[1]
+
+
+def dataset_names(path: str | os.PathLike, what: str = "data file") -> list[str]:
+    """The names of every dataset in HDF5 file ``path`` (nothing is read)."""
+    return _open(Path(path), what, lambda handle: _all_datasets(handle))
+
+
+def dataset_shapes(path: str | os.PathLike, what: str = "data file") -> dict[str, tuple]:
+    """The shape of every dataset in HDF5 file ``path`` (nothing is read)."""
+    return _open(Path(path), what, lambda handle: {name: handle[name].shape for name in _all_datasets(handle)})
+
+
+def _all_datasets(handle: h5py.File) -> list[str]:
+    names: list[str] = []
+    handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def _open(path: Path, what: str, work):
+    """``work(handle)`` on HDF5 file ``path`` opened for reading; errors of a missing, truncated or
+    foreign file become DataFileError."""
+    if not path.is_file():
+        raise DataFileError(f"{what} {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as handle:
+            return work(handle)
+    except DataFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise DataFileError(f"{what} {str(path)!r} is not a readable HDF5 file ({reason})") from None
+
+
 def read_h5(
     path: str | os.PathLike, names: list[str] | None = None, what: str = "data file"
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -94,22 +200,13 @@ def read_h5(
     Returns:
         (arrays, attrs): arrays as numpy arrays, attributes JSON-decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{what} {str(path)!r} does not exist")
-    try:
-        with h5py.File(path, "r") as handle:
-            if names is None:
-                names = []
-                handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-            arrays = {}
-            for name in names:
-                if name not in handle:
-                    raise DataFileError(f"{what} {str(path)!r} has no dataset {name!r}; it was not written by this version or is incomplete")
-                arrays[name] = handle[name][()]
-            attrs = {name: _from_attr(value) for name, value in handle.attrs.items()}
-    except DataFileError:
-        raise
-    except (OSError, KeyError, ValueError) as error:
-        raise DataFileError(f"{what} {str(path)!r} is not a readable HDF5 file ({error})") from None
-    return arrays, attrs
+    def work(handle: h5py.File):
+        arrays = {}
+        for name in _all_datasets(handle) if names is None else names:
+            if name not in handle or not isinstance(handle[name], h5py.Dataset):
+                raise DataFileError(f"{what} {str(path)!r} has no dataset {name!r}; it was not written by this "
+                                    "version or is incomplete")
+            arrays[name] = handle[name][()]
+        return arrays, {name: _from_attr(value) for name, value in handle.attrs.items()}
+
+    return _open(Path(path), what, work)

@@ -1,0 +1,99 @@
+"""SIGINT (Ctrl-C) and SIGTERM (batch schedulers, ``kill``) as orderly stops.
+
+:class:`StopSignals` installs handlers for both signals while a command runs and restores
+the previous ones afterwards (it nests: a command's own handlers replace the command line's
+for as long as the command runs).  Two modes:
+
+* **immediate** (the default): the signal raises :class:`Interrupted` where the program is,
+  which is right wherever stopping loses nothing (start-up, reading, a computation whose
+  result is not saved yet).  Files are written atomically (:mod:`spikeforge.core.store`), so
+  an exception in the middle of a write leaves the previous file.
+* **deferred** (inside :meth:`StopSignals.deferred`): the first signal only records itself
+  (:attr:`StopSignals.requested`) and prints a notice; the work checks it at its next safe
+  point (the end of a training loop, of a test trial), saves what it completed and raises
+  :class:`Interrupted` itself.  A second signal raises at once.
+
+The command line turns :class:`Interrupted` into exit status 128 + the signal number: 130
+for SIGINT, 143 for SIGTERM.  Handlers can only be installed in the main thread; elsewhere
+:class:`StopSignals` does nothing (the default handlers stay).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def signal_name(signum: int) -> str:
+    """"SIGINT (Ctrl-C)" or "SIGTERM"."""
+    name = signal.Signals(signum).name
+    return f"{name} (Ctrl-C)" if signum == signal.SIGINT else name
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped on a signal; ``exit_status`` is 128 + the signal number.
+
+    A :class:`KeyboardInterrupt`, so that ``except Exception`` blocks do not swallow it."""
+
+    def __init__(self, signum: int, message: str | None = None):
+        self.signum = signum
+        self.exit_status = 128 + signum
+        super().__init__(message or f"interrupted by {signal_name(signum)}")
+
+
+class StopSignals:
+    """Handle SIGINT and SIGTERM for the duration of a ``with`` block (see the module docstring).
+
+    Args:
+        stream: where deferred-mode notices go (default stderr).
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.requested: int | None = None  # the first signal received, if any
+        self._deferring = 0
+        self._notice = ""
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self._deferring and self.requested is None:
+            self.requested = signum
+            print(f"\n{signal_name(signum)}: {self._notice} (a second signal stops at once)",
+                  file=self.stream or sys.stderr, flush=True)
+            return
+        again = self.requested is not None
+        self.requested = self.requested or signum
+        raise Interrupted(signum, f"interrupted by {signal_name(signum)}" + ("; stopped at once" if again else ""))
+
+    @contextlib.contextmanager
+    def deferred(self, notice: str) -> Iterator["StopSignals"]:
+        """Within the block, record the first signal instead of raising; ``notice`` says what
+        will happen (e.g. "finishing this loop, then saving a checkpoint")."""
+        self._deferring += 1
+        previous_notice, self._notice = self._notice, notice
+        try:
+            yield self
+        finally:
+            self._deferring -= 1
+            self._notice = previous_notice
+
+    def raise_if_requested(self, message: str | None = None) -> None:
+        """Raise :class:`Interrupted` if a signal has been received."""
+        if self.requested is not None:
+            raise Interrupted(self.requested, message)
