@@ -48,6 +48,8 @@ class Param:
         unit: the unit the value is stored in (pint syntax, e.g. ``"ms"``, ``"Hz"``, ``"1/ms"``).
             A value written as a string with units (``"100 us"``) is converted to it when
             parameters are read; a parameter without a unit accepts no units.
+        low, high: inclusive bounds of a number, checked as soon as the value is read (before
+            anything is derived from it); ``low_open`` makes the lower bound exclusive.
     """
 
     name: str
@@ -59,9 +61,29 @@ class Param:
     choices: tuple[str, ...] = ()
     optional: bool = False
     unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
 
     def coerce(self, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        """Return ``value`` converted to this parameter's type and checked against its bounds,
+        or raise ParameterError."""
+        value = self._converted(value)
+        if value is not None and self.type in (int, float):
+            self._check_bounds(value)
+        return value
+
+    def _check_bounds(self, value: float) -> None:
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and value > self.high
+        if below or above:
+            if self.high is None:
+                expected = f"{'>' if self.low_open else '>='} {self.low}"
+            else:
+                expected = f"in {'(' if self.low_open else '['}{self.low}, {self.high}]"
+            raise ParameterError(f"{self.name} = {value} must be {expected}")
+
+    def _converted(self, value: Any) -> Any:
         if value is None:
             if self.optional:
                 return None
@@ -80,7 +102,7 @@ class Param:
                 return int(value)
             elif isinstance(value, str):
                 try:
-                    return self.coerce(float(value) if "." in value or "e" in value.lower() else int(value))
+                    return self._converted(float(value) if "." in value or "e" in value.lower() else int(value))
                 except ValueError:
                     pass
         elif self.type is float:
@@ -91,9 +113,9 @@ class Param:
                 return value
             if isinstance(value, str):
                 try:
-                    return self.coerce(float(value))
+                    return self._converted(float(value))
                 except ValueError:
-                    return self.coerce(self.in_unit(value))
+                    return self._converted(self.in_unit(value))
         elif self.type is list:
             if isinstance(value, str):
                 value = [part for part in value.replace("[", "").replace("]", "").split(",") if part.strip()]
@@ -178,7 +200,12 @@ class Schema:
             if name in user:
                 values[name] = param.coerce(user[name])
             elif param.derive is not None:
-                values[name] = param.coerce(param.derive(values))
+                try:
+                    derived = param.derive(values)
+                except (ArithmeticError, ValueError) as error:
+                    raise ParameterError(f"{name} cannot be derived ({param.derive_doc}) from the values given "
+                                         f"({error}); check the parameters it depends on, or set {name}") from None
+                values[name] = param.coerce(derived)
             else:
                 values[name] = param.default
         self.validate(values)

@@ -80,9 +80,21 @@ def dense(P: np.ndarray, storage: str, n_inputs: int, p_scale: float) -> np.ndar
     return values / p_scale
 
 
-def default_scale(precision: str, penlambda: float) -> float:
-    """p_scale: 1 for floating types; for int16 the largest power of 2 with 1/penlambda * p_scale
-    (the largest initial entry of P) inside the int16 range."""
-    if precision != "int16":
-        return 1.0
-    return float(2.0 ** np.floor(np.log2(INT16_RANGE[1] * penlambda)))
+LARGEST = {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
+           "float16": float(np.finfo(np.float16).max), "int16": float(INT16_RANGE[1])}
+
+
+def largest_initial_entry(penlambda: float, penlam_ff: float, n_ff: int) -> float:
+    """The largest entry of any initial P: a diagonal entry, 1/penlambda, or 1/penlam_ff when
+    there are feed-forward inputs (P stays positive semi-definite and only shrinks under RLS, so
+    no entry ever exceeds it)."""
+    return max(1.0 / penlambda, 1.0 / penlam_ff if n_ff > 0 else 0.0)
+
+
+def default_scale(precision: str, largest_entry: float) -> float:
+    """p_scale: for int16 the largest power of 2 with ``largest_entry * p_scale`` inside the int16
+    range; for float16 1, or the largest power of 2 that keeps it below float16's maximum when 1
+    does not; 1 for float32 and float64."""
+    if precision == "int16" or (precision == "float16" and largest_entry > LARGEST["float16"]):
+        return float(2.0 ** np.floor(np.log2(LARGEST[precision] / largest_entry)))
+    return 1.0

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spikeforge.core.params import Param, Schema
-from spikeforge.rls.p_matrix import default_scale
+from spikeforge.rls.p_matrix import LARGEST, default_scale, largest_initial_entry
 from spikeforge.errors import ParameterError
 
 
@@ -25,9 +25,25 @@ def _sqrt_k(v: Mapping[str, Any]) -> float:
     return math.sqrt(v["k"])
 
 
+def _largest_p(v: Mapping[str, Any]) -> float:
+    """The largest entry of the initial P (of every neuron, recurrent and feed-forward inputs)."""
+    return largest_initial_entry(v["penlambda"], v["penlam_ff"], v["lx"])
+
+
+SEED_LIMIT = 2**63  # seeds are in [0, 2^63)
+MAX_STEPS = 2**31 - 1  # steps per trial: spike times are stored as int32 step numbers
+MAX_NEURONS = 2**31 - 1  # neurons plus feed-forward inputs: synapse targets are int32
+
+# Parameters that init.h5 does not depend on: they may be changed in params.toml between
+# `init` and `train`/`test`.  A change of any other parameter after init is refused.
+CHANGEABLE_AFTER_INIT = ("wid", "max_rate", "benchmark", "rls_gain", "correlation_var", "task_schedule",
+                         "cell_state_persists")
+
+
 PARAMS = [
     # --- numerics and storage
-    Param("seed", int, "master seed of every random stream (chosen at `new` when not given)", optional=True),
+    Param("seed", int, "master seed of every random stream, in [0, 2**63) (chosen at `new` when not given)",
+          optional=True, low=0, high=SEED_LIMIT - 1),
     Param("dt", float, "Euler time step [ms]", 0.1, unit="ms"),
     Param("float_precision", str, "floating type of the simulation state and weights", "float64",
           choices=("float64", "float32")),
@@ -43,7 +59,7 @@ PARAMS = [
           "paper", choices=("paper", "latest")),
     Param("benchmark", bool, "compute RLS updates but do not apply them (rates stay constant)", False),
     # --- network size and timing
-    Param("n_cells", int, "number of neurons", 4096),
+    Param("n_cells", int, "number of neurons", 4096, low=2),
     Param("ne", int, "number of excitatory neurons (0 .. ne-1); the rest are inhibitory",
           derive=lambda v: v["n_cells"] // 2, derive_doc="n_cells // 2"),
     Param("ni", int, "number of inhibitory neurons", derive=lambda v: v["n_cells"] - v["ne"],
@@ -88,12 +104,12 @@ PARAMS = [
     Param("noise_model", str, "where white noise enters", "voltage", choices=("voltage", "current")),
     Param("sig", float, "noise standard deviation (voltage per sqrt(tau_meme) time; 0 = none)", 0.0),
     # --- static connectivity
-    Param("pree", float, "E->E connection probability; sets k", 0.1),
-    Param("prie", float, "I<-E connection probability (not used by the default connectivity)", 0.1),
-    Param("prei", float, "E<-I connection probability (not used by the default connectivity)", 0.1),
-    Param("prii", float, "I<-I connection probability (not used by the default connectivity)", 0.1),
+    Param("pree", float, "E->E connection probability; sets k", 0.1, low=0.0, high=1.0),
+    Param("prie", float, "I<-E connection probability (not used by the default connectivity)", 0.1, low=0.0, high=1.0),
+    Param("prei", float, "E<-I connection probability (not used by the default connectivity)", 0.1, low=0.0, high=1.0),
+    Param("prii", float, "I<-I connection probability (not used by the default connectivity)", 0.1, low=0.0, high=1.0),
     Param("k", int, "static in-degree per population; each neuron has fixed out-degree 2k",
-          derive=lambda v: round(v["ne"] * v["pree"]), derive_doc="round(ne * pree)"),
+          derive=lambda v: round(v["ne"] * v["pree"]), derive_doc="round(ne * pree)", low=0),
     Param("g", float, "unit scale of currents", 1.0),
     Param("je", float, "excitatory static weight scale",
           derive=lambda v: 2 / _sqrt_k(v) * v["tau_meme"] * v["g"] if v["k"] > 0 else 0.0,
@@ -121,10 +137,10 @@ PARAMS = [
     Param("target_period", float, "period of the sinusoid targets [ms]", 1000.0, unit="ms"),
     # --- plastic connectivity and learning
     Param("l", int, "plastic inputs per population", derive=lambda v: round(2 * _sqrt_k(v)),
-          derive_doc="round(2 * sqrt(k))"),
-    Param("lexc", int, "plastic excitatory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
-    Param("linh", int, "plastic inhibitory inputs per neuron", derive=lambda v: v["l"], derive_doc="l"),
-    Param("lx", int, "number of feed-forward Poisson neurons; each projects plastically to every neuron", 0),
+          derive_doc="round(2 * sqrt(k))", low=0),
+    Param("lexc", int, "plastic excitatory inputs per neuron", derive=lambda v: v["l"], derive_doc="l", low=0),
+    Param("linh", int, "plastic inhibitory inputs per neuron", derive=lambda v: v["l"], derive_doc="l", low=0),
+    Param("lx", int, "number of feed-forward Poisson neurons; each projects plastically to every neuron", 0, low=0),
     Param("wpx", float, "scale of the initial feed-forward weights (normal, mean 0)", 0.0),
     Param("ff_mu", float, "mean rate of the feed-forward neurons' OU rate profiles [Hz]", 5.0, unit="Hz"),
     Param("ff_b", float, "mean-reversion rate of the feed-forward OU rates [1/ms]", 1 / 400, unit="1/ms"),
@@ -141,11 +157,12 @@ PARAMS = [
           if v["wpscale"] > 0 else 0.0, derive_doc="2 * tau_memi * g / wpscale"),
     Param("wpei", float, "initial plastic I->E weight", derive=lambda v: -v["wpee"], derive_doc="-wpee"),
     Param("wpii", float, "initial plastic I->I weight", derive=lambda v: -v["wpie"], derive_doc="-wpie"),
-    Param("penlambda", float, "ridge penalty on recurrent plastic weights (diagonal of the initial P^-1)", 0.8),
-    Param("penlam_ff", float, "ridge penalty on feed-forward plastic weights", 1.0),
+    Param("penlambda", float, "ridge penalty on recurrent plastic weights (diagonal of the initial P^-1)", 0.8, low=0.0, low_open=True),
+    Param("penlam_ff", float, "ridge penalty on feed-forward plastic weights", 1.0, low=0.0, low_open=True),
     Param("p_scale", float, "P is stored as P * p_scale (for int16: round(P * p_scale))",
-          derive=lambda v: default_scale(v["p_precision"], v["penlambda"]),
-          derive_doc="1, or for int16 the largest power of 2 keeping 1/penlambda * p_scale <= 32767"),
+          derive=lambda v: default_scale(v["p_precision"], _largest_p(v)),
+          derive_doc="for int16 the largest power of 2 keeping max(1/penlambda, 1/penlam_ff if lx > 0) * p_scale "
+          "<= 32767; for float16 1 unless that exceeds 65504; else 1"),
     Param("penmu", float, "penalty coupling plastic weights of the same sign", 0.01),
     # --- plugins: "module:function" or "path/file.py:function" (relative to the data directory)
     Param("static_weights", str, "plugin building the static synapses", "spikeforge.rls.connectivity:static_weights"),
@@ -171,6 +188,9 @@ PARAMS = [
 def _steps(values: Mapping[str, Any], name: str, unit_name: str = "dt") -> int:
     """``values[name] / values[unit_name]`` as an integer; error if it is not one."""
     ratio = values[name] / values[unit_name]
+    if not ratio <= MAX_STEPS:
+        raise ParameterError(f"{name} = {values[name]} is {ratio:.3g} times {unit_name} = {values[unit_name]}; "
+                             f"expected at most {MAX_STEPS}")
     steps = round(ratio)
     if abs(ratio - steps) > 1e-9 * max(1.0, abs(ratio)):
         raise ParameterError(
@@ -187,6 +207,14 @@ def _validate(v: Mapping[str, Any]) -> None:
     for name in ("dt", "train_duration", "learn_every", "wid", "max_rate", "tau_meme", "tau_memi", "tau_bale",
                  "tau_bali", "tau_plas", "penlambda", "penlam_ff", "p_scale", "target_period", "g"):
         need(v[name] > 0, f"{name} = {v[name]} must be > 0")
+    for name in ("stim_off", "train_time", "learn_every", "wid", "refrac", "u0_skip_time"):
+        need(v[name] / v["dt"] <= MAX_STEPS, f"{name} = {v[name]} ms is {v[name] / v['dt']:.3g} steps of dt = "
+             f"{v['dt']} ms; expected at most {MAX_STEPS} steps (a larger dt or a shorter trial)")
+    need(1.0 / v["dt"] <= MAX_STEPS, f"dt = {v['dt']} ms is too small; expected at least {1 / MAX_STEPS:.3g} ms")
+    need(v["n_cells"] + v["lx"] <= MAX_NEURONS,
+         f"n_cells + lx = {v['n_cells'] + v['lx']} exceeds {MAX_NEURONS} (neuron indices are 32-bit)")
+    need(v["max_rate"] <= 1000 / v["dt"], f"max_rate = {v['max_rate']} Hz exceeds one spike per step "
+         f"(1000 / dt = {1000 / v['dt']:.6g} Hz)")
     for name in ("refrac", "sig", "penmu", "stim_on", "u0_skip_time", "stim_b", "stim_sig", "k", "lexc", "linh",
                  "lx", "ff_mu", "ff_b", "ff_sig", "ff_smooth"):
         need(v[name] >= 0, f"{name} = {v[name]} must be >= 0")
@@ -228,6 +256,12 @@ def _validate(v: Mapping[str, Any]) -> None:
     _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")
     _steps(v, "train_duration", "learn_every")
     _steps(v, "wid", "learn_every")
+    largest = _largest_p(v) * v["p_scale"]
+    limit = LARGEST[v["p_precision"]]
+    need(largest <= limit, f"p_scale = {v['p_scale']} with penlambda = {v['penlambda']}"
+         + (f" and penlam_ff = {v['penlam_ff']}" if v["lx"] > 0 else "")
+         + f" puts the initial P's largest entry at {largest:.6g}, beyond the {v['p_precision']} maximum {limit:.6g}; "
+         f"expected a smaller p_scale (or let it be derived), a larger penalty, or another p_precision")
     need(v["p_history"] >= v["learn_every"],
          f"p_history = {v['p_history']} must be >= learn_every = {v['learn_every']} (at least one snapshot)")
 
