@@ -12,14 +12,14 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
-from spikeforge.cli import main, parse_neurons
+from spikeforge.cli import cli, parse_neurons
 from spikeforge.errors import ParameterError
 
 from conftest import SMALL
 
 
 def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = CliRunner().invoke(cli, [str(a) for a in args])
     return result
 
 
@@ -29,6 +29,11 @@ def assert_user_error(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def files_in(directory):
+    """The visible files of ``directory`` (the lock file is hidden), sorted."""
+    return sorted(f.name for f in directory.iterdir() if not f.name.startswith("."))
 
 
 def _set_args(values):
@@ -72,7 +77,7 @@ def test_bad_input_gets_one_line_and_status_2_and_writes_nothing(tmp_path):
                       "does not exist")
     assert_user_error(run("train", directory, "--restore-from-checkpoint", "best"), "'best' is not a checkpoint")
     assert_user_error(run("test", directory), "no checkpoint")
-    assert sorted(f.name for f in directory.iterdir()) == ["init.h5", "params.toml"]
+    assert files_in(directory) == ["init.h5", "params.toml"]
 
     init_file = directory / "init.h5"
     original = init_file.read_bytes()
@@ -80,7 +85,7 @@ def test_bad_input_gets_one_line_and_status_2_and_writes_nothing(tmp_path):
     truncated = init_file.read_bytes()
     assert_user_error(run("train", directory, "--nloops", 1), "init.h5", "not a readable HDF5 file")
     assert init_file.read_bytes() == truncated
-    assert sorted(f.name for f in directory.iterdir()) == ["init.h5", "params.toml"]
+    assert files_in(directory) == ["init.h5", "params.toml"]
 
     init_file.write_bytes(original)
     assert run("train", directory, "--nloops", 1).exit_code == 0
@@ -119,10 +124,10 @@ def test_ctrl_c_saves_a_restorable_checkpoint_of_the_last_completed_loop(tmp_pat
     labels = [f.name for f in directory.glob("ckpt-*i.h5")]
     assert len(labels) == 1, labels
     loop = int(labels[0][len("ckpt-"):-len("i.h5")])
-    assert loop >= 3 and f"resume with --restore-from-checkpoint {loop}i" in stderr
+    assert loop >= 3 and f"saved checkpoint '{loop}i'" in stderr and "continue with `spikeforge train" in stderr
     with h5py.File(directory / "learning-curve.h5") as f:
         assert list(f["loop"][:]) == list(range(1, loop + 1))
-    result = run("train", directory, "--nloops", 1, "--restore-from-checkpoint", f"{loop}i")
+    result = run("train", directory, "--nloops", 1)  # continues from the latest checkpoint
     assert result.exit_code == 0 and (directory / f"ckpt-{loop + 1}.h5").exists()
 
 

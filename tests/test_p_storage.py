@@ -60,7 +60,7 @@ def test_low_precision_p_keeps_rates_and_still_learns(tmp_path, precision):
 def test_estimate_matches_the_arrays_init_makes(tmp_path, storage, precision):
     from click.testing import CliRunner
 
-    from spikeforge.cli import main
+    from spikeforge.cli import cli
     from spikeforge.rls.estimate import estimate
 
     directory = tmp_path / "net"
@@ -70,7 +70,7 @@ def test_estimate_matches_the_arrays_init_makes(tmp_path, storage, precision):
     with __import__("h5py").File(directory / "init.h5") as f:
         assert e.p_file[storage, precision] == f["P"].nbytes
     assert e.p_memory[storage, precision] == model.P.nbytes
-    result = CliRunner().invoke(main, ["estimate", str(directory)])
+    result = CliRunner().invoke(cli, ["estimate", str(directory)])
     assert result.exit_code == 0 and "<- params.toml" in result.output
     chosen = [line for line in result.output.splitlines() if line.endswith("<- params.toml")][0]
     assert chosen.split()[:2] == [storage, precision]

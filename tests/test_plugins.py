@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from spikeforge import rls
-from spikeforge.cli import main
+from spikeforge.cli import cli
 from spikeforge.core.plugins import PluginError
 from spikeforge.core.store import read_h5
 from spikeforge.rls import p_matrix
@@ -53,7 +53,7 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch):
     for line in filter(None, (line.strip() for line in commands.splitlines())):
         args = shlex.split(line)
         assert args[0] == "spikeforge"
-        result = CliRunner().invoke(main, args[1:])
+        result = CliRunner().invoke(cli, args[1:])
         assert result.exit_code == 0, (line, result.output, result.stderr)
     init, _ = read_h5(tmp_path / "ring-net" / "init.h5", ["plastic/index", "plastic/count"])
     assert len(set(init["plastic/count"])) > 1  # in-degrees differ
@@ -93,7 +93,7 @@ def test_bad_plugins_are_named_in_one_line_errors(tmp_path, spec, message):
     directory.mkdir()
     (directory / "plugins.py").write_text(PLUGINS)
     rls.new(directory, {**SMALL, "targets": spec})
-    result = CliRunner().invoke(main, ["init", str(directory)])
+    result = CliRunner().invoke(cli, ["init", str(directory)])
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     assert not (directory / "init.h5").exists()
 

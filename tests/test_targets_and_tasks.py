@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from spikeforge import rls
-from spikeforge.cli import main
+from spikeforge.cli import cli
 from spikeforge.core.store import read_h5
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rls import siegert
@@ -104,10 +104,10 @@ def test_negative_rates_and_two_files_are_errors(tmp_path):
     rates = np.ones((T, N))
     rates[4, 9] = -2.0
     np.save(tmp_path / "r.npy", rates)
-    with pytest.raises(ParameterError, match="time 4, neuron 9, task 0 is -2.0 Hz"):
+    with pytest.raises(DataFileError, match=r"time 4, neuron 9, task 0 is -2.0 Hz; expected a rate in \[0, max_rate"):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", verbose=False)
     with pytest.raises(ParameterError, match="not both"):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", utarg_file=tmp_path / "r.npy", verbose=False)
-    result = CliRunner().invoke(main, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
+    result = CliRunner().invoke(cli, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
     assert result.exit_code == 2 and "none.h5' does not exist" in result.stderr
     assert not (directory / "init.h5").exists()

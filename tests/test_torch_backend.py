@@ -446,11 +446,11 @@ def test_init_run_on_torch_from_the_command_line_equals_numba(tmp_path):
     """`spikeforge init --backend torch` writes the init.h5 of the numba init run, dataset for dataset."""
     from click.testing import CliRunner
 
-    from spikeforge.cli import main
+    from spikeforge.cli import cli
 
     for backend in ("numba", "torch"):
         rls.new(tmp_path / backend, {**SMALL, **FLOAT64, "sig": 0.2})
-        result = CliRunner().invoke(main, ["init", str(tmp_path / backend), "--backend", backend])
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / backend), "--backend", backend])
         assert result.exit_code == 0, result.output
     numba_init, torch_init = (read_h5(tmp_path / backend / "init.h5")[0] for backend in ("numba", "torch"))
     assert sorted(numba_init) == sorted(torch_init)

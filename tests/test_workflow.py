@@ -11,6 +11,7 @@ import pytest
 
 from spikeforge import rls
 from spikeforge.core.store import read_h5
+from spikeforge.errors import ParameterError
 
 
 def _weights(directory, label):
@@ -73,9 +74,13 @@ def test_training_raises_the_correlation_and_keeps_the_best_checkpoint(small_run
     _, attrs = read_h5(best[0], [])
     assert attrs["correlation"] == pytest.approx(max(result.correlation))
     assert best[0].name == f"ckpt-{attrs['loop']}-cor{max(result.correlation):.3f}.h5"
-    # a best checkpoint can be restored, and loop numbers continue after it
-    resumed = rls.train(small_run, nloops=1, restore_from_checkpoint=best[0].name[5:-3], verbose=False)
+    # a best checkpoint can be restored (deleting the later ones), and loop numbers continue after it
+    label = best[0].name[5:-3]
+    with pytest.raises(ParameterError, match="--discard-later"):
+        rls.train(small_run, nloops=1, restore_from_checkpoint=label, verbose=False)
+    resumed = rls.train(small_run, nloops=1, restore_from_checkpoint=label, discard_later=True, verbose=False)
     assert resumed.loops == [attrs["loop"] + 1]
+    assert sorted(f.name for f in small_run.glob("ckpt-*.h5")) == sorted([best[0].name, f"ckpt-{attrs['loop'] + 1}.h5"])
 
 
 def test_test_records_spikes_and_currents_and_plots_them(small_run):

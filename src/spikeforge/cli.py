@@ -1,40 +1,56 @@
 """The ``spikeforge`` command.
 
-User errors (a missing directory, an unknown parameter, a corrupt file) print one line,
-``error: ...``, and exit with status 2.  Ctrl-C during ``train`` saves a checkpoint and
-exits with status 130.  Neuron indices are 0-based.
+User errors (a missing directory, an unknown parameter, a corrupt file, a full disk) print one
+line, ``error: ...``, and exit with status 2; warnings print one line ``warning: ...`` each.
+SIGINT (Ctrl-C) and SIGTERM stop a command in order and exit with status 130 and 143
+(``train`` saves a checkpoint of the last completed loop first).  Neuron indices are 0-based.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from spikeforge.errors import SpikeforgeError
+from spikeforge.core.interrupts import Interrupted, StopSignals
+from spikeforge.errors import SpikeforgeError, SpikeforgeWarning
 
 # same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
 QUICKSTART_PARAMS = {"n_cells": 2048, "pree": 0.2, "seed": 2026}
 QUICKSTART_LOOPS = 100
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a spikeforge warning as ``warning: ...``; other warnings as Python does."""
+    if issubclass(category, SpikeforgeWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), err=True)
+
+
 def _user_errors(command):
-    """Turn SpikeforgeError into one line on stderr and exit status 2."""
+    """Run a command: SpikeforgeError becomes one line on stderr and exit status 2, a signal exit
+    status 128 + its number, warnings one line each."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from spikeforge.rls.training import TrainingInterrupted
-
-        try:
-            return command(*args, **kwargs)
-        except TrainingInterrupted as interrupted:
-            click.echo(str(interrupted), err=True)
-            sys.exit(130)
-        except SpikeforgeError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SpikeforgeWarning)
+            warnings.showwarning = _one_line_warning  # restored when the block ends
+            try:
+                return command(*args, **kwargs)
+            except Interrupted as interrupted:
+                click.echo(str(interrupted), err=True)
+                sys.exit(interrupted.exit_status)
+            except SpikeforgeError as error:
+                click.echo(f"error: {error}", err=True)
+                sys.exit(2)
+            except MemoryError:
+                click.echo("error: out of memory; `spikeforge estimate DIR` tells what a model needs", err=True)
+                sys.exit(2)
 
     return wrapper
 
@@ -66,7 +82,7 @@ def parse_neurons(text: str) -> list[int]:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for the numba kernels (default: all cores). Results do not depend on it.")
 @click.version_option(package_name="spikeforge")
-def main(threads: int | None) -> None:
+def cli(threads: int | None) -> None:
     """Build and train functional spiking recurrent neural networks."""
     if threads is not None:
         import numba
@@ -74,7 +90,7 @@ def main(threads: int | None) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter (repeatable), e.g. --set n_cells=1024 --set seed=1.")
@@ -90,15 +106,15 @@ def new(directory: Path, assignments: tuple[str, ...]) -> None:
                f"next: spikeforge init {directory}")
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--tasks", "n_tasks", type=int, default=None,
+@click.option("--tasks", "n_tasks", type=click.IntRange(min=1), default=None,
               help="Number of tasks [default: 1, or as many as the target file has].")
 @click.option("--utarg-file", type=click.Path(path_type=Path), default=None,
               help="Target currents: .npy or HDF5, time x neurons [x tasks].")
 @click.option("--spikerate-file", type=click.Path(path_type=Path), default=None,
               help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x neurons [x tasks].")
-@click.option("--force", is_flag=True, help="Delete checkpoints and results of a previous init.")
+@click.option("--force", is_flag=True, help="Replace a previous network: delete its checkpoints and results.")
 @_backend_options
 @_user_errors
 def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerate_file: Path | None,
@@ -111,32 +127,42 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
     click.echo(f"wrote {directory / 'init.h5'}; next: spikeforge train {directory} --nloops 100")
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--nloops", type=int, default=1, show_default=True, help="Training loops (trials).")
-@click.option("--correlation-interval", type=int, default=1, show_default=True,
+@click.option("--nloops", type=click.IntRange(min=1), default=1, show_default=True, help="Training loops (trials).")
+@click.option("--correlation-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure the correlation with the targets every C loops.")
 @click.option("--save-best-checkpoint", is_flag=True, help="Keep a checkpoint of the best correlation.")
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
-              help="Continue from checkpoint R (e.g. 100, 12i, 37-cor0.712).")
+              help="Start from checkpoint R (e.g. 100, 12i, 37-cor0.712, or init) instead of the latest one.")
+@click.option("--discard-later", is_flag=True,
+              help="With --restore-from-checkpoint: delete the checkpoints of later loops instead of refusing.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Also save a checkpoint every N loops (the latest one is kept), so a crash loses at most N loops.")
 @_backend_options
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="On CUDA, replay each learning interval from a captured CUDA graph.")
 @_user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
-          restore: str | None, backend: str, device: str, cuda_graphs: bool) -> None:
-    """Train the plastic weights of DIRECTORY with RLS."""
+          restore: str | None, discard_later: bool, checkpoint_every: int, backend: str, device: str,
+          cuda_graphs: bool) -> None:
+    """Train the plastic weights of DIRECTORY with RLS, continuing from its latest checkpoint.
+
+    SIGINT (Ctrl-C) or SIGTERM finishes the loop in progress, saves checkpoint <loop>i and exits
+    with status 130 or 143; a second signal stops at once.
+    """
     from spikeforge.rls import train as rls_train
 
     result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
                        save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
+                       discard_later=discard_later, checkpoint_every=checkpoint_every,
                        backend=backend, device=device, cuda_graphs=cuda_graphs)
     click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--ntrials", type=int, default=1, show_default=True, help="Trials per task.")
+@click.option("--ntrials", type=click.IntRange(min=1), default=1, show_default=True, help="Trials per task.")
 @click.option("--neurons", default="0:16", show_default=True, help="Neurons to record: 0:16 or 0,4,8 (0-based).")
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
               help="Checkpoint to test (default: the highest loop).")
@@ -153,7 +179,7 @@ def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_pl
     click.echo(f"wrote {path}")
 
 
-@main.command()
+@cli.command()
 @click.argument("test_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--neurons", default=None, help="Neurons to plot (default: all tested): 0:16 or 0,4,8.")
 @_user_errors
@@ -165,7 +191,7 @@ def plot(test_file: Path, neurons: str | None) -> None:
         click.echo(f"wrote {path}")
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @_user_errors
 def estimate(directory: Path) -> None:
@@ -175,9 +201,10 @@ def estimate(directory: Path) -> None:
     click.echo(report(directory))
 
 
-@main.command()
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--nloops", type=int, default=QUICKSTART_LOOPS, show_default=True, help="Training loops.")
+@click.option("--nloops", type=click.IntRange(min=1), default=QUICKSTART_LOOPS, show_default=True,
+              help="Training loops.")
 @_backend_options
 @_user_errors
 def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
@@ -197,6 +224,29 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
         (first_loop, first), (last_loop, last) = measured[0], measured[-1]
         click.echo(f"\ncorrelation with the targets: {first:.2f} at loop {first_loop} -> {last:.2f} at loop {last_loop}")
     click.echo("figures:\n  " + "\n  ".join(str(f) for f in figures if f.suffix == ".png"))
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``spikeforge`` entry point: :data:`cli` with SIGINT and SIGTERM handled from the start,
+    so that a signal at any moment ends with one line and status 130 or 143."""
+    with StopSignals():
+        try:
+            cli.main(args=args, prog_name="spikeforge", standalone_mode=False)
+        except Interrupted as interrupted:
+            click.echo(str(interrupted), err=True)
+            sys.exit(interrupted.exit_status)
+        except click.exceptions.Abort as abort:  # click wraps a KeyboardInterrupt in Abort
+            cause = abort.__cause__
+            status = cause.exit_status if isinstance(cause, Interrupted) else 130
+            click.echo(str(cause) if isinstance(cause, Interrupted) else "interrupted", err=True)
+            sys.exit(status)
+        except click.exceptions.UsageError as error:  # one line, as every user error
+            context = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+            click.echo(f"error: {error.format_message()}{context}", err=True)
+            sys.exit(2)
+        except click.exceptions.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

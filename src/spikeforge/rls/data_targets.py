@@ -10,6 +10,10 @@ Rates [Hz] are converted with the inverse Siegert transfer function of each neur
 measured in the init run (``sig`` when the network has no static synapses), as the
 reference does; rates below 0.1 Hz are raised to 0.1 Hz.  Unlike the reference, the
 constant drive is subtracted, since the Siegert mean input is drive plus synaptic current.
+
+Every file is checked before any simulation: real numbers (not complex), finite, and for
+rates ``0 <= rate <= max_rate`` (the parameter, 500 Hz by default: the highest rate whose
+spikes a trial records).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.core.store import read_h5
-from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.errors import DataFileError
 from spikeforge.rls import siegert
 from spikeforge.rls.params import Params
 
@@ -35,8 +39,9 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise DataFileError(f"{what} file {str(path)!r} is not a readable .npy array ({error})") from None
+        except (ValueError, OSError, EOFError) as error:
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise DataFileError(f"{what} file {str(path)!r} is not a readable .npy array ({reason})") from None
     else:
         arrays, _ = read_h5(path, what=f"{what} file")
         if not arrays:
@@ -46,9 +51,20 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
             raise DataFileError(f"{what} file {str(path)!r} has datasets {sorted(arrays)}; expected one, or one "
                                 f"named {' or '.join(PREFERRED_NAMES)}")
         array = arrays[names[0]]
+    if np.iscomplexobj(array):
+        raise DataFileError(f"{what} file {str(path)!r} holds complex values; expected real numbers")
     if not np.issubdtype(array.dtype, np.number):
         raise DataFileError(f"{what} file {str(path)!r} holds {array.dtype} values; expected numbers")
     return np.asarray(array, dtype=np.float64)
+
+
+def check_rates(rates: np.ndarray, p: Params, path: str | Path) -> None:
+    """Raise DataFileError unless every rate of (tasks, time, neurons) ``rates`` is in [0, max_rate]."""
+    bad = np.argwhere((rates < 0) | (rates > p.max_rate))
+    if bad.size:
+        task, t, i = bad[0]
+        raise DataFileError(f"spike-rate file {str(path)!r}: the rate at time {t}, neuron {i}, task {task} is "
+                            f"{rates[task, t, i]} Hz; expected a rate in [0, max_rate = {p.max_rate}] Hz")
 
 
 def as_task_major(array: np.ndarray, p: Params, n_tasks: int | None, path: str | Path, what: str) -> np.ndarray:
@@ -76,12 +92,8 @@ def siegert_sigma(p: Params, ustd0: float) -> float:
 
 
 def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float) -> np.ndarray:
-    """Target currents for target ``rates`` [Hz] of shape (tasks, time, neurons)."""
-    negative = np.argwhere(rates < 0)
-    if negative.size:
-        task, t, i = negative[0]
-        raise ParameterError(f"target rate at time {t}, neuron {i}, task {task} is {rates[task, t, i]} Hz; "
-                             "expected a rate >= 0")
+    """Target currents for target ``rates`` [Hz] of shape (tasks, time, neurons), checked by
+    :func:`check_rates`."""
     exc = np.arange(p.n_cells) < p.ne
     return siegert.rates_to_currents(
         rates, siegert_sigma(p, ustd0), tau_m=np.where(exc, p.tau_meme, p.tau_memi),

@@ -7,13 +7,14 @@ when it exists, since a plugin may choose them), in bytes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from spikeforge.core.backends.layout import RLS_BLOCK_BYTES
 from spikeforge.core.backends.numba_rls import padded_width
+from spikeforge.core.store import dataset_shapes, read_h5
 from spikeforge.rls import p_matrix
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.params import Params
@@ -37,14 +38,16 @@ class Estimate:
     def total(self, storage: str, precision: str) -> int:
         """Memory of training with P in (storage, precision)."""
         return (self.p_memory[storage, precision] + self.connectivity + self.targets_and_stimulus
-                + self.simulation_state)
+                + self.simulation_state + self.test_recording_per_trial)
 
 
 def estimate(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1) -> Estimate:
     """Memory of model ``p``; ``plastic_count`` (per neuron) if known, else lexc + linh + lx each."""
     n, s = p.n_cells, p.steps
-    count = np.full(n, s.n_plastic) if plastic_count is None else plastic_count
-    lmax, n_plastic = int(count.max()), int(count.sum())
+    if plastic_count is None:
+        lmax, n_plastic = s.n_plastic, n * s.n_plastic
+    else:
+        lmax, n_plastic = int(plastic_count.max()), int(plastic_count.sum())
     float_size = 8 if p.float_precision == "float64" else 4
     p_file, p_memory = {}, {}
     for storage in STORAGES:
@@ -64,7 +67,40 @@ def estimate(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 
     )
 
 
-def _human(n_bytes: float) -> str:
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation on this machine (Linux: MemAvailable;
+    elsewhere the physical memory), or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1) -> None:
+    """Raise ParameterError, with the estimate, if the model needs more memory than this machine
+    has available (checked before anything large is allocated)."""
+    from spikeforge.errors import ParameterError
+
+    e = estimate(p, plastic_count, n_tasks)
+    need = e.total(*e.chosen)
+    if p.p_compute == "small":  # no P, a short history of filtered spike trains instead
+        need += max(1, round(p.p_history / p.learn_every)) * (p.n_cells + p.lx) * 8 - e.p_memory[e.chosen]
+    free = available_memory()
+    if free is not None and need > free:
+        raise ParameterError(f"the model needs about {human_bytes(need)} of memory (p_storage = {e.chosen[0]!r}, "
+                             f"p_precision = {e.chosen[1]!r}, {p.n_cells} neurons), but this machine has "
+                             f"{human_bytes(free)} available; see `spikeforge estimate` for smaller choices")
+
+
+def human_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in B, kB, MB, GB or TB (powers of 1000)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n_bytes < 1000 or unit == "TB":
             return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
@@ -78,9 +114,11 @@ def report(directory: str | Path) -> str:
     p = run.params()
     count, n_tasks = None, 1
     if run.init_file.is_file():
-        with h5py.File(run.init_file, "r") as handle:
-            count = handle["plastic/count"][()]
-            n_tasks = handle["targets"].shape[0]
+        arrays, _ = read_h5(run.init_file, ["plastic/count"], what="init file")
+        count = arrays["plastic/count"]
+        n_tasks = dataset_shapes(run.init_file, "init file").get("targets", (1,))[0]
+        if count.shape != (p.n_cells,) or count.size == 0:
+            count = None  # init.h5 of other parameters: estimate from the parameters
     e = estimate(p, count, n_tasks)
     lines = [f"{p.n_cells} neurons, {p.steps.n_plastic if count is None else int(count.max())} plastic inputs "
              f"per neuron (max), {2 * p.k} static outputs per neuron",
@@ -88,13 +126,16 @@ def report(directory: str | Path) -> str:
     for storage in STORAGES:
         for precision in PRECISIONS:
             mark = "  <- params.toml" if (storage, precision) == e.chosen else ""
-            lines.append(f"{storage:<10} {precision:<9} {_human(e.p_file[storage, precision]):>10} "
-                         f"{_human(e.p_memory[storage, precision]):>11} {_human(e.total(storage, precision)):>15}"
+            lines.append(f"{storage:<10} {precision:<9} {human_bytes(e.p_file[storage, precision]):>10} "
+                         f"{human_bytes(e.p_memory[storage, precision]):>11} {human_bytes(e.total(storage, precision)):>15}"
                          f"{mark}")
-    lines += ["", f"connectivity (static + plastic, both layouts): {_human(e.connectivity)}",
-              f"targets and stimulus ({n_tasks} task{'s' if n_tasks > 1 else ''}): {_human(e.targets_and_stimulus)}",
-              f"simulation state: {_human(e.simulation_state)}",
-              f"test recording, per trial and task (all neurons): {_human(e.test_recording_per_trial)}"]
+    lines += ["", f"connectivity (static + plastic, both layouts): {human_bytes(e.connectivity)}",
+              f"targets and stimulus ({n_tasks} task{'s' if n_tasks > 1 else ''}): {human_bytes(e.targets_and_stimulus)}",
+              f"simulation state: {human_bytes(e.simulation_state)}",
+              f"test recording, per trial and task (all neurons): {human_bytes(e.test_recording_per_trial)}"]
+    free = available_memory()
+    if free is not None:
+        lines.append(f"available on this machine: {human_bytes(free)}")
     return "\n".join(lines)
 
 
@@ -114,5 +155,5 @@ def check_fits(p: Params, free_bytes: int, device: str, plastic_count: np.ndarra
     fitting = [f"{s}/{q}" for s in STORAGES for q in PRECISIONS if e.total(s, q) + working <= free_bytes]
     hint = f"; these P storage/precision choices fit: {', '.join(fitting)}" if fitting else (
         "; no P storage/precision fits: use p_compute = 'small' or a device with more memory")
-    raise ParameterError(f"the model needs about {_human(need)} on {device}, which has {_human(free_bytes)} free "
+    raise ParameterError(f"the model needs about {human_bytes(need)} on {device}, which has {human_bytes(free_bytes)} free "
                          f"(p_storage = {e.chosen[0]!r}, p_precision = {e.chosen[1]!r}){hint}")

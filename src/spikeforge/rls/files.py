@@ -7,10 +7,13 @@ A data directory holds::
     ckpt-<label>.h5        trained plastic weights and P after a loop; labels: "100" (last loop of a
                            train call), "37-cor0.712" (best correlation so far), "12i" (interrupted
                            after loop 12)
-    learning-curve.h5      per loop: correlation (NaN where not measured), elapsed_time [s],
-                           firing_rate [Hz], max_memory [bytes]
+    learning-curve.h5      every loop trained in the directory, with the training segment (train
+                           call) it came from: correlation (NaN where not measured), elapsed_time [s],
+                           firing_rate [Hz], max_memory [bytes], P faults (spikeforge.rls.learning_curve)
     test.h5                spike times and boxcar-averaged currents of test trials
     test-*.png, test-*.pdf figures
+    .spikeforge.lock       the lock every writing command holds (spikeforge.core.lock), and
+    .spikeforge.owner      who holds it
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from spikeforge.errors import DataFileError, SpikeforgeError
+from spikeforge.core.lock import DirectoryLock
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
 from spikeforge.rls.params import SCHEMA, Params
 
 _LABEL = re.compile(r"^(\d+)(i|-cor-?\d+(\.\d+)?)?$")
@@ -51,14 +55,38 @@ class RunDir:
     def checkpoint_file(self, label: str) -> Path:
         return self.path / f"ckpt-{label}.h5"
 
+    def lock(self, command: str) -> DirectoryLock:
+        """The directory's lock, for ``command`` (e.g. "spikeforge train"); use it in a ``with``."""
+        return DirectoryLock(self.path, command)
+
     def params(self) -> Params:
-        """The parameters in params.toml."""
-        return Params(SCHEMA.read_toml(self.params_file))
+        """The parameters in params.toml (which must set the seed)."""
+        user = SCHEMA.read_toml(self.params_file)
+        if user.get("seed") is None:
+            raise ParameterError(f"{str(self.params_file)!r} sets no seed; add a line `seed = <integer in [0, 2**63)>` "
+                                 "(every random stream derives from it)")
+        return Params(user)
 
     def checkpoint_labels(self) -> list[str]:
         """Labels of the checkpoints present, by loop number (then name)."""
         labels = [f.name[len("ckpt-"):-len(".h5")] for f in self.path.glob("ckpt-*.h5")]
         return sorted((label for label in labels if _LABEL.match(label)), key=lambda s: (checkpoint_loop(s), s))
+
+    def latest_checkpoint(self) -> str | None:
+        """Label of the checkpoint of the highest loop (a plain label before "<loop>i" and
+        "<loop>-cor<c>" of the same loop), or None when there is none."""
+        labels = self.checkpoint_labels()
+        if not labels:
+            return None
+        return max(labels, key=lambda label: (checkpoint_loop(label), label.isdigit(), label.endswith("i")))
+
+    def checkpoints_after(self, loop: int) -> list[str]:
+        """Labels of the checkpoints of loops after ``loop``."""
+        return [label for label in self.checkpoint_labels() if checkpoint_loop(label) > loop]
+
+    def test_figures(self) -> list[Path]:
+        """The figures of test.h5 (spikeforge.rls.plotting names them test-<kind>-task<t>.png/.pdf)."""
+        return [f for suffix in ("png", "pdf") for f in self.path.glob(f"test-*-task*.{suffix}")]
 
     def require_init(self) -> None:
         if not self.init_file.is_file():
@@ -66,10 +94,13 @@ class RunDir:
 
 
 def checkpoint_loop(label: str) -> int:
-    """Loop number of a checkpoint label ("100", "37-cor0.712", "12i" -> 100, 37, 12)."""
+    """Loop number of a checkpoint label ("100", "37-cor0.712", "12i" -> 100, 37, 12; "init" -> 0)."""
+    if str(label) == "init":
+        return 0
     match = _LABEL.match(str(label))
     if not match:
         raise SpikeforgeError(
-            f"checkpoint {label!r} is not a checkpoint label; expected a loop number such as 100, 12i or 37-cor0.712"
+            f"checkpoint {label!r} is not a checkpoint label; expected init or a loop number such as 100, 12i or "
+            "37-cor0.712"
         )
     return int(match.group(1))

@@ -10,18 +10,23 @@ initial P.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spikeforge.core import provenance
 from spikeforge.core import rng as streams
+from spikeforge.core.interrupts import StopSignals
 from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import INIT, Connectivity
-from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 from spikeforge.core import plugins
 from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix
+from spikeforge.rls.estimate import check_host_memory
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
@@ -32,7 +37,8 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
     """Create data directory ``directory`` with a ``params.toml`` of the defaults plus ``overrides``.
 
     A ``seed`` is drawn from the operating system when none is given, and written to the
-    file, so every run of the directory is reproducible.
+    file, so every run of the directory is reproducible.  Warns (:class:`SpikeforgeWarning`)
+    when the network would be silent or needs more memory than this machine has.
 
     Raises:
         ParameterError: an unknown name or invalid value (nothing is written).
@@ -45,9 +51,48 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
     run = RunDir(directory, must_exist=False)
     if run.params_file.exists():
         raise DataFileError(f"{str(run.params_file)!r} already exists; edit it, or choose a new directory")
-    run.path.mkdir(parents=True, exist_ok=True)
-    SCHEMA.write_toml(run.params_file, params.user)
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataFileError(f"cannot create data directory {str(run.path)!r}: {error.strerror or error}") from None
+    with run.lock("spikeforge new"):
+        if run.params_file.exists():
+            raise DataFileError(f"{str(run.params_file)!r} already exists; edit it, or choose a new directory")
+        SCHEMA.write_toml(run.params_file, params.user)
+    warn_if_drive_below_threshold(params)
+    try:
+        check_host_memory(params)
+    except ParameterError as error:
+        warnings.warn(f"{error} (on this machine)", SpikeforgeWarning, stacklevel=2)
     return params
+
+
+def _drive_reason(p: Params, population: str) -> str | None:
+    """Why the constant drive of ``population`` ("e" or "i") is below its threshold, or None."""
+    drive, thresh = p[f"x_bal{population}"], p[f"thresh{population}"]
+    if drive >= thresh:
+        return None
+    name = f"x_bal{population}"
+    if name in p.user or "jx" in p.user:
+        return f"{name} = {drive:.3g} is below the threshold thresh{population} = {thresh:.3g}"
+    # x_bale = 1.5 jx, x_bali = jx, jx = 0.08 sqrt(k) g: the drive grows with sqrt(k)
+    factor = (1.5 if population == "e" else 1.0) * 0.08 * p.g
+    k_needed = math.ceil((thresh / factor) ** 2) if factor > 0 else None
+    source = "k" if "k" in p.user else f"k = round(ne * pree) = {p.k} (n_cells = {p.n_cells}, pree = {p.pree})"
+    hint = f"; set k >= {k_needed} (or pree, or {name})" if k_needed else f"; set {name}"
+    return (f"the derived drive {name} = {factor:.3g} sqrt(k) = {drive:.3g} is below the threshold "
+            f"thresh{population} = {thresh:.3g}, with {source}{hint}")
+
+
+def warn_if_drive_below_threshold(p: Params) -> None:
+    """Warn when neither population's constant drive reaches its threshold and there is no noise:
+    then no neuron can start to fire."""
+    reasons = [_drive_reason(p, "e"), _drive_reason(p, "i")]
+    if None not in reasons and p.sig == 0:
+        warnings.warn("the network will be silent: " + "; ".join(reasons), SpikeforgeWarning, stacklevel=3)
+
+
+SILENT_RATE_HZ = 0.5  # init warns below this mean rate
 
 
 def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
@@ -91,35 +136,59 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         utarg_file: target currents, (time, neurons[, tasks]) in ``.npy`` or HDF5
             (see :mod:`spikeforge.rls.data_targets`); default random-phase sinusoids.
         spikerate_file: target firing rates [Hz], same shapes, converted to currents.
-        force: delete existing checkpoints, learning curve and test results, which belong
-            to the previous network; without it their presence is an error.
+        force: replace a previous network: its checkpoints, learning curve and test results are
+            deleted once the new init.h5 is written; without it their presence is an error.
         verbose: print the init-run rates.
         backend, device: where the init run (the static network, one trial) runs: "numba" on
             the cpu, or "torch" on "cpu" or "cuda[:N]" (worth it for large networks).
 
+    Holds the directory's lock; every input is checked before the init run.  SIGINT or SIGTERM
+    stops it at once with nothing written (:class:`~spikeforge.core.interrupts.Interrupted`),
+    except during the final write, which is finished first.  Warns (:class:`SpikeforgeWarning`)
+    when the network is (nearly) silent.
+
     Returns:
         The initialised model; ``model.init_stats`` has ``rate_exc_hz`` and ``rate_inh_hz``.
     """
-    run = RunDir(directory)
-    p = run.params()
     if n_tasks is not None and n_tasks < 1:
         raise ParameterError(f"number of tasks = {n_tasks} must be >= 1")
     if utarg_file is not None and spikerate_file is not None:
         raise ParameterError("give either a target-current file or a spike-rate file, not both")
-    data_file, what = (utarg_file, "target-current") if utarg_file is not None else (spikerate_file, "spike-rate")
-    data = None
-    if data_file is not None:  # read and check before the (long) init run
-        data = data_targets.as_task_major(data_targets.load_array(data_file, what), p, n_tasks, data_file, what)
-        n_tasks = data.shape[0]
-    n_tasks = 1 if n_tasks is None else n_tasks
-    stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
-    stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
-    if stale and not force:
-        raise DataFileError(
-            f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
-            "init would make them inconsistent: use a new directory or pass --force to delete them"
-        )
-    engine = get_backend(backend, device)  # checks the choice before the long work
+    run = RunDir(directory)
+    with StopSignals() as signals, run.lock("spikeforge init"):
+        p = run.params()
+        data_file = utarg_file if utarg_file is not None else spikerate_file
+        data = None
+        if data_file is not None:  # read and check before the (long) init run
+            what = "target-current" if utarg_file is not None else "spike-rate"
+            data = data_targets.as_task_major(data_targets.load_array(data_file, what), p, n_tasks, data_file, what)
+            if spikerate_file is not None:
+                data_targets.check_rates(data, p, data_file)
+            n_tasks = data.shape[0]
+        n_tasks = 1 if n_tasks is None else n_tasks
+        stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
+        stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
+        if stale and not force:
+            raise DataFileError(
+                f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
+                "init would make them inconsistent: use a new directory or pass --force to delete them"
+            )
+        engine = get_backend(backend, device)  # checks the choice before the long work
+        check_host_memory(p, n_tasks=n_tasks)
+        warn_if_drive_below_threshold(p)
+        model = _build(run, p, engine, n_tasks, data, utarg_file is not None, verbose)
+        attrs = {"targets_from": "sinusoids" if data_file is None else str(data_file)}
+        if data_file is not None:
+            attrs["targets_sha256"] = provenance.file_digest(data_file)
+        with signals.deferred("finishing the write of init.h5"):
+            model.save_init(run, attrs, replaces=stale + (run.test_figures() if stale else []))
+        signals.raise_if_requested(f"interrupted by a signal while writing {run.init_file}; the write was completed")
+    return model
+
+
+def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None, data_are_currents: bool,
+           verbose: bool) -> Model:
+    """Connectivity, init run, plastic inputs, targets, stimulus and initial P of a new network."""
     seed, dtype, n = p.seed, float_dtype(p), p.n_cells
 
     def plugin(slot: str, *arguments):
@@ -142,6 +211,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
     if verbose:
         print(f"init run: mean excitatory rate {rate_exc:.3f} Hz, mean inhibitory rate {rate_inh:.3f} Hz")
+    _warn_if_silent(p, rate_exc, rate_inh)
     ff_rng = streams.stream(seed, "feedforward")
     rows_after_stimulus = p.steps.n_steps - p.steps.stim_off_step
     ff_probability = plugins.check_array(plugin("ff_rates", ff_rng), p.ff_rates, "feed-forward spike probabilities",
@@ -151,15 +221,13 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     plastic = connectivity.with_feedforward(plastic, feedforward.initial_weights(p, ff_rng))
     plastic = plastic._replace(weight=plastic.weight.astype(dtype))
     ustd0 = float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())
-    if utarg_file is not None:
-        task_targets = data
-    elif spikerate_file is not None:
-        task_targets = data_targets.currents_from_rates(p, data, ustd0)
-    else:
+    if data is None:
         task_targets = np.stack([
             plugins.check_array(plugin("targets", result.u_mean, streams.stream(seed, "targets", task), task),
                                 p.targets, f"targets of task {task}", (p.steps.learn_nsteps, n))
             for task in range(n_tasks)])
+    else:
+        task_targets = data if data_are_currents else data_targets.currents_from_rates(p, data, ustd0)
     stimulus_rows = p.steps.stim_off_step - p.steps.stim_on_step
     task_stimuli = np.stack([
         plugins.check_array(plugin("stimulus", streams.stream(seed, "stimulus", task), task), p.stimulus,
@@ -173,15 +241,23 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         P = p_matrix.to_memory_layout(p_matrix.to_file_layout(P * p.p_scale, p.p_storage, p.p_precision),
                                       p.p_storage)
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
-                  "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh,
-                  "ustd0": ustd0, "targets_from": str(data_file) if data_file is not None else "sinusoids"}
-    model = Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability,
-                  target_rates=data if spikerate_file is not None else None, cells=cells)
+                  "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh, "ustd0": ustd0, "seed": seed,
+                  "n_tasks": n_tasks}
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
-    attrs = {k: v for k, v in init_stats.items() if not isinstance(v, np.ndarray)}
-    attrs |= {"seed": seed, "n_tasks": n_tasks, "rng_streams": [streams.describe(seed, *path) for path in stream_paths]}
-    for stale_file in stale:
-        stale_file.unlink()
-    model.save_init(run, attrs)
-    return model
+    init_stats["rng_streams"] = [streams.describe(seed, *path) for path in stream_paths]
+    return Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability,
+                 target_rates=None if data is None or data_are_currents else data, cells=cells,
+                 network_id=provenance.new_identity())
+
+
+def _warn_if_silent(p: Params, rate_exc: float, rate_inh: float) -> None:
+    """Warn when the init run's mean rate of either population is below SILENT_RATE_HZ."""
+    if min(rate_exc, rate_inh) >= SILENT_RATE_HZ:
+        return
+    reasons = [r for r in (_drive_reason(p, "e"), _drive_reason(p, "i")) if r is not None]
+    because = ("; " + "; ".join(reasons)) if reasons else (
+        "; raise the drive (x_bale, x_bali), the noise (sig) or the in-degree (k)")
+    warnings.warn(f"the init run is nearly silent (excitatory {rate_exc:.3g} Hz, inhibitory {rate_inh:.3g} Hz, below "
+                  f"{SILENT_RATE_HZ} Hz): RLS cannot learn from neurons that do not spike{because}",
+                  SpikeforgeWarning, stacklevel=3)

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from spikeforge.core.lock import DirectoryLock
 from spikeforge.core.spikes import psth
 from spikeforge.core.store import atomic_output, read_h5
 from spikeforge.errors import ParameterError
@@ -33,15 +34,20 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Path]:
-    """Write the figures of ``test_file`` for ``neurons`` (default: all tested ones).
+    """Write the figures of ``test_file`` for ``neurons`` (default: all tested ones), holding
+    the lock of the file's directory.
 
     Returns:
         Paths of the files written.
     """
-    import matplotlib
+    test_file = Path(test_file)
+    with DirectoryLock(test_file.parent, "spikeforge plot"):
+        return write_figures(test_file, neurons)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def write_figures(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Path]:
+    """:func:`plot` without taking the lock (for a caller that holds it)."""
+    from matplotlib.figure import Figure
 
     test_file = Path(test_file)
     data, attrs = read_h5(test_file, ["neurons", "spike_step", "spike_trial", "spike_task", "spike_neuron",
@@ -64,10 +70,10 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
     stem = test_file.with_suffix("")
     written: list[Path] = []
     for task in range(n_tasks):
-        figures = {"syninput": plt.subplots(rows, cols, squeeze=False, sharex=True,
-                                            figsize=(PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows)),
-                   "psth": plt.subplots(rows, cols, squeeze=False, sharex=True,
-                                        figsize=(PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows))}
+        figures = {}
+        for kind in ("syninput", "psth"):
+            fig = Figure(figsize=(PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows))
+            figures[kind] = (fig, fig.subplots(rows, cols, squeeze=False, sharex=True))
         current = data["u_total"][:, task]  # (ntrials, bins, n)
         median = np.median(current, axis=0)
         spread = MAD_TO_SIGMA * np.median(np.abs(current - median), axis=0)
@@ -100,8 +106,7 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
             fig.tight_layout()
             for suffix in (".png", ".pdf"):
                 path = Path(f"{stem}-{kind}-task{task}{suffix}")
-                with atomic_output(path, suffix) as temporary:
+                with atomic_output(path) as temporary:
                     fig.savefig(temporary, dpi=110, format=suffix[1:])
                 written.append(path)
-            plt.close(fig)
     return written

@@ -15,7 +15,13 @@ currents at the learning times (tsn.md 3.8), and saves them with the targets in
     learn_times (learn_nsteps,)              bin centres [ms]
 
 Attributes: ``dt``, ``stim_off``, ``train_time``, ``learn_every`` [ms], ``ntrials``,
-``n_tasks``, ``checkpoint``.
+``n_tasks``, ``checkpoint``, ``network_id`` (that of init.h5).
+
+A new ``test`` replaces ``test.h5`` (its results are reproducible from the checkpoint: every trial
+has its own stream).  SIGINT or SIGTERM lets the trial in progress finish, then saves the
+completed trials to ``test.h5`` and raises :class:`~spikeforge.core.interrupts.Interrupted`
+(exit status 130 or 143); when no trial was complete, nothing is written and an earlier
+``test.h5`` stays.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TEST
+from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
 from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.rls.estimate import check_host_memory
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
+from spikeforge.rls.plotting import write_figures
 from spikeforge.rls.simulation import constants, initial_voltage, run_trial
 from spikeforge.rls.targets import learning_times
 from spikeforge.rls.training import check_device_memory
@@ -55,10 +64,10 @@ def check_neurons(neurons: Sequence[int], n_cells: int) -> np.ndarray:
 
 def latest_checkpoint(run: RunDir) -> str:
     """Label of the checkpoint with the highest loop number."""
-    labels = run.checkpoint_labels()
-    if not labels:
+    label = run.latest_checkpoint()
+    if label is None:
         raise DataFileError(f"{str(run.path)!r} has no checkpoint; run `spikeforge train {run.path}` first")
-    return max(labels, key=lambda label: (checkpoint_loop(label), label))
+    return label
 
 
 def _devices(backend: str, device: str, p) -> list[str]:
@@ -93,15 +102,37 @@ def test(
         devices: the devices to spread trials over, instead of those ``device`` implies.
 
     Returns:
-        Path of ``test.h5``.  Ctrl-C keeps the trials completed so far.
+        Path of ``test.h5``.  SIGINT or SIGTERM keeps the trials completed so far.
     """
-    if ntrials < 1:
-        raise ParameterError(f"ntrials = {ntrials} must be >= 1")
+    if not isinstance(ntrials, (int, np.integer)) or ntrials < 1:
+        raise ParameterError(f"ntrials = {ntrials!r} must be an integer >= 1")
     run = RunDir(directory)
-    p = run.params()
-    indices = check_neurons(neurons, p.n_cells)
-    label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
-    model = Model.load(run, label, p)
+    with StopSignals() as signals, run.lock("spikeforge test"):
+        p = run.params()
+        indices = check_neurons(neurons, p.n_cells)
+        label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
+        checkpoint_loop(label)
+        model = Model.load(run, label, p)
+        check_host_memory(p, model.plastic.count, model.n_tasks)
+        with signals.deferred("finishing this trial, then saving the completed trials"):
+            completed, recorded = _run_trials(model, label, indices, ntrials, signals, verbose, backend, device, devices)
+            if completed:
+                write_h5(run.test_file, *recorded)
+        if signals.requested:
+            kept = f"kept the {completed} completed trials in {run.test_file}" if completed else "no trial was complete"
+            raise Interrupted(signals.requested, f"interrupted by {signal_name(signals.requested)}: {kept}")
+        if plot:
+            figures = write_figures(run.test_file)
+            if verbose:
+                print("figures: " + ", ".join(str(f) for f in figures))
+    return run.test_file
+
+
+def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, signals: StopSignals, verbose: bool,
+                backend: str, device: str, devices: Sequence[str] | None) -> tuple[int, tuple[dict, dict]]:
+    """Run trials 0, 1, ... until ``ntrials`` are done or a stop is requested; return the number of
+    consecutive completed trials and the (arrays, attributes) of test.h5 for them."""
+    p = model.p
     n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks
     u_total = np.zeros((ntrials, n_tasks, n_bins, indices.size))
     u_plastic = np.zeros_like(u_total)
@@ -136,37 +167,32 @@ def test(
         done[trial] = True
 
     names = devices or _devices(backend, device, p)
-    try:
-        if len(names) == 1:
-            on = setup(names[0])
-            for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
-                              disable=not (verbose and sys.stderr.isatty()), leave=False):
+    if len(names) == 1:
+        on = setup(names[0])
+        for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
+                          disable=not (verbose and sys.stderr.isatty()), leave=False):
+            if signals.requested:
+                break
+            run_one(trial, on)
+    else:  # one thread per device, each taking the next trial; streams make the order irrelevant
+        queue = iter(range(ntrials))
+        lock = threading.Lock()
+
+        def worker(device_name: str) -> None:
+            on = setup(device_name)
+            while not signals.requested:
+                with lock:
+                    trial = next(queue, None)
+                if trial is None:
+                    return
                 run_one(trial, on)
-        else:  # one thread per device, each taking the next trial; streams make the order irrelevant
-            queue = iter(range(ntrials))
-            lock = threading.Lock()
 
-            def worker(device_name: str) -> None:
-                on = setup(device_name)
-                while True:
-                    with lock:
-                        trial = next(queue, None)
-                    if trial is None:
-                        return
-                    run_one(trial, on)
-
-            with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
-                for future in [pool.submit(worker, name) for name in names]:
-                    future.result()
-    except KeyboardInterrupt:
-        print(f"interrupted: keeping the {int(np.argmin(done)) if not done.all() else ntrials} completed trials",
-              file=sys.stderr)
-        if not done[0]:
-            raise
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+            for future in [pool.submit(worker, name) for name in names]:
+                future.result()
     completed = ntrials if done.all() else int(np.argmin(done))
     spikes = [rows for trial in range(completed) for rows in spikes[trial]]
     table = np.concatenate(spikes).astype(np.int64) if spikes else np.zeros((0, 4), dtype=np.int64)
-    table = table[table[:, 1] < completed]
     arrays = {
         "neurons": indices, "spike_step": table[:, 0].astype(np.int32), "spike_trial": table[:, 1].astype(np.int32),
         "spike_task": table[:, 2].astype(np.int32), "spike_neuron": table[:, 3].astype(np.int32),
@@ -176,12 +202,5 @@ def test(
     if model.target_rates is not None:
         arrays["target_rate"] = model.target_rates[:, :, indices]
     attrs = {"dt": p.dt, "stim_off": p.stim_off, "train_time": p.train_time, "learn_every": p.learn_every,
-             "ntrials": completed, "n_tasks": n_tasks, "checkpoint": label}
-    write_h5(run.test_file, arrays, attrs)
-    if plot:
-        from spikeforge.rls.plotting import plot as make_plots
-
-        figures = make_plots(run.test_file)
-        if verbose:
-            print("figures: " + ", ".join(str(f) for f in figures))
-    return run.test_file
+             "ntrials": completed, "n_tasks": n_tasks, "checkpoint": label, "network_id": model.network_id}
+    return completed, (arrays, attrs)

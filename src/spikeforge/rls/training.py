@@ -1,4 +1,4 @@
-"""``train``: RLS training loops with checkpoints, a learning curve and safe interruption.
+"""``train``: RLS training loops with checkpoints, a learning curve, safe stops and health checks.
 
 Each loop is one trial of a task (``task_schedule``: cyclic by default) during which every neuron's
 plastic weights are updated by RLS every ``learn_every`` ms after ``stim_off``.  P
@@ -6,20 +6,34 @@ persists across loops.  Loop ``n`` draws its random numbers from the stream
 ``("train", n)``, so training 2 loops, restoring and training 2 more gives exactly the
 weights of 4 loops in one go.
 
-Ctrl-C finishes the loop in progress, saves checkpoint ``<loop>i`` and the learning
-curve, and raises :class:`TrainingInterrupted`; a second Ctrl-C stops at once without
-saving that loop.
+Where a call starts: from ``restore_from_checkpoint`` when given, otherwise from the directory's
+latest checkpoint (from the initial weights when there is none), so a second ``train`` continues
+the first.  Restoring an earlier checkpoint while checkpoints of later loops exist is refused
+unless ``discard_later`` (which deletes them): a directory never holds two diverging histories
+under the same loop numbers.  Every loop trained is logged in ``learning-curve.h5``
+(:mod:`spikeforge.rls.learning_curve`), with the segment (call) it belongs to.
+
+Stops: SIGINT (Ctrl-C) or SIGTERM (a batch scheduler) during a loop lets the loop finish, saves
+checkpoint ``<loop>i`` and raises :class:`TrainingInterrupted` (exit status 130 or 143); during
+start-up it stops at once with nothing changed; during a checkpoint write the write is finished
+first.  A second signal stops at once, leaving the checkpoints saved so far (never a
+half-written file).  ``checkpoint_every`` saves the latest loop periodically, so that even a
+SIGKILL loses at most that many loops.
+
+Health: after every loop the plastic weights are checked for NaN and infinity, and a 16-bit P
+for entries at the int16 limits (clipped) or not finite; the counts go into the learning curve,
+a warning line reports them, and non-finite weights stop training with
+:class:`TrainingDiverged`, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import resource
-import signal
+import shutil
 import sys
-import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +42,30 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
-from spikeforge.core.store import read_h5, write_h5
-from spikeforge.errors import ParameterError, SpikeforgeError
-from spikeforge.rls.estimate import check_fits
+from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
+from spikeforge.core.store import read_attrs
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
+from spikeforge.rls.estimate import check_fits, check_host_memory, human_bytes
 from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
+from spikeforge.rls.learning_curve import LearningCurve
 from spikeforge.rls.model import Model
 from spikeforge.rls.simulation import Learner, constants, initial_voltage, run_trial
 
+LOW_PRECISION = ("float16", "int16")
 
-class TrainingInterrupted(SpikeforgeError):
-    """Training stopped on Ctrl-C after saving a checkpoint (its label is in ``label``)."""
 
-    def __init__(self, label: str, path: Path):
-        super().__init__(f"interrupted: saved checkpoint {label!r} ({path}); resume with --restore-from-checkpoint {label}")
+class TrainingInterrupted(Interrupted):
+    """Training stopped on SIGINT or SIGTERM after saving checkpoint ``label``."""
+
+    def __init__(self, signum: int, label: str, path: Path, directory: Path):
+        super().__init__(signum, f"interrupted by {signal_name(signum)}: saved checkpoint {label!r} ({path}); "
+                                 f"continue with `spikeforge train {directory}`")
         self.label = label
+
+
+class TrainingDiverged(SpikeforgeError):
+    """The plastic weights became NaN or infinite; nothing after the last good checkpoint was saved."""
 
 
 @dataclasses.dataclass
@@ -80,22 +103,6 @@ def check_device_memory(engine, model: Model) -> None:
     check_fits(model.p, free, engine.device, model.plastic.count, model.n_tasks)
 
 
-def _on_backend(learner: Learner, engine) -> Learner:
-    """The learner with its arrays on the backend (the same arrays for numba)."""
-    for name in ("P", "weights_in", "plastic_index", "plastic_count", "in_to_out", "history"):
-        setattr(learner, name, engine.put(getattr(learner, name)))
-    return learner
-
-
-def _copy_back(learner: Learner, model: Model, engine) -> None:
-    """Make the model's numpy arrays hold the learner's current P, weights and history."""
-    if engine.name != "numba":
-        model.P[...] = engine.get(learner.P)
-        model.plastic.weight[...] = engine.get(learner.weights_in)
-    if learner.history is not None:
-        model.history = (engine.get(learner.history), learner.history_filled, learner.history_next)
-
-
 def task_of_loop(p, loop: int, n_tasks: int) -> int:
     """Task trained in loop ``loop`` (1-based): cyclic, or drawn from the stream ("task_schedule", loop)."""
     if p.task_schedule == "random":
@@ -103,44 +110,152 @@ def task_of_loop(p, loop: int, n_tasks: int) -> int:
     return (loop - 1) % n_tasks
 
 
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Turn the first Ctrl-C into a flag (``flag["set"]``); the second raises KeyboardInterrupt."""
-    flag = {"set": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag["set"]:
-            raise KeyboardInterrupt
-        flag["set"] = True
-        print("\nCtrl-C: finishing this loop, then saving a checkpoint (press again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def peak_memory_bytes() -> int:
+    """Peak resident memory of this process [bytes] (ru_maxrss is in kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _write_learning_curve(run: RunDir, first_loop: int, rows: dict[str, list]) -> None:
-    """Write the learning curve: entries of loops before ``first_loop`` are kept from the old file."""
-    kept: dict[str, np.ndarray] = {}
-    if run.learning_curve_file.exists() and first_loop > 1:
-        try:
-            old, _ = read_h5(run.learning_curve_file, list(rows), what="learning curve")
-            keep = old["loop"] < first_loop
-            kept = {name: values[keep] for name, values in old.items()}
-        except SpikeforgeError:
-            kept = {}
-    arrays = {name: np.concatenate([kept.get(name, np.zeros(0)), np.asarray(values, dtype=np.float64)])
-              for name, values in rows.items()}
-    arrays["loop"] = arrays["loop"].astype(np.int64)
-    arrays["task"] = arrays["task"].astype(np.int64)
-    write_h5(run.learning_curve_file, arrays,
-             {"units": {"correlation": "1", "elapsed_time": "s", "firing_rate": "Hz", "max_memory": "bytes"}})
+def starting_point(run: RunDir, restore_from_checkpoint: str | int | None, discard_later: bool) -> tuple[str, list[str]]:
+    """(label to start from, labels of later checkpoints to delete) for a train call."""
+    if restore_from_checkpoint is None:
+        return run.latest_checkpoint() or "init", []
+    label = str(restore_from_checkpoint)
+    loop = checkpoint_loop(label)  # validates the label before anything is loaded
+    if label != "init" and not run.checkpoint_file(label).is_file():
+        raise DataFileError(f"checkpoint {str(run.checkpoint_file(label))!r} does not exist; "
+                            f"checkpoints here: {', '.join(run.checkpoint_labels()) or 'none'}")
+    later = run.checkpoints_after(loop)
+    if later and not discard_later:
+        raise ParameterError(
+            f"restoring checkpoint {label!r} would train loops that checkpoints of this directory already hold "
+            f"({', '.join(later)}); pass --discard-later to delete them and train from {label!r}, or omit "
+            f"--restore-from-checkpoint to continue from {run.latest_checkpoint()!r}")
+    return label, later
+
+
+def _check_disk_space(run: RunDir, model: Model, n_checkpoints: int) -> None:
+    """Refuse to start when the directory's file system cannot hold the checkpoints training will write."""
+    need = model.checkpoint_bytes() * n_checkpoints
+    free = shutil.disk_usage(run.path).free
+    if free < need:
+        raise DataFileError(f"the file system of {str(run.path)!r} has {human_bytes(free)} free, but training writes up to "
+                            f"{n_checkpoints} checkpoint(s) of {human_bytes(model.checkpoint_bytes())}; free some space "
+                            "or use another directory")
+
+
+class _Session:
+    """The state of one train call: the model on its backend, the learner and the checkpoints written."""
+
+    def __init__(self, run: RunDir, model: Model, engine, curve: LearningCurve, verbose: bool):
+        self.run, self.model, self.engine, self.curve, self.verbose = run, model, engine, curve, verbose
+        p = model.p
+        net, in_to_out = model.connectivity()
+        self.net, self.const = engine.put(net), engine.put(constants(p, model.cells))
+        self.learner = self._on_backend(learner_for(model, self.net.plastic_weight, in_to_out))
+        self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
+        self.last_saved = model.label  # the last good checkpoint
+        self.periodic: str | None = None  # label of this call's latest periodic checkpoint
+        self.best_correlation, self.best_labels = self._earlier_best()
+
+    def _on_backend(self, learner: Learner) -> Learner:
+        """The learner with its arrays on the backend (the same arrays for numba)."""
+        for name in ("P", "weights_in", "plastic_index", "plastic_count", "in_to_out", "history"):
+            setattr(learner, name, self.engine.put(getattr(learner, name)))
+        return learner
+
+    def _earlier_best(self) -> tuple[float, list[str]]:
+        """The best correlation of this directory's best-correlation checkpoints up to the start, and their labels."""
+        labels = [label for label in self.run.checkpoint_labels()
+                  if "-cor" in label and checkpoint_loop(label) <= self.model.loop]
+        best = max((float(read_attrs(self.run.checkpoint_file(label), "checkpoint").get("correlation", -np.inf))
+                    for label in labels), default=-np.inf)
+        return best, labels
+
+    def run_loop(self, loop: int, measure: bool) -> dict:
+        """Train loop ``loop``; return its learning-curve row."""
+        p, model = self.model.p, self.model
+        started = time.perf_counter()
+        task = task_of_loop(p, loop, model.n_tasks)
+        rng = streams.stream(p.seed, "train", loop)
+        result = run_trial(p, self.net, self.const, TRAIN_RECORD if measure else TRAIN,
+                           initial_voltage(p, rng, model.cells), self.stimulus[task], rng, self.learner,
+                           self.targets[task], model.ff_probability, model.cell_state, self.engine)
+        model.loop = loop
+        if p.cell_state_persists:
+            model.cell_state = result.cell_state
+        correlation, n_nan = float("nan"), 0
+        if measure:
+            which = 0 if p.correlation_var == "utotal" else 1
+            correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
+        saturated, nonfinite = (self.engine.kernels.count_p_faults(self.learner.P)
+                                if p.p_precision in LOW_PRECISION and p.p_compute != "small" else (0, 0))
+        return {"loop": loop, "task": task, "correlation": correlation, "n_nan": n_nan,
+                "elapsed_time": time.perf_counter() - started,
+                "firing_rate": float(result.spike_count.mean() / (p.train_time / 1000)),
+                "max_memory": peak_memory_bytes(), "p_saturated": saturated, "p_nonfinite": nonfinite}
+
+    def check_health(self, row: dict) -> None:
+        """Warn about clipped or non-finite P entries; raise TrainingDiverged on non-finite weights."""
+        loop, saturated, nonfinite = row["loop"], row["p_saturated"], row["p_nonfinite"]
+        advice = ("raise penlambda (and penlam_ff), or use p_precision = 'float32'" if self.model.p.p_precision ==
+                  "float16" else "lower p_scale, raise penlambda (and penlam_ff), or use p_precision = 'float32'")
+        if saturated:
+            warnings.warn(f"loop {loop}: {saturated} entries of P are at the int16 limits (they were clipped, so P is "
+                          f"wrong there); {advice}", SpikeforgeWarning, stacklevel=2)
+        if nonfinite:
+            warnings.warn(f"loop {loop}: {nonfinite} entries of P are NaN or infinite ({self.model.p.p_precision} "
+                          f"overflowed); {advice}", SpikeforgeWarning, stacklevel=2)
+        bad_weights = self.engine.kernels.count_nonfinite(self.learner.weights_in)
+        if bad_weights:
+            raise TrainingDiverged(
+                f"loop {loop}: {bad_weights} plastic weights became NaN or infinite"
+                + (f" (P has {nonfinite} non-finite entries)" if nonfinite else "")
+                + f"; nothing after checkpoint {self.last_saved!r} was saved, which is the last good one; {advice}")
+
+    def save(self, label: str, correlation: float) -> Path:
+        """Save the current weights and P as checkpoint ``label`` (refused if P is not finite)."""
+        learner, model, engine = self.learner, self.model, self.engine
+        if model.p.p_compute != "small":
+            _, nonfinite = engine.kernels.count_p_faults(learner.P)
+            if nonfinite:
+                raise TrainingDiverged(f"loop {model.loop}: {nonfinite} entries of P are NaN or infinite; checkpoint "
+                                       f"{label!r} was not saved; the last good checkpoint is {self.last_saved!r}")
+        if engine.name != "numba":
+            model.P[...] = engine.get(learner.P)
+            model.plastic.weight[...] = engine.get(learner.weights_in)
+        if learner.history is not None:
+            model.history = (engine.get(learner.history), learner.history_filled, learner.history_next)
+        path = model.save_checkpoint(self.run, label, correlation,
+                                     {"restored_from": self.curve.segment["restored_from"],
+                                      "segment": self.curve.segment["segment"]})
+        self.curve.saved(label)
+        self.last_saved = label
+        return path
+
+    def save_if_best(self, row: dict) -> None:
+        """Save ``<loop>-cor<c>`` when the correlation beats every earlier one with no NaN neuron."""
+        correlation = row["correlation"]
+        if row["n_nan"] or not correlation > self.best_correlation:
+            return
+        label = f"{row['loop']}-cor{correlation:.3f}"
+        self.save(label, correlation)
+        for old in self.best_labels:
+            self.run.checkpoint_file(old).unlink(missing_ok=True)
+        self.best_correlation, self.best_labels = correlation, [label]
+
+    def save_periodic(self, row: dict) -> None:
+        """Save ``<loop>`` and delete this call's previous periodic checkpoint."""
+        previous, self.periodic = self.periodic, str(row["loop"])
+        self.save(self.periodic, row["correlation"])
+        if previous is not None:
+            self.run.checkpoint_file(previous).unlink(missing_ok=True)
+
+    def save_final(self, label: str, correlation: float) -> None:
+        """Save the final checkpoint; the periodic ones of this call are then superfluous."""
+        self.save(label, correlation)
+        if self.periodic is not None and self.periodic != label:
+            self.run.checkpoint_file(self.periodic).unlink(missing_ok=True)
 
 
 def train(
@@ -153,6 +268,8 @@ def train(
     backend: str = "numba",
     device: str = "cpu",
     cuda_graphs: bool = True,
+    discard_later: bool = False,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
     """Train the network in ``directory`` for ``nloops`` loops.
 
@@ -161,9 +278,15 @@ def train(
         correlation_interval: measure the correlation with the targets every this many
             loops (the loops in between are faster and record NaN).
         save_best_checkpoint: also save ``ckpt-<loop>-cor<c>.h5`` whenever the correlation
-            beats the best so far with no NaN neuron (the previous best is deleted).
-        restore_from_checkpoint: continue from this checkpoint label (``"100"``, ``"12i"``,
-            ``"37-cor0.712"``); loop numbers continue after it.
+            beats the best so far (of this directory's history) with no NaN neuron; the
+            previous best is deleted.
+        restore_from_checkpoint: start from this checkpoint label (``"100"``, ``"12i"``,
+            ``"37-cor0.712"``, or ``"init"`` for the initial weights); loop numbers continue
+            after it.  Default: the latest checkpoint, or init when there is none.
+        discard_later: allow restoring a checkpoint when checkpoints of later loops exist, by
+            deleting those (their rows stay in the learning curve).
+        checkpoint_every: also save ``ckpt-<loop>.h5`` every this many loops (0: only at the
+            end), replacing this call's previous periodic one.
         verbose: print a line per loop and a progress bar.
         backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
         cuda_graphs: on CUDA, capture each learning interval once as a CUDA graph and replay
@@ -173,75 +296,70 @@ def train(
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
 
     Raises:
-        TrainingInterrupted: after Ctrl-C, once the checkpoint is saved.
+        TrainingInterrupted: after SIGINT or SIGTERM, once the checkpoint is saved.
+        TrainingDiverged: the weights became NaN or infinite.
     """
-    if nloops < 1:
-        raise ParameterError(f"nloops = {nloops} must be >= 1")
-    if correlation_interval < 1:
-        raise ParameterError(f"correlation_interval = {correlation_interval} must be >= 1")
+    for name, value, low in (("nloops", nloops, 1), ("correlation_interval", correlation_interval, 1),
+                             ("checkpoint_every", checkpoint_every, 0)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ParameterError(f"{name} = {value!r} must be an integer >= {low}")
     run = RunDir(directory)
-    if restore_from_checkpoint is not None:
-        checkpoint_loop(str(restore_from_checkpoint))  # validate the label before loading anything
-    engine = get_backend(backend, device, cuda_graphs)
-    model = Model.load(run, restore_from_checkpoint)
-    p = model.p
-    check_device_memory(engine, model)
-    net, in_to_out = model.connectivity()
-    net, const = engine.put(net), engine.put(constants(p, model.cells))
-    learner = _on_backend(learner_for(model, net.plastic_weight, in_to_out), engine)
-    stimulus, targets = engine.put(model.stimulus), engine.put(model.targets)
+    with StopSignals() as signals, run.lock("spikeforge train"):
+        p = run.params()
+        label, later = starting_point(run, restore_from_checkpoint, discard_later)
+        engine = get_backend(backend, device, cuda_graphs)
+        model = Model.load(run, label, p)
+        check_host_memory(p, model.plastic.count, model.n_tasks)
+        check_device_memory(engine, model)
+        _check_disk_space(run, model, 1 + 2 * save_best_checkpoint + (checkpoint_every > 0))
+        curve = LearningCurve(run, model.network_id, model.label, model.loop + 1)
+        session = _Session(run, model, engine, curve, verbose)
+        if verbose and restore_from_checkpoint is None and label != "init":
+            print(f"continuing from checkpoint {label!r} (loop {model.loop})")
+        return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
+                            checkpoint_every)
+
+
+def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nloops: int, correlation_interval: int,
+                 save_best: bool, checkpoint_every: int) -> TrainResult:
+    """The loops of a train call, the checkpoints, and the learning curve whatever happens."""
+    run, model, curve, verbose = session.run, session.model, session.curve, session.verbose
     first_loop = model.loop + 1
-    rows: dict[str, list] = {k: [] for k in ("loop", "task", "correlation", "n_nan", "elapsed_time", "firing_rate",
-                                             "max_memory")}
-    best_correlation, best_label = -np.inf, None
     if verbose:
         print(f"{'loop':>6} {'task':>5} {'seconds':>8} {'rate (Hz)':>10} {'correlation':>12}")
-    bar = tqdm(total=nloops, desc="training", unit="loop", disable=not (verbose and sys.stderr.isatty()), leave=False, file=sys.stderr)
-    interrupted = False
+    bar = tqdm(total=nloops, desc="training", unit="loop", disable=not (verbose and sys.stderr.isatty()), leave=False,
+               file=sys.stderr)
+    ended, label = "running", ""
     try:
-        with _deferred_interrupt() as stop:
+        with signals.deferred("finishing this loop, then saving a checkpoint"):
+            for old in discard:
+                run.checkpoint_file(old).unlink(missing_ok=True)
             for loop in range(first_loop, first_loop + nloops):
-                started = time.perf_counter()
-                task = task_of_loop(p, loop, model.n_tasks)
-                measure = loop % correlation_interval == 0
-                rng = streams.stream(p.seed, "train", loop)
-                result = run_trial(p, net, const, TRAIN_RECORD if measure else TRAIN, initial_voltage(p, rng, model.cells),
-                                   stimulus[task], rng, learner, targets[task], model.ff_probability,
-                                   model.cell_state, engine)
-                model.loop = loop
-                if p.cell_state_persists:
-                    model.cell_state = result.cell_state
-                rate = float(result.spike_count.mean() / (p.train_time / 1000))
-                correlation, n_nan = float("nan"), 0
-                if measure:
-                    which = 0 if p.correlation_var == "utotal" else 1
-                    correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
-                elapsed = time.perf_counter() - started
-                for name, value in zip(rows, (loop, task, correlation, n_nan, elapsed, rate,
-                                              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)):
-                    rows[name].append(value)
+                row = session.run_loop(loop, measure=loop % correlation_interval == 0)
+                curve.add(**row)
                 if verbose:
-                    nan_note = f" ({n_nan} are NaN)" if n_nan else ""
-                    tqdm.write(f"{loop:>6} {task:>5} {elapsed:>8.2f} {rate:>10.3f} {correlation:>12.4f}{nan_note}")
+                    nan_note = f" ({row['n_nan']} are NaN)" if row["n_nan"] else ""
+                    tqdm.write(f"{loop:>6} {row['task']:>5} {row['elapsed_time']:>8.2f} {row['firing_rate']:>10.3f} "
+                               f"{row['correlation']:>12.4f}{nan_note}")
                 bar.update()
-                if save_best_checkpoint and measure and n_nan == 0 and correlation > best_correlation:
-                    _copy_back(learner, model, engine)
-                    label = f"{loop}-cor{correlation:.3f}"
-                    model.save_checkpoint(run, label, correlation)
-                    if best_label is not None:
-                        run.checkpoint_file(best_label).unlink(missing_ok=True)
-                    best_correlation, best_label = correlation, label
-                if stop["set"]:
-                    interrupted = True
+                session.check_health(row)
+                if save_best:
+                    session.save_if_best(row)
+                if signals.requested:
                     break
-        label = f"{model.loop}i" if interrupted else str(model.loop)
-        _copy_back(learner, model, engine)
-        if model.loop >= first_loop:
-            model.save_checkpoint(run, label, rows["correlation"][-1])
+                if checkpoint_every and loop % checkpoint_every == 0 and loop < first_loop + nloops - 1:
+                    session.save_periodic(row)
+            label = f"{model.loop}i" if signals.requested else str(model.loop)
+            session.save_final(label, curve.rows["correlation"][-1])
+        ended = "interrupted" if signals.requested else "completed"
+    except BaseException as error:
+        ended = "stopped at once" if isinstance(error, Interrupted) else f"failed: {type(error).__name__}: {error}"
+        raise
     finally:
         bar.close()
-        if rows["loop"]:
-            _write_learning_curve(run, first_loop, rows)
-    if interrupted:
-        raise TrainingInterrupted(label, run.checkpoint_file(label))
+        if curve.rows["loop"]:
+            curve.write(ended)
+    if signals.requested:
+        raise TrainingInterrupted(signals.requested, label, run.checkpoint_file(label), run.path)
+    rows = curve.rows
     return TrainResult(rows["loop"], rows["correlation"], rows["firing_rate"], rows["elapsed_time"], label, model)

@@ -155,6 +155,36 @@ BLOCK_NEURONS = 128  # neurons converted to float32 at a time for float16 / int1
 INT16_RANGE = (-32768, 32767)
 
 
+@numba.njit(parallel=True, cache=True)
+def _count_outside(rows, low, high):
+    """Entries of the 2-D ``rows`` not strictly between ``low`` and ``high`` (NaN included)."""
+    counts = np.zeros(rows.shape[0], dtype=np.int64)
+    for i in numba.prange(rows.shape[0]):
+        count = 0
+        for m in range(rows.shape[1]):
+            value = rows[i, m]
+            if not (value > low and value < high):
+                count += 1
+        counts[i] = count
+    return counts.sum()
+
+
+def count_p_faults(P) -> tuple[int, int]:
+    """(saturated, non-finite) entries of P: for int16 P the entries at the int16 limits (where
+    clipping put them), for floating P the NaN and infinite ones."""
+    rows = P.reshape(P.shape[0], -1)
+    if P.dtype == np.int16:
+        return int(_count_outside(rows, INT16_RANGE[0], INT16_RANGE[1])), 0
+    if P.dtype == np.float16:  # numba has no float16: count in numpy, a block of neurons at a time
+        return 0, sum(count_nonfinite(rows[lo:lo + BLOCK_NEURONS]) for lo in range(0, rows.shape[0], BLOCK_NEURONS))
+    return 0, int(_count_outside(rows, -np.inf, np.inf))
+
+
+def count_nonfinite(values: np.ndarray) -> int:
+    """NaN and infinite entries of ``values``."""
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
                gain_with_den, storage, apply):
     """One RLS update of every neuron, whatever P's storage and type.

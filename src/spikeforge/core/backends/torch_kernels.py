@@ -483,6 +483,24 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         P[lo:hi] = block.to(P.dtype)
 
 
+def count_p_faults(P: torch.Tensor) -> tuple[int, int]:
+    """(saturated, non-finite) entries of P (see numba_rls.count_p_faults), block by block."""
+    saturated = nonfinite = 0
+    step = block_neurons(P)
+    for lo in range(0, P.shape[0], step):
+        block = P[lo:lo + step]
+        if P.dtype == torch.int16:
+            saturated += int(((block <= -32768) | (block >= 32767)).sum())
+        else:
+            nonfinite += int((~torch.isfinite(block)).sum())
+    return saturated, nonfinite
+
+
+def count_nonfinite(values: torch.Tensor) -> int:
+    """NaN and infinite entries of ``values``."""
+    return int((~torch.isfinite(values)).sum())
+
+
 def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target,
               penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply):
     """Memory-light update (see numba_rls.rls_small), batched with torch.linalg.solve."""
