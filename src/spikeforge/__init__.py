@@ -12,6 +12,6 @@ Subpackages
 
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["SpikeforgeError", "ParameterError", "DataFileError", "__version__"]

@@ -229,12 +229,18 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
 def main(args: list[str] | None = None) -> None:
     """The ``spikeforge`` entry point: :data:`cli` with SIGINT and SIGTERM handled from the start,
     so that a signal at any moment ends with one line and status 130 or 143."""
-    with StopSignals():
+    with StopSignals() as signals:
         try:
             cli.main(args=args, prog_name="spikeforge", standalone_mode=False)
         except Interrupted as interrupted:
             click.echo(str(interrupted), err=True)
             sys.exit(interrupted.exit_status)
+        except Exception:
+            if signals.requested is None:
+                raise
+            # a library turned the signal's exception into another one (or failed because of it)
+            click.echo(str(Interrupted(signals.requested)), err=True)
+            sys.exit(128 + signals.requested)
         except click.exceptions.Abort as abort:  # click wraps a KeyboardInterrupt in Abort
             cause = abort.__cause__
             status = cause.exit_status if isinstance(cause, Interrupted) else 130

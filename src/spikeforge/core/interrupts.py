@@ -13,6 +13,14 @@ for as long as the command runs).  Two modes:
   point (the end of a training loop, of a test trial), saves what it completed and raises
   :class:`Interrupted` itself.  A second signal raises at once.
 
+An exception raised in library code can be swallowed or rewrapped there (Python 3.11 turns
+one raised while a class is created into a RuntimeError), so every instance also remembers the
+signal (:attr:`StopSignals.requested`), shares it with the instances it is nested in (and learns
+it from them when it starts), and the work calls :meth:`StopSignals.raise_if_requested` at the
+end of its start-up; the command line treats any failure after a signal as that signal.  Where
+Python can only report the exception as "ignored" (in a callback from C, such as llvmlite's
+object cache), the report is suppressed while the handlers are installed.
+
 The command line turns :class:`Interrupted` into exit status 128 + the signal number: 130
 for SIGINT, 143 for SIGTERM.  Handlers can only be installed in the main thread; elsewhere
 :class:`StopSignals` does nothing (the default handlers stay).
@@ -59,26 +67,47 @@ class StopSignals:
         self._deferring = 0
         self._notice = ""
         self._previous: dict[int, object] = {}
+        self._outer: StopSignals | None = None  # the instance whose handlers these replace
+        self._previous_unraisable = None
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous_unraisable, sys.unraisablehook = sys.unraisablehook, self._unraisable
+            outer = getattr(self._previous[signal.SIGINT], "__self__", None)
+            if isinstance(outer, StopSignals):
+                self._outer = outer
+                self.requested = outer.requested
         return self
 
     def __exit__(self, *exc_info) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self._previous_unraisable is not None:
+            sys.unraisablehook, self._previous_unraisable = self._previous_unraisable, None
+
+    def _unraisable(self, unraisable) -> None:
+        """Drop the report of an Interrupted that Python could not raise (it is recorded anyway)."""
+        if not (isinstance(unraisable.exc_type, type) and issubclass(unraisable.exc_type, Interrupted)):
+            self._previous_unraisable(unraisable)
+
+    def _record(self, signum: int) -> None:
+        """Remember the first signal here and in every enclosing instance."""
+        instance = self
+        while instance is not None:
+            instance.requested = instance.requested or signum
+            instance = instance._outer
 
     def _handle(self, signum: int, frame) -> None:
         if self._deferring and self.requested is None:
-            self.requested = signum
+            self._record(signum)
             print(f"\n{signal_name(signum)}: {self._notice} (a second signal stops at once)",
                   file=self.stream or sys.stderr, flush=True)
             return
         again = self.requested is not None
-        self.requested = self.requested or signum
+        self._record(signum)
         raise Interrupted(signum, f"interrupted by {signal_name(signum)}" + ("; stopped at once" if again else ""))
 
     @contextlib.contextmanager

@@ -68,8 +68,10 @@ def _commit(temporary: Path, path: Path) -> None:
 
 
 def write_failure(path: Path, error: OSError) -> DataFileError:
-    """The user-facing error for a write of ``path`` that failed with ``error``."""
-    reason = " ".join((error.strerror or str(error)).split())[:300]
+    """The user-facing error for a write of ``path`` that failed with ``error`` (HDF5's errors
+    carry the system's error number only in their text)."""
+    number = error.errno or next((int(n) for n in re.findall(r"errno = (\d+)", str(error))), None)
+    reason = os.strerror(number) if number else " ".join((error.strerror or str(error)).split())[:300]
     previous = "the previous file is unchanged" if path.exists() else "nothing was written"
     return DataFileError(f"cannot write {str(path)!r}: {reason}; {previous}")
 

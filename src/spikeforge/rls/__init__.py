@@ -17,6 +17,6 @@ from spikeforge.rls.initialize import init, new
 from spikeforge.rls.params import Params
 from spikeforge.rls.plotting import plot
 from spikeforge.rls.testing import test
-from spikeforge.rls.training import TrainingInterrupted, TrainResult, train
+from spikeforge.rls.training import TrainingDiverged, TrainingInterrupted, TrainResult, train
 
-__all__ = ["new", "init", "train", "test", "plot", "Params", "TrainResult", "TrainingInterrupted"]
+__all__ = ["new", "init", "train", "test", "plot", "Params", "TrainResult", "TrainingInterrupted", "TrainingDiverged"]

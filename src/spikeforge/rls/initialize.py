@@ -67,29 +67,29 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
     return params
 
 
-def _drive_reason(p: Params, population: str) -> str | None:
-    """Why the constant drive of ``population`` ("e" or "i") is below its threshold, or None."""
-    drive, thresh = p[f"x_bal{population}"], p[f"thresh{population}"]
-    if drive >= thresh:
+def _drive_shortfall(p: Params, populations: str = "ei") -> str | None:
+    """Words for the populations (of "e", "i") whose constant drive is below threshold, and what
+    to change, or None when every drive reaches threshold."""
+    below = [pop for pop in populations if p[f"x_bal{pop}"] < p[f"thresh{pop}"]]
+    if not below:
         return None
-    name = f"x_bal{population}"
-    if name in p.user or "jx" in p.user:
-        return f"{name} = {drive:.3g} is below the threshold thresh{population} = {thresh:.3g}"
-    # x_bale = 1.5 jx, x_bali = jx, jx = 0.08 sqrt(k) g: the drive grows with sqrt(k)
-    factor = (1.5 if population == "e" else 1.0) * 0.08 * p.g
-    k_needed = math.ceil((thresh / factor) ** 2) if factor > 0 else None
-    source = "k" if "k" in p.user else f"k = round(ne * pree) = {p.k} (n_cells = {p.n_cells}, pree = {p.pree})"
-    hint = f"; set k >= {k_needed} (or pree, or {name})" if k_needed else f"; set {name}"
-    return (f"the derived drive {name} = {factor:.3g} sqrt(k) = {drive:.3g} is below the threshold "
-            f"thresh{population} = {thresh:.3g}, with {source}{hint}")
+    text = "the constant drive is below threshold: " + " and ".join(
+        f"x_bal{pop} = {p[f'x_bal{pop}']:.3g} < thresh{pop} = {p[f'thresh{pop}']:.3g}" for pop in below)
+    if {"jx", *(f"x_bal{pop}" for pop in below)} & set(p.user):
+        return text + " (as set in params.toml)"
+    pop = below[0]
+    factor = (1.5 if pop == "e" else 1.0) * 0.08 * p.g  # x_bale = 1.5 jx, x_bali = jx, jx = 0.08 sqrt(k) g
+    source = "k as set" if "k" in p.user else f"k = round(ne * pree) = {p.k} (n_cells = {p.n_cells}, pree = {p.pree})"
+    hint = f"set k >= {math.ceil((p[f'thresh{pop}'] / factor) ** 2)}, or pree, or x_bal{pop}" if factor > 0 else (
+        f"set x_bal{pop}")
+    return f"{text} (the derived x_bal{pop} is {factor:.3g} sqrt(k), with {source}); {hint}"
 
 
 def warn_if_drive_below_threshold(p: Params) -> None:
     """Warn when neither population's constant drive reaches its threshold and there is no noise:
     then no neuron can start to fire."""
-    reasons = [_drive_reason(p, "e"), _drive_reason(p, "i")]
-    if None not in reasons and p.sig == 0:
-        warnings.warn("the network will be silent: " + "; ".join(reasons), SpikeforgeWarning, stacklevel=3)
+    if p.sig == 0 and _drive_shortfall(p, "e") and _drive_shortfall(p, "i"):
+        warnings.warn(f"the network will be silent: {_drive_shortfall(p)}", SpikeforgeWarning, stacklevel=3)
 
 
 SILENT_RATE_HZ = 0.5  # init warns below this mean rate
@@ -176,7 +176,9 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         engine = get_backend(backend, device)  # checks the choice before the long work
         check_host_memory(p, n_tasks=n_tasks)
         warn_if_drive_below_threshold(p)
+        signals.raise_if_requested()  # a signal some library swallowed during start-up
         model = _build(run, p, engine, n_tasks, data, utarg_file is not None, verbose)
+        signals.raise_if_requested()
         attrs = {"targets_from": "sinusoids" if data_file is None else str(data_file)}
         if data_file is not None:
             attrs["targets_sha256"] = provenance.file_digest(data_file)
@@ -255,9 +257,8 @@ def _warn_if_silent(p: Params, rate_exc: float, rate_inh: float) -> None:
     """Warn when the init run's mean rate of either population is below SILENT_RATE_HZ."""
     if min(rate_exc, rate_inh) >= SILENT_RATE_HZ:
         return
-    reasons = [r for r in (_drive_reason(p, "e"), _drive_reason(p, "i")) if r is not None]
-    because = ("; " + "; ".join(reasons)) if reasons else (
-        "; raise the drive (x_bale, x_bali), the noise (sig) or the in-degree (k)")
+    shortfall = _drive_shortfall(p)
+    because = f"; {shortfall}" if shortfall else "; raise the drive (x_bale, x_bali), the noise (sig) or k"
     warnings.warn(f"the init run is nearly silent (excitatory {rate_exc:.3g} Hz, inhibitory {rate_inh:.3g} Hz, below "
                   f"{SILENT_RATE_HZ} Hz): RLS cannot learn from neurons that do not spike{because}",
                   SpikeforgeWarning, stacklevel=3)

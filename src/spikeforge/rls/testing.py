@@ -114,6 +114,7 @@ def test(
         checkpoint_loop(label)
         model = Model.load(run, label, p)
         check_host_memory(p, model.plastic.count, model.n_tasks)
+        signals.raise_if_requested()  # a signal some library swallowed during start-up
         with signals.deferred("finishing this trial, then saving the completed trials"):
             completed, recorded = _run_trials(model, label, indices, ntrials, signals, verbose, backend, device, devices)
             if completed:

@@ -316,6 +316,7 @@ def train(
         session = _Session(run, model, engine, curve, verbose)
         if verbose and restore_from_checkpoint is None and label != "init":
             print(f"continuing from checkpoint {label!r} (loop {model.loop})")
+        signals.raise_if_requested()  # a signal some library swallowed during start-up
         return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
                             checkpoint_every)
 
@@ -345,10 +346,11 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 session.check_health(row)
                 if save_best:
                     session.save_if_best(row)
+                if (checkpoint_every and loop % checkpoint_every == 0 and loop < first_loop + nloops - 1
+                        and not signals.requested):
+                    session.save_periodic(row)
                 if signals.requested:
                     break
-                if checkpoint_every and loop % checkpoint_every == 0 and loop < first_loop + nloops - 1:
-                    session.save_periodic(row)
             label = f"{model.loop}i" if signals.requested else str(model.loop)
             session.save_final(label, curve.rows["correlation"][-1])
         ended = "interrupted" if signals.requested else "completed"

@@ -217,7 +217,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         run(block, lo, hi)
         if P.dtype == np.int16:
             np.clip(np.rint(block), *INT16_RANGE, out=block)
-        P[lo:hi] = block
+        with np.errstate(over="ignore"):  # float16 overflow: counted after the loop (count_p_faults)
+            P[lo:hi] = block
 
 
 @numba.njit(inline="always", cache=True)
