@@ -28,7 +28,7 @@ def main() -> None:
     with StopSignals():  # the hooks import h5py; spikeforge's own entry point imports nothing heavy before main
         try:
             install_hooks(options)
-            from spikeforge.cli import main as spikeforge
+            from spikeforge.__main__ import main as spikeforge
         except Interrupted as interrupted:
             print(interrupted, file=sys.stderr)
             sys.exit(interrupted.exit_status)

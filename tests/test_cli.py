@@ -90,7 +90,7 @@ def test_bad_input_gets_one_line_and_status_2_and_writes_nothing(tmp_path):
     init_file.write_bytes(original)
     assert run("train", directory, "--nloops", 1).exit_code == 0
     assert_user_error(run("test", directory, "--neurons", "0,5000"), "neuron index 5000 is out of range")
-    assert_user_error(run("test", directory, "--neurons", "a:b"), "--neurons 'a:b'")
+    assert_user_error(run("test", directory, "--neurons", "a:b"), "neurons 'a:b' is not a range")
     assert_user_error(run("init", directory), "--force")
     assert_user_error(run("plot", directory / "nothing.h5"), "does not exist")
     params = directory / "params.toml"
@@ -111,7 +111,7 @@ def test_ctrl_c_saves_a_restorable_checkpoint_of_the_last_completed_loop(tmp_pat
     directory = tmp_path / "net"
     assert run("new", directory, *_set_args(SMALL)).exit_code == 0
     assert run("init", directory).exit_code == 0
-    process = subprocess.Popen([sys.executable, "-m", "spikeforge.cli", "train", str(directory), "--nloops", "100000"],
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", "train", str(directory), "--nloops", "100000"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = []

@@ -38,7 +38,7 @@ from conftest import SMALL
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file modes")
 
 LAUNCHER = Path(__file__).with_name("fault_launcher.py")
-STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -124,6 +124,20 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
     return process.returncode, stdout, stderr
 
 
+def stopped_at(tmp_path: Path, pause: str, *args, send=(signal.SIGTERM,), seconds: float = 2.0,
+               reading: bool = False) -> tuple[int, str, str]:
+    """Run ``spikeforge ARGS``, pause inside the write (or before the first read) of file ``pause``,
+    then send the signals ``send`` 0.3 s apart (SIGKILL kills); return (status, stdout, stderr)."""
+    marker = tmp_path / f"paused-{len(list(tmp_path.glob('paused-*')))}"
+    process = start(*args, pause=pause, marker=marker, seconds=seconds, reading=reading)
+    wait_for(marker.exists, what=f"the pause at {pause}")
+    for index, signum in enumerate(send):
+        if index:
+            time.sleep(0.3)
+        process.send_signal(signum)
+    return finish(process)
+
+
 def assert_clean_exit(stderr: str) -> None:
     assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
 
@@ -144,7 +158,7 @@ def assert_user_error(result, *fragments) -> str:
 
 # --- 1, 2: signals -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_a_loop_saves_the_last_completed_loop_and_training_resumes_exactly(base, tmp_path, signum):
     directory = copy_of(base, tmp_path / "net")
     process = start("train", directory, "--nloops", 100000)
@@ -175,11 +189,8 @@ def test_a_signal_at_start_up_exits_130_and_changes_nothing(base, tmp_path):
         assert snapshot(directory) == before
     # while the lock is being taken, and while the network is read (deterministic moments)
     for pause, reading, signum in ((".spikeforge.owner", False, signal.SIGTERM), ("init.h5", True, signal.SIGINT)):
-        marker = tmp_path / f"paused-{pause}"
-        process = start("train", directory, "--nloops", 3, pause=pause, marker=marker, reading=reading)
-        wait_for(marker.exists, what="the pause")
-        process.send_signal(signum)
-        status, _, stderr = finish(process)
+        status, _, stderr = stopped_at(tmp_path, pause, "train", directory, "--nloops", 3, send=[signum], seconds=6,
+                                       reading=reading)
         assert status == STATUS[signum] and f"interrupted by {signal.Signals(signum).name}" in stderr
         assert_clean_exit(stderr)
         assert snapshot(directory) == before and temporaries(directory) == []
@@ -188,12 +199,8 @@ def test_a_signal_at_start_up_exits_130_and_changes_nothing(base, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_final_checkpoint_is_written_finishes_the_write(base, tmp_path, signum):
     directory = copy_of(base, tmp_path / "net")
-    marker = tmp_path / "paused"
-    process = start("train", directory, "--nloops", 3, pause="ckpt-3.h5", marker=marker, seconds=2)
-    wait_for(marker.exists, what="the pause")
-    process.send_signal(signum)
-    status, _, stderr = finish(process)
-    assert status == STATUS[signum] and "saved checkpoint '3'" in stderr
+    status, _, stderr = stopped_at(tmp_path, "ckpt-3.h5", "train", directory, "--nloops", 3, send=[signum])
+    assert status == STATUS[signum] and "every loop was trained and saved in checkpoint '3'" in stderr
     assert_clean_exit(stderr)
     np.testing.assert_array_equal(weights(directory, "3"), reference_weights(base, tmp_path, 3))
     assert list(read_h5(directory / "learning-curve.h5")[0]["loop"]) == [1, 2, 3]
@@ -204,13 +211,8 @@ def test_a_second_signal_during_the_final_write_stops_at_once_and_leaves_no_corr
     directory = copy_of(base, tmp_path / "net")
     rls.train(directory, nloops=2, verbose=False)
     saved = (directory / "ckpt-2.h5").read_bytes()
-    marker = tmp_path / "paused"
-    process = start("train", directory, "--nloops", 2, pause="ckpt-4.h5", marker=marker, seconds=20)
-    wait_for(marker.exists, what="the pause")
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    status, _, stderr = finish(process)
+    status, _, stderr = stopped_at(tmp_path, "ckpt-4.h5", "train", directory, "--nloops", 2,
+                                   send=[signal.SIGINT, signal.SIGINT], seconds=20)
     assert status == 130 and "stopped at once" in stderr
     assert_clean_exit(stderr)
     assert not (directory / "ckpt-4.h5").exists() and temporaries(directory) == []
@@ -224,12 +226,7 @@ def test_a_second_signal_during_the_final_write_stops_at_once_and_leaves_no_corr
 
 def test_a_signal_during_an_intermediate_checkpoint_saves_that_loop(base, tmp_path):
     directory = copy_of(base, tmp_path / "net")
-    marker = tmp_path / "paused"
-    process = start("train", directory, "--nloops", 6, "--checkpoint-every", 2, pause="ckpt-2.h5", marker=marker,
-                    seconds=2)
-    wait_for(marker.exists, what="the pause")
-    process.send_signal(signal.SIGTERM)
-    status, _, stderr = finish(process)
+    status, _, stderr = stopped_at(tmp_path, "ckpt-2.h5", "train", directory, "--nloops", 6, "--checkpoint-every", 2)
     assert status == 143 and "saved checkpoint '2i'" in stderr
     assert_clean_exit(stderr)
     assert [name for name in visible(directory) if name.startswith("ckpt")] == ["ckpt-2i.h5"]
@@ -237,15 +234,21 @@ def test_a_signal_during_an_intermediate_checkpoint_saves_that_loop(base, tmp_pa
     np.testing.assert_array_equal(weights(directory, "4"), reference_weights(base, tmp_path, 4))
 
 
+def test_a_signal_while_the_learning_curve_is_written_keeps_every_loop(base, tmp_path):
+    directory = copy_of(base, tmp_path / "net")
+    rls.train(directory, nloops=2, verbose=False)
+    # the curve is written with checkpoint 5
+    status, _, stderr = stopped_at(tmp_path, "learning-curve.h5", "train", directory, "--nloops", 3)
+    assert status == 143 and "every loop was trained and saved in checkpoint '5'" in stderr
+    curve, attrs = read_h5(directory / "learning-curve.h5")
+    assert list(curve["loop"]) == [1, 2, 3, 4, 5] and attrs["segments"][-1]["saved"] == ["5"]
+
+
 def test_sigkill_during_a_write_leaves_the_old_files_and_the_next_command_cleans_up(base, tmp_path):
     directory = copy_of(base, tmp_path / "net")
     rls.train(directory, nloops=1, verbose=False)
     before = snapshot(directory)
-    marker = tmp_path / "paused"
-    process = start("train", directory, "--nloops", 1, pause="ckpt-2.h5", marker=marker, seconds=30)
-    wait_for(marker.exists, what="the pause")
-    process.kill()
-    finish(process)
+    stopped_at(tmp_path, "ckpt-2.h5", "train", directory, "--nloops", 1, send=[signal.SIGKILL], seconds=30)
     assert len(temporaries(directory)) == 1 and snapshot(directory) == before  # the half-done write is hidden
     rls.train(directory, nloops=1, verbose=False)
     assert temporaries(directory) == []
@@ -254,14 +257,16 @@ def test_sigkill_during_a_write_leaves_the_old_files_and_the_next_command_cleans
 
 def test_periodic_checkpoints_bound_what_a_kill_loses(base, tmp_path):
     directory = copy_of(base, tmp_path / "net")
-    marker = tmp_path / "paused"
-    process = start("train", directory, "--nloops", 6, "--checkpoint-every", 2, pause="ckpt-6.h5", marker=marker,
-                    seconds=30)
-    wait_for(marker.exists, what="the pause")
-    process.kill()
-    finish(process)
+    stopped_at(tmp_path, "ckpt-6.h5", "train", directory, "--nloops", 6, "--checkpoint-every", 2, send=[signal.SIGKILL],
+               seconds=30)
     assert [name for name in visible(directory) if name.startswith("ckpt")] == ["ckpt-4.h5"]  # the latest periodic
     np.testing.assert_array_equal(weights(directory, "4"), reference_weights(base, tmp_path, 4))
+    # the learning curve went with checkpoint 4; its segment never ended
+    curve, attrs = read_h5(directory / "learning-curve.h5")
+    assert list(curve["loop"]) == [1, 2, 3, 4] and attrs["segments"][-1]["ended"] == "running"
+    rls.train(directory, nloops=2, verbose=False)
+    curve, attrs = read_h5(directory / "learning-curve.h5")
+    assert list(curve["loop"]) == [1, 2, 3, 4, 5, 6] and attrs["segments"][-1]["restored_from"] == "4"
 
 
 def test_init_interrupted_leaves_the_previous_network_and_results(base, tmp_path):
@@ -277,14 +282,21 @@ def test_init_interrupted_leaves_the_previous_network_and_results(base, tmp_path
         assert_clean_exit(stderr)
         assert snapshot(directory) == before
     # during the write of the new init.h5 the write is finished first, then the old results go
-    marker = tmp_path / "paused"
-    process = start("init", directory, "--force", pause="init.h5", marker=marker, seconds=2)
-    wait_for(marker.exists, what="the pause")
-    process.send_signal(signal.SIGINT)
-    status, _, stderr = finish(process)
+    status, _, stderr = stopped_at(tmp_path, "init.h5", "init", directory, "--force", send=[signal.SIGINT])
     assert status == 130 and "the write was completed" in stderr
     assert visible(directory) == ["init.h5", "params.toml"]
     rls.train(directory, nloops=1, verbose=False)
+    np.testing.assert_array_equal(weights(directory, "1"), reference_weights(base, tmp_path, 1))
+
+
+def test_init_killed_while_replacing_a_network_leaves_a_consistent_directory(base, tmp_path):
+    directory = copy_of(base, tmp_path / "net")
+    rls.train(directory, nloops=1, verbose=False)
+    old_init = (directory / "init.h5").read_bytes()
+    # killed when the new init.h5 is complete and the old results are gone
+    stopped_at(tmp_path, "init.h5", "init", directory, "--force", send=[signal.SIGKILL], seconds=30)
+    assert visible(directory) == ["init.h5", "params.toml"] and (directory / "init.h5").read_bytes() == old_init
+    rls.train(directory, nloops=1, verbose=False)  # the old network, from its initial weights
     np.testing.assert_array_equal(weights(directory, "1"), reference_weights(base, tmp_path, 1))
 
 
@@ -293,11 +305,9 @@ def test_test_interrupted_keeps_the_completed_trials(base, tmp_path):
     rls.train(directory, nloops=1, verbose=False)
     rls.test(directory, ntrials=1, plot=False, verbose=False)
     earlier = (directory / "test.h5").read_bytes()
-    marker = tmp_path / "paused"
-    process = start("test", directory, "--ntrials", 50, pause="ckpt-1.h5", marker=marker, reading=True)
-    wait_for(marker.exists, what="the pause")
-    process.send_signal(signal.SIGINT)  # before any trial: nothing is written
-    status, _, stderr = finish(process)
+    # stopped before any trial: nothing is written
+    status, _, stderr = stopped_at(tmp_path, "ckpt-1.h5", "test", directory, "--ntrials", 50, send=[signal.SIGINT],
+                                   reading=True)
     assert status == 130 and (directory / "test.h5").read_bytes() == earlier
     assert_clean_exit(stderr)
     process = start("test", directory, "--ntrials", 50, "--no-plot")
@@ -511,6 +521,34 @@ def test_a_damaged_checkpoint_is_refused(base, tmp_path):
 
 # --- bad input at the boundary -------------------------------------------------------------------
 
+@pytest.mark.parametrize("args, message", [
+    ((), "Usage: spikeforge"), (("train",), "error: Missing argument 'DIRECTORY'"),
+    (("train", "x", "--nloops", "0"), "error: Invalid value for '--nloops': 0 is not in the range x>=1"),
+    (("train", "x", "--bogus"), "error: No such option '--bogus'"), (("bogus",), "error: No such command 'bogus'"),
+    (("new", ""), "error: Invalid value for 'DIRECTORY': is empty"),
+])
+def test_usage_errors_of_the_installed_command_are_one_line_and_status_2(args, message):
+    result = subprocess.run([sys.executable, "-m", "spikeforge", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 1
+
+
+def test_the_python_api_refuses_bad_argument_types(base, tmp_path):
+    directory = copy_of(base, tmp_path / "net")
+    with pytest.raises(ParameterError, match="nloops = True must be an integer >= 1"):
+        rls.train(directory, nloops=True)
+    with pytest.raises(ParameterError, match="number of tasks = '2' must be an integer"):
+        rls.init(directory, n_tasks="2", force=True)
+    rls.train(directory, nloops=1, verbose=False)
+    for neurons, message in (([1.5, 2.9], "neuron 1.5 is not an integer index"), ([0, 0, 3], "neuron 0 is selected "
+                             "more than once"), ("a:b", "neurons 'a:b' is not a range"), (5.0, "is not a selection")):
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            rls.test(directory, neurons=neurons, plot=False, verbose=False)
+    rls.test(directory, neurons="0:4", plot=False, verbose=False)  # a text selection, as on the command line
+    assert list(read_h5(directory / "test.h5", ["neurons"])[0]["neurons"]) == [0, 1, 2, 3]
+    import numpy as np_
+    assert rls.Params({"n_cells": np_.int64(1024), "seed": np_.uint64(5)}).n_cells == 1024
+
 @pytest.mark.parametrize("setting, message", [
     ("seed=-1", "seed = -1 must be in [0,"), ("seed=12345678901234567890", "seed = 12345678901234567890 must be in"),
     ("dt=1e-300", "steps of dt = 1e-300 ms; expected at most"), ("max_rate=1e30", "max_rate = 1e+30 Hz exceeds"),
@@ -587,7 +625,7 @@ def test_a_full_disk_is_one_error_line_and_leaves_the_previous_files(base, tmp_p
         shutil.copytree(base, directory)
         before = snapshot(directory)
         if disk is not None:  # a real tmpfs: the checked free space refuses before any work ...
-            assert_user_error(invoke("train", directory, "--nloops", 1), "free, but training writes up to 1 checkpoint")
+            assert_user_error(invoke("train", directory, "--nloops", 1), "free, but the 1 checkpoint(s) training writes will take")
             assert snapshot(directory) == before
             monkeypatch.setattr("spikeforge.rls.training._check_disk_space", lambda *args: None)
         else:  # ... and without one, a stub of the file layer fails like a full disk
@@ -648,7 +686,7 @@ def test_a_silent_network_is_reported_in_the_users_terms(tmp_path):
     assert result.exit_code == 0 and warning in result.stderr.splitlines()
     result = invoke("init", directory)
     assert result.exit_code == 0 and warning in result.stderr.splitlines()
-    assert re.search(r"warning: the init run is nearly silent \(excitatory 0\.\d+ Hz, inhibitory 0\.\d+ Hz, below "
+    assert re.search(r"warning: the init run is nearly silent \(excitatory 0\.\d+ Hz and inhibitory 0\.\d+ Hz, below "
                      r"0\.5 Hz\): RLS cannot learn from neurons that do not spike; the constant drive", result.stderr)
     # with k >= 70 the drive reaches threshold: no warning
     result = invoke("new", tmp_path / "active", "--set", "n_cells=1024", "--set", "seed=1", "--set", "k=70")

@@ -9,6 +9,7 @@ SIGINT (Ctrl-C) and SIGTERM stop a command in order and exit with status 130 and
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import click
 
 from spikeforge.core.interrupts import Interrupted, StopSignals
+from spikeforge.core.selection import parse_neurons
 from spikeforge.errors import SpikeforgeError, SpikeforgeWarning
 
 # same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
@@ -51,8 +53,21 @@ def _user_errors(command):
             except MemoryError:
                 click.echo("error: out of memory; `spikeforge estimate DIR` tells what a model needs", err=True)
                 sys.exit(2)
+            except OSError as error:  # the file system refused: a path too long, a device gone, ...
+                where = f": {error.filename!r}" if error.filename else ""
+                click.echo(f"error: {error.strerror or error}{where}", err=True)
+                sys.exit(2)
 
     return wrapper
+
+
+class _Path(click.Path):
+    """click.Path that refuses an empty text ("" would become the current directory)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; expected a path", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _backend_options(command):
@@ -61,21 +76,6 @@ def _backend_options(command):
                            help="Device of the torch backend: cpu, cuda or cuda:N.")(command)
     return click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True,
                         help="Kernels: numba (CPU) or torch (CPU or CUDA).")(command)
-
-
-def parse_neurons(text: str) -> list[int]:
-    """'0:16' -> 0..15, '0,4,8' -> [0, 4, 8], '7' -> [7] (0-based)."""
-    from spikeforge.errors import ParameterError
-
-    try:
-        if ":" in text:
-            parts = [int(part) if part else None for part in text.split(":")]
-            if len(parts) > 3 or parts[0] is None or parts[1] is None:
-                raise ValueError
-            return list(range(*[p for p in parts if p is not None]))
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ParameterError(f"--neurons {text!r} is not a range like 0:16 or a list like 0,4,8") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,7 +91,7 @@ def cli(threads: int | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter (repeatable), e.g. --set n_cells=1024 --set seed=1.")
 @_user_errors
@@ -107,12 +107,12 @@ def new(directory: Path, assignments: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=_Path(path_type=Path))
 @click.option("--tasks", "n_tasks", type=click.IntRange(min=1), default=None,
               help="Number of tasks [default: 1, or as many as the target file has].")
-@click.option("--utarg-file", type=click.Path(path_type=Path), default=None,
+@click.option("--utarg-file", type=_Path(path_type=Path), default=None,
               help="Target currents: .npy or HDF5, time x neurons [x tasks].")
-@click.option("--spikerate-file", type=click.Path(path_type=Path), default=None,
+@click.option("--spikerate-file", type=_Path(path_type=Path), default=None,
               help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x neurons [x tasks].")
 @click.option("--force", is_flag=True, help="Replace a previous network: delete its checkpoints and results.")
 @_backend_options
@@ -128,7 +128,7 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=_Path(path_type=Path))
 @click.option("--nloops", type=click.IntRange(min=1), default=1, show_default=True, help="Training loops (trials).")
 @click.option("--correlation-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure the correlation with the targets every C loops.")
@@ -161,7 +161,7 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=_Path(path_type=Path))
 @click.option("--ntrials", type=click.IntRange(min=1), default=1, show_default=True, help="Trials per task.")
 @click.option("--neurons", default="0:16", show_default=True, help="Neurons to record: 0:16 or 0,4,8 (0-based).")
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
@@ -180,7 +180,7 @@ def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_pl
 
 
 @cli.command()
-@click.argument("test_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("test_file", type=_Path(dir_okay=False, path_type=Path))
 @click.option("--neurons", default=None, help="Neurons to plot (default: all tested): 0:16 or 0,4,8.")
 @_user_errors
 def plot(test_file: Path, neurons: str | None) -> None:
@@ -192,7 +192,7 @@ def plot(test_file: Path, neurons: str | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=_Path(path_type=Path))
 @_user_errors
 def estimate(directory: Path) -> None:
     """Print the memory the model of DIRECTORY needs, for every P storage and precision."""
@@ -202,7 +202,7 @@ def estimate(directory: Path) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
 @click.option("--nloops", type=click.IntRange(min=1), default=QUICKSTART_LOOPS, show_default=True,
               help="Training loops.")
 @_backend_options
@@ -226,34 +226,40 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
     click.echo("figures:\n  " + "\n  ".join(str(f) for f in figures if f.suffix == ".png"))
 
 
-def main(args: list[str] | None = None) -> None:
-    """The ``spikeforge`` entry point: :data:`cli` with SIGINT and SIGTERM handled from the start,
-    so that a signal at any moment ends with one line and status 130 or 143."""
-    with StopSignals() as signals:
-        try:
-            cli.main(args=args, prog_name="spikeforge", standalone_mode=False)
-        except Interrupted as interrupted:
-            click.echo(str(interrupted), err=True)
-            sys.exit(interrupted.exit_status)
-        except Exception:
-            if signals.requested is None:
-                raise
-            # a library turned the signal's exception into another one (or failed because of it)
-            click.echo(str(Interrupted(signals.requested)), err=True)
-            sys.exit(128 + signals.requested)
-        except click.exceptions.Abort as abort:  # click wraps a KeyboardInterrupt in Abort
-            cause = abort.__cause__
-            status = cause.exit_status if isinstance(cause, Interrupted) else 130
-            click.echo(str(cause) if isinstance(cause, Interrupted) else "interrupted", err=True)
-            sys.exit(status)
-        except click.exceptions.UsageError as error:  # one line, as every user error
-            context = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
-            click.echo(f"error: {error.format_message()}{context}", err=True)
-            sys.exit(2)
-        except click.exceptions.ClickException as error:
-            error.show()
-            sys.exit(error.exit_code)
+def run(args: list[str] | None, signals: StopSignals) -> int:
+    """Run the command line ``args`` under ``signals`` (installed by :func:`spikeforge.__main__.main`
+    before anything heavy is imported); return the exit status."""
+    try:
+        cli.main(args=args, prog_name="spikeforge", standalone_mode=False)
+    except SystemExit as done:  # a command's own exit status
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except click.exceptions.Abort as abort:  # click wraps a KeyboardInterrupt in Abort
+        cause = abort.__cause__
+        interrupted = cause if isinstance(cause, Interrupted) else Interrupted(signals.requested or signal.SIGINT)
+        click.echo(str(interrupted), err=True)
+        return interrupted.exit_status
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx is not None else str(error))
+        return 2
+    except click.exceptions.UsageError as error:  # one line, as every user error
+        context = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        click.echo(f"error: {' '.join(error.format_message().split())}{context}", err=True)
+        return 2
+    except click.exceptions.ClickException as error:
+        click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+        return 2
+    except Interrupted:
+        raise
+    except Exception:
+        if signals.requested is None:
+            raise
+        # a library turned the signal's exception into another one (or failed because of it)
+        click.echo(str(Interrupted(signals.requested)), err=True)
+        return 128 + signals.requested
+    return 0
 
 
 if __name__ == "__main__":
+    from spikeforge.__main__ import main
+
     main()

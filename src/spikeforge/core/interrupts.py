@@ -1,4 +1,4 @@
-"""SIGINT (Ctrl-C) and SIGTERM (batch schedulers, ``kill``) as orderly stops.
+"""SIGINT (Ctrl-C), SIGTERM (batch schedulers, ``kill``) and SIGHUP (a closed terminal) as orderly stops.
 
 :class:`StopSignals` installs handlers for both signals while a command runs and restores
 the previous ones afterwards (it nests: a command's own handlers replace the command line's
@@ -22,7 +22,7 @@ Python can only report the exception as "ignored" (in a callback from C, such as
 object cache), the report is suppressed while the handlers are installed.
 
 The command line turns :class:`Interrupted` into exit status 128 + the signal number: 130
-for SIGINT, 143 for SIGTERM.  Handlers can only be installed in the main thread; elsewhere
+for SIGINT, 143 for SIGTERM, 129 for SIGHUP.  Handlers can only be installed in the main thread; elsewhere
 :class:`StopSignals` does nothing (the default handlers stay).
 """
 
@@ -34,7 +34,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal (or the ssh connection) of a foreground run was closed
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def signal_name(signum: int) -> str:

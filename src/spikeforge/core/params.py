@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 
 from spikeforge.errors import DataFileError, ParameterError
@@ -94,11 +96,11 @@ class Param:
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
         elif self.type is int:
-            if isinstance(value, bool):
+            if isinstance(value, (bool, np.bool_)):
                 pass
-            elif isinstance(value, int):
-                return value
-            elif isinstance(value, float) and value.is_integer():
+            elif isinstance(value, numbers.Integral):
+                return int(value)
+            elif isinstance(value, numbers.Real) and float(value).is_integer():
                 return int(value)
             elif isinstance(value, str):
                 try:
@@ -106,7 +108,7 @@ class Param:
                 except ValueError:
                     pass
         elif self.type is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
                 value = float(value)
                 if not math.isfinite(value):
                     raise ParameterError(f"parameter {self.name!r} = {value} is not finite; expected a finite number")

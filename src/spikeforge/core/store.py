@@ -24,7 +24,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,13 @@ def write_failure(path: Path, error: OSError) -> DataFileError:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, before_commit: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block succeeds, it becomes ``path``.
 
     Use it for files written by other libraries (figures, HDF5): write to the yielded path.
     The temporary file exists (empty, with the umask's permissions) when the block starts.
+    ``before_commit`` runs once the content is complete, just before the rename (to remove files
+    the new one makes obsolete, so that a crash leaves either the old set or the new one).
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -93,6 +95,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise write_failure(path, error) from None
     try:
         yield temporary
+        if before_commit is not None:
+            before_commit()
         _commit(temporary, path)
     except OSError as error:
         raise write_failure(path, error) from None
@@ -127,12 +131,14 @@ def _to_attr(value: Any) -> Any:
     return value
 
 
-def write_h5(path: str | os.PathLike, arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None) -> None:
-    """Write ``arrays`` (name -> array; '/' in a name makes groups) and root ``attrs`` to ``path`` atomically.
+def write_h5(path: str | os.PathLike, arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
+             before_commit: Callable[[], None] | None = None) -> None:
+    """Write ``arrays`` (name -> array; '/' in a name makes groups) and root ``attrs`` to ``path`` atomically
+    (``before_commit``: see :func:`atomic_output`).
 
     Dicts, lists and None in ``attrs`` are stored as JSON strings and decoded by :func:`read_h5`.
     """
-    with atomic_output(path) as temporary:
+    with atomic_output(path, before_commit) as temporary:
         with h5py.File(temporary, "w") as handle:
             for name, array in arrays.items():
                 handle.create_dataset(name, data=np.asarray(array))
@@ -151,6 +157,15 @@ def _from_attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def require_file(path: Path, what: str) -> None:
+    """DataFileError unless ``path`` is a regular file (saying whether it is missing or something else)."""
+    if not path.exists():
+        raise DataFileError(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise DataFileError(f"{what} {str(path)!r} is {kind}; expected a file")
 
 
 def read_attrs(path: str | os.PathLike, what: str = "data file") -> dict[str, Any]:
@@ -177,8 +192,7 @@ def _all_datasets(handle: h5py.File) -> list[str]:
 def _open(path: Path, what: str, work):
     """``work(handle)`` on HDF5 file ``path`` opened for reading; errors of a missing, truncated or
     foreign file become DataFileError."""
-    if not path.is_file():
-        raise DataFileError(f"{what} {str(path)!r} does not exist")
+    require_file(path, what)
     try:
         with h5py.File(path, "r") as handle:
             return work(handle)

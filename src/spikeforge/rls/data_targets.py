@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.core.store import read_h5
+from spikeforge.core.store import read_h5, require_file
 from spikeforge.errors import DataFileError
 from spikeforge.rls import siegert
 from spikeforge.rls.params import Params
@@ -34,13 +34,14 @@ SIEGERT_NOISE_FACTOR = 1.3  # the reference's manual calibration of sigma
 def load_array(path: str | Path, what: str) -> np.ndarray:
     """The array in a ``.npy`` or HDF5 file, as float64."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{what} file {str(path)!r} does not exist")
+    require_file(path, f"{what} file")
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             reason = " ".join(str(error).split())[:200] or type(error).__name__
+            if "pickled" in reason or "allow_pickle" in reason:
+                reason = "not in numpy's .npy format"
             raise DataFileError(f"{what} file {str(path)!r} is not a readable .npy array ({reason})") from None
     else:
         arrays, _ = read_h5(path, what=f"{what} file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,30 @@ def estimate(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 
         test_recording_per_trial=n * (s.max_times * 4 + 2 * s.learn_nsteps * 8),
         chosen=(p.p_storage, p.p_precision),
     )
+
+
+def init_file_bytes(p: Params, n_tasks: int = 1) -> int:
+    """Size of the init.h5 of model ``p`` (from the parameters; a plugin may change it a little)."""
+    n, s = p.n_cells, p.steps
+    float_size = 8 if p.float_precision == "float64" else 4
+    p_bytes = 0 if p.p_compute == "small" else p_matrix.nbytes(n, s.n_plastic, p.p_storage, p.p_precision)
+    static = 2 * p.k * n * (4 + float_size) + (n + 1) * 8
+    plastic = n * s.n_plastic * (4 + float_size) + n * 4
+    tasks = n_tasks * n * (s.learn_nsteps * 8 * 2 + (s.stim_off_step - s.stim_on_step) * float_size)
+    return p_bytes + static + plastic + tasks + 3 * n * 8 + (s.n_steps - s.stim_off_step) * p.lx * 8
+
+
+def check_disk(directory: Path, need: int, what: str) -> None:
+    """Refuse to start work that will write ``need`` bytes (``what``) where fewer are free."""
+    from spikeforge.errors import DataFileError
+
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        shown = (human_bytes(free), human_bytes(need))
+        if shown[0] == shown[1]:
+            shown = (f"{free:,} bytes", f"{need:,} bytes")
+        raise DataFileError(f"the file system of {str(directory)!r} has {shown[0]} free, but {what} will take {shown[1]}; "
+                            "free some space or use another directory")
 
 
 def available_memory() -> int | None:

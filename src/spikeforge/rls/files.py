@@ -32,8 +32,12 @@ class RunDir:
     """Paths of one data directory.  ``RunDir(path)`` requires the directory to exist."""
 
     def __init__(self, path: str | Path, must_exist: bool = True):
+        if not str(path).strip():
+            raise DataFileError("the data directory's name is empty")
         self.path = Path(path)
         if must_exist and not self.path.is_dir():
+            if self.path.exists():
+                raise DataFileError(f"data directory {str(self.path)!r} is a file, not a directory")
             raise DataFileError(f"data directory {str(self.path)!r} does not exist; create it with `spikeforge new`")
 
     @property
@@ -61,6 +65,10 @@ class RunDir:
 
     def params(self) -> Params:
         """The parameters in params.toml (which must set the seed)."""
+        if not self.params_file.exists() and self.init_file.is_file():
+            raise DataFileError(f"{str(self.params_file)!r} is missing; init.h5 records every parameter it was built "
+                                "from (its attribute 'params'): write them back to params.toml, or start a new "
+                                "directory")
         user = SCHEMA.read_toml(self.params_file)
         if user.get("seed") is None:
             raise ParameterError(f"{str(self.params_file)!r} sets no seed; add a line `seed = <integer in [0, 2**63)>` "
@@ -69,7 +77,7 @@ class RunDir:
 
     def checkpoint_labels(self) -> list[str]:
         """Labels of the checkpoints present, by loop number (then name)."""
-        labels = [f.name[len("ckpt-"):-len(".h5")] for f in self.path.glob("ckpt-*.h5")]
+        labels = [f.name[len("ckpt-"):-len(".h5")] for f in self.path.glob("ckpt-*.h5") if f.is_file()]
         return sorted((label for label in labels if _LABEL.match(label)), key=lambda s: (checkpoint_loop(s), s))
 
     def latest_checkpoint(self) -> str | None:

@@ -11,6 +11,7 @@ initial P.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 from spikeforge.core import plugins
 from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix
-from spikeforge.rls.estimate import check_host_memory
+from spikeforge.rls.estimate import check_disk, check_host_memory, init_file_bytes
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
@@ -150,8 +151,8 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     Returns:
         The initialised model; ``model.init_stats`` has ``rate_exc_hz`` and ``rate_inh_hz``.
     """
-    if n_tasks is not None and n_tasks < 1:
-        raise ParameterError(f"number of tasks = {n_tasks} must be >= 1")
+    if n_tasks is not None and (isinstance(n_tasks, bool) or not isinstance(n_tasks, numbers.Integral) or n_tasks < 1):
+        raise ParameterError(f"number of tasks = {n_tasks!r} must be an integer >= 1")
     if utarg_file is not None and spikerate_file is not None:
         raise ParameterError("give either a target-current file or a spike-rate file, not both")
     run = RunDir(directory)
@@ -175,6 +176,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
             )
         engine = get_backend(backend, device)  # checks the choice before the long work
         check_host_memory(p, n_tasks=n_tasks)
+        check_disk(run.path, init_file_bytes(p, n_tasks), "init.h5")
         warn_if_drive_below_threshold(p)
         signals.raise_if_requested()  # a signal some library swallowed during start-up
         model = _build(run, p, engine, n_tasks, data, utarg_file is not None, verbose)
@@ -255,10 +257,11 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None
 
 def _warn_if_silent(p: Params, rate_exc: float, rate_inh: float) -> None:
     """Warn when the init run's mean rate of either population is below SILENT_RATE_HZ."""
-    if min(rate_exc, rate_inh) >= SILENT_RATE_HZ:
+    low = [f"{name} {rate:.3g} Hz" for name, rate in (("excitatory", rate_exc), ("inhibitory", rate_inh))
+           if rate < SILENT_RATE_HZ]
+    if not low:
         return
     shortfall = _drive_shortfall(p)
     because = f"; {shortfall}" if shortfall else "; raise the drive (x_bale, x_bali), the noise (sig) or k"
-    warnings.warn(f"the init run is nearly silent (excitatory {rate_exc:.3g} Hz, inhibitory {rate_inh:.3g} Hz, below "
-                  f"{SILENT_RATE_HZ} Hz): RLS cannot learn from neurons that do not spike{because}",
-                  SpikeforgeWarning, stacklevel=3)
+    warnings.warn(f"the init run is nearly silent ({' and '.join(low)}, below {SILENT_RATE_HZ} Hz): RLS cannot "
+                  f"learn from neurons that do not spike{because}", SpikeforgeWarning, stacklevel=3)

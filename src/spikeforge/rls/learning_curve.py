@@ -20,7 +20,10 @@ nothing) appears once per segment.  Datasets, one entry per loop trained::
 Attributes: ``units``, ``network_id`` (that of init.h5) and ``segments`` (JSON, one entry per
 segment: ``segment``, ``restored_from`` (a checkpoint label or "init"), ``first_loop``,
 ``started`` (local time), ``saved`` (the checkpoints it wrote), ``ended`` (how it ended:
-"completed", "interrupted", "stopped at once", "failed: ...")).
+"completed", "interrupted", "stopped at once", "failed: ...", or "running" when the process
+died without ending it)).  The file is rewritten with every checkpoint, so it holds at least
+the rows of every loop a checkpoint holds; rows of loops trained after the last checkpoint of
+a killed process are lost with their weights.
 
 The history behind a checkpoint is its segment's rows, preceded by those of the segment that
 saved the checkpoint it was restored from, and so on back to "init".
@@ -61,7 +64,8 @@ class LearningCurve:
             self.old, attrs = read_h5(run.learning_curve_file, list(COLUMNS), what="learning curve")
             if attrs.get("network_id") != network_id:
                 raise DataFileError(f"learning curve {str(run.learning_curve_file)!r} belongs to another network "
-                                    f"(network id {attrs.get('network_id')}, init.h5's is {network_id}); move it away")
+                                    f"(network id {attrs.get('network_id')}, init.h5's is {network_id}); move it away, or start "
+                                    f"afresh with `spikeforge init --force {run.path}`")
             self.segments = list(attrs.get("segments") or [])
         segment = 1 + max((int(s["segment"]) for s in self.segments), default=0)
         self.segment = {"segment": segment, "restored_from": restored_from, "first_loop": first_loop,

@@ -144,6 +144,11 @@ def check_init_arrays(arrays: dict[str, np.ndarray], p: Params, path: Path, dire
     check.within(arrays, "plastic/index", 0, n + p.lx - 1)
     check.shape(arrays, "plastic/count", (n,))
     check.within(arrays, "plastic/count", 0, lmax)
+    valid = np.arange(lmax)[None, :] < arrays["plastic/count"][:, None]
+    ordered = np.sort(np.where(valid, index, -1 - np.arange(lmax)[None, :]), axis=1)  # padding never repeats
+    repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    if repeated.size:
+        raise check.fail(f"neuron {repeated[0]} has the same plastic input twice in plastic/index")
     check.shape(arrays, "plastic/weight", (n, lmax))
     check.finite(arrays, "plastic/weight")
     check.shape(arrays, "P", _p_shape(p, n, lmax))
@@ -175,7 +180,12 @@ def check_params_unchanged(attrs: dict[str, Any], p: Params, path: Path, directo
     changed = differences(recorded, dict(p), init_dependent_names())
     if not changed:
         return
-    shown = [f"{name} {old!r} -> {new!r}" + ("" if name in p.user else " (derived)") for name, old, new in changed[:6]]
+    def origin(name: str) -> str:
+        if name in p.user:
+            return ""
+        return " (derived)" if SCHEMA.params[name].derive is not None else " (default)"
+
+    shown = [f"{name} {old!r} -> {new!r}{origin(name)}" for name, old, new in changed[:6]]
     more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
     raise DataFileError(
         f"params.toml changed after init in parameters init.h5 depends on: {', '.join(shown)}{more}; undo the "
@@ -239,7 +249,9 @@ class Model:
 
     def save_init(self, run: RunDir, attrs: dict[str, Any], replaces: list[Path] = ()) -> None:
         """Write init.h5 (with the provenance attributes); ``replaces``: files of the previous
-        network, deleted once the new init.h5 is in place."""
+        network, deleted once the new init.h5 is complete and just before it replaces the old one
+        (a crash in between leaves the old network without its results, never the new network
+        with the old one's)."""
         arrays = {
             "static/ptr": self.static.ptr, "static/post": self.static.post, "static/weight": self.static.weight,
             "plastic/index": self.plastic.index, "plastic/count": self.plastic.count,
@@ -254,9 +266,11 @@ class Model:
         scalars = {name: value for name, value in self.init_stats.items() if not isinstance(value, np.ndarray)}
         provenance = {"network_id": self.network_id, "params": dict(self.p),
                       "params_fingerprint": params_fingerprint(self.p), "spikeforge_version": spikeforge.__version__}
-        write_h5(run.init_file, arrays, {**scalars, **attrs, **provenance})
-        for stale in replaces:
-            stale.unlink(missing_ok=True)
+        def remove_replaced() -> None:
+            for stale in replaces:
+                stale.unlink(missing_ok=True)
+
+        write_h5(run.init_file, arrays, {**scalars, **attrs, **provenance}, before_commit=remove_replaced)
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan"),
                         attrs: dict[str, Any] | None = None) -> Path:
@@ -319,7 +333,7 @@ class Model:
             raise DataFileError(
                 f"checkpoint {str(path)!r} belongs to another network (network id {attrs.get('network_id')}, this "
                 f"directory's init.h5 is {self.network_id}): it was copied from another run or made before the last "
-                "init; delete it, or restore from one of this directory's checkpoints")
+                f"init; delete it, or start afresh with `spikeforge init --force {run.path}`")
         if attrs.get("loop") != loop:
             raise check.fail(f"it holds loop {attrs.get('loop')}, but its name says loop {loop}")
         n, lmax = self.plastic.weight.shape

@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from spikeforge.core.params import Param, Schema
 from spikeforge.rls.p_matrix import LARGEST, default_scale, largest_initial_entry
 from spikeforge.errors import ParameterError
@@ -311,7 +313,8 @@ class Params(Mapping):
     """
 
     def __init__(self, user: Mapping[str, Any]):
-        self.user = dict(user)
+        # numpy scalars as Python numbers, so that they can be written to TOML
+        self.user = {name: value.item() if isinstance(value, np.generic) else value for name, value in user.items()}
         self._values = SCHEMA.resolve(self.user)
         self.steps = derived(self._values)
 

@@ -13,19 +13,32 @@ one panel per neuron (a grid of ``isqrt(n)`` rows):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from spikeforge.core.lock import DirectoryLock
 from spikeforge.core.spikes import psth
-from spikeforge.core.store import atomic_output, read_h5
-from spikeforge.errors import ParameterError
+from spikeforge.core.selection import describe, neuron_indices
+from spikeforge.core.store import atomic_output, dataset_names, read_h5
+from spikeforge.errors import ParameterError, SpikeforgeWarning
 
 MAD_TO_SIGMA = 1.4826  # normalised MAD: equals the standard deviation for Gaussian data
 PANEL_SIZE_IN = (3.15, 2.56)  # 8 cm x 6.5 cm per panel, as the reference
+
+
+MARGINS_IN = {"left": 0.85, "right": 0.15, "bottom": 0.5, "top": 0.6}  # room for labels and the title
+
+
+def _fixed_margins(fig, rows: int, cols: int) -> None:
+    """Margins of a fixed size in inches (matplotlib's tight_layout measures every label, which
+    doubled the time of writing a figure)."""
+    width, height = PANEL_SIZE_IN[0] * cols, PANEL_SIZE_IN[1] * rows
+    fig.subplots_adjust(left=MARGINS_IN["left"] / width, right=1 - MARGINS_IN["right"] / width,
+                        bottom=MARGINS_IN["bottom"] / height, top=1 - MARGINS_IN["top"] / height,
+                        wspace=0.3, hspace=0.35)
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -33,9 +46,13 @@ def _grid(n: int) -> tuple[int, int]:
     return rows, math.ceil(n / rows)
 
 
-def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Path]:
-    """Write the figures of ``test_file`` for ``neurons`` (default: all tested ones), holding
-    the lock of the file's directory.
+DEFAULT_PANELS = 16  # neurons plotted when none are chosen (about 0.15 s each, PNG and PDF)
+MANY_PANELS = 100  # more than this: a warning that it takes a while
+
+
+def plot(test_file: str | Path, neurons: Sequence[int] | str | None = None) -> list[Path]:
+    """Write the figures of ``test_file`` for ``neurons`` (default: the first 16 tested ones),
+    holding the lock of the file's directory.
 
     Returns:
         Paths of the files written.
@@ -45,22 +62,23 @@ def plot(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Pa
         return write_figures(test_file, neurons)
 
 
-def write_figures(test_file: str | Path, neurons: Sequence[int] | None = None) -> list[Path]:
+def write_figures(test_file: str | Path, neurons: Sequence[int] | str | None = None) -> list[Path]:
     """:func:`plot` without taking the lock (for a caller that holds it)."""
     from matplotlib.figure import Figure
 
     test_file = Path(test_file)
     data, attrs = read_h5(test_file, ["neurons", "spike_step", "spike_trial", "spike_task", "spike_neuron",
                                       "u_total", "target", "learn_times"], what="test file")
-    tested = list(data["neurons"])
-    with h5py.File(test_file, "r") as handle:
-        target_rate = handle["target_rate"][()] if "target_rate" in handle else None
-    chosen = tested if neurons is None else list(neurons)
+    tested = [int(n) for n in data["neurons"]]
+    target_rate = read_h5(test_file, ["target_rate"], "test file")[0]["target_rate"] if "target_rate" in \
+        dataset_names(test_file, "test file") else None
+    chosen = tested[:DEFAULT_PANELS] if neurons is None else [int(n) for n in neuron_indices(neurons)]
     missing = [n for n in chosen if n not in tested]
     if missing:
-        raise ParameterError(f"neuron {missing[0]} was not tested; tested neurons are {tested}")
-    if not chosen:
-        raise ParameterError("no neurons to plot")
+        raise ParameterError(f"neuron {missing[0]} was not tested; tested neurons are {describe(tested)}")
+    if len(chosen) > MANY_PANELS:
+        warnings.warn(f"plotting {len(chosen)} neurons takes about {0.15 * len(chosen):.0f} s per task; choose "
+                      "fewer with --neurons", SpikeforgeWarning, stacklevel=2)
     columns = [tested.index(n) for n in chosen]
     ntrials, n_tasks = int(attrs["ntrials"]), int(attrs["n_tasks"])
     dt, learn_every = float(attrs["dt"]), float(attrs["learn_every"])
@@ -102,8 +120,8 @@ def write_figures(test_file: str | Path, neurons: Sequence[int] | None = None) -
             if kind == "syninput" or target_rate is not None:
                 axes.flat[0].legend(fontsize=7, loc="best")
             fig.suptitle(f"task {task}: {'synaptic input vs target' if kind == 'syninput' else 'PSTH'}, "
-                         f"{ntrials} trial{'s' if ntrials > 1 else ''}")
-            fig.tight_layout()
+                         f"{ntrials} trial{'s' if ntrials > 1 else ''}", fontsize=10)
+            _fixed_margins(fig, rows, cols)
             for suffix in (".png", ".pdf"):
                 path = Path(f"{stem}-{kind}-task{task}{suffix}")
                 with atomic_output(path) as temporary:

@@ -27,9 +27,11 @@ completed trials to ``test.h5`` and raises :class:`~spikeforge.core.interrupts.I
 from __future__ import annotations
 
 import concurrent.futures
+import numbers
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,27 +41,17 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import get_backend
 from spikeforge.core.backends.layout import TEST
+from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
-from spikeforge.errors import DataFileError, ParameterError
-from spikeforge.rls.estimate import check_host_memory
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
+from spikeforge.rls.estimate import available_memory, check_disk, check_host_memory, human_bytes
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
 from spikeforge.rls.plotting import write_figures
 from spikeforge.rls.simulation import constants, initial_voltage, run_trial
 from spikeforge.rls.targets import learning_times
 from spikeforge.rls.training import check_device_memory
-
-
-def check_neurons(neurons: Sequence[int], n_cells: int) -> np.ndarray:
-    """``neurons`` as an int array, or ParameterError naming the first index out of range."""
-    indices = np.asarray(list(neurons), dtype=np.int64)
-    if indices.size == 0:
-        raise ParameterError("no neurons selected; expected at least one 0-based index")
-    bad = indices[(indices < 0) | (indices >= n_cells)]
-    if bad.size:
-        raise ParameterError(f"neuron index {bad[0]} is out of range; expected 0 .. {n_cells - 1}")
-    return indices
 
 
 def latest_checkpoint(run: RunDir) -> str:
@@ -83,7 +75,7 @@ def _devices(backend: str, device: str, p) -> list[str]:
 def test(
     directory: str | Path,
     ntrials: int = 1,
-    neurons: Sequence[int] = range(16),
+    neurons: Sequence[int] | str | int = range(16),
     restore_from_checkpoint: str | int | None = None,
     plot: bool = True,
     verbose: bool = True,
@@ -94,9 +86,11 @@ def test(
     """Run ``ntrials`` trials of every task with the weights of a checkpoint; save ``test.h5``.
 
     Args:
-        neurons: 0-based indices of the neurons to record.
+        neurons: 0-based indices of the neurons to record (a sequence, one index, or a text such as "0:16").
         restore_from_checkpoint: checkpoint label; default the one with the highest loop.
-        plot: write the figures of :func:`spikeforge.rls.plotting.plot` afterwards.
+        plot: write the figures of :func:`spikeforge.rls.plotting.plot` afterwards (of the first 16
+            recorded neurons; ``spikeforge plot`` draws others).  The figures of an earlier test.h5
+            are deleted when it is replaced.
         backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]"; with "cuda" the
             trials are spread over every visible GPU (one thread and one copy of the model each).
         devices: the devices to spread trials over, instead of those ``device`` implies.
@@ -104,29 +98,58 @@ def test(
     Returns:
         Path of ``test.h5``.  SIGINT or SIGTERM keeps the trials completed so far.
     """
-    if not isinstance(ntrials, (int, np.integer)) or ntrials < 1:
+    if isinstance(ntrials, bool) or not isinstance(ntrials, numbers.Integral) or ntrials < 1:
         raise ParameterError(f"ntrials = {ntrials!r} must be an integer >= 1")
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge test"):
         p = run.params()
-        indices = check_neurons(neurons, p.n_cells)
+        indices = neuron_indices(neurons, p.n_cells)
         label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
         checkpoint_loop(label)
         model = Model.load(run, label, p)
         check_host_memory(p, model.plastic.count, model.n_tasks)
+        _check_room(run, model, ntrials, indices.size)
         signals.raise_if_requested()  # a signal some library swallowed during start-up
         with signals.deferred("finishing this trial, then saving the completed trials"):
             completed, recorded = _run_trials(model, label, indices, ntrials, signals, verbose, backend, device, devices)
             if completed:
-                write_h5(run.test_file, *recorded)
+                stale_figures = run.test_figures()
+                write_h5(run.test_file, *recorded,
+                         before_commit=lambda: [figure.unlink(missing_ok=True) for figure in stale_figures])
         if signals.requested:
             kept = f"kept the {completed} completed trials in {run.test_file}" if completed else "no trial was complete"
             raise Interrupted(signals.requested, f"interrupted by {signal_name(signals.requested)}: {kept}")
         if plot:
-            figures = write_figures(run.test_file)
-            if verbose:
-                print("figures: " + ", ".join(str(f) for f in figures))
+            _plot(run, verbose)
     return run.test_file
+
+
+def _plot(run: RunDir, verbose: bool) -> None:
+    """The figures of the test.h5 just written; a stop or a failure leaves test.h5 complete and says so."""
+    again = f"`spikeforge plot {run.test_file}` draws them"
+    try:
+        figures = write_figures(run.test_file)
+    except Interrupted as interrupted:
+        raise Interrupted(interrupted.signum, f"interrupted by {signal_name(interrupted.signum)} while plotting: "
+                                              f"{run.test_file} is complete, its figures are not; {again}") from None
+    except DataFileError as error:
+        raise DataFileError(f"{error}; {run.test_file} is complete, its figures are not; {again}") from None
+    if verbose:
+        print("figures: " + ", ".join(str(f) for f in figures))
+
+
+def _check_room(run: RunDir, model: Model, ntrials: int, n_neurons: int) -> None:
+    """Refuse a test whose recordings do not fit in memory or on the disk, before running it: the
+    boxcar currents (allocated at the start) and the spikes at four times the init run's rates."""
+    p = model.p
+    rate = max(model.init_stats["rate_exc_hz"], model.init_stats["rate_inh_hz"], 1.0)
+    spikes = min(4 * rate * p.train_time / 1000, p.steps.max_times)
+    need = int(ntrials * model.n_tasks * n_neurons * (2 * p.steps.learn_nsteps * 8 + spikes * 16))
+    free_memory = available_memory()
+    if free_memory is not None and need > free_memory:
+        raise ParameterError(f"{ntrials} trials of {n_neurons} neurons record about {human_bytes(need)}, more than the "
+                             f"{human_bytes(free_memory)} of memory available; record fewer trials or neurons")
+    check_disk(run.path, need, f"test.h5 of {ntrials} trials of {n_neurons} neurons")
 
 
 def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, signals: StopSignals, verbose: bool,
@@ -158,6 +181,11 @@ def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, sig
                 model.cell_state = result.cell_state
             u_total[trial, task] = result.u_rolling[0][:, indices]
             u_plastic[trial, task] = result.u_rolling[1][:, indices]
+            dropped = int(np.maximum(result.spike_count[indices] - result.spike_steps.shape[1], 0).sum())
+            if dropped:
+                warnings.warn(f"trial {trial}, task {task}: {dropped} spikes beyond max_rate = {p.max_rate} Hz "
+                              f"({result.spike_steps.shape[1]} per neuron and trial) were not stored; raise max_rate",
+                              SpikeforgeWarning, stacklevel=2)
             for neuron in indices:
                 count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
                 rows.append(np.stack([result.spike_steps[neuron, :count], np.full(count, trial),

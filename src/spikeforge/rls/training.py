@@ -28,7 +28,9 @@ a warning line reports them, and non-finite weights stop training with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import numbers
 import resource
 import shutil
 import sys
@@ -45,7 +47,7 @@ from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
-from spikeforge.rls.estimate import check_fits, check_host_memory, human_bytes
+from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
 from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.learning_curve import LearningCurve
@@ -56,12 +58,17 @@ LOW_PRECISION = ("float16", "int16")
 
 
 class TrainingInterrupted(Interrupted):
-    """Training stopped on SIGINT or SIGTERM after saving checkpoint ``label``."""
+    """Training stopped on a signal after saving checkpoint ``label``; ``remaining``: loops of the
+    call that were not trained."""
 
-    def __init__(self, signum: int, label: str, path: Path, directory: Path):
-        super().__init__(signum, f"interrupted by {signal_name(signum)}: saved checkpoint {label!r} ({path}); "
-                                 f"continue with `spikeforge train {directory}`")
-        self.label = label
+    def __init__(self, signum: int, label: str, path: Path, directory: Path, remaining: int):
+        if remaining:
+            what = (f"saved checkpoint {label!r} ({path}); continue with "
+                    f"`spikeforge train {directory} --nloops {remaining}` for the {remaining} loops not trained")
+        else:
+            what = f"every loop was trained and saved in checkpoint {label!r} ({path}) before stopping"
+        super().__init__(signum, f"interrupted by {signal_name(signum)}: {what}")
+        self.label, self.remaining = label, remaining
 
 
 class TrainingDiverged(SpikeforgeError):
@@ -136,12 +143,7 @@ def starting_point(run: RunDir, restore_from_checkpoint: str | int | None, disca
 
 def _check_disk_space(run: RunDir, model: Model, n_checkpoints: int) -> None:
     """Refuse to start when the directory's file system cannot hold the checkpoints training will write."""
-    need = model.checkpoint_bytes() * n_checkpoints
-    free = shutil.disk_usage(run.path).free
-    if free < need:
-        raise DataFileError(f"the file system of {str(run.path)!r} has {human_bytes(free)} free, but training writes up to "
-                            f"{n_checkpoints} checkpoint(s) of {human_bytes(model.checkpoint_bytes())}; free some space "
-                            "or use another directory")
+    check_disk(run.path, model.checkpoint_bytes() * n_checkpoints, f"the {n_checkpoints} checkpoint(s) training writes")
 
 
 class _Session:
@@ -226,11 +228,18 @@ class _Session:
             model.plastic.weight[...] = engine.get(learner.weights_in)
         if learner.history is not None:
             model.history = (engine.get(learner.history), learner.history_filled, learner.history_next)
-        path = model.save_checkpoint(self.run, label, correlation,
-                                     {"restored_from": self.curve.segment["restored_from"],
-                                      "segment": self.curve.segment["segment"]})
-        self.curve.saved(label)
+        try:
+            path = model.save_checkpoint(self.run, label, correlation,
+                                         {"restored_from": self.curve.segment["restored_from"],
+                                          "segment": self.curve.segment["segment"]})
+        except DataFileError as error:
+            raise DataFileError(f"{error}; the last good checkpoint is {self.last_saved!r}") from None
         self.last_saved = label
+        self.curve.saved(label)
+        try:  # the learning curve goes with every checkpoint, so a crash loses no saved loop's row
+            self.curve.write()
+        except DataFileError as error:
+            raise DataFileError(f"{error}; checkpoint {label!r} was saved") from None
         return path
 
     def save_if_best(self, row: dict) -> None:
@@ -301,7 +310,7 @@ def train(
     """
     for name, value, low in (("nloops", nloops, 1), ("correlation_interval", correlation_interval, 1),
                              ("checkpoint_every", checkpoint_every, 0)):
-        if not isinstance(value, (int, np.integer)) or value < low:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ParameterError(f"{name} = {value!r} must be an integer >= {low}")
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge train"):
@@ -323,9 +332,10 @@ def train(
 
 def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nloops: int, correlation_interval: int,
                  save_best: bool, checkpoint_every: int) -> TrainResult:
-    """The loops of a train call, the checkpoints, and the learning curve whatever happens."""
+    """The loops of a train call, its checkpoints, and the learning curve whatever happens."""
     run, model, curve, verbose = session.run, session.model, session.curve, session.verbose
     first_loop = model.loop + 1
+    last_loop = first_loop + nloops - 1
     if verbose:
         print(f"{'loop':>6} {'task':>5} {'seconds':>8} {'rate (Hz)':>10} {'correlation':>12}")
     bar = tqdm(total=nloops, desc="training", unit="loop", disable=not (verbose and sys.stderr.isatty()), leave=False,
@@ -335,7 +345,7 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
         with signals.deferred("finishing this loop, then saving a checkpoint"):
             for old in discard:
                 run.checkpoint_file(old).unlink(missing_ok=True)
-            for loop in range(first_loop, first_loop + nloops):
+            for loop in range(first_loop, last_loop + 1):
                 row = session.run_loop(loop, measure=loop % correlation_interval == 0)
                 curve.add(**row)
                 if verbose:
@@ -346,22 +356,27 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 session.check_health(row)
                 if save_best:
                     session.save_if_best(row)
-                if (checkpoint_every and loop % checkpoint_every == 0 and loop < first_loop + nloops - 1
-                        and not signals.requested):
+                if checkpoint_every and loop % checkpoint_every == 0 and loop < last_loop and not signals.requested:
                     session.save_periodic(row)
                 if signals.requested:
                     break
-            label = f"{model.loop}i" if signals.requested else str(model.loop)
+            label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
             session.save_final(label, curve.rows["correlation"][-1])
-        ended = "interrupted" if signals.requested else "completed"
+            ended = "interrupted" if signals.requested else "completed"
+            try:
+                curve.write(ended)
+            except DataFileError as error:
+                raise DataFileError(f"{error}; checkpoint {label!r} was saved") from None
     except BaseException as error:
-        ended = "stopped at once" if isinstance(error, Interrupted) else f"failed: {type(error).__name__}: {error}"
+        if ended == "running":  # the segment's end is not recorded yet: record how it ended
+            ended = "stopped at once" if isinstance(error, Interrupted) else f"failed: {type(error).__name__}: {error}"
+            if curve.rows["loop"]:
+                with contextlib.suppress(SpikeforgeError):
+                    curve.write(ended)
         raise
     finally:
         bar.close()
-        if curve.rows["loop"]:
-            curve.write(ended)
     if signals.requested:
-        raise TrainingInterrupted(signals.requested, label, run.checkpoint_file(label), run.path)
+        raise TrainingInterrupted(signals.requested, label, run.checkpoint_file(label), run.path, last_loop - model.loop)
     rows = curve.rows
     return TrainResult(rows["loop"], rows["correlation"], rows["firing_rate"], rows["elapsed_time"], label, model)
