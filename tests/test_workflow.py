@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from spikeforge import rls
+from spikeforge.core import rng as streams
 from spikeforge.core.store import read_h5
 from spikeforge.errors import ParameterError
+
+from conftest import SMALL
 
 
 def _weights(directory, label):
@@ -26,8 +29,13 @@ def test_init_saves_a_consistent_network(small_run):
     assert arrays["targets"].shape == (1, 20, 1024) and arrays["stimulus"].shape == (1, 500, 1024)
     assert attrs["rate_exc_hz"] > 0 and attrs["rate_inh_hz"] > 0
     assert {tuple(s["path"]) for s in attrs["rng_streams"]} >= {("static_weights",), ("targets", 0)}
-    # the targets oscillate around each neuron's init-run mean current
-    np.testing.assert_allclose(arrays["targets"][0].mean(axis=0), arrays["init/u_mean"], atol=0.5)
+    # tsn.md 4.3: target[j, i] = amp sin(2 pi (t_j - phase_i) / period) + u_mean[i], t_j = stim_off + j learn_every,
+    # phase_i = period U(0, 1) from the task's own stream
+    p = rls.Params(SMALL)
+    phase = p.target_period * streams.stream(p.seed, "targets", 0).random(p.n_cells)
+    t = p.stim_off + p.learn_every * np.arange(1, 21)
+    expected = p.target_amp * np.sin(2 * np.pi * (t[:, None] - phase) / p.target_period) + arrays["init/u_mean"]
+    np.testing.assert_allclose(arrays["targets"][0], expected, rtol=1e-12, atol=1e-12)
 
 
 def test_results_do_not_depend_on_the_number_of_threads(small_run, tmp_path):
