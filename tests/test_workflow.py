@@ -38,19 +38,29 @@ def test_init_saves_a_consistent_network(small_run):
     np.testing.assert_allclose(arrays["targets"][0], expected, rtol=1e-12, atol=1e-12)
 
 
-def test_results_do_not_depend_on_the_number_of_threads(small_run, tmp_path):
+def test_results_do_not_depend_on_the_number_of_threads(small_run, tmp_path, monkeypatch):
+    """The threaded step kernel (forced here: 1024 neurons are below its default size) and the
+    threaded RLS update give the spikes, weights and P of one thread."""
+    from spikeforge.core.backends import get_backend, numba_network
+
+    made = []
+    make = numba_network._make_run_steps
+    monkeypatch.setattr(numba_network, "_make_run_steps", lambda *key: made.append(key) or make(*key))
+    threaded = get_backend("numba", parallel_min_neurons=0)
     outcomes = []
     for threads in (1, 2):
         directory = tmp_path / f"threads{threads}"
         shutil.copytree(small_run, directory)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            rls.train(directory, nloops=2, verbose=False)
-            rls.test(directory, ntrials=1, neurons=range(1024), plot=False, verbose=False)
+            rls.train(directory, nloops=2, verbose=False, backend=threaded)
+            rls.test(directory, ntrials=1, neurons=range(1024), plot=False, verbose=False, backend=threaded)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         spikes, _ = read_h5(directory / "test.h5", ["spike_step", "spike_neuron"])
         outcomes.append((*_weights(directory, "2"), spikes["spike_step"], spikes["spike_neuron"]))
+    if numba.config.NUMBA_NUM_THREADS > 1:
+        assert any(parallel for parallel, *_ in made) and any(not parallel for parallel, *_ in made)
     assert outcomes[0][2].size > 100  # the network is active
     for one, two in zip(*outcomes):
         np.testing.assert_array_equal(one, two)

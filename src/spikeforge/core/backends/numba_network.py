@@ -25,6 +25,7 @@ import functools
 import numba
 import numpy as np
 
+from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.layout import (GLIF, INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants,
                                              Recording, State)
 from spikeforge.core.cells import glif, lif
@@ -189,17 +190,15 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
     return run_steps
 
 
-PARALLEL_MIN_NEURONS = 16384  # below this a step is too short for threads to pay (see BENCHMARKS.md)
-
-
 def run_steps(state: State, net: Connectivity, c: Constants, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
-              ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int) -> None:
+              ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int,
+              options: KernelOptions = KernelOptions()) -> None:
     """Advance ``state`` through steps ``first_step .. last_step`` (see the module docstring).
 
-    Networks of PARALLEL_MIN_NEURONS or more neurons update them in parallel threads; smaller
-    ones run on one thread, where a step (microseconds) is too short to share out.
+    Networks of ``options.parallel_min_neurons`` or more neurons update them in parallel threads;
+    smaller ones run on one thread, where a step (microseconds) is too short to share out.
     """
-    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= PARALLEL_MIN_NEURONS
+    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= options.parallel_min_neurons
     noise_mode = 0 if noise.shape[0] == 0 else (1 if c.noise_on_voltage else 2)
     kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
     kernel(state, net, c, rec, x_stim, noise, ff_spikes, first_step, last_step, kind)
