@@ -320,15 +320,15 @@ def test_a_failed_capture_falls_back_to_running_without_graphs(tmp_path, monkeyp
     np.testing.assert_array_equal(weights["graph"], weights["off"])
 
 
-def test_rls_in_blocks_of_neurons_equals_one_block(monkeypatch):
+def test_rls_in_blocks_of_neurons_equals_one_block():
     """Large models update P block by block to bound the temporaries; the blocks change nothing."""
     problem = _random_rls_problem("symmetric", n=40)
     whole = [torch.from_numpy(a.copy()) for a in problem]
     torch_kernels.rls_update(*whole, 1.0, True, "symmetric", True)
-    monkeypatch.setattr(torch_kernels, "RLS_BLOCK_BYTES", problem[0][0].nbytes * 7)  # blocks of 7 neurons
-    assert torch_kernels.block_neurons(torch.from_numpy(problem[0])) == 7
+    seven = problem[0][0].nbytes * 7
+    assert torch_kernels.block_neurons(torch.from_numpy(problem[0]), seven) == 7
     blocked = [torch.from_numpy(a.copy()) for a in problem]
-    torch_kernels.rls_update(*blocked, 1.0, True, "symmetric", True)
+    get_backend("torch", rls_block_bytes=seven).rls_update(*blocked, 1.0, True, "symmetric", True)
     for a, b in zip(whole, blocked):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
 

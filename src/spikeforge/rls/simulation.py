@@ -140,7 +140,7 @@ def new_recording(p: Params, kind: int) -> Recording:
     n_bins = s.learn_nsteps if records else 0
     return Recording(
         spike_steps=np.zeros((n, s.max_times) if records else (n, 0), dtype=np.int32),
-        roll_sum=np.zeros((2, n_bins, n), dtype=np.float64 if dtype == np.float64 else dtype),
+        roll_sum=np.zeros((2, n_bins, n), dtype=dtype),
         roll_count=np.zeros(n_bins, dtype=np.int64),
         u_sum=np.zeros(n if kind == INIT else 0, dtype=np.float64),
         u_sumsq=np.zeros(n if kind == INIT else 0, dtype=np.float64),

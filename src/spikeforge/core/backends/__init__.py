@@ -44,6 +44,8 @@ class KernelOptions:
         torch_threads: torch on the CPU: threads of torch's operations while the backend's kernels
             run (restored afterwards); a step's tensors are small, and torch's threads would spin
             against numba's in the same process.  None: torch's own setting.
+        rls_block_bytes: torch: P is updated in blocks of neurons whose float32/float64 working copy
+            takes at most this many bytes, so the update's temporaries stay small next to P [bytes].
     """
 
     parallel_min_neurons: int = 16384
@@ -52,6 +54,7 @@ class KernelOptions:
     fused_neurons: bool = False
     intervals: str = "off"
     torch_threads: int | None = 1
+    rls_block_bytes: int = 2**28
 
     def __post_init__(self):
         for name, choices in CHOICES.items():
@@ -99,7 +102,7 @@ class Backend:
             self.kernels.rls_update(*arguments)
         else:
             self.kernels.rls_update(*arguments, ordered=self.options.summation == "ordered",
-                                    fused=self.triton is not None)
+                                    fused=self.triton is not None, block_bytes=self.options.rls_block_bytes)
 
     def rls_small(self, *arguments) -> None:
         """The memory-light update (see :func:`numba_rls.rls_small`)."""

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from spikeforge.core.backends import KernelOptions
-from spikeforge.core.backends.layout import GLIF, INIT, LIF, RLS_BLOCK_BYTES, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.backends.layout import GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD
 
 def usable_triton_step(device: torch.device):
     """The :mod:`triton_step` module if its kernels run on ``device`` (a smoke test; a failure
@@ -411,11 +411,11 @@ def packed_product(P, a, rows, cols):
     return k
 
 
-def block_neurons(P: torch.Tensor) -> int:
+def block_neurons(P: torch.Tensor, block_bytes: int) -> int:
     """Neurons per block of the RLS update: as many as keep the block's working (float32 or
-    float64) copy of P within RLS_BLOCK_BYTES."""
+    float64) copy of P within ``block_bytes``."""
     row_bytes = max(P[0].numel() * max(P.element_size(), 4), 1) if P.shape[0] else 1
-    return max(1, RLS_BLOCK_BYTES // row_bytes)
+    return max(1, block_bytes // row_bytes)
 
 
 def _packed_update(device, p_scale: float, fused: bool, ordered: bool):
@@ -431,10 +431,10 @@ def _packed_update(device, p_scale: float, fused: bool, ordered: bool):
 
 
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
-               gain_with_den, storage, apply, ordered=True, fused=False):
+               gain_with_den, storage, apply, ordered=True, fused=False, block_bytes=KernelOptions.rls_block_bytes):
     """One RLS update of every neuron (see numba_rls.rls_update), block of neurons after block
-    (:func:`block_neurons`); float16/int16 P is updated in a float32 copy of each block.
-    ``ordered``: sums in numba's order; ``fused``: the Triton kernel for packed P on CUDA."""
+    (:func:`block_neurons` of ``block_bytes``); float16/int16 P is updated in a float32 copy of each
+    block.  ``ordered``: sums in numba's order; ``fused``: the Triton kernel for packed P on CUDA."""
     def run(block, lo, hi):
         args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
                 weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
@@ -443,7 +443,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         else:
             rls_dense_torch(*args, storage == "symmetric", apply, ordered)
 
-    step = block_neurons(P)
+    step = block_neurons(P, block_bytes)
     for lo in range(0, P.shape[0], step):
         hi = min(lo + step, P.shape[0])
         if P.dtype in (torch.float32, torch.float64):
@@ -459,7 +459,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
 def count_p_faults(P: torch.Tensor) -> tuple[int, int]:
     """(saturated, non-finite) entries of P (see numba_rls.count_p_faults), block by block."""
     saturated = nonfinite = 0
-    step = block_neurons(P)
+    step = block_neurons(P, KernelOptions.rls_block_bytes)
     for lo in range(0, P.shape[0], step):
         block = P[lo:lo + step]
         if P.dtype == torch.int16:
