@@ -149,3 +149,66 @@ def test_a_cell_model_plugin_gives_per_neuron_parameters(tmp_path):
 
     with pytest.raises(ParameterError, match="cell_model = 'glif7' is not lif, glif1 .. glif5"):
         rls.Params({"cell_model": "glif7"})
+
+
+def _teeter_by_hand(model: str, drive: float, n_steps: int, p) -> tuple[list[int], tuple]:
+    """One GLIF neuron of ``model`` with constant input, step by step from Teeter et al.'s equations
+    (as written in spikeforge.core.cells.glif's docstring), in plain Python: spike steps and the
+    final (v, theta_s, theta_v, after-spike currents)."""
+    from spikeforge.core.cells.glif import MODELS
+
+    has_asc, has_theta_s, has_theta_v, reset_rule = MODELS[model]
+    dt, c, r, e_l = p.dt, p.tau_meme / p.glif_r, p.glif_r, p.glif_el
+    k = p.glif_asc_k if has_asc else []
+    v, theta_s, theta_v, asc = 0.0, 0.0, 0.0, [0.0] * len(k)
+    last, spikes = -10**9, []
+    for ti in range(1, n_steps + 1):
+        if ti <= last + p.steps.refrac_steps:
+            continue  # refractory: nothing moves
+        asc = [i * (1 - dt * kj) for i, kj in zip(asc, k)]
+        v = v + dt / c * (drive + sum(asc) - (v - e_l) / r)
+        theta_s = theta_s * (1 - dt * p.glif_b_s) if has_theta_s else 0.0
+        if has_theta_v:
+            theta_v = theta_v + dt * (p.glif_a_v * (v - e_l) - p.glif_b_v * theta_v)
+        if v > p.threshe + theta_s + theta_v:
+            spikes.append(ti)
+            last = ti
+            asc = [f * i + d for f, i, d in zip(p.glif_asc_f, asc, p.glif_asc_delta)]
+            v = e_l + p.glif_f_v * (v - e_l) - p.glif_delta_v if reset_rule else p.vre
+            if has_theta_s:
+                theta_s += p.glif_delta_thresh_s
+    return spikes, (v, theta_s, theta_v, asc)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("model", ["glif2", "glif3", "glif4", "glif5"])
+def test_glif_steps_follow_teeters_equations_computed_by_hand(model, backend):
+    from spikeforge.core.backends import numba_kernels
+    from spikeforge.core.backends.layout import GLIF, TEST
+    from spikeforge.rls.params import Params
+    from spikeforge.rls.simulation import glif_constants
+
+    from test_kernels import NO_FF, _constants, _net, _recording, _state
+
+    # E_L and R away from their defaults, so that every term of the equations matters
+    p = Params({"cell_model": model, "glif_el": -0.2, "glif_r": 1.3, "glif_a_v": 0.05, "glif_b_v": 0.3})
+    drive, n_steps = 1.4, 3000
+    spikes, (v, theta_s, theta_v, asc) = _teeter_by_hand(model, drive, n_steps, p)
+    assert len(spikes) > 5
+    g = glif_constants(p)
+    g = type(g)(*(field[:1] for field in g))
+    state, rec = _state(1), _recording(1, max_times=1000)
+    state = state._replace(asc=np.zeros((1, g.asc_decay.shape[1])))
+    args = (state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g, vre=p.vre), rec,
+            np.zeros((1, 1)), np.zeros((0, 1)), NO_FF)
+    if backend == "numba":
+        numba_kernels.run_steps(*args, 1, n_steps, TEST)
+    else:
+        torch_kernels = pytest.importorskip("spikeforge.core.backends.torch_kernels")
+        on = [torch_kernels.put(a, "cpu") for a in args]
+        torch_kernels.run_steps(*on, 1, n_steps, TEST)
+        state, rec = torch_kernels.get(on[0]), torch_kernels.get(on[3])
+    np.testing.assert_array_equal(rec.spike_steps[0, : state.spike_count[0]], spikes)
+    np.testing.assert_allclose([state.v[0], state.thresh_s[0], state.thresh_v[0]], [v, theta_s, theta_v],
+                               rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(state.asc[0], asc, rtol=1e-11, atol=1e-13)

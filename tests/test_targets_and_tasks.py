@@ -53,8 +53,14 @@ def test_target_currents_from_a_npy_file_with_two_tasks(tmp_path):
     rls.new(directory, SMALL)
     model = rls.init(directory, utarg_file=path, verbose=False)
     np.testing.assert_array_equal(model.targets, np.moveaxis(currents, 2, 0))
-    result = rls.train(directory, nloops=2, verbose=False)
-    assert all(np.isfinite(result.correlation))
+    rls.train(directory, nloops=2, verbose=False)
+    curve, _ = read_h5(directory / "learning-curve.h5", ["task", "correlation"])
+    np.testing.assert_array_equal(curve["task"], [0, 1])  # loop 1 learns task 0's file column, loop 2 task 1's
+    rls.test(directory, ntrials=1, neurons=[0, 5, 9], plot=False, verbose=False)
+    tested, _ = read_h5(directory / "test.h5", ["target", "u_total"])
+    np.testing.assert_array_equal(tested["target"], np.moveaxis(currents[:, [0, 5, 9]], 2, 0))
+    # the correlation is measured against each loop's own task: the file's currents, not the sinusoids
+    assert tested["u_total"].shape == (1, 2, T, 3) and np.all(np.abs(curve["correlation"]) <= 1)
 
 
 def test_rates_from_hdf5_become_currents_that_follow_them(tmp_path):

@@ -19,6 +19,7 @@ WITH_UNITS = {
 
 
 def test_unit_annotated_parameters_give_identical_results(tmp_path):
+    pytest.importorskip("pint", reason="units need pint (pip install 'spikeforge[units]')")
     outcomes = []
     for name, extra in (("plain", {}), ("units", WITH_UNITS)):
         directory = tmp_path / name
@@ -33,7 +34,16 @@ def test_unit_annotated_parameters_give_identical_results(tmp_path):
         np.testing.assert_array_equal(plain_ckpt[name], unit_ckpt[name], err_msg=name)
 
 
+def test_units_without_pint_are_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pint", None)  # as if pint were not installed
+    with pytest.raises(ParameterError, match=r"'dt' = '100 us' has units; install pint"):
+        rls.Params({"dt": "100 us"})
+
+
 def test_units_are_converted_and_checked():
+    pytest.importorskip("pint", reason="units need pint (pip install 'spikeforge[units]')")
     p = rls.Params(WITH_UNITS)
     assert (p.dt, p.stim_off, p.stim_b, p.max_rate) == (0.1, 100.0, 0.05, 500.0)
     assert p.glif_asc_k == [0.1, 0.2, 0.3]

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from spikeforge import rls
+from spikeforge.core import rng as streams
 from spikeforge.core.store import read_h5
 from spikeforge.errors import ParameterError
+
+from conftest import SMALL
 
 
 def _weights(directory, label):
@@ -26,23 +29,38 @@ def test_init_saves_a_consistent_network(small_run):
     assert arrays["targets"].shape == (1, 20, 1024) and arrays["stimulus"].shape == (1, 500, 1024)
     assert attrs["rate_exc_hz"] > 0 and attrs["rate_inh_hz"] > 0
     assert {tuple(s["path"]) for s in attrs["rng_streams"]} >= {("static_weights",), ("targets", 0)}
-    # the targets oscillate around each neuron's init-run mean current
-    np.testing.assert_allclose(arrays["targets"][0].mean(axis=0), arrays["init/u_mean"], atol=0.5)
+    # tsn.md 4.3: target[j, i] = amp sin(2 pi (t_j - phase_i) / period) + u_mean[i], t_j = stim_off + j learn_every,
+    # phase_i = period U(0, 1) from the task's own stream
+    p = rls.Params(SMALL)
+    phase = p.target_period * streams.stream(p.seed, "targets", 0).random(p.n_cells)
+    t = p.stim_off + p.learn_every * np.arange(1, 21)
+    expected = p.target_amp * np.sin(2 * np.pi * (t[:, None] - phase) / p.target_period) + arrays["init/u_mean"]
+    np.testing.assert_allclose(arrays["targets"][0], expected, rtol=1e-12, atol=1e-12)
 
 
-def test_results_do_not_depend_on_the_number_of_threads(small_run, tmp_path):
+def test_results_do_not_depend_on_the_number_of_threads(small_run, tmp_path, monkeypatch):
+    """The threaded step kernel (forced here: 1024 neurons are below its default size) and the
+    threaded RLS update give the spikes, weights and P of one thread."""
+    from spikeforge.core.backends import get_backend, numba_network
+
+    made = []
+    make = numba_network._make_run_steps
+    monkeypatch.setattr(numba_network, "_make_run_steps", lambda *key: made.append(key) or make(*key))
+    threaded = get_backend("numba", parallel_min_neurons=0)
     outcomes = []
     for threads in (1, 2):
         directory = tmp_path / f"threads{threads}"
         shutil.copytree(small_run, directory)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            rls.train(directory, nloops=2, verbose=False)
-            rls.test(directory, ntrials=1, neurons=range(1024), plot=False, verbose=False)
+            rls.train(directory, nloops=2, verbose=False, backend=threaded)
+            rls.test(directory, ntrials=1, neurons=range(1024), plot=False, verbose=False, backend=threaded)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         spikes, _ = read_h5(directory / "test.h5", ["spike_step", "spike_neuron"])
         outcomes.append((*_weights(directory, "2"), spikes["spike_step"], spikes["spike_neuron"]))
+    if numba.config.NUMBA_NUM_THREADS > 1:
+        assert any(parallel for parallel, *_ in made) and any(not parallel for parallel, *_ in made)
     assert outcomes[0][2].size > 100  # the network is active
     for one, two in zip(*outcomes):
         np.testing.assert_array_equal(one, two)

@@ -18,7 +18,3 @@ def psth(spike_times_ms: np.ndarray, edges_ms: np.ndarray, n_trials: int) -> np.
     counts, _ = np.histogram(spike_times_ms, bins=edges_ms)
     return counts / n_trials / (np.diff(edges_ms) / 1000.0)
 
-
-def mean_rate(spike_counts: np.ndarray, duration_ms: float) -> float:
-    """Mean firing rate [Hz] of neurons with ``spike_counts`` spikes in ``duration_ms``."""
-    return float(np.mean(spike_counts) / (duration_ms / 1000.0))

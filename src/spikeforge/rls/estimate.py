@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.core.backends.layout import RLS_BLOCK_BYTES
+from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.numba_rls import padded_width
 from spikeforge.core.store import dataset_shapes, read_h5
 from spikeforge.rls import p_matrix
@@ -172,8 +172,8 @@ def check_fits(p: Params, free_bytes: int, device: str, plastic_count: np.ndarra
 
     e = estimate(p, plastic_count, n_tasks)
     # the torch backend updates P block by block: a float32 working copy of a 16-bit block, the
-    # outer product k k' and smaller temporaries, each at most RLS_BLOCK_BYTES
-    working = 4 * RLS_BLOCK_BYTES
+    # outer product k k' and smaller temporaries, each at most rls_block_bytes
+    working = 4 * KernelOptions.rls_block_bytes
     need = e.total(*e.chosen) + working
     if need <= free_bytes:
         return

@@ -22,7 +22,7 @@ import numpy as np
 from spikeforge.core import provenance
 from spikeforge.core import rng as streams
 from spikeforge.core.interrupts import StopSignals
-from spikeforge.core.backends import get_backend
+from spikeforge.core.backends import as_backend
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 from spikeforge.core import plugins
@@ -127,7 +127,7 @@ def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
 
 
 def init(directory: str | Path, n_tasks: int | None = None, force: bool = False, verbose: bool = True,
-         utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None, backend: str = "numba",
+         utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None, backend="numba",
          device: str = "cpu") -> Model:
     """Build the network of ``directory`` and save it to ``init.h5``.
 
@@ -174,7 +174,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
                 f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
                 "init would make them inconsistent: use a new directory or pass --force to delete them"
             )
-        engine = get_backend(backend, device)  # checks the choice before the long work
+        engine = as_backend(backend, device)  # checks the choice before the long work
         check_host_memory(p, n_tasks=n_tasks)
         check_disk(run.path, init_file_bytes(p, n_tasks), "init.h5")
         warn_if_drive_below_threshold(p)

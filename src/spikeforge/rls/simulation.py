@@ -140,7 +140,7 @@ def new_recording(p: Params, kind: int) -> Recording:
     n_bins = s.learn_nsteps if records else 0
     return Recording(
         spike_steps=np.zeros((n, s.max_times) if records else (n, 0), dtype=np.int32),
-        roll_sum=np.zeros((2, n_bins, n), dtype=np.float64 if dtype == np.float64 else dtype),
+        roll_sum=np.zeros((2, n_bins, n), dtype=dtype),
         roll_count=np.zeros(n_bins, dtype=np.int64),
         u_sum=np.zeros(n if kind == INIT else 0, dtype=np.float64),
         u_sumsq=np.zeros(n if kind == INIT else 0, dtype=np.float64),
@@ -168,14 +168,14 @@ class Learner:
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
     replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
 
-    def update(self, kernels, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
-        """One RLS update of every neuron with the filtered spike trains ``r`` (N + lx,)."""
+    def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
+        """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""
         if self.history is None:
-            kernels.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
+            backend.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
                                self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
                                self.apply)
             return
-        kernels.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
+        backend.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
                           self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
                           self.apply)
         self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
@@ -242,7 +242,6 @@ def run_trial(
         from spikeforge.core.backends import get_backend
 
         backend = get_backend()
-    kernels = backend.kernels
     learning = kind in (TRAIN, TRAIN_RECORD)
     with backend.activated():  # CUDA graphs, streams and Triton act on the current device
         state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
@@ -256,11 +255,11 @@ def run_trial(
                 replay.run_interval(learner, net, const, target[row], *inputs.draw(first, last), first, last, kind)
                 continue
             if row is not None:
-                learner.update(kernels, state.r, state.u_bal, target[row])
+                learner.update(backend, state.r, state.u_bal, target[row])
             block_first = first
             while block_first <= last:
                 block_last = min(last, block_first + BLOCK_STEPS - 1) if inputs.drawn else last
-                kernels.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
+                backend.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
                                   block_last, kind)
                 block_first = block_last + 1
         state, rec = backend.get(state), backend.get(rec)

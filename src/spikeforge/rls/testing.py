@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spikeforge.core import rng as streams
-from spikeforge.core.backends import get_backend
+from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TEST
 from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
@@ -62,8 +62,10 @@ def latest_checkpoint(run: RunDir) -> str:
     return label
 
 
-def _devices(backend: str, device: str, p) -> list[str]:
+def _devices(backend: "str | Backend", device: str, p) -> list[str]:
     """Devices for the trials: every visible GPU for torch on "cuda", else just ``device``."""
+    if isinstance(backend, Backend):
+        return [backend.device]
     if backend == "torch" and device == "cuda" and not p.cell_state_persists:
         import torch
 
@@ -79,7 +81,7 @@ def test(
     restore_from_checkpoint: str | int | None = None,
     plot: bool = True,
     verbose: bool = True,
-    backend: str = "numba",
+    backend: "str | Backend" = "numba",
     device: str = "cpu",
     devices: Sequence[str] | None = None,
 ) -> Path:
@@ -92,7 +94,8 @@ def test(
             recorded neurons; ``spikeforge plot`` draws others).  The figures of an earlier test.h5
             are deleted when it is replaced.
         backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]"; with "cuda" the
-            trials are spread over every visible GPU (one thread and one copy of the model each).
+            trials are spread over every visible GPU (one thread and one copy of the model each); or
+            a :class:`~spikeforge.core.backends.Backend` with options of its own.
         devices: the devices to spread trials over, instead of those ``device`` implies.
 
     Returns:
@@ -153,7 +156,7 @@ def _check_room(run: RunDir, model: Model, ntrials: int, n_neurons: int) -> None
 
 
 def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, signals: StopSignals, verbose: bool,
-                backend: str, device: str, devices: Sequence[str] | None) -> tuple[int, tuple[dict, dict]]:
+                backend, device: str, devices: Sequence[str] | None) -> tuple[int, tuple[dict, dict]]:
     """Run trials 0, 1, ... until ``ntrials`` are done or a stop is requested; return the number of
     consecutive completed trials and the (arrays, attributes) of test.h5 for them."""
     p = model.p
@@ -164,7 +167,7 @@ def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, sig
     done = np.zeros(ntrials, dtype=bool)
 
     def setup(device_name: str):
-        engine = get_backend(backend, device_name)
+        engine = as_backend(backend, device_name)
         check_device_memory(engine, model)
         net, _ = model.connectivity()
         return engine, engine.put(net), engine.put(constants(p, model.cells)), engine.put(model.stimulus)

@@ -42,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spikeforge.core import rng as streams
-from spikeforge.core.backends import get_backend
+from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import read_attrs
@@ -274,7 +274,7 @@ def train(
     save_best_checkpoint: bool = False,
     restore_from_checkpoint: str | int | None = None,
     verbose: bool = True,
-    backend: str = "numba",
+    backend: "str | Backend" = "numba",
     device: str = "cpu",
     cuda_graphs: bool = True,
     discard_later: bool = False,
@@ -297,7 +297,8 @@ def train(
         checkpoint_every: also save ``ckpt-<loop>.h5`` every this many loops (0: only at the
             end), replacing this call's previous periodic one.
         verbose: print a line per loop and a progress bar.
-        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]".
+        backend, device: "numba" on the cpu, or "torch" on "cpu" or "cuda[:N]"; or a
+            :class:`~spikeforge.core.backends.Backend` with options of its own (``device`` is then its).
         cuda_graphs: on CUDA, capture each learning interval once as a CUDA graph and replay
             it (:mod:`spikeforge.core.backends.torch_graphs`); False runs the plain loop.
 
@@ -316,7 +317,7 @@ def train(
     with StopSignals() as signals, run.lock("spikeforge train"):
         p = run.params()
         label, later = starting_point(run, restore_from_checkpoint, discard_later)
-        engine = get_backend(backend, device, cuda_graphs)
+        engine = as_backend(backend, device, cuda_graphs)
         model = Model.load(run, label, p)
         check_host_memory(p, model.plastic.count, model.n_tasks)
         check_device_memory(engine, model)

@@ -5,6 +5,11 @@
 :mod:`layout`; the host-side driver (:mod:`spikeforge.rls.simulation`) draws every random
 number and hands the same numbers to either backend, so the backends can be compared
 spike for spike.
+
+How the kernels run (threads, propagation strategy, order of sums, fused Triton kernels, CUDA
+graphs) is a :class:`KernelOptions` carried by the :class:`Backend` object, which passes it to
+every kernel call: no module-level switch, and two backends with different options can live in
+one process (the tests compare them).
 """
 
 from __future__ import annotations
@@ -16,16 +21,61 @@ from typing import Any
 from spikeforge.errors import ParameterError
 
 BACKENDS = ("numba", "torch")
+CHOICES = {"propagation": ("sparse", "dense", "push"), "summation": ("ordered", "batched"),
+           "intervals": ("off", "graph", "eager")}
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelOptions:
+    """How a backend's kernels run.  Only speed depends on them, except where a field says otherwise.
+
+    Attributes:
+        parallel_min_neurons: numba: networks of at least this many neurons update their neurons on
+            threads; a smaller network's step takes microseconds, too short to share out
+            (BENCHMARKS.md).  Results do not depend on it.
+        propagation: torch: spike propagation ``sparse`` (gather the out-synapses of the neurons that
+            fired), ``dense`` (every synapse, fixed size: no host synchronisation) or ``push`` (the
+            Triton kernel, CUDA).
+        summation: torch: sums ``ordered`` term after term as numba adds them (bit-identical on the
+            CPU) or ``batched`` in one reduction (different rounding).
+        fused_neurons: torch: the LIF neuron update as one Triton kernel (CUDA).
+        intervals: torch: learning intervals run ``off`` (the plain loop), or replayed from fixed
+            buffers, captured as CUDA graphs (``graph``) or not (``eager``; :mod:`torch_graphs`).
+        torch_threads: torch on the CPU: threads of torch's operations while the backend's kernels
+            run (restored afterwards); a step's tensors are small, and torch's threads would spin
+            against numba's in the same process.  None: torch's own setting.
+        rls_block_bytes: torch: P is updated in blocks of neurons whose float32/float64 working copy
+            takes at most this many bytes, so the update's temporaries stay small next to P [bytes].
+    """
+
+    parallel_min_neurons: int = 16384
+    propagation: str = "sparse"
+    summation: str = "ordered"
+    fused_neurons: bool = False
+    intervals: str = "off"
+    torch_threads: int | None = 1
+    rls_block_bytes: int = 2**28
+
+    def __post_init__(self):
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ParameterError(f"kernel option {name} = {getattr(self, name)!r} is not one of "
+                                     f"{', '.join(map(repr, choices))}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """A kernel module and how to move arrays to and from it."""
+    """A kernel module, its options, and how to move arrays to and from it.
+
+    ``triton`` is the :mod:`triton_step` module where its kernels run on ``device`` (checked
+    once, when the backend is made), else None.
+    """
 
     name: str
     device: str
-    kernels: Any  # module with run_steps, rls_update, rls_small
-    intervals: str = "off"  # learning intervals: "off" (plain loop), or replayed ("graph", "eager"; torch_graphs)
+    kernels: Any  # module with run_steps, rls_update, rls_small, count_p_faults, count_nonfinite
+    options: KernelOptions = KernelOptions()
+    triton: Any = None
 
     def put(self, value: Any) -> Any:
         """numpy arrays (also inside NamedTuples) in the backend's array type."""
@@ -35,54 +85,114 @@ class Backend:
         """Back to numpy."""
         return value if self.name == "numba" else self.kernels.get(value)
 
+    def run_steps(self, state, net, const, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
+                  clock=None) -> None:
+        """Steps ``first_step .. last_step`` (see :func:`numba_network.run_steps`) with this backend's
+        options; ``clock``: torch's device clock (:mod:`torch_graphs`)."""
+        if self.name == "numba":
+            self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
+                                   self.options)
+        else:
+            self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
+                                   self.options, self.triton, clock)
+
+    def rls_update(self, *arguments) -> None:
+        """One RLS update of every neuron (see :func:`numba_rls.rls_update`)."""
+        if self.name == "numba":
+            self.kernels.rls_update(*arguments)
+        else:
+            self.kernels.rls_update(*arguments, ordered=self.options.summation == "ordered",
+                                    fused=self.triton is not None, block_bytes=self.options.rls_block_bytes)
+
+    def rls_small(self, *arguments) -> None:
+        """The memory-light update (see :func:`numba_rls.rls_small`)."""
+        if self.name == "numba":
+            self.kernels.rls_small(*arguments)
+        else:
+            self.kernels.rls_small(*arguments, ordered=self.options.summation == "ordered")
+
     def activated(self) -> contextlib.AbstractContextManager:
-        """A context in which the backend's device is the current CUDA device: Triton kernels,
-        CUDA streams, graphs and memory pools act on the current device, not on their tensors'."""
+        """A context for running kernels: on CUDA the backend's device is the current device (Triton
+        kernels, streams, graphs and memory pools act on the current device, not on their
+        tensors'); on the CPU torch uses ``options.torch_threads`` threads."""
         if self.device.startswith("cuda"):
             import torch
 
             return torch.cuda.device(self.device)
+        if self.name == "torch" and self.options.torch_threads is not None:
+            return _torch_threads(self.options.torch_threads)
         return contextlib.nullcontext()
 
     def interval_replay(self, learner) -> Any:
         """The :class:`torch_graphs.IntervalReplay` that runs ``learner``'s learning intervals
         (created on first use and kept with the learner), or None for the plain loop."""
-        if self.intervals == "off" or learner.history is not None:  # small mode keeps host-side bookkeeping
+        if self.options.intervals == "off" or learner.history is not None:  # small mode: host-side bookkeeping
             return None
         if learner.replay is None:
             from spikeforge.core.backends.torch_graphs import IntervalReplay
 
-            learner.replay = IntervalReplay(self.intervals)
+            learner.replay = IntervalReplay(self)
         return learner.replay
 
 
-def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = True) -> Backend:
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def as_backend(backend: "str | Backend", device: str = "cpu", cuda_graphs: bool = True) -> Backend:
+    """``backend`` itself when it is a :class:`Backend`, else :func:`get_backend` of that name."""
+    return backend if isinstance(backend, Backend) else get_backend(backend, device, cuda_graphs)
+
+
+def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = True, **options: Any) -> Backend:
     """The backend ``name`` ("numba" or "torch") on ``device`` ("cpu", "cuda", "cuda:1", ...).
 
     ``cuda_graphs``: on CUDA, capture training's learning intervals as CUDA graphs
-    (:mod:`torch_graphs`); False runs the plain loop (for debugging or comparison).
+    (:mod:`torch_graphs`); False runs the plain loop.  ``options``: fields of
+    :class:`KernelOptions` to set instead of the device's defaults (e.g. ``propagation="dense"``,
+    ``parallel_min_neurons=0``).
     """
+    unknown = set(options) - {field.name for field in dataclasses.fields(KernelOptions)}
+    if unknown:
+        raise ParameterError(f"unknown kernel option {sorted(unknown)[0]!r}; expected one of "
+                             f"{', '.join(field.name for field in dataclasses.fields(KernelOptions))}")
     if name == "numba":
         if device != "cpu":
             raise ParameterError(f"the numba backend runs on the cpu, not on {device!r}; use --backend torch")
         from spikeforge.core.backends import numba_kernels
 
-        return Backend("numba", "cpu", numba_kernels)
+        return Backend("numba", "cpu", numba_kernels, KernelOptions(**options))
     if name == "torch":
         try:
             import torch
         except ImportError:
             raise ParameterError("the torch backend needs torch: pip install 'spikeforge[gpu]'") from None
-        from spikeforge.core.backends import torch_graphs, torch_kernels
+        from spikeforge.core.backends import torch_kernels
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA device")
         if not (device == "cpu" or device.startswith("cuda")):
             raise ParameterError(f"device {device!r} is not 'cpu' or 'cuda[:N]'")
-        if device == "cpu":
-            # a step's tensors are small: one thread is fastest, and torch's OpenMP threads would
-            # otherwise spin against numba's in the same process
-            torch.set_num_threads(1)
-        intervals = torch_graphs.DEFAULT_MODE["cuda" if device.startswith("cuda") else "cpu"]
-        return Backend("torch", device, torch_kernels, intervals if cuda_graphs else "off")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA device")
+        cuda = device.startswith("cuda")
+        wants_triton = cuda or options.get("propagation") == "push" or options.get("fused_neurons", False)
+        triton = torch_kernels.usable_triton_step(torch.device(device)) if wants_triton else None
+        defaults = {"propagation": "sparse", "summation": "ordered", "fused_neurons": False, "intervals": "off",
+                    "torch_threads": 1}
+        if cuda:
+            defaults = {"propagation": "push" if triton else "dense", "summation": "batched",
+                        "fused_neurons": triton is not None, "intervals": "graph" if cuda_graphs else "off",
+                        "torch_threads": None}
+        chosen = KernelOptions(**{**defaults, **options})
+        if (chosen.propagation == "push" or chosen.fused_neurons) and triton is None:
+            raise ParameterError(f"propagation = 'push' and fused_neurons need the Triton kernels, which cannot run "
+                                 f"on {device!r}")
+        return Backend("torch", device, torch_kernels, chosen, triton)
     raise ParameterError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")

@@ -16,9 +16,6 @@ import numpy as np
 INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
 # cell models: LIF, or the GLIF family (spikeforge.core.cells.glif)
 LIF, GLIF = 0, 1
-# the torch backend updates P in blocks of neurons whose float32/float64 working copy of P
-# takes at most this many bytes, so the update's temporaries stay small next to P itself
-RLS_BLOCK_BYTES = 2**28
 
 
 class Connectivity(NamedTuple):

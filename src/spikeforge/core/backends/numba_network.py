@@ -25,6 +25,7 @@ import functools
 import numba
 import numpy as np
 
+from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.layout import (GLIF, INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants,
                                              Recording, State)
 from spikeforge.core.cells import glif, lif
@@ -58,7 +59,6 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
         ff_spikes: np.ndarray,
         first_step: int,
         last_step: int,
-        run_kind: int,
     ) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
@@ -68,7 +68,6 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
             noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
             ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
-            run_kind: INIT, TRAIN, TRAIN_RECORD or TEST (the kernel's own ``kind``).
         """
         # numba loses writes made through NamedTuple attributes inside prange, and cannot lower nested
         # NamedTuples there: unpack everything the loops use into locals
@@ -91,7 +90,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
         g_a_v, g_b_v, g_reset_rule = c.glif.a_v, c.glif.b_v, c.glif.reset_rule
         g_asc_decay, g_asc_f, g_asc_delta = c.glif.asc_decay, c.glif.asc_f, c.glif.asc_delta
         n = v_all.shape[0]
-        threaded = parallel  # noqa: F841 (makes the flag a closure variable)
+        # numba's cache key holds the closure variables' values; ``parallel`` is only read by the
+        # decorator, so without this reference the threaded and serial variants would share a key
+        threaded = parallel  # noqa: F841
         plastic = kind != INIT  # kind, cell_kind and noise_mode are compile-time constants
         learning = kind == TRAIN or kind == TRAIN_RECORD
         recording = kind == TRAIN_RECORD or kind == TEST
@@ -189,20 +190,18 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
     return run_steps
 
 
-PARALLEL_MIN_NEURONS = 16384  # below this a step is too short for threads to pay (see BENCHMARKS.md)
-
-
 def run_steps(state: State, net: Connectivity, c: Constants, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
-              ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int) -> None:
+              ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int,
+              options: KernelOptions = KernelOptions()) -> None:
     """Advance ``state`` through steps ``first_step .. last_step`` (see the module docstring).
 
-    Networks of PARALLEL_MIN_NEURONS or more neurons update them in parallel threads; smaller
-    ones run on one thread, where a step (microseconds) is too short to share out.
+    Networks of ``options.parallel_min_neurons`` or more neurons update them in parallel threads;
+    smaller ones run on one thread, where a step (microseconds) is too short to share out.
     """
-    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= PARALLEL_MIN_NEURONS
+    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= options.parallel_min_neurons
     noise_mode = 0 if noise.shape[0] == 0 else (1 if c.noise_on_voltage else 2)
     kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
-    kernel(state, net, c, rec, x_stim, noise, ff_spikes, first_step, last_step, kind)
+    kernel(state, net, c, rec, x_stim, noise, ff_spikes, first_step, last_step)
 
 
 __all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST"]

@@ -25,6 +25,7 @@ with a warning, since graphs are an optimisation and must never stop a training 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -32,11 +33,8 @@ from typing import Any
 
 import torch
 
-from spikeforge.core.backends import torch_kernels
 
 MODES = ("graph", "eager")
-# what the torch backend does with learning intervals on each device type ("off": plain loop)
-DEFAULT_MODE = {"cpu": "off", "cuda": "graph"}
 
 
 class _Interval:
@@ -50,13 +48,18 @@ class _Interval:
 
 
 class IntervalReplay:
-    """Runs the learning intervals of training trials from fixed buffers, replaying CUDA graphs
-    in ``mode = "graph"`` (see the module docstring)."""
+    """Runs the learning intervals of training trials on ``backend`` from fixed buffers, replaying
+    CUDA graphs when its ``options.intervals`` is "graph" (see the module docstring).  Spike
+    propagation is the backend's, or "dense" where that is "sparse" (which waits for the host)."""
 
-    def __init__(self, mode: str):
+    def __init__(self, backend):
+        mode = backend.options.intervals
         if mode not in MODES:
             raise ValueError(f"interval replay mode {mode!r} is not one of {MODES}")
         self.mode = mode
+        sparse = backend.options.propagation == "sparse"
+        self.backend = dataclasses.replace(backend, options=dataclasses.replace(
+            backend.options, propagation="dense" if sparse else backend.options.propagation))
         self.state = None
         self.recordings: dict[int, Any] = {}
         self.intervals: dict[tuple, _Interval] = {}
@@ -106,13 +109,12 @@ class IntervalReplay:
         clock = torch.zeros((), dtype=torch.int64, device=device)
         target, noise, ff_spikes = target_row.clone(), noise.clone(), ff_spikes.clone()
         no_stimulus = torch.zeros((0, target.shape[0]), dtype=target.dtype, device=device)
-        state, rec = self.state, self.recordings[kind]
-        propagation = torch_kernels.graph_safe_propagation(device)
+        state, rec, backend = self.state, self.recordings[kind], self.backend
 
         def work() -> None:
-            learner.update(torch_kernels, state.r, state.u_bal, target)
-            torch_kernels.run_steps(state, net, const, rec, no_stimulus, noise, ff_spikes, first_step, last_step, kind,
-                                    propagation=propagation, clock=clock)
+            learner.update(backend, state.r, state.u_bal, target)
+            backend.run_steps(state, net, const, rec, no_stimulus, noise, ff_spikes, first_step, last_step, kind,
+                              clock=clock)
 
         return _Interval(work, clock, target, noise, ff_spikes)
 

@@ -5,7 +5,8 @@ with whole-network tensor operations; every floating-point operation is done in 
 order, so on the CPU in float64 the two backends give the same spikes.  Arrays are the
 NamedTuples of :mod:`spikeforge.core.backends.layout` holding tensors (see :func:`put`).
 
-Spike propagation has three strategies (``PROPAGATION``):
+How they run is a :class:`~spikeforge.core.backends.KernelOptions` passed with every call.
+Spike propagation has three strategies (``options.propagation``):
 
 * ``sparse`` (default on the CPU): gather the out-synapses of the neurons that spiked, in
   neuron order, and ``index_add_`` their weights;
@@ -15,7 +16,7 @@ Spike propagation has three strategies (``PROPAGATION``):
   block of presynaptic neurons, work in proportion to the spikes, no host synchronisation.
 
 On CUDA with Triton the LIF neuron update is one fused kernel too
-(:func:`triton_step.lif_neurons`, ``FUSED_NEURONS``).  The tests compare every strategy on
+(:func:`triton_step.lif_neurons`, ``options.fused_neurons``).  The tests compare every strategy on
 the CPU (the Triton kernels in Triton's interpreter).
 
 Nothing in a ``TRAIN`` or ``TRAIN_RECORD`` step after ``stim_off`` with dense or push
@@ -24,58 +25,37 @@ boolean-mask indexing, no output whose size depends on the data.  Time is read f
 device ``clock`` when one is given, so :mod:`torch_graphs` can capture a learning interval
 once as a CUDA graph and replay it for every later interval.
 
-Reductions have two orders (``SUMMATION``): ``ordered`` adds term after term as the numba
+Reductions have two orders (``options.summation``): ``ordered`` adds term after term as the numba
 kernels do (bit-identical on the CPU); ``batched`` uses one batched reduction per sum
 (default on CUDA, where a Python loop over inputs would launch hundreds of kernels).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from spikeforge.core.backends.layout import GLIF, INIT, LIF, RLS_BLOCK_BYTES, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.backends import KernelOptions
+from spikeforge.core.backends.layout import GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD
 
-PROPAGATION = {"cpu": "sparse", "cuda": "push"}  # "push" needs Triton; without it CUDA uses "dense"
-SUMMATION = {"cpu": "ordered", "cuda": "batched"}
-FUSED_NEURONS = {"cpu": False, "cuda": True}  # the Triton LIF neuron update (triton_step), where Triton is
+def usable_triton_step(device: torch.device):
+    """The :mod:`triton_step` module if its kernels run on ``device`` (a smoke test; a failure
+    warns and the torch code takes over), else None."""
+    try:
+        from spikeforge.core.backends import triton_step
 
-
-_TRITON_STEP: dict[str, Any] = {}  # device -> triton_step, or None where its kernels cannot run
-
-
-def _triton_step(device: torch.device):
-    """The :mod:`triton_step` module if its kernels run on ``device`` (checked once per device
-    with a smoke test; a failure warns and the torch code takes over), else None."""
-    key = str(device)
-    if key not in _TRITON_STEP:
-        try:
-            from spikeforge.core.backends import triton_step
-
-            triton_step.smoke_test(device)
-            _TRITON_STEP[key] = triton_step
-        except ImportError:
-            _TRITON_STEP[key] = None
-        except Exception as error:  # noqa: BLE001 - a Triton failure must not stop a run: fall back
-            warnings.warn(f"the fused Triton step kernels cannot run on {device} ({error}); using torch "
-                          "operations instead", RuntimeWarning, stacklevel=3)
-            _TRITON_STEP[key] = None
-    return _TRITON_STEP[key]
-
-
-def default_propagation(device: torch.device) -> str:
-    """The propagation strategy of ``device`` (PROPAGATION; devices not listed: dense)."""
-    strategy = PROPAGATION.get(device.type, "dense")
-    return "dense" if strategy == "push" and _triton_step(device) is None else strategy
-
-
-def graph_safe_propagation(device: torch.device) -> str:
-    """The device's propagation strategy if a CUDA graph can capture it, else dense."""
-    strategy = default_propagation(device)
-    return "dense" if strategy == "sparse" else strategy
+        triton_step.smoke_test(device)
+    except ImportError:
+        return None
+    except Exception as error:  # noqa: BLE001 - a Triton failure must not stop a run: fall back
+        warnings.warn(f"the fused Triton step kernels cannot run on {device} ({error}); using torch "
+                      "operations instead", RuntimeWarning, stacklevel=3)
+        return None
+    return triton_step
 
 
 def put(value: Any, device: str | torch.device) -> Any:
@@ -176,17 +156,18 @@ def _glif_step(v, drive, active, thresh, vre, dt, g, thresh_s, thresh_v, asc):
 
 
 def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
-              propagation: str | None = None, clock: torch.Tensor | None = None) -> None:
+              options: KernelOptions = KernelOptions(), triton=None, clock: torch.Tensor | None = None) -> None:
     """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`.
 
-    ``propagation``: "sparse", "dense" or "push" (default: PROPAGATION of the device).
+    ``options``: the propagation strategy and whether the LIF update is the fused Triton kernel;
+    ``triton``: the :mod:`triton_step` module, needed for "push" and the fused update.
     ``clock``: a 0-d int64 tensor on the device holding ``first_step - 1``; each step advances
     it and reads the time from it instead of from ``first_step``, so that the same captured
     work can run any interval of this length (whose first step has the parity of
     ``first_step`` and the same remainder modulo ``steps_per_ms``; see :mod:`torch_graphs`).
     """
     device = state.v.device
-    strategy = propagation or default_propagation(device)
+    strategy = options.propagation
     pre = _presynaptic(net) if strategy == "dense" else None  # once per call, not per step
     n = state.v.shape[0]
     plastic = kind != INIT
@@ -194,9 +175,7 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
     recording = kind in (TRAIN_RECORD, TEST)
     n_ff = ff_spikes.shape[1]
     spike_slots = _SpikeSlots(rec.spike_steps) if recording else None
-    wants_fused = c.cell_kind == LIF and FUSED_NEURONS.get(device.type, False)
-    triton = _triton_step(device) if wants_fused or strategy == "push" else None
-    fused = wants_fused and triton is not None
+    fused = c.cell_kind == LIF and options.fused_neurons
     if fused:
         scalars = triton.step_scalars(c, state.v.dtype, device)
         if clock is None:  # the fused kernel reads the time from the device
@@ -377,16 +356,11 @@ def _den_and_c(a, k, count_mask, p_scale, work_dtype, ordered):
     return den, c
 
 
-def _is_ordered(tensor: torch.Tensor) -> bool:
-    """Whether sums on ``tensor``'s device follow the numba order (devices not in SUMMATION: batched)."""
-    return SUMMATION.get(tensor.device.type, "batched") == "ordered"
-
-
 def rls_dense_torch(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
-                    gain_with_den, symmetric, apply):
-    """RLS with (N, Lmax, W) P blocks, batched over neurons (see numba_rls.rls_dense)."""
+                    gain_with_den, symmetric, apply, ordered=True):
+    """RLS with (N, Lmax, W) P blocks, batched over neurons (see numba_rls.rls_dense); ``ordered``:
+    sums term after term as numba (else batched)."""
     lmax, width = plastic_index.shape[1], P.shape[2]
-    ordered = _is_ordered(P)
     count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
     a = _gather_a(r, plastic_index, count_mask, width, P.dtype)
     if ordered:
@@ -411,14 +385,13 @@ def packed_rows(lmax: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def rls_packed_torch(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
-                     gain_with_den, apply):
+                     gain_with_den, apply, ordered=True):
     """RLS with packed upper-triangular P (N, Lmax (Lmax+1)/2) (see numba_rls.rls_packed)."""
     lmax = plastic_index.shape[1]
     count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
     a = _gather_a(r, plastic_index, count_mask, lmax, P.dtype)
     rows, cols = packed_rows(lmax, P.device)
     k = packed_product(P, a, rows, cols)
-    ordered = _is_ordered(P)
     den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype, ordered)
     P.sub_(c[:, None] * (k[:, rows] * k[:, cols]))
     _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
@@ -438,39 +411,39 @@ def packed_product(P, a, rows, cols):
     return k
 
 
-def block_neurons(P: torch.Tensor) -> int:
+def block_neurons(P: torch.Tensor, block_bytes: int) -> int:
     """Neurons per block of the RLS update: as many as keep the block's working (float32 or
-    float64) copy of P within RLS_BLOCK_BYTES."""
+    float64) copy of P within ``block_bytes``."""
     row_bytes = max(P[0].numel() * max(P.element_size(), 4), 1) if P.shape[0] else 1
-    return max(1, RLS_BLOCK_BYTES // row_bytes)
+    return max(1, block_bytes // row_bytes)
 
 
-def _packed_update(device, p_scale: float):
-    """The fused Triton kernel on CUDA when Triton is installed, else the torch code (also when
-    ``p_scale`` or its inverse is not exact in float32, the type of Triton's float arguments)."""
+def _packed_update(device, p_scale: float, fused: bool, ordered: bool):
+    """The fused Triton kernel on CUDA when ``fused`` (Triton runs there), else the torch code
+    (also when ``p_scale`` or its inverse is not exact in float32, the type of Triton's float
+    arguments)."""
     exact = all(float(np.float32(value)) == value for value in (p_scale, 1.0 / p_scale))
-    if device.type == "cuda" and exact:
-        try:
-            from spikeforge.core.backends.triton_rls import fused_packed_rls
-        except ImportError:
-            return rls_packed_torch
+    if fused and device.type == "cuda" and exact:
+        from spikeforge.core.backends.triton_rls import fused_packed_rls
+
         return fused_packed_rls
-    return rls_packed_torch
+    return functools.partial(rls_packed_torch, ordered=ordered)
 
 
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
-               gain_with_den, storage, apply):
+               gain_with_den, storage, apply, ordered=True, fused=False, block_bytes=KernelOptions.rls_block_bytes):
     """One RLS update of every neuron (see numba_rls.rls_update), block of neurons after block
-    (:func:`block_neurons`); float16/int16 P is updated in a float32 copy of each block."""
+    (:func:`block_neurons` of ``block_bytes``); float16/int16 P is updated in a float32 copy of each
+    block.  ``ordered``: sums in numba's order; ``fused``: the Triton kernel for packed P on CUDA."""
     def run(block, lo, hi):
         args = (block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
                 weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
         if storage == "packed":
-            _packed_update(block.device, p_scale)(*args, apply)
+            _packed_update(block.device, p_scale, fused, ordered)(*args, apply)
         else:
-            rls_dense_torch(*args, storage == "symmetric", apply)
+            rls_dense_torch(*args, storage == "symmetric", apply, ordered)
 
-    step = block_neurons(P)
+    step = block_neurons(P, block_bytes)
     for lo in range(0, P.shape[0], step):
         hi = min(lo + step, P.shape[0])
         if P.dtype in (torch.float32, torch.float64):
@@ -486,7 +459,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
 def count_p_faults(P: torch.Tensor) -> tuple[int, int]:
     """(saturated, non-finite) entries of P (see numba_rls.count_p_faults), block by block."""
     saturated = nonfinite = 0
-    step = block_neurons(P)
+    step = block_neurons(P, KernelOptions.rls_block_bytes)
     for lo in range(0, P.shape[0], step):
         block = P[lo:lo + step]
         if P.dtype == torch.int16:
@@ -502,7 +475,7 @@ def count_nonfinite(values: torch.Tensor) -> int:
 
 
 def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target,
-              penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply):
+              penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply, ordered=True):
     """Memory-light update (see numba_rls.rls_small), batched with torch.linalg.solve."""
     n, lmax = plastic_index.shape
     count_mask = torch.arange(lmax, device=r.device)[None, :] < plastic_count[:, None]
@@ -526,4 +499,4 @@ def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_t
     k = torch.linalg.solve(A, a)
     den = 1.0 / (1.0 + (a * k).sum(dim=1))
     _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
-                  _is_ordered(weights_in))
+                  ordered)
