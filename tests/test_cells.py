@@ -42,17 +42,21 @@ def test_glif_networks_init_and_train_with_plausible_rates(tmp_path, model):
     assert not np.array_equal(weights["plastic/weight"], init.plastic.weight)
 
 
+def _first_neuron(parameters):
+    """The parameters of the first neuron only (per-neuron arrays cut to one row)."""
+    return type(parameters)(*(field[:1] if isinstance(field, np.ndarray) else field for field in parameters))
+
+
 def _single_neuron_spikes(model: str, drive: float = 1.5, n_steps: int = 5000) -> np.ndarray:
     """Spike steps of one neuron of ``model`` with constant drive and the default GLIF parameters."""
     from spikeforge.core.backends import numba_kernels
     from spikeforge.core.backends.layout import GLIF, TEST
     from spikeforge.rls.params import Params
-    from spikeforge.rls.simulation import glif_constants
+    from spikeforge.rls.simulation import glif_parameters
 
     from test_kernels import NO_FF, _constants, _net, _recording, _state
 
-    g = glif_constants(Params({"cell_model": model}))
-    g = type(g)(*(field[:1] for field in g))  # the first neuron's parameters
+    g = _first_neuron(glif_parameters(Params({"cell_model": model})))
     state, rec = _state(1), _recording(1, max_times=1000)
     state = state._replace(asc=np.zeros((1, g.asc_decay.size)))
     numba_kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g), rec,
@@ -77,7 +81,7 @@ def test_adaptation_state_resets_between_trials_unless_it_persists(tmp_path):
     from spikeforge.core.backends.layout import TEST
     from spikeforge.rls.files import RunDir
     from spikeforge.rls.model import Model
-    from spikeforge.rls.simulation import constants, initial_voltage, run_trial
+    from spikeforge.rls.simulation import network_parameters, initial_voltage, run_trial
 
     neurons = np.arange(100)
     for persists in (False, True):
@@ -97,7 +101,7 @@ def test_adaptation_state_resets_between_trials_unless_it_persists(tmp_path):
         net, _ = model.connectivity()
         def trial(index, cell_state):
             rng = streams.stream(p.seed, "test", index, 0)
-            return run_trial(p, net, constants(p), TEST, initial_voltage(p, rng), model.stimulus[0], rng,
+            return run_trial(p, net, network_parameters(p), TEST, initial_voltage(p, rng), model.stimulus[0], rng,
                              cell_state=cell_state)
         start = model.cell_state if persists else None
         fresh = trial(1, None)
@@ -186,7 +190,7 @@ def test_glif_steps_follow_teeters_equations_computed_by_hand(model, backend):
     from spikeforge.core.backends import numba_kernels
     from spikeforge.core.backends.layout import GLIF, TEST
     from spikeforge.rls.params import Params
-    from spikeforge.rls.simulation import glif_constants
+    from spikeforge.rls.simulation import glif_parameters
 
     from test_kernels import NO_FF, _constants, _net, _recording, _state
 
@@ -195,8 +199,7 @@ def test_glif_steps_follow_teeters_equations_computed_by_hand(model, backend):
     drive, n_steps = 1.4, 3000
     spikes, (v, theta_s, theta_v, asc) = _teeter_by_hand(model, drive, n_steps, p)
     assert len(spikes) > 5
-    g = glif_constants(p)
-    g = type(g)(*(field[:1] for field in g))
+    g = _first_neuron(glif_parameters(p))
     state, rec = _state(1), _recording(1, max_times=1000)
     state = state._replace(asc=np.zeros((1, g.asc_decay.shape[1])))
     args = (state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g, vre=p.vre), rec,

@@ -9,7 +9,7 @@ from spikeforge import rls
 from spikeforge.core import rng as streams
 from spikeforge.core.store import read_h5
 from spikeforge.rls import feedforward
-from spikeforge.rls.simulation import constants
+from spikeforge.rls.simulation import network_parameters
 
 from conftest import SMALL
 
@@ -41,7 +41,7 @@ def test_feedforward_inputs_get_plastic_weights_that_train(tmp_path):
 def test_noise_changes_the_spikes_reproducibly_and_keeps_rates_plausible(tmp_path, noise_model):
     p = rls.Params({**SMALL, "sig": 0.65, "noise_model": noise_model})
     expected = 0.65 * (np.sqrt(p.dt / p.tau_meme) if noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt))
-    np.testing.assert_allclose(constants(p).noise_scale, expected)
+    np.testing.assert_allclose(network_parameters(p).drive.noise_scale, expected)
     runs = []
     for name, sig in (("quiet", 0.0), ("noisy", 0.65), ("noisy-again", 0.65)):
         directory = tmp_path / name

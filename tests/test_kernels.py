@@ -6,23 +6,33 @@ import numpy as np
 import pytest
 
 from spikeforge.core.backends import numba_kernels as kernels
-from spikeforge.core.backends.layout import (INIT, LIF, TEST, Connectivity, Constants, GlifConstants, Recording,
-                                             State)
+from spikeforge.core.backends.layout import (INIT, LIF, TEST, Connectivity, Drive, NetworkParameters, Recording,
+                                             State, Synapses, Timeline)
+from spikeforge.core.cells import glif, lif
 
 NO_FF = np.zeros((0, 0), dtype=np.uint8)
 
 
-def _constants(n, x_bal, **overrides):
+def _constants(n, x_bal, **flat):
+    """NetworkParameters of ``n`` neurons from the flat names the tests set (thresh, noise_scale, ...)."""
     values = dict(
-        x_bal=np.asarray(x_bal, dtype=float), thresh=np.ones(n), dt_over_tau_mem=np.full(n, 0.01),
-        decay_plas=np.full(n, 1 - 0.1 / 150), kick_plas=np.full(n, 1 / 150), noise_scale=np.zeros(n),
-        decay_bale=1 - 0.1 / 3, kick_bale=1 / 3, decay_bali=1 - 0.1 / 3, kick_bali=1 / 3, vre=0.0,
-        refrac_steps=1, stim_on_step=10**9, stim_off_step=10**9, u0_skip_steps=0, steps_per_ms=10,
-        wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True, dt=0.1, cell_kind=LIF,
-        glif=GlifConstants(np.full(n, 0.01), np.ones(n), *([np.zeros(n)] * 7), np.zeros(n, dtype=np.uint8),
-                           *([np.zeros((n, 0))] * 3)))
-    values.update(overrides)
-    return Constants(**values)
+        thresh=np.ones(n), dt_over_tau_mem=np.full(n, 0.01), decay_plas=np.full(n, 1 - 0.1 / 150),
+        kick_plas=np.full(n, 1 / 150), noise_scale=np.zeros(n), decay_bale=1 - 0.1 / 3, kick_bale=1 / 3,
+        decay_bali=1 - 0.1 / 3, kick_bali=1 / 3, vre=0.0, refrac_steps=1, stim_on_step=10**9, stim_off_step=10**9,
+        u0_skip_steps=0, steps_per_ms=10, wid_steps=500, learn_step=100, wid_bins=9, noise_on_voltage=True, dt=0.1,
+        cell_kind=LIF, glif=None)
+    values.update(flat)
+    v = values
+    glif_p = v["glif"] or glif.Parameters(v["thresh"], v["vre"], v["refrac_steps"], np.full(n, 0.01), np.ones(n),
+                                         *([np.zeros(n)] * 7), np.zeros(n, dtype=np.uint8), *([np.zeros((n, 0))] * 3))
+    return NetworkParameters(
+        cell_kind=v["cell_kind"], dt=v["dt"],
+        lif=lif.Parameters(v["dt_over_tau_mem"], v["thresh"], v["vre"], v["refrac_steps"]), glif=glif_p,
+        synapses=Synapses(v["decay_bale"], v["kick_bale"], v["decay_bali"], v["kick_bali"], v["decay_plas"],
+                          v["kick_plas"]),
+        drive=Drive(np.asarray(x_bal, dtype=float), v["noise_scale"], v["noise_on_voltage"]),
+        timeline=Timeline(v["stim_on_step"], v["stim_off_step"], v["u0_skip_steps"], v["steps_per_ms"],
+                          v["wid_steps"], v["learn_step"], v["wid_bins"]))
 
 
 def _state(n):

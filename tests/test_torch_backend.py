@@ -212,7 +212,7 @@ def _meta_interval(tmp_path, overrides, kind, propagation="dense"):
     learner = learner_for(model, net.plastic_weight, in_to_out)
     for name in ("P", "weights_in", "plastic_index", "plastic_count", "in_to_out"):
         setattr(learner, name, torch_kernels.put(getattr(learner, name), "meta"))
-    const = torch_kernels.put(simulation.constants(p, model.cells), "meta")
+    const = torch_kernels.put(simulation.network_parameters(p, model.cells), "meta")
     state = torch_kernels.put(simulation.new_state(p, np.zeros(p.n_cells), None, const.glif.asc_decay.shape[1]), "meta")
     rec = torch_kernels.put(simulation.new_recording(p, kind), "meta")
     first = p.steps.stim_off_step + p.steps.learn_step
@@ -368,7 +368,7 @@ def compare_fused_step_with_torch(directory, device="cpu"):
         p = model.p
         rng = np.random.default_rng(3)
         net = torch_kernels.put(model.connectivity()[0], device)
-        const = torch_kernels.put(simulation.constants(p, model.cells), device)
+        const = torch_kernels.put(simulation.network_parameters(p, model.cells), device)
         x_stim = torch.from_numpy(model.stimulus[0]).to(device)
         last = start + 60
         noise = torch.from_numpy(rng.standard_normal((last, p.n_cells)) if p.sig else np.zeros((0, p.n_cells))).to(device)

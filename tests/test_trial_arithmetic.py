@@ -103,7 +103,7 @@ def test_rls_updates_come_before_the_steps_of_the_learning_times_with_the_previo
     rls.init(directory, verbose=False)
     from spikeforge.rls.files import RunDir
     from spikeforge.rls.model import Model
-    from spikeforge.rls.simulation import constants, initial_voltage
+    from spikeforge.rls.simulation import network_parameters, initial_voltage
     from spikeforge.rls.training import learner_for
 
     model = Model.load(RunDir(directory))
@@ -113,7 +113,7 @@ def test_rls_updates_come_before_the_steps_of_the_learning_times_with_the_previo
     backend = Backend("numba", "cpu", kernels)
     rng = streams.stream(p.seed, "train", 1)
     targets = np.repeat(np.arange(p.steps.learn_nsteps, dtype=float)[:, None], p.n_cells, axis=1)
-    run_trial(p, net, constants(p), TRAIN, initial_voltage(p, rng), model.stimulus[0], rng,
+    run_trial(p, net, network_parameters(p), TRAIN, initial_voltage(p, rng), model.stimulus[0], rng,
               learner_for(model, net.plastic_weight, in_to_out), targets, backend=backend)
     updates = [i for i, entry in enumerate(kernels.log) if entry[0] == "rls"]
     assert len(updates) == p.steps.learn_nsteps == 20

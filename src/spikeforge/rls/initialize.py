@@ -31,7 +31,7 @@ from spikeforge.rls.estimate import check_disk, check_host_memory, init_file_byt
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
-from spikeforge.rls.simulation import CELL_KEYS, cell_table, constants, float_dtype, initial_voltage, run_trial
+from spikeforge.rls.simulation import CELL_KEYS, cell_table, network_parameters, float_dtype, initial_voltage, run_trial
 
 
 def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
@@ -209,7 +209,7 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None
                        np.zeros(0, dtype=np.int32), np.zeros(0, dtype=dtype))
     run_rng = streams.stream(seed, "init_run")
     no_stimulus = np.zeros((1, p.n_cells), dtype=dtype)
-    result = run_trial(p, engine.put(net), engine.put(constants(p, cells)), INIT, initial_voltage(p, run_rng, cells),
+    result = run_trial(p, engine.put(net), engine.put(network_parameters(p, cells)), INIT, initial_voltage(p, run_rng, cells),
                        engine.put(no_stimulus), run_rng, backend=engine)
     rates = result.spike_count / (p.train_time / 1000)
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())

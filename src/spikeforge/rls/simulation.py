@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from spikeforge.core.backends import layout
-from spikeforge.core.backends.layout import (GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, Connectivity, Constants,
-                                             GlifConstants, Recording, State)
+from spikeforge.core.backends.layout import (GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, Connectivity, Drive,
+                                             NetworkParameters, Recording, State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif
 from spikeforge.rls.params import Params
 
@@ -40,38 +40,28 @@ def thresholds(p: Params) -> np.ndarray:
     return per_neuron(p, p.threshe, p.threshi)
 
 
-def constants(p: Params, cells: dict[str, np.ndarray] | None = None) -> Constants:
-    """Per-neuron constants and scalars of the kernel for parameters ``p`` and, for GLIF models,
-    the per-neuron cell table ``cells`` (default: from the parameters)."""
+def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) -> NetworkParameters:
+    """What stays constant in a trial of the network of parameters ``p``, by concern; ``cells``: for
+    GLIF models the per-neuron cell table (default: from the parameters)."""
     dtype = float_dtype(p)
     s = p.steps
     tau_plas = np.full(p.n_cells + p.lx, p.tau_plas)
     # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
     scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
-    return Constants(
-        x_bal=per_neuron(p, p.x_bale, p.x_bali).astype(dtype),
-        thresh=thresholds(p).astype(dtype),
-        dt_over_tau_mem=(p.dt / per_neuron(p, p.tau_meme, p.tau_memi)).astype(dtype),
-        decay_plas=(1 - p.dt / tau_plas).astype(dtype),
-        kick_plas=(1 / tau_plas).astype(dtype),
-        noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
-        dt=p.dt,
-        decay_bale=1 - p.dt / p.tau_bale,
-        kick_bale=1 / p.tau_bale,
-        decay_bali=1 - p.dt / p.tau_bali,
-        kick_bali=1 / p.tau_bali,
-        vre=float(p.vre),
-        refrac_steps=s.refrac_steps,
-        stim_on_step=s.stim_on_step,
-        stim_off_step=s.stim_off_step,
-        u0_skip_steps=s.u0_skip_steps,
-        steps_per_ms=s.steps_per_ms,
-        wid_steps=s.wid_steps,
-        learn_step=s.learn_step,
-        wid_bins=round(2 * p.wid / p.learn_every - 1),
-        noise_on_voltage=p.noise_model == "voltage",
+    return NetworkParameters(
         cell_kind=LIF if p.cell_model == "lif" else GLIF,
-        glif=glif_constants(p, cells),
+        dt=p.dt,
+        lif=lif.parameters(p.dt, per_neuron(p, p.tau_meme, p.tau_memi), thresholds(p), p.vre, s.refrac_steps, dtype),
+        glif=glif_parameters(p, cells),
+        synapses=Synapses(decay_e=1 - p.dt / p.tau_bale, kick_e=1 / p.tau_bale, decay_i=1 - p.dt / p.tau_bali,
+                          kick_i=1 / p.tau_bali, decay_plastic=(1 - p.dt / tau_plas).astype(dtype),
+                          kick_plastic=(1 / tau_plas).astype(dtype)),
+        drive=Drive(x_bal=per_neuron(p, p.x_bale, p.x_bali).astype(dtype),
+                    noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
+                    noise_on_voltage=p.noise_model == "voltage"),
+        timeline=Timeline(stim_on_step=s.stim_on_step, stim_off_step=s.stim_off_step, u0_skip_steps=s.u0_skip_steps,
+                          steps_per_ms=s.steps_per_ms, wid_steps=s.wid_steps, learn_step=s.learn_step,
+                          wid_bins=round(2 * p.wid / p.learn_every - 1)),
     )
 
 
@@ -82,7 +72,7 @@ def cell_table(p: Params, overrides: dict | None = None) -> dict[str, np.ndarray
     """Per-neuron GLIF parameters: the ``glif_*`` parameters of ``p`` for model ``p.cell_model``,
     with ``overrides`` (from a cell-model plugin: "model" and any of CELL_KEYS, "c") on top.
 
-    Returns the fields of GlifConstants except dt_over_c, plus "c" (capacitance) and "model"
+    Returns the per-neuron fields of glif.Parameters except thresh and dt_over_c, plus "c" (capacitance) and "model"
     (one name per neuron).  For ``cell_model = "lif"`` the table describes GLIF1 neurons, which
     the LIF kernel does not read.
     """
@@ -101,13 +91,16 @@ def cell_table(p: Params, overrides: dict | None = None) -> dict[str, np.ndarray
     return table
 
 
-def glif_constants(p: Params, table: dict[str, np.ndarray] | None = None) -> GlifConstants:
-    """The GLIF kernel parameters of a cell table (default: from the parameters, :func:`cell_table`)."""
+def glif_parameters(p: Params, table: dict[str, np.ndarray] | None = None) -> glif.Parameters:
+    """The GLIF parameters of a cell table (default: from the parameters, :func:`cell_table`)."""
     table = cell_table(p) if table is None else table
     dtype = float_dtype(p)
+    per_neuron_fields = [name for name in glif.Parameters._fields
+                         if name not in ("thresh", "vre", "refrac_steps", "dt_over_c")]
     fields = {name: np.asarray(table[name]).astype(np.uint8 if name == "reset_rule" else dtype)
-              for name in GlifConstants._fields if name != "dt_over_c"}
-    return GlifConstants(dt_over_c=(p.dt / table["c"]).astype(dtype), **fields)
+              for name in per_neuron_fields}
+    return glif.Parameters(thresh=thresholds(p).astype(dtype), vre=float(p.vre), refrac_steps=p.steps.refrac_steps,
+                           dt_over_c=(p.dt / table["c"]).astype(dtype), **fields)
 
 
 def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None, n_asc: int | None = None) -> State:
@@ -213,7 +206,7 @@ def _segments(p: Params, learning: bool) -> Iterator[tuple[int, int, int | None]
 def run_trial(
     p: Params,
     net: Connectivity,
-    const: Constants,
+    const: NetworkParameters,
     kind: int,
     v0: np.ndarray,
     x_stim: np.ndarray,
@@ -317,4 +310,4 @@ def initial_voltage(p: Params, rng: np.random.Generator, cells: dict[str, np.nda
     return glif.initial_voltage(rng, table["reset_rule"], p.vre, thresholds(p), table["e_l"])
 
 
-__all__ = ["run_trial", "constants", "Learner", "TrialResult", "initial_voltage", "layout"]
+__all__ = ["run_trial", "network_parameters", "Learner", "TrialResult", "initial_voltage", "layout"]

@@ -49,7 +49,7 @@ from spikeforge.rls.estimate import available_memory, check_disk, check_host_mem
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
 from spikeforge.rls.plotting import write_figures
-from spikeforge.rls.simulation import constants, initial_voltage, run_trial
+from spikeforge.rls.simulation import network_parameters, initial_voltage, run_trial
 from spikeforge.rls.targets import learning_times
 from spikeforge.rls.training import check_device_memory
 
@@ -170,7 +170,7 @@ def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, sig
         engine = as_backend(backend, device_name)
         check_device_memory(engine, model)
         net, _ = model.connectivity()
-        return engine, engine.put(net), engine.put(constants(p, model.cells)), engine.put(model.stimulus)
+        return engine, engine.put(net), engine.put(network_parameters(p, model.cells)), engine.put(model.stimulus)
 
     def run_one(trial: int, on) -> None:
         engine, net, const, stimulus = on

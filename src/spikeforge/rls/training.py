@@ -52,7 +52,7 @@ from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.learning_curve import LearningCurve
 from spikeforge.rls.model import Model
-from spikeforge.rls.simulation import Learner, constants, initial_voltage, run_trial
+from spikeforge.rls.simulation import Learner, network_parameters, initial_voltage, run_trial
 
 LOW_PRECISION = ("float16", "int16")
 
@@ -153,7 +153,7 @@ class _Session:
         self.run, self.model, self.engine, self.curve, self.verbose = run, model, engine, curve, verbose
         p = model.p
         net, in_to_out = model.connectivity()
-        self.net, self.const = engine.put(net), engine.put(constants(p, model.cells))
+        self.net, self.const = engine.put(net), engine.put(network_parameters(p, model.cells))
         self.learner = self._on_backend(learner_for(model, self.net.plastic_weight, in_to_out))
         self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
         self.last_saved = model.label  # the last good checkpoint

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from spikeforge.core.cells import glif, lif
+
 # run kinds (the reference's :init, :train, :train_test and :test)
 INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
 # cell models: LIF, or the GLIF family (spikeforge.core.cells.glif)
@@ -35,51 +37,49 @@ class Connectivity(NamedTuple):
     plastic_weight: np.ndarray  # float (nnz_plastic,)
 
 
-class Constants(NamedTuple):
-    """Per-neuron constants and scalars of the network update (units: ms, dimensionless voltage)."""
+class Synapses(NamedTuple):
+    """The exponential filters (:mod:`spikeforge.core.cells.synapse`) of the static currents (one time
+    constant per population), of the plastic current and of the filtered spike trains (one per
+    presynaptic neuron, feed-forward neurons last)."""
 
-    x_bal: np.ndarray  # (N,) constant external drive
-    thresh: np.ndarray  # (N,) spike threshold
-    dt_over_tau_mem: np.ndarray  # (N,) dt / tau_m
-    decay_plas: np.ndarray  # (N + lx,) 1 - dt / tau_plas (feed-forward neurons last)
-    kick_plas: np.ndarray  # (N + lx,) 1 / tau_plas  [1/ms]
-    noise_scale: np.ndarray  # (N,) per-step noise std (0 = none)
-    dt: float  # time step [ms]
-    decay_bale: float  # 1 - dt / tau_bale
-    kick_bale: float  # 1 / tau_bale
-    decay_bali: float
-    kick_bali: float
-    vre: float  # reset voltage
-    refrac_steps: int  # a neuron that spiked at step s updates again at step s + refrac_steps + 1
+    decay_e: float  # 1 - dt / tau_bale [1]
+    kick_e: float  # 1 / tau_bale [1/ms]
+    decay_i: float  # 1 - dt / tau_bali [1]
+    kick_i: float  # 1 / tau_bali [1/ms]
+    decay_plastic: np.ndarray  # (N + lx,) 1 - dt / tau_plas [1]
+    kick_plastic: np.ndarray  # (N + lx,) 1 / tau_plas [1/ms]
+
+
+class Drive(NamedTuple):
+    """External input to every neuron: a constant drive and white noise."""
+
+    x_bal: np.ndarray  # (N,) constant external drive [voltage]
+    noise_scale: np.ndarray  # (N,) standard deviation of the noise per step (0 = none)
+    noise_on_voltage: bool  # True: noise kicks v; False: noise adds to the static current
+
+
+class Timeline(NamedTuple):
+    """When things happen in a trial, in steps ``ti = 1 .. n_steps``."""
+
     stim_on_step: int  # the stimulus is added on steps stim_on_step < ti < stim_off_step
-    stim_off_step: int
+    stim_off_step: int  # learning and recording start after it
     u0_skip_steps: int  # init statistics are taken on steps ti > u0_skip_steps
     steps_per_ms: int  # rolling averages sample u every steps_per_ms steps
     wid_steps: int  # half-width of the rolling boxcar [steps]
     learn_step: int  # steps between RLS updates (= between rolling-average bin centres)
     wid_bins: int  # each sample goes to wid_bins + 1 consecutive bins
-    noise_on_voltage: bool  # True: noise kicks v; False: noise adds to the static current
-    cell_kind: int  # LIF or GLIF
-    glif: "GlifConstants"
 
 
-class GlifConstants(NamedTuple):
-    """Per-neuron parameters of the GLIF update (spikeforge.core.cells.glif); a mechanism a
-    neuron's model lacks has its parameters at 0 (and no after-spike increment)."""
+class NetworkParameters(NamedTuple):
+    """Everything constant in a trial of the RLS network, by concern (units: ms, dimensionless voltage)."""
 
-    dt_over_c: np.ndarray  # (N,) dt / C [ms / capacitance]
-    inv_r: np.ndarray  # (N,) 1 / R
-    e_l: np.ndarray  # (N,) resting potential
-    b_s: np.ndarray  # (N,) [1/ms]
-    delta_thresh_s: np.ndarray  # (N,)
-    f_v: np.ndarray  # (N,)
-    delta_v: np.ndarray  # (N,)
-    a_v: np.ndarray  # (N,) [1/ms]
-    b_v: np.ndarray  # (N,) [1/ms]
-    reset_rule: np.ndarray  # uint8 (N,) 1: v <- E_L + f_v (v - E_L) - delta_v; 0: v <- vre
-    asc_decay: np.ndarray  # (N, n_asc) 1 - dt k_j
-    asc_f: np.ndarray  # (N, n_asc)
-    asc_delta: np.ndarray  # (N, n_asc)
+    cell_kind: int  # LIF or GLIF: which of ``lif`` and ``glif`` the neurons follow
+    dt: float  # time step [ms]
+    lif: lif.Parameters
+    glif: glif.Parameters
+    synapses: Synapses
+    drive: Drive
+    timeline: Timeline
 
 
 class State(NamedTuple):

@@ -84,7 +84,7 @@ class IntervalReplay:
                      kind: int) -> None:
         """The RLS update with ``target_row`` and then steps ``first_step .. last_step`` of ``kind``
         with this interval's ``noise`` and ``ff_spikes`` rows, on the adopted state."""
-        period = math.lcm(2, const.steps_per_ms)
+        period = math.lcm(2, const.timeline.steps_per_ms)
         key = (last_step - first_step + 1, first_step % period, kind, noise.shape[0] > 0, ff_spikes.shape[1] > 0)
         interval = self.intervals.get(key)
         if interval is None:

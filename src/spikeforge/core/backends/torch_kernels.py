@@ -41,6 +41,7 @@ import torch
 
 from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.layout import GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.cells import glif, lif, synapse
 
 def usable_triton_step(device: torch.device):
     """The :mod:`triton_step` module if its kernels run on ``device`` (a smoke test; a failure
@@ -134,27 +135,6 @@ def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plast
         inputs_p.index_add_(0, net.plastic_post[synapses], net.plastic_weight[synapses])
 
 
-def _glif_step(v, drive, active, thresh, vre, dt, g, thresh_s, thresh_v, asc):
-    """Vectorised :func:`spikeforge.core.cells.glif.step`; returns (new v, fired)."""
-    asc_new = asc * g.asc_decay
-    asc_sum = torch.zeros_like(v)
-    for j in range(asc.shape[1]):
-        asc_sum = asc_sum + asc_new[:, j]
-    v_new = v + g.dt_over_c * (drive + asc_sum - (v - g.e_l) * g.inv_r)
-    theta_s = thresh_s * (1.0 - dt * g.b_s)
-    theta_v = thresh_v + dt * (g.a_v * (v_new - g.e_l) - g.b_v * thresh_v)
-    fired = active & (v_new > thresh + theta_s + theta_v)
-    asc_after = torch.where(fired[:, None], g.asc_f * asc_new + g.asc_delta, asc_new)
-    reset = torch.where(g.reset_rule.to(torch.bool), g.e_l + g.f_v * (v_new - g.e_l) - g.delta_v,
-                        torch.full_like(v_new, vre))
-    v_out = torch.where(fired, reset, v_new)
-    theta_s = torch.where(fired, theta_s + g.delta_thresh_s, theta_s)
-    asc.copy_(torch.where(active[:, None], asc_after, asc))
-    thresh_s.copy_(torch.where(active, theta_s, thresh_s))
-    thresh_v.copy_(torch.where(active, theta_v, thresh_v))
-    return torch.where(active, v_out, v), fired
-
-
 def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
               options: KernelOptions = KernelOptions(), triton=None, clock: torch.Tensor | None = None) -> None:
     """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`.
@@ -184,16 +164,17 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         now = ti if clock is None else clock.add_(1)
         prev, cur = (ti - 1) & 1, ti & 1
         noise_row = noise[ti - first_step] if noise.shape[0] else None
-        stim_row = x_stim[ti - c.stim_on_step - 1] if plastic and c.stim_on_step < ti < c.stim_off_step else None
+        t = c.timeline
+        stim_row = x_stim[ti - t.stim_on_step - 1] if plastic and t.stim_on_step < ti < t.stim_off_step else None
         if fused:
             triton.lif_neurons(state, c, scalars, clock, prev, noise_row, stim_row, plastic, learning)
             fired = state.spiked[:n].to(torch.bool) if recording or strategy != "push" else None
         else:
             fired = _neurons(state, c, now, prev, noise_row, stim_row, plastic, learning)
-        if kind == INIT and ti > c.u0_skip_steps:
+        if kind == INIT and ti > t.u0_skip_steps:
             rec.u_sum.add_(state.u_bal)
             rec.u_sumsq.add_(state.u_bal * state.u_bal)
-        if recording and ti % c.steps_per_ms == 0 and ti > c.stim_off_step:
+        if recording and ti % t.steps_per_ms == 0 and ti > t.stim_off_step:
             _add_to_rolling_bins(rec, c, now, state.u_bal + state.u_plas, state.u_plas)
         if recording:
             spike_slots.record(fired, state.spike_count, now)
@@ -205,7 +186,8 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         if plastic and n_ff:
             ff_row = ff_spikes[ti - first_step]
             if learning:
-                state.r[n:] = state.r[n:] * c.decay_plas[n:] + state.spiked[n:].to(state.r.dtype) * c.kick_plas[n:]
+                state.r[n:] = synapse.filtered(state.r[n:], state.spiked[n:].to(state.r.dtype), c.synapses.decay_plastic[n:],
+                                               c.synapses.kick_plastic[n:])
             state.spiked[n:] = ff_row
             if strategy == "push":
                 triton.push_spikes(state, net, cur, True, first_pre=n, n_pre=n_ff)
@@ -217,42 +199,41 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
 
 def _neurons(state, c, now, prev: int, noise_row, stim_row, plastic: bool, learning: bool) -> torch.Tensor:
     """One step of every neuron at time ``now`` with torch operations: currents, filtered spike
-    trains, membrane update, spikes; returns which neurons fired.  ``noise_row``, ``stim_row``:
-    (N,) or None."""
+    trains, the cell model's step (:mod:`spikeforge.core.cells`); returns which neurons fired.
+    ``noise_row``, ``stim_row``: (N,) or None."""
     n = state.v.shape[0]
+    syn, drive = c.synapses, c.drive
     q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
     state.inputs_e[prev].zero_()
     state.inputs_i[prev].zero_()
-    state.u_bale.copy_(state.u_bale * c.decay_bale + q_e * c.kick_bale)
-    state.u_bali.copy_(state.u_bali * c.decay_bali + q_i * c.kick_bali)
+    state.u_bale.copy_(synapse.filtered(state.u_bale, q_e, syn.decay_e, syn.kick_e))
+    state.u_bali.copy_(synapse.filtered(state.u_bali, q_i, syn.decay_i, syn.kick_i))
     u_bal = state.u_bale + state.u_bali
-    if noise_row is not None and not c.noise_on_voltage:
-        u_bal = u_bal + c.noise_scale * noise_row
+    if noise_row is not None and not drive.noise_on_voltage:
+        u_bal = u_bal + drive.noise_scale * noise_row
     state.u_bal.copy_(u_bal)
     u = u_bal
     if plastic:
         q_p = state.inputs_p[prev].clone()
         state.inputs_p[prev].zero_()
-        state.u_plas.copy_(state.u_plas * c.decay_plas[:n] + q_p * c.kick_plas[:n])
+        state.u_plas.copy_(synapse.filtered(state.u_plas, q_p, syn.decay_plastic[:n], syn.kick_plastic[:n]))
         u = u + state.u_plas
     if learning:
-        state.r[:n] = state.r[:n] * c.decay_plas[:n] + state.spiked[:n].to(state.r.dtype) * c.kick_plas[:n]
-    drive = c.x_bal + u
+        state.r[:n] = synapse.filtered(state.r[:n], state.spiked[:n].to(state.r.dtype), syn.decay_plastic[:n],
+                                       syn.kick_plastic[:n])
+    total_drive = drive.x_bal + u
     if stim_row is not None:
-        drive = drive + stim_row
+        total_drive = total_drive + stim_row
     v = state.v
-    if noise_row is not None and c.noise_on_voltage:
-        v = v + c.noise_scale * noise_row
-    active = now > state.last_spike + c.refrac_steps
+    if noise_row is not None and drive.noise_on_voltage:
+        v = v + drive.noise_scale * noise_row
+    active = lif.active_since(now, state.last_spike, c.lif.refrac_steps)
     if c.cell_kind == GLIF:
-        v, fired = _glif_step(v, drive, active, c.thresh, c.vre, c.dt, c.glif, state.thresh_s, state.thresh_v,
-                              state.asc)
-        state.v.copy_(v)
+        v, fired = glif.step_torch(v, total_drive, active, c.dt, c.glif, glif.State(state.thresh_s, state.thresh_v,
+                                                                                     state.asc))
     else:
-        stepped = v + c.dt_over_tau_mem * (drive - v)
-        v = torch.where(active, stepped, v)
-        fired = active & (v > c.thresh)
-        state.v.copy_(torch.where(fired, torch.full_like(v, c.vre), v))
+        v, fired = lif.step_torch(v, total_drive, active, c.lif)
+    state.v.copy_(v)
     state.spiked[:n] = fired.to(state.spiked.dtype)
     state.last_spike.copy_(torch.where(fired, now, state.last_spike))
     state.spike_count.add_(fired.to(state.spike_count.dtype))
@@ -266,9 +247,9 @@ def _add_to_rolling_bins(rec, c, now, total, plastic) -> None:
     Bins outside ``1 .. n_bins`` are clamped to the edge and add 0 there, so the same
     operations serve every step without a host-side test.
     """
-    n_bins = rec.roll_count.shape[0]
-    first = (now - c.stim_off_step - c.wid_steps) // c.learn_step  # 0-based index of the first bin
-    bins = first + torch.arange(c.wid_bins + 1, device=total.device)
+    n_bins, t = rec.roll_count.shape[0], c.timeline
+    first = (now - t.stim_off_step - t.wid_steps) // t.learn_step  # 0-based index of the first bin
+    bins = first + torch.arange(t.wid_bins + 1, device=total.device)
     inside = (bins >= 0) & (bins < n_bins)
     index = bins.clamp(0, n_bins - 1)
     rec.roll_count.index_add_(0, index, inside.to(rec.roll_count.dtype))

@@ -5,8 +5,10 @@ kernels; on a GPU with a few thousand neurons each is mostly launch latency, eve
 CUDA graph.  Two kernels replace them:
 
 * :func:`lif_neurons`: one pass over the neurons does what the torch code does for LIF cells
-  (synaptic currents, filtered spike trains, noise, stimulus, membrane update, threshold,
-  reset, refractoriness, spike count), in the same order of operations;
+  (synaptic currents, filtered spike trains, noise, stimulus, and the LIF step of
+  :func:`spikeforge.core.cells.lif.step_torch` inlined: refractoriness, membrane update,
+  threshold, reset; spike count), in the same order of operations; this is the only other
+  copy of the LIF step, and the tests compare it with the torch one;
 * :func:`push_spikes`: one program per block of presynaptic neurons; one that fired adds its out-weights
   to its targets' next-step inputs with atomic adds (static weights split by sign into the
   excitatory and inhibitory accumulators, plastic weights into the plastic one).  The work is
@@ -129,8 +131,9 @@ def step_scalars(c, dtype: torch.dtype, device) -> torch.Tensor:
     """The scalar constants of the neuron update as a device tensor (float arguments of a
     Triton kernel would be float32): decay_bale, kick_bale, decay_bali, kick_bali, vre.
     Built with fills, not a host copy, so it may be made inside a CUDA graph capture."""
+    syn = c.synapses
     return torch.stack([torch.full((), value, dtype=dtype, device=device)
-                        for value in (c.decay_bale, c.kick_bale, c.decay_bali, c.kick_bali, c.vre)])
+                        for value in (syn.decay_e, syn.kick_e, syn.decay_i, syn.kick_i, c.lif.vre)])
 
 
 def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int, noise_row, stim_row,
@@ -138,13 +141,14 @@ def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int,
     """One step of every LIF neuron at time ``clock`` (see the module docstring); ``noise_row``
     and ``stim_row`` (N,) or None."""
     n = state.v.shape[0]
-    noise_mode = NOISE_NONE if noise_row is None else (NOISE_VOLTAGE if c.noise_on_voltage else NOISE_CURRENT)
+    noise_mode = NOISE_NONE if noise_row is None else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
     unused = state.v  # pointer for the inputs a variant does not read
     _lif_neurons[(triton.cdiv(n, BLOCK_NEURONS),)](
         state.v, state.last_spike, state.spike_count, state.spiked, state.u_bale, state.u_bali, state.u_bal,
-        state.u_plas, state.r, state.inputs_e[prev], state.inputs_i[prev], state.inputs_p[prev], c.x_bal, c.thresh,
-        c.dt_over_tau_mem, c.decay_plas, c.kick_plas, c.noise_scale, unused if noise_row is None else noise_row,
-        unused if stim_row is None else stim_row, clock, scalars, n, c.refrac_steps,
+        state.u_plas, state.r, state.inputs_e[prev], state.inputs_i[prev], state.inputs_p[prev], c.drive.x_bal,
+        c.lif.thresh, c.lif.dt_over_tau, c.synapses.decay_plastic, c.synapses.kick_plastic, c.drive.noise_scale,
+        unused if noise_row is None else noise_row, unused if stim_row is None else stim_row, clock, scalars, n,
+        c.lif.refrac_steps,
         PLASTIC=plastic, LEARNING=learning, NOISE_MODE=noise_mode, WITH_STIM=stim_row is not None,
         BLOCK=BLOCK_NEURONS, enable_fp_fusion=False)
 
@@ -167,7 +171,8 @@ def push_spikes(state, net, cur: int, plastic: bool, first_pre: int = 0, n_pre: 
 def smoke_test(device: torch.device) -> None:
     """Compile and launch both kernels once, in float32 and float64, on a two-neuron network with
     one synapse each way; raises whatever Triton raises if they cannot run on ``device``."""
-    from spikeforge.core.backends.layout import Connectivity, State
+    from spikeforge.core.backends.layout import LIF, Connectivity, Drive, NetworkParameters, State, Synapses
+    from spikeforge.core.cells import lif
 
     n = 2
     for dtype in (torch.float32, torch.float64):
@@ -182,10 +187,10 @@ def smoke_test(device: torch.device) -> None:
         ptr = torch.arange(n + 1, device=device)
         post = torch.arange(n - 1, -1, -1, device=device, dtype=torch.int32)
         net = Connectivity(ptr, post, ones, ptr, post, ones)
-        constants = type("SmokeConstants", (), dict(
-            x_bal=ones, thresh=ones, dt_over_tau_mem=0 * ones, decay_plas=ones, kick_plas=ones, noise_scale=ones,
-            decay_bale=1.0, kick_bale=1.0, decay_bali=1.0, kick_bali=1.0, vre=0.0, refrac_steps=0,
-            noise_on_voltage=False))
+        constants = NetworkParameters(
+            cell_kind=LIF, dt=0.1, lif=lif.Parameters(dt_over_tau=0 * ones, thresh=ones, vre=0.0, refrac_steps=0),
+            glif=None, synapses=Synapses(1.0, 1.0, 1.0, 1.0, ones, ones),
+            drive=Drive(x_bal=ones, noise_scale=ones, noise_on_voltage=False), timeline=None)
         clock = torch.ones((), dtype=torch.int64, device=device)
         lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, 0, None, None, True, True)
         push_spikes(state, net, 1, True)

@@ -24,9 +24,15 @@ leak from one trial into the next unless asked to.  All agree with TSN when ``E_
 except the GLIF5 threshold, whose ``a_v`` now has units of 1/ms.
 
 With ``C = tau_m``, ``R = 1``, ``E_L = 0`` GLIF1 computes exactly the LIF update.
+
+Refractoriness is LIF's (:func:`spikeforge.core.cells.lif.is_active`): nothing of a refractory
+neuron moves.  The step exists once per backend: :func:`step` (numba, one neuron) and
+:func:`step_torch` (every neuron, tensors).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -41,31 +47,83 @@ MODELS = {
 }
 
 
+class Parameters(NamedTuple):
+    """Per-neuron GLIF parameters; a mechanism a neuron's model lacks has its parameters at 0 (and
+    no after-spike increment)."""
+
+    thresh: np.ndarray  # (N,) baseline spike threshold [voltage]
+    vre: float  # reset voltage of GLIF1/3 [voltage]
+    refrac_steps: int  # steps a neuron stays frozen after a spike [steps]
+    dt_over_c: np.ndarray  # (N,) dt / C [ms / capacitance]
+    inv_r: np.ndarray  # (N,) 1 / R [1 / resistance]
+    e_l: np.ndarray  # (N,) resting potential [voltage]
+    b_s: np.ndarray  # (N,) decay rate of the spike-induced threshold [1/ms]
+    delta_thresh_s: np.ndarray  # (N,) threshold increment per spike [voltage]
+    f_v: np.ndarray  # (N,) voltage reset factor [1]
+    delta_v: np.ndarray  # (N,) voltage reset offset [voltage]
+    a_v: np.ndarray  # (N,) coupling of the voltage-induced threshold to v - E_L [1/ms]
+    b_v: np.ndarray  # (N,) decay rate of the voltage-induced threshold [1/ms]
+    reset_rule: np.ndarray  # uint8 (N,) 1: v <- E_L + f_v (v - E_L) - delta_v; 0: v <- vre
+    asc_decay: np.ndarray  # (N, n_asc) 1 - dt k_j of the after-spike currents [1]
+    asc_f: np.ndarray  # (N, n_asc) after-spike current reset factor [1]
+    asc_delta: np.ndarray  # (N, n_asc) after-spike current increment per spike [current]
+
+
+class State(NamedTuple):
+    """The adaptation state of GLIF neurons (besides v and the last spike, as LIF's)."""
+
+    thresh_s: np.ndarray  # (N,) spike-induced threshold [voltage]
+    thresh_v: np.ndarray  # (N,) voltage-induced threshold [voltage]
+    asc: np.ndarray  # (N, n_asc) after-spike currents [current]
+
+
 @numba.njit(inline="always", cache=True)
-def step(i, v, drive, active, thresh, vre, dt, dt_over_c, inv_r, e_l, b_s, delta_thresh_s, f_v, delta_v, a_v, b_v,
-         reset_rule, asc_decay, asc_f, asc_delta, thresh_s, thresh_v, asc):
-    """Advance neuron ``i`` by one step; returns (new v, fired).  Updates ``thresh_s[i]``,
-    ``thresh_v[i]`` and ``asc[i, :]`` in place.  ``active`` is False while refractory.  Every
-    parameter array holds one value (or row) per neuron."""
+def step(i, v, drive, active, dt, p, thresh_s, thresh_v, asc):
+    """Advance neuron ``i`` by one step (numba); returns (new v, fired).  ``p``: the
+    :class:`Parameters`; updates ``thresh_s[i]``, ``thresh_v[i]`` and ``asc[i, :]`` in place (the
+    arrays of the :class:`State`; numba drops writes through tuple attributes in parallel loops).
+    ``active`` is False while refractory."""
     if not active:
         return v, False
     asc_sum = 0.0
     for j in range(asc.shape[1]):
-        current = asc[i, j] * asc_decay[i, j]
+        current = asc[i, j] * p.asc_decay[i, j]
         asc[i, j] = current
         asc_sum += current
-    v = v + dt_over_c[i] * (drive + asc_sum - (v - e_l[i]) * inv_r[i])
-    theta_s = thresh_s[i] * (1.0 - dt * b_s[i])
-    theta_v = thresh_v[i] + dt * (a_v[i] * (v - e_l[i]) - b_v[i] * thresh_v[i])
-    fired = v > thresh + theta_s + theta_v
+    e_l = p.e_l[i]
+    v = v + p.dt_over_c[i] * (drive + asc_sum - (v - e_l) * p.inv_r[i])
+    theta_s = thresh_s[i] * (1.0 - dt * p.b_s[i])
+    theta_v = thresh_v[i] + dt * (p.a_v[i] * (v - e_l) - p.b_v[i] * thresh_v[i])
+    fired = v > p.thresh[i] + theta_s + theta_v
     if fired:
         for j in range(asc.shape[1]):
-            asc[i, j] = asc_f[i, j] * asc[i, j] + asc_delta[i, j]
-        v = e_l[i] + f_v[i] * (v - e_l[i]) - delta_v[i] if reset_rule[i] else vre
-        theta_s += delta_thresh_s[i]
+            asc[i, j] = p.asc_f[i, j] * asc[i, j] + p.asc_delta[i, j]
+        v = e_l + p.f_v[i] * (v - e_l) - p.delta_v[i] if p.reset_rule[i] else p.vre
+        theta_s += p.delta_thresh_s[i]
     thresh_s[i] = theta_s
     thresh_v[i] = theta_v
     return v, fired
+
+
+def step_torch(v, drive, active, dt: float, p: Parameters, state: State):
+    """One step of every neuron (torch tensors, the arithmetic of :func:`step`); returns (new v,
+    fired) and updates ``state``'s tensors in place."""
+    asc_new = state.asc * p.asc_decay
+    asc_sum = v.new_zeros(v.shape)
+    for j in range(state.asc.shape[1]):
+        asc_sum = asc_sum + asc_new[:, j]
+    v_new = v + p.dt_over_c * (drive + asc_sum - (v - p.e_l) * p.inv_r)
+    theta_s = state.thresh_s * (1.0 - dt * p.b_s)
+    theta_v = state.thresh_v + dt * (p.a_v * (v_new - p.e_l) - p.b_v * state.thresh_v)
+    fired = active & (v_new > p.thresh + theta_s + theta_v)
+    asc_after = (p.asc_f * asc_new + p.asc_delta).where(fired[:, None], asc_new)
+    reset = (p.e_l + p.f_v * (v_new - p.e_l) - p.delta_v).where(p.reset_rule.bool(), v_new.new_full(v_new.shape, p.vre))
+    v_out = reset.where(fired, v_new)
+    theta_s = (theta_s + p.delta_thresh_s).where(fired, theta_s)
+    state.asc.copy_(asc_after.where(active[:, None], state.asc))
+    state.thresh_s.copy_(theta_s.where(active, state.thresh_s))
+    state.thresh_v.copy_(theta_v.where(active, state.thresh_v))
+    return v_out.where(active, v), fired
 
 
 def initial_voltage(rng: np.random.Generator, reset_rule: np.ndarray, vre: float, thresh: np.ndarray,
@@ -84,8 +142,8 @@ def per_neuron_parameters(models: np.ndarray, values: dict, n_asc: int, dt: floa
         values: "r", "el", "b_s", "delta_thresh_s", "f_v", "delta_v", "a_v", "b_v" (scalars or (N,)
             arrays) and "asc_k", "asc_f", "asc_delta" ((n_asc,) or (N, n_asc)).
     Returns:
-        Arrays named as the fields of :class:`~spikeforge.core.backends.layout.GlifConstants`,
-        except ``dt_over_c`` (which needs the capacitance).
+        Arrays named as the per-neuron fields of :class:`Parameters`, except ``thresh`` and
+        ``dt_over_c`` (which needs the capacitance).
     """
     n = models.shape[0]
     flags = np.array([MODELS[name] for name in models], dtype=bool).reshape(n, 4)
