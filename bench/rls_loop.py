@@ -22,24 +22,27 @@ import numba
 import numpy as np
 
 from spikeforge import rls
-from spikeforge.core.backends import numba_kernels
+from spikeforge.core.backends import numba_network, numba_rls
 
 
 class TimedKernels:
-    """The numba kernels, with the wall time of each accumulated (patched in for one run)."""
+    """The numba kernels, with the wall time of each accumulated (patched into their modules for
+    one run: backends made inside the ``with`` block use the timed versions)."""
+
+    MODULES = {"run_steps": numba_network, "rls_update": numba_rls}
 
     def __init__(self):
-        self.seconds = {"run_steps": 0.0, "rls_update": 0.0}
-        self.original = {name: getattr(numba_kernels, name) for name in self.seconds}
+        self.seconds = {name: 0.0 for name in self.MODULES}
+        self.original = {name: getattr(module, name) for name, module in self.MODULES.items()}
 
     def __enter__(self):
         for name, function in self.original.items():
-            setattr(numba_kernels, name, self._timed(name, function))
+            setattr(self.MODULES[name], name, self._timed(name, function))
         return self
 
     def __exit__(self, *exc):
         for name, function in self.original.items():
-            setattr(numba_kernels, name, function)
+            setattr(self.MODULES[name], name, function)
 
     def _timed(self, name, function):
         def timed(*args):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -49,17 +48,17 @@ def _first_neuron(parameters):
 
 def _single_neuron_spikes(model: str, drive: float = 1.5, n_steps: int = 5000) -> np.ndarray:
     """Spike steps of one neuron of ``model`` with constant drive and the default GLIF parameters."""
-    from spikeforge.core.backends import numba_kernels
+    from spikeforge.core.backends import numba_network
     from spikeforge.core.backends.layout import GLIF, TEST
     from spikeforge.rls.params import Params
-    from spikeforge.rls.simulation import glif_parameters
+    from spikeforge.rls.network_parameters import glif_parameters
 
     from test_kernels import NO_FF, _constants, _net, _recording, _state
 
     g = _first_neuron(glif_parameters(Params({"cell_model": model})))
     state, rec = _state(1), _recording(1, max_times=1000)
     state = state._replace(asc=np.zeros((1, g.asc_decay.size)))
-    numba_kernels.run_steps(state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g), rec,
+    numba_network.run_steps(state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g), rec,
                             np.zeros((1, 1)), np.zeros((0, 1)), NO_FF, 1, n_steps, TEST)
     return rec.spike_steps[0, : state.spike_count[0]]
 
@@ -81,7 +80,8 @@ def test_adaptation_state_resets_between_trials_unless_it_persists(tmp_path):
     from spikeforge.core.backends.layout import TEST
     from spikeforge.rls.files import RunDir
     from spikeforge.rls.model import Model
-    from spikeforge.rls.simulation import network_parameters, initial_voltage, run_trial
+    from spikeforge.rls.network_parameters import initial_voltage, network_parameters
+    from spikeforge.rls.trial import run_trial
 
     neurons = np.arange(100)
     for persists in (False, True):
@@ -187,10 +187,10 @@ def _teeter_by_hand(model: str, drive: float, n_steps: int, p) -> tuple[list[int
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("model", ["glif2", "glif3", "glif4", "glif5"])
 def test_glif_steps_follow_teeters_equations_computed_by_hand(model, backend):
-    from spikeforge.core.backends import numba_kernels
+    from spikeforge.core.backends import numba_network
     from spikeforge.core.backends.layout import GLIF, TEST
     from spikeforge.rls.params import Params
-    from spikeforge.rls.simulation import glif_parameters
+    from spikeforge.rls.network_parameters import glif_parameters
 
     from test_kernels import NO_FF, _constants, _net, _recording, _state
 
@@ -205,7 +205,7 @@ def test_glif_steps_follow_teeters_equations_computed_by_hand(model, backend):
     args = (state, _net(1, [], [], []), _constants(1, [drive], cell_kind=GLIF, glif=g, vre=p.vre), rec,
             np.zeros((1, 1)), np.zeros((0, 1)), NO_FF)
     if backend == "numba":
-        numba_kernels.run_steps(*args, 1, n_steps, TEST)
+        numba_network.run_steps(*args, 1, n_steps, TEST)
     else:
         torch_kernels = pytest.importorskip("spikeforge.core.backends.torch_kernels")
         on = [torch_kernels.put(a, "cpu") for a in args]

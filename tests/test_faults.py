@@ -449,15 +449,15 @@ def test_parameters_that_overflow_16_bit_p_are_refused_and_the_derived_scale_fit
 
 def _spoil_p_after_each_update(monkeypatch, value):
     """Make the RLS update put ``value`` into P[0] (an injected fault of the arithmetic)."""
-    from spikeforge.core.backends import numba_kernels
+    from spikeforge.core.backends import numba_rls
 
-    update = numba_kernels.rls_update
+    update = numba_rls.rls_update
 
     def spoiled(P, *args):
         update(P, *args)
         P[0].reshape(-1)[0] = value
 
-    monkeypatch.setattr(numba_kernels, "rls_update", spoiled)
+    monkeypatch.setattr(numba_rls, "rls_update", spoiled)
 
 
 def test_p_entries_clipped_to_int16_are_counted_and_reported_every_loop(base, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from spikeforge import rls
 from spikeforge.core import rng as streams
 from spikeforge.core.store import read_h5
 from spikeforge.rls import feedforward
-from spikeforge.rls.simulation import network_parameters
+from spikeforge.rls.network_parameters import network_parameters
 
 from conftest import SMALL
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikeforge.core.backends import numba_kernels as kernels
+from spikeforge.core.backends import kernels_of
+
+kernels = kernels_of("numba")
 from spikeforge.core.backends.layout import (INIT, LIF, TEST, Connectivity, Drive, NetworkParameters, Recording,
                                              State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif
@@ -23,10 +25,10 @@ def _constants(n, x_bal, **flat):
         cell_kind=LIF, glif=None)
     values.update(flat)
     v = values
-    glif_p = v["glif"] or glif.Parameters(v["thresh"], v["vre"], v["refrac_steps"], np.full(n, 0.01), np.ones(n),
-                                         *([np.zeros(n)] * 7), np.zeros(n, dtype=np.uint8), *([np.zeros((n, 0))] * 3))
+    glif_p = v["glif"] or glif.Parameters(v["thresh"], v["vre"], v["dt"], np.full(n, 0.01), np.ones(n),
+                                         *([np.zeros(n)] * 8), np.zeros(n, dtype=np.uint8), *([np.zeros((n, 0))] * 3))
     return NetworkParameters(
-        cell_kind=v["cell_kind"], dt=v["dt"],
+        cell_kind=v["cell_kind"],
         lif=lif.Parameters(v["dt_over_tau_mem"], v["thresh"], v["vre"], v["refrac_steps"]), glif=glif_p,
         synapses=Synapses(v["decay_bale"], v["kick_bale"], v["decay_bali"], v["kick_bali"], v["decay_plas"],
                           v["kick_plas"]),

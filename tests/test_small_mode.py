@@ -7,10 +7,9 @@ import shutil
 import numpy as np
 
 from spikeforge import rls
-from spikeforge.core.backends import numba_kernels
+from spikeforge.core.backends import numba_rls
 from spikeforge.core.store import read_h5
 
-from conftest import SMALL
 
 
 def test_small_mode_solves_the_windowed_least_squares_problem():
@@ -36,7 +35,7 @@ def test_small_mode_solves_the_windowed_least_squares_problem():
         error = w @ a + u_bal[i] - target[i]
         expected[i, :c] = w - error / (1 + a @ k) * k
     out = np.zeros(n * lmax)
-    numba_kernels.rls_small(history, 3, weights, index, count, np.arange(n * lmax).reshape(n, lmax), out, r, u_bal,
+    numba_rls.rls_small(history, 3, weights, index, count, np.arange(n * lmax).reshape(n, lmax), out, r, u_bal,
                             target, lam, mu, lam_ff, n_ff, True, True)
     np.testing.assert_allclose(weights, expected, rtol=1e-12)
 

@@ -14,11 +14,11 @@ import pytest
 
 from spikeforge import rls
 from spikeforge.core import rng as streams
-from spikeforge.core.backends import Backend, numba_kernels
+from spikeforge.core.backends import Backend, kernels_of, numba_network
 from spikeforge.core.backends.layout import INIT, TEST, TRAIN, Recording
 from spikeforge.core.store import read_h5
 from spikeforge.rls import evaluation
-from spikeforge.rls.simulation import _ff_spikes, run_trial
+from spikeforge.rls.trial import _ff_spikes, run_trial
 
 from conftest import SMALL
 from test_kernels import NO_FF, _constants, _net, _state
@@ -27,7 +27,7 @@ torch = pytest.importorskip("torch")
 from spikeforge.core.backends import torch_kernels  # noqa: E402
 
 BACKENDS = {
-    "numba": (numba_kernels.run_steps, lambda x: x, lambda x: x),
+    "numba": (numba_network.run_steps, lambda x: x, lambda x: x),
     "torch": (torch_kernels.run_steps, lambda x: torch_kernels.put(x, "cpu"), torch_kernels.get),
 }
 
@@ -89,7 +89,7 @@ class _LoggedKernels:
 
     def run_steps(self, state, net, c, rec, x_stim, noise, ff, first, last, kind, options):
         self.log.append(("steps", first, last))
-        numba_kernels.run_steps(state, net, c, rec, x_stim, noise, ff, first, last, kind, options)
+        numba_network.run_steps(state, net, c, rec, x_stim, noise, ff, first, last, kind, options)
 
     def rls_update(self, P, weights_in, index, count, in_to_out, weights_out, r, u_bal, target, *rest):
         self.log.append(("rls", float(target[0]), u_bal.copy()))
@@ -103,14 +103,15 @@ def test_rls_updates_come_before_the_steps_of_the_learning_times_with_the_previo
     rls.init(directory, verbose=False)
     from spikeforge.rls.files import RunDir
     from spikeforge.rls.model import Model
-    from spikeforge.rls.simulation import network_parameters, initial_voltage
+    from spikeforge.rls.network_parameters import initial_voltage, network_parameters
     from spikeforge.rls.training import learner_for
 
     model = Model.load(RunDir(directory))
     p = model.p
     net, in_to_out = model.connectivity()
     kernels = _LoggedKernels()
-    backend = Backend("numba", "cpu", kernels)
+    backend = Backend("numba", "cpu", kernels_of("numba")._replace(run_steps=kernels.run_steps,
+                                                                    rls_update=kernels.rls_update))
     rng = streams.stream(p.seed, "train", 1)
     targets = np.repeat(np.arange(p.steps.learn_nsteps, dtype=float)[:, None], p.n_cells, axis=1)
     run_trial(p, net, network_parameters(p), TRAIN, initial_voltage(p, rng), model.stimulus[0], rng,

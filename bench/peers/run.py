@@ -8,7 +8,7 @@ For every size the network is built by spikeforge (``rls.new`` + ``rls.init``, s
 its static synapses, drives and the init run's initial voltages are exported to a numpy file
 that each peer simulates for the same 2 s at dt = 0.1 ms:
 
-* spikeforge (numba): ``spikeforge.rls.simulation.run_trial`` of kind INIT, which is the
+* spikeforge (numba): ``spikeforge.rls.trial.run_trial`` of kind INIT, which is the
   init run itself (it also accumulates the current statistics the init run keeps);
 * Brian2 2.9 (C++ standalone, ``method='euler'``): the same equations (``peer_brian2.py``);
 * NEST 3.10 (``iaf_psc_exp``, C_m = tau_m, weight w / tau_s, delay dt): ``peer_nest.py``.

@@ -16,7 +16,7 @@ Units: time in ms, voltage dimensionless (threshold 1, reset 0); see
 from spikeforge.rls.initialize import init, new
 from spikeforge.rls.params import Params
 from spikeforge.rls.plotting import plot
-from spikeforge.rls.testing import test
+from spikeforge.rls.frozen_trials import test
 from spikeforge.rls.training import TrainingDiverged, TrainingInterrupted, TrainResult, train
 
 __all__ = ["new", "init", "train", "test", "plot", "Params", "TrainResult", "TrainingInterrupted", "TrainingDiverged"]

@@ -31,7 +31,8 @@ from spikeforge.rls.estimate import check_disk, check_host_memory, init_file_byt
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
-from spikeforge.rls.simulation import CELL_KEYS, cell_table, network_parameters, float_dtype, initial_voltage, run_trial
+from spikeforge.rls.network_parameters import CELL_KEYS, cell_table, float_dtype, initial_voltage, network_parameters
+from spikeforge.rls.trial import run_trial
 
 
 def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:

@@ -49,7 +49,7 @@ from spikeforge.rls import p_matrix
 from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.params import CHANGEABLE_AFTER_INIT, SCHEMA, Params
-from spikeforge.rls.simulation import float_dtype
+from spikeforge.rls.network_parameters import float_dtype
 
 _CELL_STATE = ("cell/thresh_s", "cell/thresh_v", "cell/asc")
 _INIT_DATASETS = ["static/ptr", "static/post", "static/weight", "plastic/index", "plastic/count", "plastic/weight",
@@ -219,7 +219,7 @@ class Model:
     label: str = "init"  # checkpoint the weights came from
     cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
     history: tuple | None = None  # small mode: (ring (H, N + lx), snapshots filled, next row)
-    cells: dict | None = None  # GLIF models: per-neuron cell table (spikeforge.rls.simulation.cell_table)
+    cells: dict | None = None  # GLIF models: per-neuron cell table (spikeforge.rls.network_parameters.cell_table)
     network_id: str = ""  # identity of the network (init.h5's), recorded in every checkpoint
 
     def __post_init__(self):

@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import numbers
 import resource
-import shutil
 import sys
 import time
 import warnings
@@ -52,7 +51,9 @@ from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.learning_curve import LearningCurve
 from spikeforge.rls.model import Model
-from spikeforge.rls.simulation import Learner, network_parameters, initial_voltage, run_trial
+from spikeforge.rls.learner import Learner
+from spikeforge.rls.network_parameters import initial_voltage, network_parameters
+from spikeforge.rls.trial import run_trial
 
 LOW_PRECISION = ("float16", "int16")
 

@@ -2,7 +2,7 @@
 
 ``numba`` (CPU, the default): :mod:`numba_network` and :mod:`numba_rls`.  ``torch`` (``cpu`` or
 ``cuda`` tensors): :mod:`torch_kernels`.  Both are pure functions of the arrays of
-:mod:`layout`; the host-side driver (:mod:`spikeforge.rls.simulation`) draws every random
+:mod:`layout`; the host-side driver (:mod:`spikeforge.rls.trial`) draws every random
 number and hands the same numbers to either backend, so the backends can be compared
 spike for spike.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from spikeforge.errors import ParameterError
 
@@ -63,6 +63,31 @@ class KernelOptions:
                                      f"{', '.join(map(repr, choices))}")
 
 
+class Kernels(NamedTuple):
+    """The functions a backend implements, with the same arguments on every backend (the numba
+    versions' docstrings describe them; the torch ones take the backend's options as keywords)."""
+
+    run_steps: Callable  # advance the network state through a block of steps (numba_network.run_steps)
+    rls_update: Callable  # one RLS update of every neuron with its P (numba_rls.rls_update)
+    rls_small: Callable  # the memory-light RLS update (numba_rls.rls_small)
+    count_p_faults: Callable  # (saturated, non-finite) entries of P (numba_rls.count_p_faults)
+    count_nonfinite: Callable  # NaN and infinite entries of an array (numba_rls.count_nonfinite)
+
+
+def kernels_of(name: str) -> Kernels:
+    """The kernels of backend ``name`` ("numba" or "torch"), as their modules hold them now (so a
+    test or a benchmark can wrap a module's function before it makes a backend)."""
+    if name == "numba":
+        from spikeforge.core.backends import numba_network, numba_rls
+
+        return Kernels(numba_network.run_steps, numba_rls.rls_update, numba_rls.rls_small, numba_rls.count_p_faults,
+                       numba_rls.count_nonfinite)
+    from spikeforge.core.backends import torch_kernels
+
+    return Kernels(torch_kernels.run_steps, torch_kernels.rls_update, torch_kernels.rls_small,
+                   torch_kernels.count_p_faults, torch_kernels.count_nonfinite)
+
+
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """A kernel module, its options, and how to move arrays to and from it.
@@ -73,17 +98,25 @@ class Backend:
 
     name: str
     device: str
-    kernels: Any  # module with run_steps, rls_update, rls_small, count_p_faults, count_nonfinite
+    kernels: Kernels
     options: KernelOptions = KernelOptions()
     triton: Any = None
 
     def put(self, value: Any) -> Any:
         """numpy arrays (also inside NamedTuples) in the backend's array type."""
-        return value if self.name == "numba" else self.kernels.put(value, self.device)
+        if self.name == "numba":
+            return value
+        from spikeforge.core.backends.torch_kernels import put
+
+        return put(value, self.device)
 
     def get(self, value: Any) -> Any:
         """Back to numpy."""
-        return value if self.name == "numba" else self.kernels.get(value)
+        if self.name == "numba":
+            return value
+        from spikeforge.core.backends.torch_kernels import get
+
+        return get(value)
 
     def run_steps(self, state, net, const, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
                   clock=None) -> None:
@@ -167,15 +200,13 @@ def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = Tr
     if name == "numba":
         if device != "cpu":
             raise ParameterError(f"the numba backend runs on the cpu, not on {device!r}; use --backend torch")
-        from spikeforge.core.backends import numba_kernels
-
-        return Backend("numba", "cpu", numba_kernels, KernelOptions(**options))
+        return Backend("numba", "cpu", kernels_of("numba"), KernelOptions(**options))
     if name == "torch":
         try:
             import torch
         except ImportError:
             raise ParameterError("the torch backend needs torch: pip install 'spikeforge[gpu]'") from None
-        from spikeforge.core.backends import torch_kernels
+        from spikeforge.core.backends import torch_kernels as torch_module
 
         if not (device == "cpu" or device.startswith("cuda")):
             raise ParameterError(f"device {device!r} is not 'cpu' or 'cuda[:N]'")
@@ -183,7 +214,7 @@ def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = Tr
             raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA device")
         cuda = device.startswith("cuda")
         wants_triton = cuda or options.get("propagation") == "push" or options.get("fused_neurons", False)
-        triton = torch_kernels.usable_triton_step(torch.device(device)) if wants_triton else None
+        triton = torch_module.usable_triton_step(torch.device(device)) if wants_triton else None
         defaults = {"propagation": "sparse", "summation": "ordered", "fused_neurons": False, "intervals": "off",
                     "torch_threads": 1}
         if cuda:
@@ -194,5 +225,5 @@ def get_backend(name: str = "numba", device: str = "cpu", cuda_graphs: bool = Tr
         if (chosen.propagation == "push" or chosen.fused_neurons) and triton is None:
             raise ParameterError(f"propagation = 'push' and fused_neurons need the Triton kernels, which cannot run "
                                  f"on {device!r}")
-        return Backend("torch", device, torch_kernels, chosen, triton)
+        return Backend("torch", device, kernels_of("torch"), chosen, triton)
     raise ParameterError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")

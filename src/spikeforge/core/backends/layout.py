@@ -74,7 +74,6 @@ class NetworkParameters(NamedTuple):
     """Everything constant in a trial of the RLS network, by concern (units: ms, dimensionless voltage)."""
 
     cell_kind: int  # LIF or GLIF: which of ``lif`` and ``glif`` the neurons follow
-    dt: float  # time step [ms]
     lif: lif.Parameters
     glif: glif.Parameters
     synapses: Synapses

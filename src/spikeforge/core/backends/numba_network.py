@@ -51,7 +51,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
 
     @numba.njit(parallel=parallel, cache=True)
     def run_steps(state: State, net: Connectivity, lif_p: lif.Parameters, glif_p: glif.Parameters, syn: Synapses,
-                  drive: Drive, timeline: Timeline, dt: float, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
+                  drive: Drive, timeline: Timeline, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
                   ff_spikes: np.ndarray, first_step: int, last_step: int) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
@@ -128,7 +128,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
                     v += noise_scale[i] * noise[noise_row, i]
                 active = lif.is_active(ti, last_spike[i], refrac_steps)
                 if glif_cell:
-                    v, fired = glif.step(i, v, total_drive, active, dt, glif_p, thresh_s, thresh_v, asc)
+                    v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
                 else:
                     v, fired = lif.step(v, total_drive, active, dt_over_tau[i], thresh[i], vre)
                 v_all[i] = v
@@ -187,7 +187,7 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
     threads = numba.get_num_threads() > 1 and state.v.shape[0] >= options.parallel_min_neurons
     noise_mode = 0 if noise.shape[0] == 0 else (1 if c.drive.noise_on_voltage else 2)
     kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
-    kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, c.dt, rec, x_stim, noise, ff_spikes, first_step,
+    kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise, ff_spikes, first_step,
            last_step)
 
 

@@ -229,7 +229,7 @@ def _neurons(state, c, now, prev: int, noise_row, stim_row, plastic: bool, learn
         v = v + drive.noise_scale * noise_row
     active = lif.active_since(now, state.last_spike, c.lif.refrac_steps)
     if c.cell_kind == GLIF:
-        v, fired = glif.step_torch(v, total_drive, active, c.dt, c.glif, glif.State(state.thresh_s, state.thresh_v,
+        v, fired = glif.step_torch(v, total_drive, active, c.glif, glif.State(state.thresh_s, state.thresh_v,
                                                                                      state.asc))
     else:
         v, fired = lif.step_torch(v, total_drive, active, c.lif)

@@ -188,7 +188,7 @@ def smoke_test(device: torch.device) -> None:
         post = torch.arange(n - 1, -1, -1, device=device, dtype=torch.int32)
         net = Connectivity(ptr, post, ones, ptr, post, ones)
         constants = NetworkParameters(
-            cell_kind=LIF, dt=0.1, lif=lif.Parameters(dt_over_tau=0 * ones, thresh=ones, vre=0.0, refrac_steps=0),
+            cell_kind=LIF, lif=lif.Parameters(dt_over_tau=0 * ones, thresh=ones, vre=0.0, refrac_steps=0),
             glif=None, synapses=Synapses(1.0, 1.0, 1.0, 1.0, ones, ones),
             drive=Drive(x_bal=ones, noise_scale=ones, noise_on_voltage=False), timeline=None)
         clock = torch.ones((), dtype=torch.int64, device=device)

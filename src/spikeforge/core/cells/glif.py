@@ -53,11 +53,12 @@ class Parameters(NamedTuple):
 
     thresh: np.ndarray  # (N,) baseline spike threshold [voltage]
     vre: float  # reset voltage of GLIF1/3 [voltage]
-    refrac_steps: int  # steps a neuron stays frozen after a spike [steps]
+    dt: float  # time step [ms], in the state's floating type (so float32 arithmetic stays float32)
     dt_over_c: np.ndarray  # (N,) dt / C [ms / capacitance]
     inv_r: np.ndarray  # (N,) 1 / R [1 / resistance]
     e_l: np.ndarray  # (N,) resting potential [voltage]
     b_s: np.ndarray  # (N,) decay rate of the spike-induced threshold [1/ms]
+    thresh_s_decay: np.ndarray  # (N,) 1 - dt b_s, the spike-induced threshold's decay per step [1]
     delta_thresh_s: np.ndarray  # (N,) threshold increment per spike [voltage]
     f_v: np.ndarray  # (N,) voltage reset factor [1]
     delta_v: np.ndarray  # (N,) voltage reset offset [voltage]
@@ -66,7 +67,7 @@ class Parameters(NamedTuple):
     reset_rule: np.ndarray  # uint8 (N,) 1: v <- E_L + f_v (v - E_L) - delta_v; 0: v <- vre
     asc_decay: np.ndarray  # (N, n_asc) 1 - dt k_j of the after-spike currents [1]
     asc_f: np.ndarray  # (N, n_asc) after-spike current reset factor [1]
-    asc_delta: np.ndarray  # (N, n_asc) after-spike current increment per spike [current]
+    asc_delta: np.ndarray  # (N, n_asc) after-spike current increment per spike [voltage] (currents in voltage units)
 
 
 class State(NamedTuple):
@@ -74,26 +75,26 @@ class State(NamedTuple):
 
     thresh_s: np.ndarray  # (N,) spike-induced threshold [voltage]
     thresh_v: np.ndarray  # (N,) voltage-induced threshold [voltage]
-    asc: np.ndarray  # (N, n_asc) after-spike currents [current]
+    asc: np.ndarray  # (N, n_asc) after-spike currents [voltage] (currents in voltage units)
 
 
 @numba.njit(inline="always", cache=True)
-def step(i, v, drive, active, dt, p, thresh_s, thresh_v, asc):
+def step(i, v, drive, active, p, thresh_s, thresh_v, asc):
     """Advance neuron ``i`` by one step (numba); returns (new v, fired).  ``p``: the
     :class:`Parameters`; updates ``thresh_s[i]``, ``thresh_v[i]`` and ``asc[i, :]`` in place (the
     arrays of the :class:`State`; numba drops writes through tuple attributes in parallel loops).
     ``active`` is False while refractory."""
     if not active:
         return v, False
-    asc_sum = 0.0
+    charging = drive  # the after-spike currents are added to it one by one, in the state's type
     for j in range(asc.shape[1]):
         current = asc[i, j] * p.asc_decay[i, j]
         asc[i, j] = current
-        asc_sum += current
+        charging += current
     e_l = p.e_l[i]
-    v = v + p.dt_over_c[i] * (drive + asc_sum - (v - e_l) * p.inv_r[i])
-    theta_s = thresh_s[i] * (1.0 - dt * p.b_s[i])
-    theta_v = thresh_v[i] + dt * (p.a_v[i] * (v - e_l) - p.b_v[i] * thresh_v[i])
+    v = v + p.dt_over_c[i] * (charging - (v - e_l) * p.inv_r[i])
+    theta_s = thresh_s[i] * p.thresh_s_decay[i]
+    theta_v = thresh_v[i] + p.dt * (p.a_v[i] * (v - e_l) - p.b_v[i] * thresh_v[i])
     fired = v > p.thresh[i] + theta_s + theta_v
     if fired:
         for j in range(asc.shape[1]):
@@ -105,16 +106,16 @@ def step(i, v, drive, active, dt, p, thresh_s, thresh_v, asc):
     return v, fired
 
 
-def step_torch(v, drive, active, dt: float, p: Parameters, state: State):
+def step_torch(v, drive, active, p: Parameters, state: State):
     """One step of every neuron (torch tensors, the arithmetic of :func:`step`); returns (new v,
     fired) and updates ``state``'s tensors in place."""
     asc_new = state.asc * p.asc_decay
-    asc_sum = v.new_zeros(v.shape)
+    charging = drive
     for j in range(state.asc.shape[1]):
-        asc_sum = asc_sum + asc_new[:, j]
-    v_new = v + p.dt_over_c * (drive + asc_sum - (v - p.e_l) * p.inv_r)
-    theta_s = state.thresh_s * (1.0 - dt * p.b_s)
-    theta_v = state.thresh_v + dt * (p.a_v * (v_new - p.e_l) - p.b_v * state.thresh_v)
+        charging = charging + asc_new[:, j]
+    v_new = v + p.dt_over_c * (charging - (v - p.e_l) * p.inv_r)
+    theta_s = state.thresh_s * p.thresh_s_decay
+    theta_v = state.thresh_v + p.dt * (p.a_v * (v_new - p.e_l) - p.b_v * state.thresh_v)
     fired = active & (v_new > p.thresh + theta_s + theta_v)
     asc_after = (p.asc_f * asc_new + p.asc_delta).where(fired[:, None], asc_new)
     reset = (p.e_l + p.f_v * (v_new - p.e_l) - p.delta_v).where(p.reset_rule.bool(), v_new.new_full(v_new.shape, p.vre))
@@ -158,6 +159,7 @@ def per_neuron_parameters(models: np.ndarray, values: dict, n_asc: int, dt: floa
     return {
         "inv_r": 1.0 / column("r"), "e_l": column("el"),
         "b_s": np.where(has_theta_s, column("b_s"), 0.0),
+        "thresh_s_decay": 1.0 - dt * np.where(has_theta_s, column("b_s"), 0.0),
         "delta_thresh_s": np.where(has_theta_s, column("delta_thresh_s"), 0.0),
         "f_v": column("f_v"), "delta_v": column("delta_v"),
         "a_v": np.where(has_theta_v, column("a_v"), 0.0), "b_v": np.where(has_theta_v, column("b_v"), 0.0),

@@ -49,7 +49,8 @@ from spikeforge.rls.estimate import available_memory, check_disk, check_host_mem
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
 from spikeforge.rls.plotting import write_figures
-from spikeforge.rls.simulation import network_parameters, initial_voltage, run_trial
+from spikeforge.rls.network_parameters import initial_voltage, network_parameters
+from spikeforge.rls.trial import run_trial
 from spikeforge.rls.targets import learning_times
 from spikeforge.rls.training import check_device_memory
 

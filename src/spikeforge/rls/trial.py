@@ -15,92 +15,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from spikeforge.core.backends import layout
-from spikeforge.core.backends.layout import (GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, Connectivity, Drive,
-                                             NetworkParameters, Recording, State, Synapses, Timeline)
-from spikeforge.core.cells import glif, lif
+from spikeforge.core.backends.layout import (INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, NetworkParameters,
+                                             Recording, State)
+from spikeforge.rls.learner import Learner
+from spikeforge.rls.network_parameters import float_dtype
 from spikeforge.rls.params import Params
 
 BLOCK_STEPS = 1000  # noise and feed-forward spikes are drawn in blocks of this many steps
 NEVER = -(2**40)  # "last spike" of a neuron that has not spiked
-
-
-def float_dtype(p: Params) -> type:
-    """numpy dtype of the simulation state and weights."""
-    return np.float64 if p.float_precision == "float64" else np.float32
-
-
-def per_neuron(p: Params, exc_value: float, inh_value: float) -> np.ndarray:
-    """An (n_cells,) float64 array with one value for E neurons and another for I neurons."""
-    return np.where(np.arange(p.n_cells) < p.ne, exc_value, inh_value).astype(np.float64)
-
-
-def thresholds(p: Params) -> np.ndarray:
-    """Spike threshold of each neuron."""
-    return per_neuron(p, p.threshe, p.threshi)
-
-
-def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) -> NetworkParameters:
-    """What stays constant in a trial of the network of parameters ``p``, by concern; ``cells``: for
-    GLIF models the per-neuron cell table (default: from the parameters)."""
-    dtype = float_dtype(p)
-    s = p.steps
-    tau_plas = np.full(p.n_cells + p.lx, p.tau_plas)
-    # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
-    scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
-    return NetworkParameters(
-        cell_kind=LIF if p.cell_model == "lif" else GLIF,
-        dt=p.dt,
-        lif=lif.parameters(p.dt, per_neuron(p, p.tau_meme, p.tau_memi), thresholds(p), p.vre, s.refrac_steps, dtype),
-        glif=glif_parameters(p, cells),
-        synapses=Synapses(decay_e=1 - p.dt / p.tau_bale, kick_e=1 / p.tau_bale, decay_i=1 - p.dt / p.tau_bali,
-                          kick_i=1 / p.tau_bali, decay_plastic=(1 - p.dt / tau_plas).astype(dtype),
-                          kick_plastic=(1 / tau_plas).astype(dtype)),
-        drive=Drive(x_bal=per_neuron(p, p.x_bale, p.x_bali).astype(dtype),
-                    noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
-                    noise_on_voltage=p.noise_model == "voltage"),
-        timeline=Timeline(stim_on_step=s.stim_on_step, stim_off_step=s.stim_off_step, u0_skip_steps=s.u0_skip_steps,
-                          steps_per_ms=s.steps_per_ms, wid_steps=s.wid_steps, learn_step=s.learn_step,
-                          wid_bins=round(2 * p.wid / p.learn_every - 1)),
-    )
-
-
-CELL_KEYS = ("r", "el", "b_s", "delta_thresh_s", "f_v", "delta_v", "a_v", "b_v", "asc_k", "asc_f", "asc_delta")
-
-
-def cell_table(p: Params, overrides: dict | None = None) -> dict[str, np.ndarray]:
-    """Per-neuron GLIF parameters: the ``glif_*`` parameters of ``p`` for model ``p.cell_model``,
-    with ``overrides`` (from a cell-model plugin: "model" and any of CELL_KEYS, "c") on top.
-
-    Returns the per-neuron fields of glif.Parameters except thresh and dt_over_c, plus "c" (capacitance) and "model"
-    (one name per neuron).  For ``cell_model = "lif"`` the table describes GLIF1 neurons, which
-    the LIF kernel does not read.
-    """
-    overrides = dict(overrides or {})
-    default_model = p.cell_model if p.cell_model in glif.MODELS else "glif1"
-    models = np.broadcast_to(np.asarray(overrides.pop("model", default_model)), (p.n_cells,)).astype(str)
-    values = {"r": p.glif_r, "el": p.glif_el, "b_s": p.glif_b_s, "delta_thresh_s": p.glif_delta_thresh_s,
-              "f_v": p.glif_f_v, "delta_v": p.glif_delta_v, "a_v": p.glif_a_v, "b_v": p.glif_b_v,
-              "asc_k": p.glif_asc_k, "asc_f": p.glif_asc_f, "asc_delta": p.glif_asc_delta}
-    capacitance = overrides.pop("c", per_neuron(p, p.tau_meme, p.tau_memi) / np.asarray(overrides.get("r", p.glif_r)))
-    values.update(overrides)
-    n_asc = np.asarray(values["asc_k"]).shape[-1] if any(glif.MODELS[m][0] for m in set(models)) else 0
-    table = glif.per_neuron_parameters(models, values, n_asc, p.dt)
-    table["c"] = np.broadcast_to(np.asarray(capacitance, dtype=np.float64), (p.n_cells,)).copy()
-    table["model"] = models
-    return table
-
-
-def glif_parameters(p: Params, table: dict[str, np.ndarray] | None = None) -> glif.Parameters:
-    """The GLIF parameters of a cell table (default: from the parameters, :func:`cell_table`)."""
-    table = cell_table(p) if table is None else table
-    dtype = float_dtype(p)
-    per_neuron_fields = [name for name in glif.Parameters._fields
-                         if name not in ("thresh", "vre", "refrac_steps", "dt_over_c")]
-    fields = {name: np.asarray(table[name]).astype(np.uint8 if name == "reset_rule" else dtype)
-              for name in per_neuron_fields}
-    return glif.Parameters(thresh=thresholds(p).astype(dtype), vre=float(p.vre), refrac_steps=p.steps.refrac_steps,
-                           dt_over_c=(p.dt / table["c"]).astype(dtype), **fields)
 
 
 def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None, n_asc: int | None = None) -> State:
@@ -138,42 +60,6 @@ def new_recording(p: Params, kind: int) -> Recording:
         u_sum=np.zeros(n if kind == INIT else 0, dtype=np.float64),
         u_sumsq=np.zeros(n if kind == INIT else 0, dtype=np.float64),
     )
-
-
-@dataclasses.dataclass
-class Learner:
-    """What an RLS update needs besides the trial state; arrays are updated in place."""
-
-    P: np.ndarray  # scaled by p_scale, layout of spikeforge.rls.p_matrix
-    weights_in: np.ndarray  # (N, Lmax)
-    plastic_index: np.ndarray  # (N, Lmax)
-    plastic_count: np.ndarray  # (N,)
-    in_to_out: np.ndarray  # (N, Lmax)
-    weights_out: np.ndarray  # out-layout plastic weights (shared with the Connectivity)
-    p_scale: float
-    gain_with_den: bool
-    storage: str  # p_storage: full, symmetric or packed
-    apply: bool
-    # small mode (p_compute = "small"): a ring of recent filtered spike trains instead of P
-    history: np.ndarray | None = None  # (H, N + lx)
-    history_filled: int = 0  # snapshots in the ring
-    history_next: int = 0  # row the next snapshot goes to
-    penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
-    replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
-
-    def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
-        """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""
-        if self.history is None:
-            backend.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
-                               self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
-                               self.apply)
-            return
-        backend.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
-                          self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
-                          self.apply)
-        self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
-        self.history_next = (self.history_next + 1) % self.history.shape[0]
-        self.history_filled = min(self.history_filled + 1, self.history.shape[0])
 
 
 @dataclasses.dataclass
@@ -300,14 +186,3 @@ def _ff_spikes(p: Params, probability: np.ndarray, rng: np.random.Generator, fir
         rows = probability[start - p.steps.stim_off_step - 1: last - p.steps.stim_off_step]
         spikes[start - first:] = rng.random(rows.shape) < rows
     return spikes
-
-
-def initial_voltage(p: Params, rng: np.random.Generator, cells: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """A trial's initial voltages, from the trial's stream, as the cell model prescribes."""
-    if p.cell_model == "lif":
-        return lif.initial_voltage(rng, p.vre, thresholds(p))
-    table = cell_table(p) if cells is None else cells
-    return glif.initial_voltage(rng, table["reset_rule"], p.vre, thresholds(p), table["e_l"])
-
-
-__all__ = ["run_trial", "network_parameters", "Learner", "TrialResult", "initial_voltage", "layout"]

@@ -1,0 +1,44 @@
+"""The RLS learner of a training run: P (or the small mode's history), the plastic weights in both
+layouts, and the options of the update, applied by a backend at every learning step."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Learner:
+    """What an RLS update needs besides the trial state; arrays are updated in place."""
+
+    P: np.ndarray  # scaled by p_scale, layout of spikeforge.rls.p_matrix
+    weights_in: np.ndarray  # (N, Lmax)
+    plastic_index: np.ndarray  # (N, Lmax)
+    plastic_count: np.ndarray  # (N,)
+    in_to_out: np.ndarray  # (N, Lmax)
+    weights_out: np.ndarray  # out-layout plastic weights (shared with the Connectivity)
+    p_scale: float
+    gain_with_den: bool
+    storage: str  # p_storage: full, symmetric or packed
+    apply: bool
+    # small mode (p_compute = "small"): a ring of recent filtered spike trains instead of P
+    history: np.ndarray | None = None  # (H, N + lx)
+    history_filled: int = 0  # snapshots in the ring
+    history_next: int = 0  # row the next snapshot goes to
+    penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
+    replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
+
+    def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
+        """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""
+        if self.history is None:
+            backend.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
+                               self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
+                               self.apply)
+            return
+        backend.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
+                          self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
+                          self.apply)
+        self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
+        self.history_next = (self.history_next + 1) % self.history.shape[0]
+        self.history_filled = min(self.history_filled + 1, self.history.shape[0])
