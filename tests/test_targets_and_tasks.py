@@ -117,3 +117,28 @@ def test_negative_rates_and_two_files_are_errors(tmp_path):
     result = CliRunner().invoke(cli, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
     assert result.exit_code == 2 and "none.h5' does not exist" in result.stderr
     assert not (directory / "init.h5").exists()
+
+
+def test_the_ou_target_bias_follows_the_euler_recurrence_and_is_common_to_all_neurons():
+    """tsn.md 4.3, biasType = :ou: bias_1 = 0, bias_{i+1} = bias_i + b (mu - bias_i) dt + sig sqrt(dt) xi_i
+    on every step, sampled at the learning times; the phases do not change."""
+    from spikeforge.core import rng as streams
+    from spikeforge.rls import targets
+
+    settings = {**SMALL, "target_bias": "ou", "target_bias_mu": 0.3, "target_bias_b": 0.01, "target_bias_sig": 0.2}
+    p, plain = rls.Params(settings), rls.Params(SMALL)
+    mean = np.linspace(-1, 1, N)
+    with_bias = targets.sinusoids(p, mean, streams.stream(7, "targets", 0))
+    without = targets.sinusoids(plain, mean, streams.stream(7, "targets", 0))
+    bias = with_bias - without
+    np.testing.assert_allclose(bias, np.broadcast_to(bias[:, :1], bias.shape), atol=1e-12)  # the same for every neuron
+    rng = streams.stream(7, "targets", 0)
+    rng.random(N)  # the phases come first
+    xi = rng.standard_normal(p.steps.n_steps - 1)
+    value, by_step = 0.0, [0.0]
+    for i in range(p.steps.n_steps - 1):  # the recurrence, step by step
+        value = value + 0.01 * (0.3 - value) * p.dt + 0.2 * np.sqrt(p.dt) * xi[i]
+        by_step.append(value)
+    learning_steps = [round((p.stim_off + j * p.learn_every) / p.dt) for j in range(1, T + 1)]
+    np.testing.assert_allclose(bias[:, 0], [by_step[s - 1] for s in learning_steps], rtol=1e-9, atol=1e-12)
+    assert np.ptp(bias) > 0.1

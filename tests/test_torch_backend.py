@@ -31,6 +31,8 @@ def _run(directory, backend, overrides, n_tasks=1, nloops=2):
     ("two-tasks", {}, 2),
     ("feed-forward", {"lx": 5, "wpx": 0.3}, 1),
     ("noise-full-p", {"sig": 0.3, "noise_model": "current", "p_storage": "full"}, 1),
+    ("per-neuron-tau-plas-and-sig", {"tau_plas": 70.0, "tau_plas_max": 150.0, "sig": 0.1, "sig_max": 0.4,
+                                     "lx": 3, "wpx": 0.3}, 1),
     ("glif2", {"cell_model": "glif2"}, 1),
     ("glif3", {"cell_model": "glif3"}, 1),
     ("glif5", {"cell_model": "glif5"}, 1),

@@ -139,13 +139,15 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
               help="With --restore-from-checkpoint: delete the checkpoints of later loops instead of refusing.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Also save a checkpoint every N loops (the latest one is kept), so a crash loses at most N loops.")
+@click.option("--monitor-resources", type=click.FloatRange(min=0, min_open=True, max=1e9), default=None,
+              metavar="SECONDS", help="Print CPU, memory and GPU use every SECONDS seconds.")
 @_backend_options
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="On CUDA, replay each learning interval from a captured CUDA graph.")
 @_user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
-          restore: str | None, discard_later: bool, checkpoint_every: int, backend: str, device: str,
-          cuda_graphs: bool) -> None:
+          restore: str | None, discard_later: bool, checkpoint_every: int, monitor_resources: float | None,
+          backend: str, device: str, cuda_graphs: bool) -> None:
     """Train the plastic weights of DIRECTORY with RLS, continuing from its latest checkpoint.
 
     SIGINT (Ctrl-C) or SIGTERM finishes the loop in progress, saves checkpoint <loop>i and exits
@@ -156,7 +158,7 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
     result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
                        save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
                        discard_later=discard_later, checkpoint_every=checkpoint_every,
-                       backend=backend, device=device, cuda_graphs=cuda_graphs)
+                       monitor_resources=monitor_resources, backend=backend, device=device, cuda_graphs=cuda_graphs)
     click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
 
 

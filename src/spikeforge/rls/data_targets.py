@@ -25,6 +25,7 @@ import numpy as np
 from spikeforge.core.store import read_h5, require_file
 from spikeforge.errors import DataFileError
 from spikeforge.rls import siegert
+from spikeforge.rls.network_parameters import uniform_per_neuron
 from spikeforge.rls.params import Params
 
 PREFERRED_NAMES = ("utarg", "targets", "rate", "rates")
@@ -87,9 +88,12 @@ def as_task_major(array: np.ndarray, p: Params, n_tasks: int | None, path: str |
     return np.ascontiguousarray(np.moveaxis(array, 2, 0))
 
 
-def siegert_sigma(p: Params, ustd0: float) -> float:
-    """Input noise of the Siegert conversion: from the init run's current std, or ``sig`` if k = 0."""
-    return ustd0 / np.sqrt(SIEGERT_NOISE_FACTOR * p.tau_bale) if p.k > 0 else p.sig
+def siegert_sigma(p: Params, ustd0: float) -> float | np.ndarray:
+    """Input noise of the Siegert conversion: from the init run's current std, or each neuron's
+    ``sig`` if k = 0."""
+    if p.k > 0:
+        return ustd0 / np.sqrt(SIEGERT_NOISE_FACTOR * p.tau_bale)
+    return p.sig if p.sig_max == p.sig else uniform_per_neuron(p, "sig", p.n_cells)
 
 
 def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float) -> np.ndarray:

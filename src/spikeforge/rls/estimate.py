@@ -15,6 +15,7 @@ import numpy as np
 
 from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.numba_rls import padded_width
+from spikeforge.core.resources import human_bytes
 from spikeforge.core.store import dataset_shapes, read_h5
 from spikeforge.rls import p_matrix
 from spikeforge.rls.files import RunDir
@@ -122,15 +123,6 @@ def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_task
         raise ParameterError(f"the model needs about {human_bytes(need)} of memory (p_storage = {e.chosen[0]!r}, "
                              f"p_precision = {e.chosen[1]!r}, {p.n_cells} neurons), but this machine has "
                              f"{human_bytes(free)} available; see `spikeforge estimate` for smaller choices")
-
-
-def human_bytes(n_bytes: float) -> str:
-    """``n_bytes`` in B, kB, MB, GB or TB (powers of 1000)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n_bytes < 1000 or unit == "TB":
-            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
-        n_bytes /= 1000
-    return ""
 
 
 def report(directory: str | Path) -> str:

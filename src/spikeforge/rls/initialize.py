@@ -90,7 +90,7 @@ def _drive_shortfall(p: Params, populations: str = "ei") -> str | None:
 def warn_if_drive_below_threshold(p: Params) -> None:
     """Warn when neither population's constant drive reaches its threshold and there is no noise:
     then no neuron can start to fire."""
-    if p.sig == 0 and _drive_shortfall(p, "e") and _drive_shortfall(p, "i"):
+    if p.sig_max == 0 and _drive_shortfall(p, "e") and _drive_shortfall(p, "i"):
         warnings.warn(f"the network will be silent: {_drive_shortfall(p)}", SpikeforgeWarning, stacklevel=3)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikeforge.core import rng as streams
 from spikeforge.core.backends.layout import GLIF, LIF, Drive, NetworkParameters, Synapses, Timeline
 from spikeforge.core.cells import glif, lif
 from spikeforge.rls.params import Params
@@ -28,12 +29,21 @@ def thresholds(p: Params) -> np.ndarray:
     return per_neuron(p, p.threshe, p.threshi)
 
 
+def uniform_per_neuron(p: Params, name: str, count: int) -> np.ndarray:
+    """(count,) values of parameter ``name``: all ``p.<name>``, or, when ``p.<name>_max`` is larger,
+    drawn uniformly from [name, name_max] from the stream ``(name,)`` of the run's seed."""
+    low, high = p[name], p[f"{name}_max"]
+    if high == low:
+        return np.full(count, low, dtype=np.float64)
+    return low + (high - low) * streams.stream(p.seed, name).random(count)
+
+
 def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) -> NetworkParameters:
     """What stays constant in a trial of the network of parameters ``p``, by concern; ``cells``: for
     GLIF models the per-neuron cell table (default: from the parameters)."""
     dtype = float_dtype(p)
     s = p.steps
-    tau_plas = np.full(p.n_cells + p.lx, p.tau_plas)
+    tau_plas = uniform_per_neuron(p, "tau_plas", p.n_cells + p.lx)  # feed-forward neurons last
     # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
     scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
     return NetworkParameters(
@@ -46,7 +56,7 @@ def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) ->
                           decay_plastic=(1 - p.dt / tau_plas).astype(dtype),
                           kick_plastic=(1 / tau_plas).astype(dtype)),
         drive=Drive(x_bal=per_neuron(p, p.x_bale, p.x_bali).astype(dtype),
-                    noise_scale=np.full(p.n_cells, p.sig * scale, dtype=dtype),
+                    noise_scale=(uniform_per_neuron(p, "sig", p.n_cells) * scale).astype(dtype),
                     noise_on_voltage=p.noise_model == "voltage"),
         timeline=Timeline(stim_on_step=s.stim_on_step, stim_off_step=s.stim_off_step, u0_skip_steps=s.u0_skip_steps,
                           steps_per_ms=s.steps_per_ms, wid_steps=s.wid_steps, learn_step=s.learn_step,

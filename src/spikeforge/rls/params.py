@@ -87,6 +87,9 @@ PARAMS = [
     Param("tau_bale", float, "decay time of static excitatory synapses [ms]", 3.0, unit="ms"),
     Param("tau_bali", float, "decay time of static inhibitory synapses [ms]", 3.0, unit="ms"),
     Param("tau_plas", float, "decay time of plastic synapses and filtered spike trains [ms]", 150.0, unit="ms"),
+    Param("tau_plas_max", float, "per-neuron tau_plas drawn uniformly from [tau_plas, tau_plas_max] (the reference's "
+          "example: U(70, 150)); equal to tau_plas: one value for all [ms]", derive=lambda v: v["tau_plas"],
+          derive_doc="tau_plas", unit="ms"),
     Param("cell_model", str, "neuron model: lif, glif1 .. glif5, or a plugin returning per-neuron GLIF "
           "parameters (see spikeforge.core.cells)", "lif"),
     Param("cell_model_args", dict, "keyword arguments of a cell_model plugin", {}),
@@ -105,6 +108,8 @@ PARAMS = [
     Param("glif_b_v", float, "GLIF5 decay rate of the voltage-induced threshold [1/ms]", 0.9, unit="1/ms"),
     Param("noise_model", str, "where white noise enters", "voltage", choices=("voltage", "current")),
     Param("sig", float, "noise standard deviation (voltage per sqrt(tau_meme) time; 0 = none)", 0.0),
+    Param("sig_max", float, "per-neuron sig drawn uniformly from [sig, sig_max]; equal to sig: one value for all",
+          derive=lambda v: v["sig"], derive_doc="sig"),
     # --- static connectivity
     Param("pree", float, "E->E connection probability; sets k", 0.1, low=0.0, high=1.0),
     Param("prie", float, "I<-E connection probability (not used by the default connectivity)", 0.1, low=0.0, high=1.0),
@@ -137,6 +142,12 @@ PARAMS = [
     # --- targets (sinusoids)
     Param("target_amp", float, "amplitude of the sinusoid targets", 0.5),
     Param("target_period", float, "period of the sinusoid targets [ms]", 1000.0, unit="ms"),
+    Param("target_bias", str, "a bias common to all neurons added to the sinusoid targets: zero, or ou (an "
+          "Ornstein-Uhlenbeck process in time starting at 0, one per task)", "zero", choices=("zero", "ou")),
+    Param("target_bias_mu", float, "mean the OU target bias reverts to", 0.0),
+    Param("target_bias_b", float, "mean-reversion rate of the OU target bias [1/ms]", 1 / 400, unit="1/ms", low=0.0),
+    Param("target_bias_sig", float, "noise amplitude of the OU target bias [1/sqrt(ms)]", 0.02, unit="1/ms**0.5",
+          low=0.0),
     # --- plastic connectivity and learning
     Param("l", int, "plastic inputs per population", derive=lambda v: round(2 * _sqrt_k(v)),
           derive_doc="round(2 * sqrt(k))", low=0),
@@ -221,6 +232,9 @@ def _validate(v: Mapping[str, Any]) -> None:
                  "lx", "ff_mu", "ff_b", "ff_sig", "ff_smooth"):
         need(v[name] >= 0, f"{name} = {v[name]} must be >= 0")
     need(v["n_cells"] >= 2, f"n_cells = {v['n_cells']} must be >= 2")
+    for name in ("tau_plas", "sig"):
+        need(v[f"{name}_max"] >= v[name], f"{name}_max = {v[name + '_max']} must be >= {name} = {v[name]} (per-neuron "
+             f"values are drawn from [{name}, {name}_max])")
     need(0 < v["ne"] < v["n_cells"], f"ne = {v['ne']} must be between 1 and n_cells - 1 = {v['n_cells'] - 1}")
     need(v["ni"] == v["n_cells"] - v["ne"],
          f"ni = {v['ni']} must equal n_cells - ne = {v['n_cells'] - v['ne']}")

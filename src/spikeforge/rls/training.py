@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
-import resource
 import sys
 import time
 import warnings
@@ -44,6 +43,7 @@ from spikeforge.core import rng as streams
 from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TRAIN, TRAIN_RECORD
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
+from spikeforge.core.resources import ResourceMonitor, peak_rss_bytes
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
 from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
@@ -118,12 +118,6 @@ def task_of_loop(p, loop: int, n_tasks: int) -> int:
     return (loop - 1) % n_tasks
 
 
-def peak_memory_bytes() -> int:
-    """Peak resident memory of this process [bytes] (ru_maxrss is in kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
 def starting_point(run: RunDir, restore_from_checkpoint: str | int | None, discard_later: bool) -> tuple[str, list[str]]:
     """(label to start from, labels of later checkpoints to delete) for a train call."""
     if restore_from_checkpoint is None:
@@ -191,12 +185,12 @@ class _Session:
         if measure:
             which = 0 if p.correlation_var == "utotal" else 1
             correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
-        saturated, nonfinite = (self.engine.kernels.count_p_faults(self.learner.P)
+        saturated, nonfinite = (self.engine.count_p_faults(self.learner.P)
                                 if p.p_precision in LOW_PRECISION and p.p_compute != "small" else (0, 0))
         return {"loop": loop, "task": task, "correlation": correlation, "n_nan": n_nan,
                 "elapsed_time": time.perf_counter() - started,
                 "firing_rate": float(result.spike_count.mean() / (p.train_time / 1000)),
-                "max_memory": peak_memory_bytes(), "p_saturated": saturated, "p_nonfinite": nonfinite}
+                "max_memory": peak_rss_bytes(), "p_saturated": saturated, "p_nonfinite": nonfinite}
 
     def check_health(self, row: dict) -> None:
         """Warn about clipped or non-finite P entries; raise TrainingDiverged on non-finite weights."""
@@ -220,7 +214,7 @@ class _Session:
         """Save the current weights and P as checkpoint ``label`` (refused if P is not finite)."""
         learner, model, engine = self.learner, self.model, self.engine
         if model.p.p_compute != "small":
-            _, nonfinite = engine.kernels.count_p_faults(learner.P)
+            _, nonfinite = engine.count_p_faults(learner.P)
             if nonfinite:
                 raise TrainingDiverged(f"loop {model.loop}: {nonfinite} entries of P are NaN or infinite; checkpoint "
                                        f"{label!r} was not saved; the last good checkpoint is {self.last_saved!r}")
@@ -280,6 +274,7 @@ def train(
     cuda_graphs: bool = True,
     discard_later: bool = False,
     checkpoint_every: int = 0,
+    monitor_resources: float | None = None,
 ) -> TrainResult:
     """Train the network in ``directory`` for ``nloops`` loops.
 
@@ -302,6 +297,8 @@ def train(
             :class:`~spikeforge.core.backends.Backend` with options of its own (``device`` is then its).
         cuda_graphs: on CUDA, capture each learning interval once as a CUDA graph and replay
             it (:mod:`spikeforge.core.backends.torch_graphs`); False runs the plain loop.
+        monitor_resources: every this many seconds print a line with the CPU use, memory and
+            (on CUDA) device memory and utilisation (:mod:`spikeforge.core.resources`); None: no.
 
     Returns:
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
@@ -314,6 +311,10 @@ def train(
                              ("checkpoint_every", checkpoint_every, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ParameterError(f"{name} = {value!r} must be an integer >= {low}")
+    if monitor_resources is not None and not (isinstance(monitor_resources, numbers.Real)
+                                              and not isinstance(monitor_resources, bool)
+                                              and 0 < monitor_resources < float("inf")):
+        raise ParameterError(f"monitor_resources = {monitor_resources!r} must be a number of seconds > 0")
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge train"):
         p = run.params()
@@ -328,8 +329,9 @@ def train(
         if verbose and restore_from_checkpoint is None and label != "init":
             print(f"continuing from checkpoint {label!r} (loop {model.loop})")
         signals.raise_if_requested()  # a signal some library swallowed during start-up
-        return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
-                            checkpoint_every)
+        with ResourceMonitor(monitor_resources, write=tqdm.write):
+            return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
+                                checkpoint_every)
 
 
 def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nloops: int, correlation_interval: int,

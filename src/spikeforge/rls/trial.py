@@ -162,7 +162,7 @@ class _BlockInputs:
     def __init__(self, p: Params, backend, rng: np.random.Generator, ff_probability: np.ndarray | None):
         self.p, self.backend, self.rng = p, backend, rng
         self.ff_probability = ff_probability if ff_probability is not None and ff_probability.shape[1] else None
-        self.with_noise = p.sig > 0
+        self.with_noise = p.sig_max > 0
         self.drawn = self.with_noise or self.ff_probability is not None  # blocks are limited to BLOCK_STEPS
         self.no_noise = backend.put(np.zeros((0, p.n_cells), dtype=float_dtype(p)))
         self.no_ff = backend.put(np.zeros((0, 0), dtype=np.uint8))

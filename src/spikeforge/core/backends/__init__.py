@@ -144,6 +144,12 @@ class Backend:
         else:
             self.kernels.rls_small(*arguments, ordered=self.options.summation == "ordered")
 
+    def count_p_faults(self, P) -> tuple[int, int]:
+        """(saturated, non-finite) entries of P (see :func:`numba_rls.count_p_faults`)."""
+        if self.name == "numba":
+            return self.kernels.count_p_faults(P)
+        return self.kernels.count_p_faults(P, block_bytes=self.options.rls_block_bytes)
+
     def activated(self) -> contextlib.AbstractContextManager:
         """A context for running kernels: on CUDA the backend's device is the current device (Triton
         kernels, streams, graphs and memory pools act on the current device, not on their

@@ -18,6 +18,8 @@ from spikeforge.core.cells import glif, lif
 INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
 # cell models: LIF, or the GLIF family (spikeforge.core.cells.glif)
 LIF, GLIF = 0, 1
+# where white noise enters (compile-time constants of the step kernels): nowhere, the voltage, the static current
+NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = 0, 1, 2
 
 
 class Connectivity(NamedTuple):
@@ -31,10 +33,10 @@ class Connectivity(NamedTuple):
 
     static_ptr: np.ndarray  # int64 (N + 1,)
     static_post: np.ndarray  # int32 (nnz,)
-    static_weight: np.ndarray  # float (nnz,)
+    static_weight: np.ndarray  # float (nnz,) charge per spike [voltage ms]
     plastic_ptr: np.ndarray  # int64 (N + lx + 1,): feed-forward neurons are presynaptic N .. N+lx-1
     plastic_post: np.ndarray  # int32 (nnz_plastic,)
-    plastic_weight: np.ndarray  # float (nnz_plastic,)
+    plastic_weight: np.ndarray  # float (nnz_plastic,) charge per spike [voltage ms]
 
 
 class Synapses(NamedTuple):

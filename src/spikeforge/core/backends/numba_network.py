@@ -27,7 +27,8 @@ import numba
 import numpy as np
 
 from spikeforge.core.backends import KernelOptions
-from spikeforge.core.backends.layout import (GLIF, INIT, TEST, TRAIN, TRAIN_RECORD, Connectivity, Drive,
+from spikeforge.core.backends.layout import (GLIF, INIT, NOISE_CURRENT, NOISE_NONE, NOISE_VOLTAGE, TEST, TRAIN,
+                                             TRAIN_RECORD, Connectivity, Drive,
                                              NetworkParameters, Recording, State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif, synapse
 
@@ -46,7 +47,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
 
     The arguments are closure constants, so numba removes the branches a configuration does
     not take (which halves the time of a step) and caches each variant separately (closure
-    values are part of its cache key).  ``noise_mode``: 0 none, 1 voltage, 2 current.
+    values are part of its cache key).  ``noise_mode``: NOISE_NONE, NOISE_VOLTAGE or NOISE_CURRENT.
     """
 
     @numba.njit(parallel=parallel, cache=True)
@@ -87,8 +88,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
         plastic = kind != INIT
         learning = kind == TRAIN or kind == TRAIN_RECORD
         recording = kind == TRAIN_RECORD or kind == TEST
-        with_noise = noise_mode != 0
-        noise_on_voltage = noise_mode == 1
+        with_noise = noise_mode != NOISE_NONE
+        noise_on_voltage = noise_mode == NOISE_VOLTAGE
         n_bins = roll_count.shape[0]
         max_times = spike_steps.shape[1]
         for ti in range(first_step, last_step + 1):
@@ -185,7 +186,7 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
     smaller ones run on one thread, where a step (microseconds) is too short to share out.
     """
     threads = numba.get_num_threads() > 1 and state.v.shape[0] >= options.parallel_min_neurons
-    noise_mode = 0 if noise.shape[0] == 0 else (1 if c.drive.noise_on_voltage else 2)
+    noise_mode = NOISE_NONE if noise.shape[0] == 0 else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
     kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
     kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise, ff_spikes, first_step,
            last_step)

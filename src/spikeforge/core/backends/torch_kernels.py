@@ -437,10 +437,11 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         P[lo:hi] = block.to(P.dtype)
 
 
-def count_p_faults(P: torch.Tensor) -> tuple[int, int]:
-    """(saturated, non-finite) entries of P (see numba_rls.count_p_faults), block by block."""
+def count_p_faults(P: torch.Tensor, block_bytes: int = KernelOptions.rls_block_bytes) -> tuple[int, int]:
+    """(saturated, non-finite) entries of P (see numba_rls.count_p_faults), block by block
+    (:func:`block_neurons` of ``block_bytes``)."""
     saturated = nonfinite = 0
-    step = block_neurons(P, KernelOptions.rls_block_bytes)
+    step = block_neurons(P, block_bytes)
     for lo in range(0, P.shape[0], step):
         block = P[lo:lo + step]
         if P.dtype == torch.int16:

@@ -27,11 +27,16 @@ import torch
 import triton
 import triton.language as tl
 
+from spikeforge.core.backends import layout
+
+# the noise modes of layout, as constants the kernels can read
+NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = (tl.constexpr(mode) for mode in (layout.NOISE_NONE, layout.NOISE_VOLTAGE,
+                                                                           layout.NOISE_CURRENT))
+
 BLOCK_NEURONS = 256  # neurons per program of the neuron update
 BLOCK_SYNAPSES = 128  # out-synapses handled per iteration of a presynaptic neuron
 PRESYNAPTIC_PER_PROGRAM = 64  # presynaptic neurons checked by one program of the spike push
 
-NOISE_NONE, NOISE_CURRENT, NOISE_VOLTAGE = 0, 1, 2
 
 
 @triton.jit
@@ -54,9 +59,9 @@ def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_
     tl.store(UBALE + offs, u_bale, mask=mask)
     tl.store(UBALI + offs, u_bali, mask=mask)
     u_bal = u_bale + u_bali
-    if NOISE_MODE != 0:
+    if NOISE_MODE != NOISE_NONE:
         noise = tl.load(NOISE_SCALE + offs, mask=mask, other=0.0) * tl.load(NOISE + offs, mask=mask, other=0.0)
-    if NOISE_MODE == 1:
+    if NOISE_MODE == NOISE_CURRENT:
         u_bal = u_bal + noise
     tl.store(UBAL + offs, u_bal, mask=mask)
     u = u_bal
@@ -76,7 +81,7 @@ def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_
     if WITH_STIM:
         drive = drive + tl.load(STIM + offs, mask=mask, other=0.0)
     v = tl.load(V + offs, mask=mask, other=0.0)
-    if NOISE_MODE == 2:
+    if NOISE_MODE == NOISE_VOLTAGE:
         v = v + noise
     last = tl.load(LAST + offs, mask=mask, other=0)
     active = now > last + refrac
@@ -141,7 +146,8 @@ def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int,
     """One step of every LIF neuron at time ``clock`` (see the module docstring); ``noise_row``
     and ``stim_row`` (N,) or None."""
     n = state.v.shape[0]
-    noise_mode = NOISE_NONE if noise_row is None else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
+    noise_mode = (layout.NOISE_NONE if noise_row is None
+                  else layout.NOISE_VOLTAGE if c.drive.noise_on_voltage else layout.NOISE_CURRENT)
     unused = state.v  # pointer for the inputs a variant does not read
     _lif_neurons[(triton.cdiv(n, BLOCK_NEURONS),)](
         state.v, state.last_spike, state.spike_count, state.spiked, state.u_bale, state.u_bali, state.u_bal,

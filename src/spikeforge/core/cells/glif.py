@@ -25,26 +25,28 @@ except the GLIF5 threshold, whose ``a_v`` now has units of 1/ms.
 
 With ``C = tau_m``, ``R = 1``, ``E_L = 0`` GLIF1 computes exactly the LIF update.
 
-Refractoriness is LIF's (:func:`spikeforge.core.cells.lif.is_active`): nothing of a refractory
-neuron moves.  The step exists once per backend: :func:`step` (numba, one neuron) and
+Refractoriness is LIF's (:func:`spikeforge.core.cells.lif.is_active`, with the network's
+``refrac_steps``): nothing of a refractory neuron moves but the voltage noise, which the network
+adds to every neuron before the step.  The step exists once per backend: :func:`step` (numba, one neuron) and
 :func:`step_torch` (every neuron, tensors).
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
 # which mechanisms each model has: (after-spike currents, spike threshold, voltage threshold, reset rule)
-MODELS = {
+MODELS = MappingProxyType({
     "glif1": (False, False, False, False),
     "glif2": (False, True, False, True),
     "glif3": (True, False, False, False),
     "glif4": (True, True, False, True),
     "glif5": (True, True, True, True),
-}
+})
 
 
 class Parameters(NamedTuple):

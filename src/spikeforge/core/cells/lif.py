@@ -9,7 +9,8 @@ with ``X`` the external drive and ``u`` the synaptic current.  Per step of ``dt`
 1. a neuron is *active* unless it spiked in the last ``refrac_steps`` steps: one that spiked at
    step ``s`` updates again at step ``s + refrac_steps + 1``;
 2. an active neuron moves by forward Euler, ``v <- v + dt/tau_m * (X + u - v)``; a refractory
-   one keeps its voltage;
+   one keeps its voltage, except for voltage noise, which the network adds before this step to
+   every neuron (tsn.md 3.3: the reference kicks refractory neurons too);
 3. an active neuron whose new voltage is above threshold, ``v > thresh`` (strict), spikes and
    is reset to ``vre``.
 

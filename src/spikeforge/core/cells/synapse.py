@@ -1,7 +1,7 @@
 """Exponential synaptic current (and the exponentially filtered spike train of RLS).
 
 A spike of charge ``q`` arriving at a synapse with time constant ``tau`` [ms] adds ``q / tau`` to
-its current, which then decays: ``tau du/dt = -u + sum_k q_k tau delta(t - t_k)``, so that the
+its current, which then decays: ``tau du/dt = -u + sum_k q_k delta(t - t_k)``, so that the
 integral of the current of one spike is ``q``.  Forward Euler, with the charge that arrived in
 the previous step (the one-step synaptic delay)::
 
