@@ -41,6 +41,25 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
     return max(first, 1) - 1, last - 1
 
 
+@numba.njit(inline="always", cache=True)
+def _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i):
+    """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
+    charge that the next step reads (row ``cur``)."""
+    for s in range(static_ptr[j], static_ptr[j + 1]):
+        w = static_weight[s]
+        if w > 0:
+            inputs_e[cur, static_post[s]] += w
+        else:
+            inputs_i[cur, static_post[s]] += w
+
+
+@numba.njit(inline="always", cache=True)
+def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
+    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of the next step."""
+    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
+        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+
+
 @functools.lru_cache(maxsize=None)
 def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
     """The step kernel specialised for one configuration.
@@ -154,15 +173,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
                     spike_count[j] = count
                     if recording and count <= max_times:
                         spike_steps[j, count - 1] = ti
-                    for s in range(static_ptr[j], static_ptr[j + 1]):
-                        w = static_weight[s]
-                        if w > 0:
-                            inputs_e[cur, static_post[s]] += w
-                        else:
-                            inputs_i[cur, static_post[s]] += w
+                    _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
                     if plastic:
-                        for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
-                            inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+                        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
             if plastic:
                 for c_ff in range(ff_spikes.shape[1]):
                     j = n + c_ff
@@ -171,8 +184,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
                     fired = ff_spikes[ti - first_step, c_ff]
                     spiked_all[j] = fired
                     if fired:
-                        for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
-                            inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+                        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
 
     return run_steps
 
