@@ -38,11 +38,8 @@ class Parameters(NamedTuple):
     refrac_steps: int  # steps a neuron stays frozen after a spike [steps]
 
 
-class State(NamedTuple):
-    """What a LIF neuron carries from step to step."""
-
-    v: np.ndarray  # (N,) membrane potential [voltage]
-    last_spike: np.ndarray  # (N,) int64 step of the last spike (very negative: never)
+# A LIF neuron carries only its voltage and its last spike, which the network kernels keep for every
+# model (spikeforge.core.backends.layout.State): it has no State of its own.
 
 
 def parameters(dt: float, tau_m: np.ndarray, thresh: np.ndarray, vre: float, refrac_steps: int,
