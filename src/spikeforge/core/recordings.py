@@ -1,0 +1,310 @@
+"""Recorded spike trains, read from the formats of the field, and their trial-averaged PSTHs.
+
+A recording is a :class:`SpikeTimes`: every spike as (trial, unit, time), with the time in ms
+relative to the trial's alignment event, and the window ``[start, stop)`` [ms] that every
+trial covers.  Three ways in, checked before anything is computed:
+
+* **arrays** (:func:`from_arrays`, or :func:`load` of a ``.npz`` / HDF5 file with datasets
+  ``trial``, ``unit``, ``time`` [ms] and ``window`` [ms, 2 values]; optional ``unit_ids`` and
+  ``n_trials`` when some trials or units have no spike);
+* **NWB** (:func:`from_nwb`, ``.nwb``): the ``units`` table's spike times and the ``trials``
+  table; each trial is aligned at a column of the trials table (``start_time`` by default,
+  or e.g. ``stimulus_onset``), and the window is relative to it.  Spikes between trials are
+  not part of any trial;
+* **neo** (:func:`from_neo`, a ``neo.Block`` or a file neo can read): one ``Segment`` per
+  trial, one ``SpikeTrain`` per unit, matched across segments by their ``name`` (or by their
+  order when they have none); the trains' times are taken as times after the trial's alignment
+  (so build trial-aligned segments, e.g. ``t_start = -200 ms``), the window is the trains'
+  ``t_start .. t_stop`` unless given.
+
+:func:`psth` turns a recording into the trial-averaged firing rate of every unit [Hz] at the
+times asked for: spikes are counted in 1-ms bins over the window, averaged over trials,
+smoothed with a Gaussian kernel of standard deviation ``smoothing_ms`` (normalised, with the
+edges reflected so that a constant rate stays constant), and read at the sample times by
+linear interpolation between bin centres.  ``smoothing_ms = 0`` keeps the raw 1-ms PSTH.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from spikeforge.core.store import read_h5, require_file
+from spikeforge.errors import DataFileError
+
+BIN_MS = 1.0  # PSTH bin before smoothing [ms]
+
+
+class SpikeTimes(NamedTuple):
+    """Spikes of ``n_units`` units in ``n_trials`` trials (arrays of one entry per spike)."""
+
+    trial: np.ndarray  # int64 (n_spikes,) trial index, 0 .. n_trials - 1
+    unit: np.ndarray  # int64 (n_spikes,) unit index, 0 .. n_units - 1
+    time_ms: np.ndarray  # float64 (n_spikes,) time after the trial's alignment event [ms]
+    window_ms: tuple[float, float]  # [start, stop) of every trial, relative to the alignment [ms]
+    n_trials: int
+    unit_ids: np.ndarray  # str (n_units,) the recording's name of each unit
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_ids.shape[0])
+
+
+def from_arrays(trial, unit, time_ms, window_ms, n_trials: int | None = None, unit_ids=None,
+                source: str = "spike arrays") -> SpikeTimes:
+    """A checked recording from one entry per spike.
+
+    Args:
+        trial, unit: integer indices (>= 0) of each spike's trial and unit.
+        time_ms: each spike's time after its trial's alignment [ms], inside ``window_ms``; within
+            one unit's train of one trial the times must be increasing.
+        window_ms: (start, stop) of every trial [ms], start < stop.
+        n_trials: trials recorded (default: the largest trial index + 1).
+        unit_ids: names of the units (default "0", "1", ...; as many as the largest unit index + 1).
+        source: how to name the data in error messages (e.g. the file).
+
+    Raises:
+        DataFileError naming the first offending spike.
+    """
+    trial, unit = _indices(trial, "trial", source), _indices(unit, "unit", source)
+    time_ms = np.asarray(time_ms, dtype=np.float64).reshape(-1) if np.size(time_ms) else np.zeros(0)
+    if not (trial.shape == unit.shape == time_ms.shape):
+        raise DataFileError(f"{source}: trial, unit and time have {trial.size}, {unit.size} and {time_ms.size} "
+                            f"entries; expected one of each per spike")
+    start, stop = _window(window_ms, source)
+    _first_bad(source, ~np.isfinite(time_ms), time_ms, trial, unit, "is not a finite time")
+    _first_bad(source, (time_ms < start) | (time_ms >= stop), time_ms, trial, unit,
+               f"is outside the window [{start:g}, {stop:g}) ms")
+    order = np.lexsort((np.arange(trial.size), unit, trial))  # by trial, then unit, keeping the file's order
+    same_train = (np.diff(trial[order]) == 0) & (np.diff(unit[order]) == 0)
+    going_back = np.zeros(trial.size, dtype=bool)
+    going_back[order[1:]] = same_train & (np.diff(time_ms[order]) < 0)
+    _first_bad(source, going_back, time_ms, trial, unit, "comes before the spike listed ahead of it in its train "
+               "(spike times must be sorted)")
+    n_trials = _count(n_trials, trial, "n_trials", "trial", source)
+    if unit_ids is None:
+        unit_ids = np.arange(unit.max() + 1 if unit.size else 0).astype(str)
+    unit_ids = np.asarray(unit_ids).astype(str).reshape(-1)
+    if unit.size and unit.max() >= unit_ids.size:
+        raise DataFileError(f"{source}: unit index {unit.max()} but {unit_ids.size} unit ids; expected an id "
+                            f"for every unit index")
+    if unit_ids.size == 0:
+        raise DataFileError(f"{source}: no units; expected at least one")
+    return SpikeTimes(trial, unit, time_ms, (start, stop), n_trials, unit_ids)
+
+
+def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> SpikeTimes:
+    """The recording in an NWB file: its units table, cut into the trials of its trials table,
+    each aligned at the trials table's column ``align_to`` [s in the file] (``window_ms`` relative to it)."""
+    path = Path(path)
+    require_file(path, "NWB file")
+    try:
+        from pynwb import NWBHDF5IO
+    except ImportError:
+        raise DataFileError("reading NWB files needs pynwb: pip install 'spikeforge[data]'") from None
+    start, stop = _window(window_ms, str(path))
+    try:
+        with NWBHDF5IO(str(path), "r") as io:
+            nwb = io.read()
+            if nwb.units is None or len(nwb.units) == 0:
+                raise DataFileError(f"NWB file {str(path)!r} has no units table (or it is empty); expected the "
+                                    f"sorted units' spike times")
+            if nwb.trials is None or len(nwb.trials) == 0:
+                raise DataFileError(f"NWB file {str(path)!r} has no trials table; expected one row per trial")
+            columns = nwb.trials.colnames
+            if align_to not in columns:
+                raise DataFileError(f"NWB file {str(path)!r}: the trials table has no column {align_to!r}; "
+                                    f"expected one of {', '.join(columns)}")
+            align_s = np.asarray(nwb.trials[align_to][:], dtype=np.float64)
+            begins, ends = (np.asarray(nwb.trials[name][:], dtype=np.float64) for name in ("start_time", "stop_time"))
+            unit_ids = np.asarray(nwb.units.id[:]).astype(str)
+            trains = [np.asarray(nwb.units.get_unit_spike_times(index), dtype=np.float64)
+                      for index in range(len(unit_ids))]
+    except DataFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - h5py/hdmf raise many kinds; the user needs the file named
+        raise DataFileError(f"NWB file {str(path)!r} cannot be read ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:200]})") from None
+    outside = np.flatnonzero((align_s + start / 1000 < begins - 1e-9) | (align_s + stop / 1000 > ends + 1e-9))
+    if outside.size:
+        t = outside[0]
+        raise DataFileError(f"NWB file {str(path)!r}: trial {t}'s window [{start:g}, {stop:g}) ms around "
+                            f"{align_to} = {align_s[t]:g} s reaches outside the trial ({begins[t]:g} to {ends[t]:g} s)")
+    trial, unit, time = [], [], []
+    for index, train in enumerate(trains):
+        _check_sorted_train(train, f"NWB file {str(path)!r}, unit {unit_ids[index]}")
+        for t, anchor in enumerate(align_s):
+            lo, hi = np.searchsorted(train, [anchor + start / 1000, anchor + stop / 1000])
+            time.append((train[lo:hi] - anchor) * 1000.0)
+            trial.append(np.full(hi - lo, t))
+            unit.append(np.full(hi - lo, index))
+    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), (start, stop),
+                       n_trials=len(align_s), unit_ids=unit_ids, source=f"NWB file {str(path)!r}")
+
+
+def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTimes:
+    """The recording in a ``neo.Block`` (or a file neo reads): one segment per trial, one spike
+    train per unit (matched by name, else by position), its times after the trial's alignment.
+    ``window_ms``: default the first train's ``t_start .. t_stop``."""
+    if isinstance(block, (str, Path)):
+        block, source = _read_neo(Path(block)), f"neo file {str(block)!r}"
+    segments = list(getattr(block, "segments", []))
+    if not segments:
+        raise DataFileError(f"{source} has no segments; expected one segment per trial")
+    first = segments[0].spiketrains
+    if not first:
+        raise DataFileError(f"{source}: segment 0 has no spike trains; expected one per unit")
+    names = [train.name for train in first]
+    by_name = all(names) and len(set(names)) == len(names)
+    unit_ids = np.asarray(names if by_name else [str(k) for k in range(len(first))])
+    if window_ms is None:
+        window_ms = tuple(float(bound.rescale("ms").magnitude) for bound in (first[0].t_start, first[0].t_stop))
+    trial, unit, time = [], [], []
+    for t, segment in enumerate(segments):
+        trains = segment.spiketrains
+        keys = [train.name for train in trains] if by_name else [str(k) for k in range(len(trains))]
+        if sorted(keys) != sorted(unit_ids):
+            raise DataFileError(f"{source}: segment {t} has {len(trains)} spike trains ({', '.join(keys[:5])}...); "
+                                f"expected the {len(unit_ids)} units of segment 0")
+        index = {key: k for k, key in enumerate(unit_ids)}
+        for key, train in zip(keys, trains):
+            times = train.times.rescale("ms").magnitude.astype(np.float64)
+            _check_sorted_train(times, f"{source}, segment {t}, unit {key}")
+            time.append(times)
+            trial.append(np.full(times.size, t))
+            unit.append(np.full(times.size, index[key]))
+    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), window_ms,
+                       n_trials=len(segments), unit_ids=unit_ids, source=source)
+
+
+NEO_SUFFIXES = (".nix", ".pkl", ".pickle", ".mat", ".nev", ".plx", ".smr", ".abf")
+
+
+def load(path: str | Path, window_ms=None, align_to: str = "start_time") -> SpikeTimes:
+    """The recording in ``path``, by its suffix: ``.nwb`` (:func:`from_nwb`; ``window_ms`` needed),
+    ``.npz`` or HDF5 (arrays, see the module docstring), or a format neo reads (:func:`from_neo`)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".nwb":
+        if window_ms is None:
+            raise DataFileError(f"NWB file {str(path)!r}: give the window around each trial's {align_to} "
+                                f"(--window START STOP, in ms)")
+        return from_nwb(path, window_ms, align_to)
+    if suffix in (".npz", ".h5", ".hdf5"):
+        return _from_array_file(path, window_ms)
+    if suffix in NEO_SUFFIXES:
+        return from_neo(path, window_ms)
+    raise DataFileError(f"spike file {str(path)!r} has suffix {path.suffix!r}; expected .nwb, .npz, .h5 or a format "
+                        f"neo reads ({', '.join(NEO_SUFFIXES)})")
+
+
+def psth(spikes: SpikeTimes, sample_ms: np.ndarray, smoothing_ms: float) -> np.ndarray:
+    """Trial-averaged firing rate [Hz] of every unit at the times ``sample_ms`` [ms, inside the
+    window], shape (len(sample_ms), n_units); see the module docstring for the method."""
+    start, stop = spikes.window_ms
+    sample_ms = np.asarray(sample_ms, dtype=np.float64)
+    if sample_ms.size and (sample_ms.min() < start or sample_ms.max() > stop):
+        raise DataFileError(f"PSTH samples from {sample_ms.min():g} to {sample_ms.max():g} ms fall outside the "
+                            f"recording's window [{start:g}, {stop:g}) ms")
+    if not (smoothing_ms >= 0 and np.isfinite(smoothing_ms)):
+        raise DataFileError(f"PSTH smoothing = {smoothing_ms} ms; expected a finite standard deviation >= 0 ms")
+    n_bins = max(1, int(np.ceil((stop - start) / BIN_MS - 1e-9)))
+    bins = np.minimum(((spikes.time_ms - start) / BIN_MS).astype(np.int64), n_bins - 1)
+    counts = np.bincount(spikes.unit * n_bins + bins, minlength=spikes.n_units * n_bins).reshape(spikes.n_units, n_bins)
+    rates = counts / spikes.n_trials / (BIN_MS / 1000.0)
+    if smoothing_ms > 0:
+        rates = gaussian_filter1d(rates, smoothing_ms / BIN_MS, axis=1, mode="reflect")
+    centres = start + (np.arange(n_bins) + 0.5) * BIN_MS
+    return np.stack([np.interp(sample_ms, centres, row) for row in rates], axis=1) if spikes.n_units else (
+        np.zeros((sample_ms.size, 0)))
+
+
+def _from_array_file(path: Path, window_ms) -> SpikeTimes:
+    require_file(path, "spike file")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (ValueError, OSError, EOFError) as error:
+            raise DataFileError(f"spike file {str(path)!r} is not a readable .npz archive "
+                                f"({' '.join(str(error).split())[:200]})") from None
+    else:
+        arrays, _ = read_h5(path, what="spike file")
+    missing = [name for name in ("trial", "unit", "time") if name not in arrays]
+    if missing:
+        raise DataFileError(f"spike file {str(path)!r} lacks {', '.join(missing)}; expected arrays trial, unit, "
+                            f"time [ms] (one entry per spike) and window [ms]")
+    if window_ms is None:
+        if "window" not in arrays:
+            raise DataFileError(f"spike file {str(path)!r} has no window; store window = [start, stop] in ms, or "
+                                f"give --window START STOP")
+        window_ms = arrays["window"]
+    n_trials = int(arrays["n_trials"]) if "n_trials" in arrays else None
+    unit_ids = arrays.get("unit_ids")
+    if unit_ids is not None and unit_ids.dtype.kind == "S":
+        unit_ids = unit_ids.astype(str)
+    return from_arrays(arrays["trial"], arrays["unit"], arrays["time"], window_ms, n_trials, unit_ids,
+                       source=f"spike file {str(path)!r}")
+
+
+def _read_neo(path: Path):
+    require_file(path, "neo file")
+    try:
+        import neo
+    except ImportError:
+        raise DataFileError("reading neo files needs neo: pip install 'spikeforge[data]'") from None
+    try:
+        return neo.io.get_io(str(path)).read_block()
+    except Exception as error:  # noqa: BLE001 - neo's readers raise many kinds
+        raise DataFileError(f"neo file {str(path)!r} cannot be read ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:200]})") from None
+
+
+def _indices(values, name: str, source: str) -> np.ndarray:
+    array = np.asarray(values).reshape(-1) if np.size(values) else np.zeros(0, dtype=np.int64)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        as_int = np.asarray(array, dtype=np.float64)
+        if not (np.all(np.isfinite(as_int)) and np.all(as_int == np.round(as_int))):
+            bad = np.flatnonzero(~np.isfinite(as_int) | (as_int != np.round(as_int)))[0]
+            raise DataFileError(f"{source}: {name} index {array[bad]} of spike {bad} is not a whole number")
+        array = as_int
+    array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        bad = int(np.argmax(array < 0))
+        raise DataFileError(f"{source}: {name} index {array[bad]} of spike {bad} is negative; expected >= 0")
+    return array
+
+
+def _window(window_ms, source: str) -> tuple[float, float]:
+    values = np.asarray(window_ms, dtype=np.float64).reshape(-1)
+    if values.size != 2 or not np.all(np.isfinite(values)) or not values[0] < values[1]:
+        raise DataFileError(f"{source}: window = {values.tolist()} ms; expected [start, stop] with start < stop")
+    return float(values[0]), float(values[1])
+
+
+def _count(given, indices: np.ndarray, name: str, what: str, source: str) -> int:
+    needed = int(indices.max()) + 1 if indices.size else 0
+    count = needed if given is None else int(given)
+    if count < max(needed, 1):
+        raise DataFileError(f"{source}: {name} = {count} but {what} index {needed - 1} occurs; expected at least "
+                            f"{max(needed, 1)}")
+    return count
+
+
+def _first_bad(source: str, bad: np.ndarray, time_ms, trial, unit, what: str) -> None:
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataFileError(f"{source}: spike {k} (trial {trial[k]}, unit {unit[k]}) at {time_ms[k]} ms {what}")
+
+
+def _check_sorted_train(times: np.ndarray, what: str) -> None:
+    if times.size and not np.all(np.isfinite(times)):
+        k = int(np.argmax(~np.isfinite(times)))
+        raise DataFileError(f"{what}: spike time {k} is {times[k]}; expected finite times")
+    back = np.flatnonzero(np.diff(times) < 0)
+    if back.size:
+        k = back[0] + 1
+        raise DataFileError(f"{what}: spike time {times[k]} comes after {times[k - 1]}; expected sorted spike times")

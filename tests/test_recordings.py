@@ -1,0 +1,151 @@
+"""Recorded spike trains in (NWB, neo, arrays) and their PSTHs."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pytest
+
+from spikeforge.core import recordings
+from spikeforge.errors import DataFileError
+
+WINDOW = (-200.0, 1800.0)  # ms around each trial's stimulus onset
+
+
+def _poisson_recording(seed=0, n_trials=12, n_units=4):
+    """Inhomogeneous Poisson spikes (trial, unit, time [ms]) of distinct rate profiles."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(WINDOW[0], WINDOW[1], 1.0) + 0.5
+    profiles = [5 + 0 * t, 5 + 20 * np.exp(-((t - 300) / 80) ** 2), 5 + 10 * np.clip(t / 1600, 0, 1),
+                8 + 6 * np.sin(2 * np.pi * t / 400)][:n_units]
+    trial, unit, time = [], [], []
+    for k in range(n_trials):
+        for u, rate in enumerate(profiles):
+            spikes = t[rng.random(t.size) < rate / 1000] + rng.uniform(-0.5, 0.5)
+            spikes = np.sort(np.clip(spikes, WINDOW[0], WINDOW[1] - 1e-6))
+            trial += [k] * spikes.size
+            unit += [u] * spikes.size
+            time += list(spikes)
+    return np.array(trial), np.array(unit), np.array(time), n_trials, n_units
+
+
+def _write_nwb(path, trial, unit, time, n_trials, n_units, onset_s, trial_start_s):
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="test", identifier="spikeforge-test",
+                  session_start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
+    nwb.add_trial_column(name="stimulus_onset", description="stimulus onset [s]")
+    for k in range(n_trials):
+        nwb.add_trial(start_time=trial_start_s[k], stop_time=trial_start_s[k] + 3.0, stimulus_onset=onset_s[k])
+    for u in range(n_units):
+        mine = unit == u
+        nwb.add_unit(spike_times=np.sort(onset_s[trial[mine]] + time[mine] / 1000), id=100 + u)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+def _write_neo(path, trial, unit, time, n_trials, n_units):
+    import neo
+    import quantities as pq
+
+    block = neo.Block()
+    for k in range(n_trials):
+        segment = neo.Segment()
+        for u in range(n_units):
+            mine = (trial == k) & (unit == u)
+            segment.spiketrains.append(neo.SpikeTrain(time[mine] * pq.ms, t_start=WINDOW[0] * pq.ms,
+                                                      t_stop=WINDOW[1] * pq.ms, name=str(100 + u)))
+        block.segments.append(segment)
+    neo.io.PickleIO(str(path)).write_block(block)
+
+
+def test_nwb_neo_and_arrays_give_the_same_psths(tmp_path):
+    trial, unit, time, n_trials, n_units = _poisson_recording()
+    onset = 10.0 + 5.0 * np.arange(n_trials)  # s
+    _write_nwb(tmp_path / "rec.nwb", trial, unit, time, n_trials, n_units, onset, onset - 0.5)
+    _write_neo(tmp_path / "rec.pkl", trial, unit, time, n_trials, n_units)
+    np.savez(tmp_path / "rec.npz", trial=trial, unit=unit, time=time, window=WINDOW,
+             unit_ids=np.array([str(100 + u) for u in range(n_units)]))
+    from_nwb = recordings.load(tmp_path / "rec.nwb", WINDOW, align_to="stimulus_onset")
+    from_neo = recordings.load(tmp_path / "rec.pkl")
+    from_arrays = recordings.load(tmp_path / "rec.npz")
+    samples = np.arange(0.0, 1600.0, 20.0) + 10
+    expected = recordings.psth(from_arrays, samples, smoothing_ms=25.0)
+    assert expected.shape == (samples.size, n_units) and list(from_arrays.unit_ids) == ["100", "101", "102", "103"]
+    for loaded in (from_nwb, from_neo):
+        assert loaded.n_trials == n_trials and list(loaded.unit_ids) == list(from_arrays.unit_ids)
+        # neo shifts times by the window start and back, NWB through seconds: equal to rounding
+        np.testing.assert_allclose(recordings.psth(loaded, samples, 25.0), expected, rtol=1e-9, atol=1e-9)
+    # the transient unit peaks near 300 ms, the flat one does not move much
+    assert abs(samples[np.argmax(expected[:, 1])] - 300) < 60 and expected[:, 1].max() > 15
+
+
+def test_a_regular_train_has_the_psth_of_its_rate_everywhere_and_smoothing_keeps_a_profile():
+    # one spike every 10 ms in each of 3 trials: 100 Hz once the 30-ms kernel spans many spikes
+    times = np.tile(np.arange(0.0, 1000.0, 10.0) + 0.3, 3)
+    trials = np.repeat(np.arange(3), 100)
+    regular = recordings.from_arrays(trials, np.zeros(300, dtype=int), times, (0.0, 1000.0))
+    samples = np.linspace(100.5, 899.5, 50)
+    np.testing.assert_allclose(recordings.psth(regular, samples, smoothing_ms=30.0)[:, 0], 100.0, rtol=1e-3)
+    # a constant Poisson rate stays constant up to the window's edges (reflected there)
+    rng = np.random.default_rng(0)
+    n_trials, rate_hz = 2000, 20.0
+    counts = rng.poisson(rate_hz / 1000, size=(n_trials, 1000))
+    trial, bin_ = np.nonzero(counts)
+    flat = recordings.from_arrays(np.repeat(trial, counts[trial, bin_]), np.zeros(counts.sum(), dtype=int),
+                                  np.repeat(bin_ + 0.5, counts[trial, bin_]), (0.0, 1000.0), n_trials=n_trials)
+    edges = recordings.psth(flat, np.array([0.5, 5.5, 994.5, 999.5]), smoothing_ms=30.0)[:, 0]
+    np.testing.assert_allclose(edges, rate_hz, rtol=0.05)
+    # raw 1-ms bins: 1 spike per trial in every tenth bin -> 1000 Hz there, 0 elsewhere
+    raw = recordings.psth(regular, np.array([0.5, 1.5, 10.5]), smoothing_ms=0.0)[:, 0]
+    np.testing.assert_allclose(raw, [1000.0, 0.0, 1000.0])
+    # a slow profile survives 20-ms smoothing: the Gaussian kernel only damps the sinusoid by
+    # exp(-(2 pi sigma / period)^2 / 2); 3000 trials leave a standard error of at most 0.4 Hz
+    rng = np.random.default_rng(1)
+    t = np.arange(0.0, 2000.0, 1.0) + 0.5
+    rate = 20 + 15 * np.sin(2 * np.pi * t / 1000)
+    n_trials = 3000
+    counts = rng.poisson(rate / 1000, size=(n_trials, t.size))
+    trial, bin_ = np.nonzero(counts)
+    times = np.repeat(t[bin_], counts[trial, bin_])
+    spikes = recordings.from_arrays(np.repeat(trial, counts[trial, bin_]), np.zeros(times.size, dtype=int),
+                                    times, (0.0, 2000.0), n_trials=n_trials)
+    samples = np.arange(100.0, 1900.0, 50.0)
+    expected = 20 + 15 * np.sin(2 * np.pi * samples / 1000) * np.exp(-0.5 * (2 * np.pi * 20 / 1000) ** 2)
+    np.testing.assert_allclose(recordings.psth(spikes, samples, smoothing_ms=20.0)[:, 0], expected, atol=1.2)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(time=np.where(np.arange(s["time"].size) == 5, np.nan, s["time"])), "is not a finite time"),
+    (lambda s: s.update(trial=np.where(np.arange(s["trial"].size) == 3, -1, s["trial"])), "trial index -1 of spike 3"),
+    (lambda s: s.update(time=np.where(np.arange(s["time"].size) == 2, 5000.0, s["time"])),
+     "outside the window [-200, 1800) ms"),
+    (lambda s: s.update(time=s["time"][[1, 0, *range(2, s["time"].size)]]), "spike times must be sorted"),
+    (lambda s: s.update(unit_ids=np.array(["a", "b"])), "unit index 3 but 2 unit ids"),
+    (lambda s: s.update(n_trials=5), "n_trials = 5 but trial index 11 occurs"),
+    (lambda s: s.update(window=np.array([10.0, 0.0])), "expected [start, stop] with start < stop"),
+])
+def test_bad_spike_data_is_refused_with_the_first_bad_entry_named(tmp_path, change, message):
+    trial, unit, time, n_trials, _ = _poisson_recording(n_trials=12)
+    order = np.lexsort((time, unit, trial))
+    arrays = {"trial": trial[order], "unit": unit[order], "time": time[order], "window": np.array(WINDOW)}
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataFileError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        recordings.load(tmp_path / "bad.npz")
+
+
+def test_nwb_files_without_what_is_needed_are_refused(tmp_path):
+    trial, unit, time, n_trials, n_units = _poisson_recording(n_trials=3)
+    onset = 10.0 + 5.0 * np.arange(n_trials)
+    _write_nwb(tmp_path / "rec.nwb", trial, unit, time, n_trials, n_units, onset, onset - 0.1)
+    with pytest.raises(DataFileError, match="window \\[-200, 1800\\) ms around stimulus_onset = 10 s reaches outside"):
+        recordings.load(tmp_path / "rec.nwb", WINDOW, align_to="stimulus_onset")  # trials start 0.1 s before onset
+    with pytest.raises(DataFileError, match="no column 'go_cue'; expected one of start_time, stop_time, stimulus_onset"):
+        recordings.load(tmp_path / "rec.nwb", (0.0, 100.0), align_to="go_cue")
+    with pytest.raises(DataFileError, match="give the window"):
+        recordings.load(tmp_path / "rec.nwb")
+    (tmp_path / "junk.nwb").write_bytes(b"not hdf5")
+    with pytest.raises(DataFileError, match="junk.nwb' cannot be read"):
+        recordings.load(tmp_path / "junk.nwb", WINDOW)
