@@ -149,3 +149,84 @@ def test_nwb_files_without_what_is_needed_are_refused(tmp_path):
     (tmp_path / "junk.nwb").write_bytes(b"not hdf5")
     with pytest.raises(DataFileError, match="junk.nwb' cannot be read"):
         recordings.load(tmp_path / "junk.nwb", WINDOW)
+
+
+def test_init_from_a_spike_file_follows_its_psths_and_leaves_extra_neurons_hidden(tmp_path):
+    from spikeforge import rls
+    from spikeforge.core.store import read_h5
+    from spikeforge.rls import data_targets
+
+    from conftest import SMALL
+
+    trial, unit, time, n_trials, n_units = _poisson_recording(n_trials=30)
+    np.savez(tmp_path / "rec.npz", trial=trial, unit=unit, time=time, window=WINDOW,
+             unit_ids=np.array(["a", "b", "c", "d"]))
+    directory = tmp_path / "net"
+    rls.new(directory, {**SMALL, "learn_every": 20.0, "wid": 40.0, "train_duration": 1600.0})
+    model = rls.init(directory, spikes_file=tmp_path / "rec.npz", smoothing_ms=20.0, verbose=False)
+    arrays, attrs = read_h5(directory / "init.h5", ["target_rates", "units/id", "units/neuron", "targets",
+                                                    "init/u_mean"])
+    spikes = recordings.load(tmp_path / "rec.npz")
+    # learning time stim_off + j learn_every is data time window start + j learn_every
+    expected = recordings.psth(spikes, WINDOW[0] + 20.0 * np.arange(1, 81), 20.0)
+    np.testing.assert_allclose(arrays["target_rates"][0, :, :4], expected, rtol=1e-12)
+    assert np.isnan(arrays["target_rates"][0, :, 4:]).all()  # hidden neurons have no target rate
+    assert list(arrays["units/id"].astype(str)) == ["a", "b", "c", "d"] and list(arrays["units/neuron"]) == [0, 1, 2, 3]
+    # hidden neurons are held at their init mean current; recorded ones get the Siegert currents
+    np.testing.assert_array_equal(arrays["targets"][0, :, 4:], np.broadcast_to(arrays["init/u_mean"][4:], (80, 1020)))
+    currents = data_targets.currents_from_rates(model.p, expected[None], attrs["ustd0"], np.arange(4))
+    np.testing.assert_allclose(arrays["targets"][0, :, :4], currents[0], rtol=1e-12)
+    assert attrs["targets_from"].endswith("rec.npz") and len(attrs["targets_sha256"]) == 64
+
+
+def test_rates_with_their_own_time_axis_are_resampled_onto_the_learning_steps(tmp_path):
+    import h5py
+
+    from spikeforge import rls
+    from spikeforge.core.store import read_h5
+
+    from conftest import SMALL
+
+    t = np.arange(0.0, 1200.0, 2.0)  # 2-ms samples, 2 units
+    profile = np.stack([10 + 8 * np.sin(2 * np.pi * t / 800), 5 + 0.01 * t], axis=1)
+    with h5py.File(tmp_path / "rates.h5", "w") as f:
+        f["rates"], f["time"] = profile, t
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)  # train_duration 200 ms, learn_every 10 ms
+    rls.init(directory, spikerate_file=tmp_path / "rates.h5", verbose=False)
+    rates = read_h5(directory / "init.h5", ["target_rates"])[0]["target_rates"][0]
+    sample = 10.0 * np.arange(1, 21)
+    np.testing.assert_allclose(rates[:, 0], 10 + 8 * np.sin(2 * np.pi * sample / 800), atol=2e-3)  # linear interp.
+    np.testing.assert_allclose(rates[:, 1], 5 + 0.01 * sample, rtol=1e-12)
+    # the same with --rate-dt on a plain array, and the learning window must fit in the file
+    np.save(tmp_path / "rates.npy", profile[:50])
+    with pytest.raises(DataFileError, match="need rates from 10 to 200 ms .* but the file covers 0 to 98 ms"):
+        rls.init(directory, spikerate_file=tmp_path / "rates.npy", rate_dt_ms=2.0, force=True, verbose=False)
+    with pytest.raises(DataFileError, match="has a time axis; --rate-dt would contradict it"):
+        rls.init(directory, spikerate_file=tmp_path / "rates.h5", rate_dt_ms=2.0, force=True, verbose=False)
+
+
+@pytest.mark.filterwarnings("ignore:the network will be silent")
+def test_spike_file_errors_from_the_command_line_are_one_line_and_write_nothing(tmp_path, capsys):
+    from spikeforge import rls
+    from spikeforge.cli import run
+    from spikeforge.core.interrupts import StopSignals
+
+    from conftest import SMALL
+
+    trial, unit, time, n_trials, n_units = _poisson_recording(n_trials=3)
+    np.savez(tmp_path / "nan.npz", trial=trial, unit=unit, time=np.where(np.arange(time.size) == 7, np.nan, time),
+             window=WINDOW)
+    np.savez(tmp_path / "ok.npz", trial=trial, unit=unit, time=time, window=WINDOW)
+    directory = tmp_path / "net"
+    rls.new(directory, {**SMALL, "n_cells": 3, "ne": 2, "lexc": 1, "linh": 0})
+    cases = [(["--spikes", tmp_path / "nan.npz"], "spike 7"),
+             (["--spikes", tmp_path / "ok.npz"], "4 recorded units but the network has n_cells = 3"),
+             (["--spikes", tmp_path / "ok.npz", "--rate-dt", "2"], "--rate-dt = 2.0 applies only to a spike-rate file"),
+             (["--utarg-file", tmp_path / "ok.npz", "--window", "0", "100"], "--window = (0.0, 100.0) applies only")]
+    for arguments, message in cases:
+        with StopSignals() as signals:
+            assert run(["init", str(directory), *map(str, arguments)], signals) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == ["params.toml"]

@@ -110,9 +110,10 @@ def test_negative_rates_and_two_files_are_errors(tmp_path):
     rates = np.ones((T, N))
     rates[4, 9] = -2.0
     np.save(tmp_path / "r.npy", rates)
-    with pytest.raises(DataFileError, match=r"time 4, neuron 9, task 0 is -2.0 Hz; expected a rate in \[0, max_rate"):
+    with pytest.raises(DataFileError, match=r"r.npy': the rate at time 4, unit 9, task 0 is -2.0 Hz; expected a rate in "
+                                            r"\[0, max_rate"):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", verbose=False)
-    with pytest.raises(ParameterError, match="not both"):
+    with pytest.raises(ParameterError, match="give one target file, not a target-current file and a spike-rate file"):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", utarg_file=tmp_path / "r.npy", verbose=False)
     result = CliRunner().invoke(cli, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
     assert result.exit_code == 2 and "none.h5' does not exist" in result.stderr

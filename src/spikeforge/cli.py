@@ -113,17 +113,30 @@ def new(directory: Path, assignments: tuple[str, ...]) -> None:
 @click.option("--utarg-file", type=_Path(path_type=Path), default=None,
               help="Target currents: .npy or HDF5, time x neurons [x tasks].")
 @click.option("--spikerate-file", type=_Path(path_type=Path), default=None,
-              help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x neurons [x tasks].")
+              help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x units [x tasks]; "
+                   "an HDF5 'time' dataset [ms] or --rate-dt gives them their own time axis.")
+@click.option("--rate-dt", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+              help="Sampling interval of the rate file's rows [ms]; they are resampled onto the learning steps.")
+@click.option("--spikes", "spikes_file", type=_Path(path_type=Path), default=None,
+              help="Recorded spike trains (.nwb, .npz/.h5 arrays, or a neo format): their PSTHs become the targets.")
+@click.option("--window", "window_ms", type=(float, float), default=None, metavar="START STOP",
+              help="Trial window [ms] around the alignment event; its start is the model's stim_off.")
+@click.option("--align-to", default="start_time", show_default=True, metavar="COLUMN",
+              help="NWB: the trials-table column each trial is aligned at.")
+@click.option("--smoothing", "smoothing_ms", type=click.FloatRange(min=0), default=None, metavar="MS",
+              help="Gaussian smoothing of the target rates [ms]  [default: 25 for spikes, 0 for rate files]")
 @click.option("--force", is_flag=True, help="Replace a previous network: delete its checkpoints and results.")
 @_backend_options
 @_user_errors
 def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerate_file: Path | None,
-         force: bool, backend: str, device: str) -> None:
+         rate_dt: float | None, spikes_file: Path | None, window_ms: tuple[float, float] | None, align_to: str,
+         smoothing_ms: float | None, force: bool, backend: str, device: str) -> None:
     """Build the network of DIRECTORY: connectivity, targets, stimulus, initial P."""
     from spikeforge.rls import init as rls_init
 
     rls_init(directory, n_tasks=n_tasks, force=force, utarg_file=utarg_file, spikerate_file=spikerate_file,
-             backend=backend, device=device)
+             backend=backend, device=device, spikes_file=spikes_file, window_ms=window_ms, align_to=align_to,
+             smoothing_ms=smoothing_ms, rate_dt_ms=rate_dt)
     click.echo(f"wrote {directory / 'init.h5'}; next: spikeforge train {directory} --nloops 100")
 
 

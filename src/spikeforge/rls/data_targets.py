@@ -19,9 +19,12 @@ spikes a trial records).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
+from spikeforge.core import recordings
 from spikeforge.core.store import read_h5, require_file
 from spikeforge.errors import DataFileError
 from spikeforge.rls import siegert
@@ -32,8 +35,8 @@ PREFERRED_NAMES = ("utarg", "targets", "rate", "rates")
 SIEGERT_NOISE_FACTOR = 1.3  # the reference's manual calibration of sigma
 
 
-def load_array(path: str | Path, what: str) -> np.ndarray:
-    """The array in a ``.npy`` or HDF5 file, as float64."""
+def load_array(path: str | Path, what: str, exclude: tuple[str, ...] = ()) -> np.ndarray:
+    """The array in a ``.npy`` or HDF5 file (its datasets other than ``exclude``), as float64."""
     path = Path(path)
     require_file(path, f"{what} file")
     if path.suffix == ".npy":
@@ -46,6 +49,7 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
             raise DataFileError(f"{what} file {str(path)!r} is not a readable .npy array ({reason})") from None
     else:
         arrays, _ = read_h5(path, what=f"{what} file")
+        arrays = {name: value for name, value in arrays.items() if name not in exclude}
         if not arrays:
             raise DataFileError(f"{what} file {str(path)!r} holds no dataset")
         names = [n for n in arrays if n.split("/")[-1] in PREFERRED_NAMES] if len(arrays) > 1 else list(arrays)
@@ -60,12 +64,12 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
-def check_rates(rates: np.ndarray, p: Params, path: str | Path) -> None:
-    """Raise DataFileError unless every rate of (tasks, time, neurons) ``rates`` is in [0, max_rate]."""
-    bad = np.argwhere((rates < 0) | (rates > p.max_rate))
+def check_rates(rates: np.ndarray, p: Params, source: str | Path) -> None:
+    """Raise DataFileError unless every rate of (tasks, time, units) ``rates`` is in [0, max_rate]."""
+    bad = np.argwhere((rates < 0) | (rates > p.max_rate) | ~np.isfinite(rates))
     if bad.size:
         task, t, i = bad[0]
-        raise DataFileError(f"spike-rate file {str(path)!r}: the rate at time {t}, neuron {i}, task {task} is "
+        raise DataFileError(f"{source}: the rate at time {t}, unit {i}, task {task} is "
                             f"{rates[task, t, i]} Hz; expected a rate in [0, max_rate = {p.max_rate}] Hz")
 
 
@@ -96,10 +100,148 @@ def siegert_sigma(p: Params, ustd0: float) -> float | np.ndarray:
     return p.sig if p.sig_max == p.sig else uniform_per_neuron(p, "sig", p.n_cells)
 
 
-def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float) -> np.ndarray:
-    """Target currents for target ``rates`` [Hz] of shape (tasks, time, neurons), checked by
-    :func:`check_rates`."""
-    exc = np.arange(p.n_cells) < p.ne
+def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float, neurons: np.ndarray | None = None) -> np.ndarray:
+    """Target currents for target ``rates`` [Hz] of shape (tasks, time, len(neurons)), checked by
+    :func:`check_rates`, with the Siegert function of each of ``neurons`` (default all)."""
+    neurons = np.arange(p.n_cells) if neurons is None else neurons
+    exc = neurons < p.ne
+    sigma = siegert_sigma(p, ustd0)
     return siegert.rates_to_currents(
-        rates, siegert_sigma(p, ustd0), tau_m=np.where(exc, p.tau_meme, p.tau_memi),
+        rates, sigma if np.ndim(sigma) == 0 else sigma[neurons], tau_m=np.where(exc, p.tau_meme, p.tau_memi),
         theta=np.where(exc, p.threshe, p.threshi), v_r=p.vre, x_bal=np.where(exc, p.x_bale, p.x_bali))
+
+
+class RateTargets(NamedTuple):
+    """Target rates of the recorded units, on the model's learning steps, and which neuron learns each."""
+
+    rates: np.ndarray  # (tasks, learn_nsteps, n_units) [Hz]
+    unit_ids: np.ndarray  # str (n_units,) the recording's names of the units
+    neurons: np.ndarray  # int64 (n_units,) the model neuron that follows each unit (the rest are hidden)
+    source: str  # where they came from, for the init file's attributes
+
+
+def learning_sample_times(p: Params, window_start_ms: float) -> np.ndarray:
+    """Data times [ms] of the model's learning times ``stim_off + j learn_every`` (j = 1 ..
+    learn_nsteps) when the model's ``stim_off`` is the data's ``window_start_ms``."""
+    return window_start_ms + p.learn_every * np.arange(1, p.steps.learn_nsteps + 1)
+
+
+def rate_targets_from_spikes(p: Params, spikes: recordings.SpikeTimes, smoothing_ms: float, source: str) -> RateTargets:
+    """Trial-averaged PSTHs of a recording (:func:`spikeforge.core.recordings.psth`) at the
+    learning times; the recording's window start is the model's ``stim_off``."""
+    start, stop = spikes.window_ms
+    _check_window_covers_training(p, start, stop, source)
+    rates = recordings.psth(spikes, learning_sample_times(p, start), smoothing_ms)
+    return _rate_targets(p, rates[None], spikes.unit_ids, source)
+
+
+def rate_targets_from_file(p: Params, path: str | Path, n_tasks: int | None, rate_dt_ms: float | None,
+                           smoothing_ms: float) -> RateTargets:
+    """Target rates from a rate file (see the module docstring) resampled onto the learning times.
+
+    Without a time axis (no ``time`` dataset and no ``rate_dt_ms``) the file must already have one
+    row per learning step.  With one, row k is at ``time[k]`` [ms] (or ``k rate_dt_ms``), the first
+    row's time is the model's ``stim_off``, and each unit's rate is smoothed with a Gaussian of
+    ``smoothing_ms`` (0: none) and linearly interpolated at the learning times.
+    """
+    array, time_ms = _rates_and_time(path, rate_dt_ms)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    what = "spike-rate"
+    if array.ndim != 3:
+        raise DataFileError(f"{what} file {str(path)!r} has shape {array.shape}; expected (time, units[, tasks])")
+    if n_tasks is not None and array.shape[2] != n_tasks:
+        raise DataFileError(f"{what} file {str(path)!r} has {array.shape[2]} tasks, but {n_tasks} were asked for")
+    bad = np.argwhere(~np.isfinite(array))
+    if bad.size:
+        t, i, task = bad[0]
+        raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, unit {i}, task {task} is "
+                            f"{array[t, i, task]}; expected a finite number")
+    rates = np.moveaxis(array, 2, 0)
+    if time_ms is None:
+        if rates.shape[1] != p.steps.learn_nsteps:
+            raise DataFileError(f"{what} file {str(path)!r} has {rates.shape[1]} time rows; expected one per learning "
+                                f"step ({p.steps.learn_nsteps} = train_duration / learn_every), or a time axis: a "
+                                f"'time' dataset [ms] or --rate-dt")
+    else:
+        rates = resample(rates, time_ms, learning_sample_times(p, time_ms[0]), smoothing_ms, str(path))
+    return _rate_targets(p, rates, np.arange(rates.shape[2]).astype(str), f"spike-rate file {str(path)!r}")
+
+
+def resample(rates: np.ndarray, time_ms: np.ndarray, sample_ms: np.ndarray, smoothing_ms: float,
+             source: str) -> np.ndarray:
+    """(tasks, time, units) rates given at ``time_ms`` (increasing, evenly spaced), smoothed
+    along time by a Gaussian of standard deviation ``smoothing_ms`` (edges reflected) and
+    linearly interpolated at ``sample_ms``, which must lie within the time axis."""
+    step = np.diff(time_ms)
+    if time_ms.size != rates.shape[1] or time_ms.size < 2 or not np.all(step > 0):
+        raise DataFileError(f"{source}: the time axis ({time_ms.size} values) must increase, with one value per "
+                            f"row of rates ({rates.shape[1]})")
+    if not np.allclose(step, step[0], rtol=1e-6, atol=1e-9):
+        raise DataFileError(f"{source}: the time axis is not evenly spaced (steps from {step.min():g} to "
+                            f"{step.max():g} ms); expected one sampling interval")
+    if sample_ms[0] < time_ms[0] - 1e-9 or sample_ms[-1] > time_ms[-1] + 1e-9:
+        raise DataFileError(f"{source}: the learning times need rates from {sample_ms[0]:g} to {sample_ms[-1]:g} ms "
+                            f"(train_duration after the first time), but the file covers {time_ms[0]:g} to "
+                            f"{time_ms[-1]:g} ms")
+    if not (smoothing_ms >= 0 and np.isfinite(smoothing_ms)):
+        raise DataFileError(f"rate smoothing = {smoothing_ms} ms; expected a finite standard deviation >= 0 ms")
+    if smoothing_ms > 0:
+        rates = gaussian_filter1d(rates, smoothing_ms / step[0], axis=1, mode="reflect")
+    positions = np.interp(sample_ms, time_ms, np.arange(time_ms.size))
+    below = np.clip(np.floor(positions).astype(np.int64), 0, time_ms.size - 2)
+    weight = (positions - below)[None, :, None]
+    return rates[:, below] * (1 - weight) + rates[:, below + 1] * weight
+
+
+def currents_for_rate_targets(p: Params, targets: RateTargets, ustd0: float, u_mean: np.ndarray) -> np.ndarray:
+    """Target currents (tasks, learn_nsteps, n_cells): each recorded unit's rates converted with
+    its neuron's Siegert function (:func:`currents_from_rates`); hidden neurons (no unit) are
+    held at their init-run mean current ``u_mean``."""
+    currents = np.broadcast_to(u_mean, (targets.rates.shape[0], p.steps.learn_nsteps, p.n_cells)).copy()
+    currents[:, :, targets.neurons] = currents_from_rates(p, targets.rates, ustd0, targets.neurons)
+    return currents
+
+
+def rates_per_neuron(p: Params, targets: RateTargets) -> np.ndarray:
+    """(tasks, learn_nsteps, n_cells) target rates [Hz], NaN for hidden neurons."""
+    rates = np.full((targets.rates.shape[0], p.steps.learn_nsteps, p.n_cells), np.nan)
+    rates[:, :, targets.neurons] = targets.rates
+    return rates
+
+
+def _rate_targets(p: Params, rates: np.ndarray, unit_ids: np.ndarray, source: str) -> RateTargets:
+    n_units = rates.shape[2]
+    if n_units > p.n_cells:
+        raise DataFileError(f"{source}: {n_units} recorded units but the network has n_cells = {p.n_cells} neurons; "
+                            f"expected at most one unit per neuron (set n_cells >= {n_units}; extra neurons are hidden)")
+    check_rates(rates, p, source)
+    return RateTargets(rates, unit_ids, np.arange(n_units, dtype=np.int64), source)
+
+
+def _check_window_covers_training(p: Params, start: float, stop: float, source: str) -> None:
+    if stop - start < p.train_duration - 1e-9:
+        raise DataFileError(f"{source}: the window [{start:g}, {stop:g}) ms is {stop - start:g} ms long; training "
+                            f"needs train_duration = {p.train_duration:g} ms (set train_duration <= {stop - start:g}, "
+                            f"or a longer window)")
+
+
+def _rates_and_time(path: str | Path, rate_dt_ms: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rate array of a file and its time axis [ms] (None: one row per learning step)."""
+    path = Path(path)
+    time_ms = None
+    if path.suffix != ".npy":
+        require_file(path, "spike-rate file")
+        arrays, _ = read_h5(path, what="spike-rate file")
+        if "time" in arrays:
+            time_ms = np.asarray(arrays.pop("time"), dtype=np.float64).reshape(-1)
+            if rate_dt_ms is not None:
+                raise DataFileError(f"spike-rate file {str(path)!r} has a time axis; --rate-dt would contradict it")
+            if not np.all(np.isfinite(time_ms)):
+                raise DataFileError(f"spike-rate file {str(path)!r}: the time axis holds a non-finite value")
+    array = load_array(path, "spike-rate", exclude=("time",))
+    if rate_dt_ms is not None:
+        if not (rate_dt_ms > 0 and np.isfinite(rate_dt_ms)):
+            raise DataFileError(f"--rate-dt = {rate_dt_ms} ms; expected a sampling interval > 0 ms")
+        time_ms = rate_dt_ms * np.arange(array.shape[0])
+    return array, time_ms

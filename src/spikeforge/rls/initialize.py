@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeforge.core import provenance
+from spikeforge.core import provenance, recordings
 from spikeforge.core import rng as streams
 from spikeforge.core.interrupts import StopSignals
 from spikeforge.core.backends import as_backend
@@ -95,6 +95,7 @@ def warn_if_drive_below_threshold(p: Params) -> None:
 
 
 SILENT_RATE_HZ = 0.5  # init warns below this mean rate
+DEFAULT_PSTH_SMOOTHING_MS = 25.0  # standard deviation of the Gaussian kernel of PSTHs from spike files [ms]
 
 
 def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
@@ -129,7 +130,8 @@ def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
 
 def init(directory: str | Path, n_tasks: int | None = None, force: bool = False, verbose: bool = True,
          utarg_file: str | Path | None = None, spikerate_file: str | Path | None = None, backend="numba",
-         device: str = "cpu") -> Model:
+         device: str = "cpu", spikes_file: str | Path | None = None, window_ms=None, align_to: str = "start_time",
+         smoothing_ms: float | None = None, rate_dt_ms: float | None = None) -> Model:
     """Build the network of ``directory`` and save it to ``init.h5``.
 
     Args:
@@ -137,7 +139,16 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
             number of tasks in the target file.
         utarg_file: target currents, (time, neurons[, tasks]) in ``.npy`` or HDF5
             (see :mod:`spikeforge.rls.data_targets`); default random-phase sinusoids.
-        spikerate_file: target firing rates [Hz], same shapes, converted to currents.
+        spikerate_file: target firing rates [Hz], (time, units[, tasks]), converted to currents;
+            with a time axis (a ``time`` dataset [ms] in an HDF5 file, or ``rate_dt_ms``) resampled
+            onto the learning steps (:func:`spikeforge.rls.data_targets.rate_targets_from_file`).
+        spikes_file: recorded spike trains (NWB, neo, or arrays; :mod:`spikeforge.core.recordings`)
+            whose trial-averaged PSTHs become the target rates; the recording's window start is
+            the model's ``stim_off``.  ``window_ms`` (start, stop) around each trial's
+            ``align_to`` event (NWB's trials-table column), ``smoothing_ms`` the PSTH's Gaussian
+            kernel (default 25 ms; for rate files default 0).
+            Unit k of a recording or rate file is followed by neuron k; neurons beyond the
+            units are hidden: held at their init-run mean current, with no target rate.
         force: replace a previous network: its checkpoints, learning curve and test results are
             deleted once the new init.h5 is written; without it their presence is an error.
         verbose: print the init-run rates.
@@ -154,19 +165,41 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     """
     if n_tasks is not None and (isinstance(n_tasks, bool) or not isinstance(n_tasks, numbers.Integral) or n_tasks < 1):
         raise ParameterError(f"number of tasks = {n_tasks!r} must be an integer >= 1")
-    if utarg_file is not None and spikerate_file is not None:
-        raise ParameterError("give either a target-current file or a spike-rate file, not both")
+    given = [name for name, value in (("target-current", utarg_file), ("spike-rate", spikerate_file),
+                                      ("spike", spikes_file)) if value is not None]
+    if len(given) > 1:
+        raise ParameterError(f"give one target file, not a {given[0]} file and a {given[1]} file")
+    for option, value, needs, what in (("--window", window_ms, spikes_file, "a spike file (--spikes)"),
+                                       ("--align-to", None if align_to == "start_time" else align_to, spikes_file,
+                                        "a spike file (--spikes)"),
+                                       ("--rate-dt", rate_dt_ms, spikerate_file, "a spike-rate file"),
+                                       ("--smoothing", smoothing_ms, spikes_file or spikerate_file,
+                                        "a spike or spike-rate file")):
+        if value is not None and needs is None:
+            raise ParameterError(f"{option} = {value} applies only to {what}")
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge init"):
         p = run.params()
-        data_file = utarg_file if utarg_file is not None else spikerate_file
-        data = None
-        if data_file is not None:  # read and check before the (long) init run
-            what = "target-current" if utarg_file is not None else "spike-rate"
-            data = data_targets.as_task_major(data_targets.load_array(data_file, what), p, n_tasks, data_file, what)
-            if spikerate_file is not None:
-                data_targets.check_rates(data, p, data_file)
-            n_tasks = data.shape[0]
+        data_file = next((f for f in (utarg_file, spikerate_file, spikes_file) if f is not None), None)
+        currents = rate_targets = None  # read and check before the (long) init run
+        if utarg_file is not None:
+            what = "target-current"
+            currents = data_targets.as_task_major(data_targets.load_array(utarg_file, what), p, n_tasks, utarg_file,
+                                                  what)
+            n_tasks = currents.shape[0]
+        elif spikerate_file is not None:
+            rate_targets = data_targets.rate_targets_from_file(p, spikerate_file, n_tasks, rate_dt_ms,
+                                                               0.0 if smoothing_ms is None else smoothing_ms)
+        elif spikes_file is not None:
+            spikes = recordings.load(spikes_file, window_ms, align_to)
+            rate_targets = data_targets.rate_targets_from_spikes(
+                p, spikes, DEFAULT_PSTH_SMOOTHING_MS if smoothing_ms is None else smoothing_ms,
+                f"spike file {str(spikes_file)!r}")
+        if rate_targets is not None:
+            if n_tasks is not None and rate_targets.rates.shape[0] != n_tasks:
+                raise DataFileError(f"{rate_targets.source} has {rate_targets.rates.shape[0]} task(s), but {n_tasks} "
+                                    f"were asked for")
+            n_tasks = rate_targets.rates.shape[0]
         n_tasks = 1 if n_tasks is None else n_tasks
         stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
         stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
@@ -180,7 +213,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         check_disk(run.path, init_file_bytes(p, n_tasks), "init.h5")
         warn_if_drive_below_threshold(p)
         signals.raise_if_requested()  # a signal some library swallowed during start-up
-        model = _build(run, p, engine, n_tasks, data, utarg_file is not None, verbose)
+        model = _build(run, p, engine, n_tasks, currents, rate_targets, verbose)
         signals.raise_if_requested()
         attrs = {"targets_from": "sinusoids" if data_file is None else str(data_file)}
         if data_file is not None:
@@ -191,8 +224,8 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     return model
 
 
-def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None, data_are_currents: bool,
-           verbose: bool) -> Model:
+def _build(run: RunDir, p: Params, engine, n_tasks: int, currents: np.ndarray | None,
+           rate_targets: data_targets.RateTargets | None, verbose: bool) -> Model:
     """Connectivity, init run, plastic inputs, targets, stimulus and initial P of a new network."""
     seed, dtype, n = p.seed, float_dtype(p), p.n_cells
 
@@ -226,13 +259,15 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None
     plastic = connectivity.with_feedforward(plastic, feedforward.initial_weights(p, ff_rng))
     plastic = plastic._replace(weight=plastic.weight.astype(dtype))
     ustd0 = float(result.u_std[: min(p.u0_ncells, p.n_cells)].mean())
-    if data is None:
+    if currents is not None:
+        task_targets = currents
+    elif rate_targets is not None:
+        task_targets = data_targets.currents_for_rate_targets(p, rate_targets, ustd0, result.u_mean)
+    else:
         task_targets = np.stack([
             plugins.check_array(plugin("targets", result.u_mean, streams.stream(seed, "targets", task), task),
                                 p.targets, f"targets of task {task}", (p.steps.learn_nsteps, n))
             for task in range(n_tasks)])
-    else:
-        task_targets = data if data_are_currents else data_targets.currents_from_rates(p, data, ustd0)
     stimulus_rows = p.steps.stim_off_step - p.steps.stim_on_step
     task_stimuli = np.stack([
         plugins.check_array(plugin("stimulus", streams.stream(seed, "stimulus", task), task), p.stimulus,
@@ -252,7 +287,9 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, data: np.ndarray | None
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     init_stats["rng_streams"] = [streams.describe(seed, *path) for path in stream_paths]
     return Model(p, static, plastic, P, task_targets, task_stimuli, init_stats, ff_probability,
-                 target_rates=None if data is None or data_are_currents else data, cells=cells,
+                 target_rates=None if rate_targets is None else data_targets.rates_per_neuron(p, rate_targets),
+                 unit_ids=None if rate_targets is None else rate_targets.unit_ids,
+                 unit_neurons=None if rate_targets is None else rate_targets.neurons, cells=cells,
                  network_id=provenance.new_identity())
 
 

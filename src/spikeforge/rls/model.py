@@ -10,6 +10,8 @@
     init/spike_count (N,) init/u_mean (N,) init/u_std (N,)   init-run statistics
     ff/probability ((train_time - stim_off)/dt, lx)   per-step spike probability of feed-forward neurons
     target_rates (T, learn_nsteps, N)      [Hz], only when the targets were converted from rates
+                                           (NaN for hidden neurons, which follow no recorded unit)
+    units/id, units/neuron (n_units,)      the recording's name of each unit and the neuron that follows it
     cell/...                               GLIF models: per-neuron cell parameters (model, c, e_l, ...)
 
 Plastic inputs of neuron i are ``plastic/index[i, :count[i]]``: first the ``lx`` feed-forward
@@ -166,6 +168,12 @@ def check_init_arrays(arrays: dict[str, np.ndarray], p: Params, path: Path, dire
     check.within(arrays, "ff/probability", 0.0, 1.0)
     if "target_rates" in arrays:
         check.shape(arrays, "target_rates", (n_tasks, s.learn_nsteps, n))
+    if ("units/id" in arrays) != ("units/neuron" in arrays):
+        raise check.fail("units/id and units/neuron must both be present or both absent")
+    if "units/neuron" in arrays:
+        check.integers(arrays, "units/neuron")
+        check.shape(arrays, "units/id", arrays["units/neuron"].shape)
+        check.within(arrays, "units/neuron", 0, n - 1)
     for name, values in arrays.items():
         if name.startswith("cell/") and (values.ndim == 0 or values.shape[0] != n):
             raise check.fail(f"{name} has shape {values.shape}, expected one row per neuron ({n})")
@@ -214,7 +222,9 @@ class Model:
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
     ff_probability: np.ndarray  # ((n_steps - stim_off_step), lx) feed-forward spike probability per step
-    target_rates: np.ndarray | None = None  # (T, learn_nsteps, N) [Hz] when the targets came from rates
+    target_rates: np.ndarray | None = None  # (T, learn_nsteps, N) [Hz] when the targets came from rates; NaN: hidden
+    unit_ids: np.ndarray | None = None  # str (n_units,) the recorded units the targets came from
+    unit_neurons: np.ndarray | None = None  # int64 (n_units,) the neuron that follows each unit
     loop: int = 0  # training loops behind the weights (0 = initial)
     label: str = "init"  # checkpoint the weights came from
     cell_state: tuple | None = None  # GLIF (thresh_s, thresh_v, asc) carried between trials if it persists
@@ -261,6 +271,9 @@ class Model:
         }
         if self.target_rates is not None:
             arrays["target_rates"] = self.target_rates
+        if self.unit_ids is not None:
+            arrays["units/id"] = self.unit_ids.astype("S")
+            arrays["units/neuron"] = self.unit_neurons
         for name, values in (self.cells or {}).items():
             arrays[f"cell/{name}"] = values.astype("S") if name == "model" else values
         scalars = {name: value for name, value in self.init_stats.items() if not isinstance(value, np.ndarray)}
@@ -294,7 +307,8 @@ class Model:
         p = run.params() if p is None else p
         run.require_init()
         present = dataset_names(run.init_file, "init file")
-        optional = [name for name in present if name == "target_rates" or name.startswith("cell/")]
+        optional = [name for name in present if name in ("target_rates", "units/id", "units/neuron")
+                    or name.startswith("cell/")]
         arrays, attrs = read_h5(run.init_file, _INIT_DATASETS + optional, what="init file")
         check_params_unchanged(attrs, p, run.init_file, run.path)
         check_init_arrays(arrays, p, run.init_file, run.path)
@@ -311,6 +325,8 @@ class Model:
                         "u_std": arrays["init/u_std"], **attrs},
             ff_probability=arrays["ff/probability"],
             target_rates=arrays.get("target_rates"),
+            unit_ids=arrays["units/id"].astype(str) if "units/id" in arrays else None,
+            unit_neurons=arrays.get("units/neuron"),
             network_id=str(attrs["network_id"]),
         )
         if any(name.startswith("cell/") for name in arrays):
