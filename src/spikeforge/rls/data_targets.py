@@ -33,6 +33,7 @@ from spikeforge.rls.params import Params
 
 PREFERRED_NAMES = ("utarg", "targets", "rate", "rates")
 SIEGERT_NOISE_FACTOR = 1.3  # the reference's manual calibration of sigma
+DEFAULT_PSTH_SMOOTHING_MS = 25.0  # standard deviation of the Gaussian kernel of PSTHs from spikes [ms]
 
 
 def load_array(path: str | Path, what: str, exclude: tuple[str, ...] = ()) -> np.ndarray:

@@ -14,6 +14,12 @@ currents at the learning times (tsn.md 3.8), and saves them with the targets in
     target_rate (T, learn_nsteps, n)         [Hz] the target rates, when the targets came from rates
     learn_times (learn_nsteps,)              bin centres [ms]
 
+When the targets came from rates, also the rate-space scores of
+:mod:`spikeforge.rls.rate_evaluation` (NaN for hidden neurons), attribute ``psth_smoothing_ms``::
+
+    rate/psth (T, learn_nsteps, n)           [Hz] the network's PSTHs at the learning times
+    rate/correlation, rate/rms_error_hz, rate/mean_ratio, rate/poisson_correlation (n,)
+
 Attributes: ``dt``, ``stim_off``, ``train_time``, ``learn_every`` [ms], ``ntrials``,
 ``n_tasks``, ``checkpoint``, ``network_id`` (that of init.h5).
 
@@ -45,7 +51,10 @@ from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
-from spikeforge.rls.estimate import available_memory, check_disk, check_host_memory, human_bytes
+from spikeforge.core.resources import human_bytes
+from spikeforge.rls import rate_evaluation
+from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
+from spikeforge.rls.estimate import available_memory, check_disk, check_host_memory
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.model import Model
 from spikeforge.rls.plotting import write_figures
@@ -232,8 +241,18 @@ def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, sig
         "u_total": u_total[:completed], "u_plastic": u_plastic[:completed],
         "target": model.targets[:, :, indices], "learn_times": learning_times(p),
     }
-    if model.target_rates is not None:
-        arrays["target_rate"] = model.target_rates[:, :, indices]
     attrs = {"dt": p.dt, "stim_off": p.stim_off, "train_time": p.train_time, "learn_every": p.learn_every,
              "ntrials": completed, "n_tasks": n_tasks, "checkpoint": label, "network_id": model.network_id}
+    if model.target_rates is not None and completed:
+        arrays["target_rate"] = model.target_rates[:, :, indices]
+        smoothing = float(model.init_stats.get("psth_smoothing_ms", DEFAULT_PSTH_SMOOTHING_MS))
+        column = np.full(p.n_cells, -1, dtype=np.int64)
+        column[indices] = np.arange(indices.size)
+        psth = rate_evaluation.model_psth(p, table[:, 0], table[:, 2], table[:, 1], column[table[:, 3]], indices.size,
+                                          completed, n_tasks, smoothing)
+        scored = rate_evaluation.scores(p, psth, arrays["target_rate"], completed, smoothing)
+        arrays |= {f"rate/{name}": getattr(scored, name) for name in scored._fields}
+        attrs["psth_smoothing_ms"] = smoothing
+        if verbose:
+            print(scored.summary(completed))
     return completed, (arrays, attrs)

@@ -95,7 +95,6 @@ def warn_if_drive_below_threshold(p: Params) -> None:
 
 
 SILENT_RATE_HZ = 0.5  # init warns below this mean rate
-DEFAULT_PSTH_SMOOTHING_MS = 25.0  # standard deviation of the Gaussian kernel of PSTHs from spike files [ms]
 
 
 def cell_table_from_plugin(p: Params, overrides) -> dict[str, np.ndarray]:
@@ -193,7 +192,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         elif spikes_file is not None:
             spikes = recordings.load(spikes_file, window_ms, align_to)
             rate_targets = data_targets.rate_targets_from_spikes(
-                p, spikes, DEFAULT_PSTH_SMOOTHING_MS if smoothing_ms is None else smoothing_ms,
+                p, spikes, data_targets.DEFAULT_PSTH_SMOOTHING_MS if smoothing_ms is None else smoothing_ms,
                 f"spike file {str(spikes_file)!r}")
         if rate_targets is not None:
             if n_tasks is not None and rate_targets.rates.shape[0] != n_tasks:
@@ -218,6 +217,9 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
         attrs = {"targets_from": "sinusoids" if data_file is None else str(data_file)}
         if data_file is not None:
             attrs["targets_sha256"] = provenance.file_digest(data_file)
+        if rate_targets is not None:  # test measures the network's PSTHs with the targets' smoothing
+            attrs["psth_smoothing_ms"] = data_targets.DEFAULT_PSTH_SMOOTHING_MS if smoothing_ms is None or (
+                spikerate_file is not None and smoothing_ms == 0) else float(smoothing_ms)
         with signals.deferred("finishing the write of init.h5"):
             model.save_init(run, attrs, replaces=stale + (run.test_figures() if stale else []))
         signals.raise_if_requested(f"interrupted by a signal while writing {run.init_file}; the write was completed")

@@ -1,0 +1,113 @@
+"""How well a tested network reproduces target firing rates, measured in rate space.
+
+When the targets came from rates (a spike file's PSTHs or a rate file), ``test`` turns the
+recorded neurons' spikes into PSTHs the way the targets were made (:func:`spikeforge.core.recordings.psth`:
+1-ms bins after ``stim_off``, averaged over the test trials, Gaussian smoothing of
+``smoothing_ms``, read at the learning times) and compares them with the target rates, neuron
+by neuron, over the learning times of every task:
+
+* ``correlation``: Pearson correlation of the PSTH with the target rate (NaN where either is flat);
+* ``rms_error_hz``: root-mean-square difference [Hz];
+* ``mean_ratio``: the PSTH's mean over the target's mean (1 = the right mean rate);
+* ``poisson_correlation``: the same correlation for an inhomogeneous Poisson process of the target
+  rates with as many trials and the same smoothing: the ceiling that finite trials allow.
+
+Hidden neurons (no recorded unit, NaN target rate) are not evaluated.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from spikeforge.core import recordings
+from spikeforge.core import rng as streams
+from spikeforge.rls.params import Params
+
+
+class RateScores(NamedTuple):
+    """Per-neuron scores (NaN for neurons without a target rate) and the PSTHs they came from."""
+
+    psth: np.ndarray  # (tasks, learn_nsteps, n) [Hz] of the tested network
+    correlation: np.ndarray  # (n,)
+    rms_error_hz: np.ndarray  # (n,) [Hz]
+    mean_ratio: np.ndarray  # (n,)
+    poisson_correlation: np.ndarray  # (n,)
+
+    def summary(self, ntrials: int) -> str:
+        """One paragraph: medians over the evaluated neurons."""
+        evaluated = np.isfinite(self.mean_ratio)
+        if not evaluated.any():
+            return "rate space: no recorded neuron among those tested"
+
+        def median(values):
+            finite = values[evaluated & np.isfinite(values)]
+            return f"{np.median(finite):.3f}" if finite.size else "nan"
+
+        return (f"rate space ({int(evaluated.sum())} recorded neurons, {ntrials} trials): median PSTH correlation "
+                f"{median(self.correlation)} (Poisson ceiling {median(self.poisson_correlation)}), median mean-rate "
+                f"ratio {median(self.mean_ratio)}, median RMS error {median(self.rms_error_hz)} Hz")
+
+
+def model_psth(p: Params, spike_step: np.ndarray, spike_task: np.ndarray, spike_trial: np.ndarray,
+               spike_column: np.ndarray, n_columns: int, ntrials: int, n_tasks: int, smoothing_ms: float) -> np.ndarray:
+    """(tasks, learn_nsteps, n_columns) PSTHs [Hz] of recorded spikes (steps, 1-based; ``spike_column``:
+    the position of each spike's neuron among the recorded ones), at the learning times."""
+    time_ms = spike_step * p.dt - p.dt / 2 - p.stim_off  # mid-step, after stim_off
+    after = time_ms >= 0
+    sample = p.learn_every * np.arange(1, p.steps.learn_nsteps + 1)
+    out = np.zeros((n_tasks, sample.size, n_columns))
+    for task in range(n_tasks):
+        mine = after & (spike_task == task)
+        spikes = recordings.from_arrays(spike_trial[mine], spike_column[mine], time_ms[mine], (0.0, p.train_duration),
+                                        n_trials=ntrials, unit_ids=np.arange(n_columns).astype(str))
+        out[task] = recordings.psth(spikes, np.minimum(sample, p.train_duration), smoothing_ms)
+    return out
+
+
+def poisson_psth(p: Params, target_rates: np.ndarray, ntrials: int, smoothing_ms: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """PSTHs of ``ntrials`` inhomogeneous Poisson trains of (tasks, learn_nsteps, n) ``target_rates``
+    (linear between the learning times, constant before the first), made as :func:`model_psth` makes them."""
+    sample = p.learn_every * np.arange(1, p.steps.learn_nsteps + 1)
+    centres = np.arange(int(np.ceil(p.train_duration / recordings.BIN_MS))) * recordings.BIN_MS + recordings.BIN_MS / 2
+    out = np.empty_like(target_rates)
+    for task in range(target_rates.shape[0]):
+        rates_1ms = np.stack([np.interp(centres, sample, column) for column in target_rates[task].T], axis=0)
+        counts = rng.poisson(np.maximum(rates_1ms, 0) * ntrials * recordings.BIN_MS / 1000.0)  # summed over trials
+        psth = counts / ntrials / (recordings.BIN_MS / 1000.0)
+        if smoothing_ms > 0:
+            psth = gaussian_filter1d(psth, smoothing_ms / recordings.BIN_MS, axis=1, mode="reflect")
+        out[task] = np.stack([np.interp(np.minimum(sample, p.train_duration), centres, row) for row in psth], axis=1)
+    return out
+
+
+def scores(p: Params, psth: np.ndarray, target_rates: np.ndarray, ntrials: int, smoothing_ms: float) -> RateScores:
+    """Compare (tasks, learn_nsteps, n) PSTHs with the target rates (NaN columns: hidden neurons)."""
+    evaluated = np.all(np.isfinite(target_rates), axis=(0, 1))
+    targets = np.where(evaluated, target_rates, 0.0)
+    poisson = poisson_psth(p, targets, ntrials, smoothing_ms, streams.stream(p.seed, "poisson_ceiling"))
+    model, target = _by_neuron(psth), _by_neuron(targets)
+    nan = np.full(psth.shape[2], np.nan)
+    correlation = np.where(evaluated, _pearson(model, target), nan)
+    rms = np.where(evaluated, np.sqrt(np.mean((model - target) ** 2, axis=1)), nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(evaluated, model.mean(axis=1) / target.mean(axis=1), nan)
+    ceiling = np.where(evaluated, _pearson(_by_neuron(poisson), target), nan)
+    return RateScores(psth, correlation, rms, ratio, ceiling)
+
+
+def _by_neuron(values: np.ndarray) -> np.ndarray:
+    """(tasks, time, n) -> (n, tasks * time)."""
+    return np.moveaxis(values, 2, 0).reshape(values.shape[2], -1)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation; NaN where a row is constant."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    norm = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(norm > 0, (a * b).sum(axis=1) / norm, np.nan)
