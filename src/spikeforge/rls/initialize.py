@@ -26,7 +26,7 @@ from spikeforge.core.backends import as_backend
 from spikeforge.core.backends.layout import INIT, Connectivity
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 from spikeforge.core import plugins
-from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix
+from spikeforge.rls import connectivity, data_targets, feedforward, p_matrix, target_checks
 from spikeforge.rls.estimate import check_disk, check_host_memory, init_file_bytes
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
@@ -195,6 +195,7 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
                 p, spikes, data_targets.DEFAULT_PSTH_SMOOTHING_MS if smoothing_ms is None else smoothing_ms,
                 f"spike file {str(spikes_file)!r}")
         if rate_targets is not None:
+            target_checks.check_target_rates(p, rate_targets.rates, rate_targets.unit_ids, rate_targets.source)
             if n_tasks is not None and rate_targets.rates.shape[0] != n_tasks:
                 raise DataFileError(f"{rate_targets.source} has {rate_targets.rates.shape[0]} task(s), but {n_tasks} "
                                     f"were asked for")
@@ -251,7 +252,7 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, currents: np.ndarray | 
     rate_exc, rate_inh = float(rates[: p.ne].mean()), float(rates[p.ne:].mean())
     if verbose:
         print(f"init run: mean excitatory rate {rate_exc:.3f} Hz, mean inhibitory rate {rate_inh:.3f} Hz")
-    _warn_if_silent(p, rate_exc, rate_inh)
+    _check_init_activity(p, result.spike_count, rate_exc, rate_inh)
     ff_rng = streams.stream(seed, "feedforward")
     rows_after_stimulus = p.steps.n_steps - p.steps.stim_off_step
     ff_probability = plugins.check_array(plugin("ff_rates", ff_rng), p.ff_rates, "feed-forward spike probabilities",
@@ -295,13 +296,22 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, currents: np.ndarray | 
                  network_id=provenance.new_identity())
 
 
-def _warn_if_silent(p: Params, rate_exc: float, rate_inh: float) -> None:
-    """Warn when the init run's mean rate of either population is below SILENT_RATE_HZ."""
-    low = [f"{name} {rate:.3g} Hz" for name, rate in (("excitatory", rate_exc), ("inhibitory", rate_inh))
-           if rate < SILENT_RATE_HZ]
-    if not low:
-        return
+def _check_init_activity(p: Params, spike_count: np.ndarray, rate_exc: float, rate_inh: float) -> None:
+    """Raise ParameterError when the init run had no spike at all (RLS would change nothing); warn
+    when either population's mean rate is below SILENT_RATE_HZ or above the rate ceiling of
+    :func:`spikeforge.rls.target_checks.rate_ceiling_hz` (saturated)."""
     shortfall = _drive_shortfall(p)
-    because = f"; {shortfall}" if shortfall else "; raise the drive (x_bale, x_bali), the noise (sig) or k"
-    warnings.warn(f"the init run is nearly silent ({' and '.join(low)}, below {SILENT_RATE_HZ} Hz): RLS cannot "
-                  f"learn from neurons that do not spike{because}", SpikeforgeWarning, stacklevel=3)
+    advice = f"; {shortfall}" if shortfall else "; raise the drive (x_bale, x_bali), the noise (sig) or k"
+    if not spike_count.any():
+        raise ParameterError(f"the init run produced no spike in {p.train_time:g} ms: RLS learns from the network's "
+                             f"filtered spike trains and would change nothing{advice}")
+    rates = (("excitatory", rate_exc), ("inhibitory", rate_inh))
+    low = [f"{name} {rate:.3g} Hz" for name, rate in rates if rate < SILENT_RATE_HZ]
+    if low:
+        warnings.warn(f"the init run is nearly silent ({' and '.join(low)}, below {SILENT_RATE_HZ} Hz): RLS cannot "
+                      f"learn from neurons that do not spike{advice}", SpikeforgeWarning, stacklevel=3)
+    ceiling = target_checks.rate_ceiling_hz(p)
+    high = [f"{name} {rate:.3g} Hz" for name, rate in rates if rate > ceiling]
+    if high:
+        warnings.warn(f"the init run is saturated ({' and '.join(high)}, above {ceiling:g} Hz): lower the drive "
+                      f"(x_bale, x_bali) or raise the inhibition (jei, jii)", SpikeforgeWarning, stacklevel=3)
