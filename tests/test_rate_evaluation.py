@@ -72,3 +72,39 @@ def test_test_reports_rate_space_scores_when_the_targets_came_from_spikes(tmp_pa
     np.testing.assert_allclose(arrays["rate/mean_ratio"][:4], arrays["rate/psth"][0, :, :4].mean(axis=0)
                                / arrays["target_rate"][0, :, :4].mean(axis=0))
     assert "rate space (4 recorded neurons, 3 trials): median PSTH correlation" in capsys.readouterr().out
+
+
+def test_the_single_trial_psth_correlation_of_a_training_loop():
+    p = rls.Params(SMALL)  # stim_off 100 ms, 200 ms of learning times every 10 ms
+    first_half = p.steps.stim_off_step + np.arange(1, 1000, 20)  # 500 Hz in the first 100 ms, none after
+    spike_steps = np.zeros((3, 60), dtype=np.int32)
+    spike_steps[0, :50] = first_half
+    spike_steps[1, :50] = first_half
+    spike_count = np.array([50, 50, 0])
+    t = p.learn_every * np.arange(1, 21)
+    high_then_low = np.where(t < 100, 40.0, 2.0)
+    targets = np.stack([high_then_low, high_then_low[::-1], np.full(20, np.nan)], axis=1)
+    # neuron 0 follows its target (+1), neuron 1 the reverse (about -1), neuron 2 is hidden: the median of two
+    value = rate_evaluation.trial_psth_correlation(p, spike_steps, spike_count, targets, 10.0)
+    single = rate_evaluation.trial_psth_correlation(p, spike_steps, spike_count, targets[:, [0, 2, 2]], 10.0)
+    assert single > 0.9 and abs(value) < 0.1
+
+
+def test_training_on_rate_targets_records_the_psth_correlation_and_reads_older_curves(tmp_path):
+    import h5py
+
+    from spikeforge.rls import example_recordings
+
+    rates, _ = example_recordings.psth_set(256, 300.0)  # 256 units: a single trial has spikes in most
+    trial, unit, time = example_recordings.poisson_trials(rates, 1.0, 30)
+    np.savez(tmp_path / "rec.npz", trial=trial, unit=unit, time=time, window=[0.0, 300.0])
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    rls.init(directory, spikes_file=tmp_path / "rec.npz", verbose=False)
+    result = rls.train(directory, nloops=2, correlation_interval=2, verbose=False)
+    assert np.isnan(result.psth_correlation[0]) and np.isfinite(result.psth_correlation[1])
+    with h5py.File(directory / "learning-curve.h5", "a") as f:  # as an earlier version wrote it
+        del f["psth_correlation"]
+    rls.train(directory, nloops=1, correlation_interval=1, verbose=False)
+    curve, _ = read_h5(directory / "learning-curve.h5")
+    assert np.isnan(curve["psth_correlation"][:2]).all() and np.isfinite(curve["psth_correlation"][2])

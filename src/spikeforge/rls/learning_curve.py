@@ -10,6 +10,8 @@ nothing) appears once per segment.  Datasets, one entry per loop trained::
     segment (int64)        segment (train call) the row belongs to, from 1
     task (int64)           task trained
     correlation            mean correlation of currents and targets (NaN where not measured)
+    psth_correlation       targets from rates: median correlation of the loop's single-trial PSTHs
+                           with the target rates (NaN where not measured or without target rates)
     n_nan (int64)          neurons whose correlation was NaN
     elapsed_time [s]       wall time of the loop
     firing_rate [Hz]       mean rate over neurons
@@ -36,14 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from spikeforge.core.store import read_h5, write_h5
+from spikeforge.core.store import dataset_names, read_h5, write_h5
 from spikeforge.errors import DataFileError
 from spikeforge.rls.files import RunDir
 
-COLUMNS = ("loop", "segment", "task", "correlation", "n_nan", "elapsed_time", "firing_rate", "max_memory",
-           "p_saturated", "p_nonfinite")
+COLUMNS = ("loop", "segment", "task", "correlation", "psth_correlation", "n_nan", "elapsed_time", "firing_rate",
+           "max_memory", "p_saturated", "p_nonfinite")
+ADDED_LATER = ("psth_correlation",)  # columns a file of an earlier version may lack (read as NaN)
 INTEGER_COLUMNS = ("loop", "segment", "task", "n_nan", "max_memory", "p_saturated", "p_nonfinite")
-UNITS = {"correlation": "1", "elapsed_time": "s", "firing_rate": "Hz", "max_memory": "bytes"}
+UNITS = {"correlation": "1", "psth_correlation": "1", "elapsed_time": "s", "firing_rate": "Hz",
+         "max_memory": "bytes"}
 
 
 class LearningCurve:
@@ -61,7 +65,11 @@ class LearningCurve:
         self.old: dict[str, np.ndarray] = {name: np.zeros(0) for name in COLUMNS}
         self.segments: list[dict[str, Any]] = []
         if run.learning_curve_file.exists():
-            self.old, attrs = read_h5(run.learning_curve_file, list(COLUMNS), what="learning curve")
+            present = set(dataset_names(run.learning_curve_file, "learning curve"))
+            names = [name for name in COLUMNS if name in present or name not in ADDED_LATER]
+            self.old, attrs = read_h5(run.learning_curve_file, names, what="learning curve")
+            for name in set(COLUMNS) - set(names):
+                self.old[name] = np.full(self.old["loop"].shape, np.nan)
             if attrs.get("network_id") != network_id:
                 raise DataFileError(f"learning curve {str(run.learning_curve_file)!r} belongs to another network "
                                     f"(network id {attrs.get('network_id')}, init.h5's is {network_id}); move it away, or start "

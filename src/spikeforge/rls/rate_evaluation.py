@@ -67,6 +67,22 @@ def model_psth(p: Params, spike_step: np.ndarray, spike_task: np.ndarray, spike_
     return out
 
 
+def trial_psth_correlation(p: Params, spike_steps: np.ndarray, spike_count: np.ndarray, target_rates: np.ndarray,
+                           smoothing_ms: float) -> float:
+    """Median over the neurons with a target rate of the correlation between their PSTH in one
+    trial and their (learn_nsteps, N) ``target_rates`` (NaN: hidden); from the recorded
+    ``spike_steps`` (N, max_times) and ``spike_count`` (N,) of a training trial."""
+    recorded = np.flatnonzero(np.all(np.isfinite(target_rates), axis=0))
+    counts = np.minimum(spike_count[recorded], spike_steps.shape[1])
+    stored = np.arange(spike_steps.shape[1])[None, :] < counts[:, None]
+    column, _ = np.nonzero(stored)
+    steps = spike_steps[recorded][stored]
+    zeros = np.zeros(steps.size, dtype=np.int64)
+    psth = model_psth(p, steps, zeros, zeros, column, recorded.size, 1, 1, smoothing_ms)[0]
+    correlation = _pearson(psth.T, target_rates[:, recorded].T)
+    return float(np.nanmedian(correlation)) if np.isfinite(correlation).any() else float("nan")
+
+
 def poisson_psth(p: Params, target_rates: np.ndarray, ntrials: int, smoothing_ms: float,
                  rng: np.random.Generator) -> np.ndarray:
     """PSTHs of ``ntrials`` inhomogeneous Poisson trains of (tasks, learn_nsteps, n) ``target_rates``

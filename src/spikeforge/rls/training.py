@@ -46,6 +46,8 @@ from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.resources import ResourceMonitor, peak_rss_bytes
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
+from spikeforge.rls import rate_evaluation
+from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
 from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
 from spikeforge.rls.evaluation import network_correlation
 from spikeforge.rls.files import RunDir, checkpoint_loop
@@ -86,6 +88,7 @@ class TrainResult:
     elapsed_time: list[float]  # [s]
     checkpoint: str  # label of the checkpoint saved at the end
     model: Model
+    psth_correlation: list[float] = dataclasses.field(default_factory=list)  # targets from rates; NaN elsewhere
 
 
 def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) -> Learner:
@@ -181,13 +184,18 @@ class _Session:
         model.loop = loop
         if p.cell_state_persists:
             model.cell_state = result.cell_state
-        correlation, n_nan = float("nan"), 0
+        correlation, n_nan, psth_correlation = float("nan"), 0, float("nan")
         if measure:
             which = 0 if p.correlation_var == "utotal" else 1
             correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
+            if model.target_rates is not None:
+                psth_correlation = rate_evaluation.trial_psth_correlation(
+                    p, result.spike_steps, result.spike_count, model.target_rates[task],
+                    float(model.init_stats.get("psth_smoothing_ms", DEFAULT_PSTH_SMOOTHING_MS)))
         saturated, nonfinite = (self.engine.count_p_faults(self.learner.P)
                                 if p.p_precision in LOW_PRECISION and p.p_compute != "small" else (0, 0))
-        return {"loop": loop, "task": task, "correlation": correlation, "n_nan": n_nan,
+        return {"loop": loop, "task": task, "correlation": correlation, "psth_correlation": psth_correlation,
+                "n_nan": n_nan,
                 "elapsed_time": time.perf_counter() - started,
                 "firing_rate": float(result.spike_count.mean() / (p.train_time / 1000)),
                 "max_memory": peak_rss_bytes(), "p_saturated": saturated, "p_nonfinite": nonfinite}
@@ -341,7 +349,9 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
     first_loop = model.loop + 1
     last_loop = first_loop + nloops - 1
     if verbose:
-        print(f"{'loop':>6} {'task':>5} {'seconds':>8} {'rate (Hz)':>10} {'correlation':>12}")
+        rate_targets = model.target_rates is not None
+        print(f"{'loop':>6} {'task':>5} {'seconds':>8} {'rate (Hz)':>10} {'correlation':>12}"
+              + (f" {'PSTH corr.':>11}" if rate_targets else ""))
     bar = tqdm(total=nloops, desc="training", unit="loop", disable=not (verbose and sys.stderr.isatty()), leave=False,
                file=sys.stderr)
     ended, label = "running", ""
@@ -354,8 +364,9 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 curve.add(**row)
                 if verbose:
                     nan_note = f" ({row['n_nan']} are NaN)" if row["n_nan"] else ""
+                    psth = f" {row['psth_correlation']:>11.4f}" if rate_targets else ""
                     tqdm.write(f"{loop:>6} {row['task']:>5} {row['elapsed_time']:>8.2f} {row['firing_rate']:>10.3f} "
-                               f"{row['correlation']:>12.4f}{nan_note}")
+                               f"{row['correlation']:>12.4f}{psth}{nan_note}")
                 bar.update()
                 session.check_health(row)
                 if save_best:
@@ -383,4 +394,5 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
     if signals.requested:
         raise TrainingInterrupted(signals.requested, label, run.checkpoint_file(label), run.path, last_loop - model.loop)
     rows = curve.rows
-    return TrainResult(rows["loop"], rows["correlation"], rows["firing_rate"], rows["elapsed_time"], label, model)
+    return TrainResult(rows["loop"], rows["correlation"], rows["firing_rate"], rows["elapsed_time"], label, model,
+                       rows["psth_correlation"])
