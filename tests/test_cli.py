@@ -142,3 +142,17 @@ def test_quickstart_trains_tests_and_plots(tmp_path):
     assert_user_error(run("quickstart", tmp_path / "qs2", "--backend", "numba", "--device", "cuda"),
                       "the numba backend runs on the cpu, not on 'cuda'")
     assert not (tmp_path / "qs2").exists()
+
+
+def test_a_preset_sets_its_values_and_set_values_win(tmp_path):
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.presets import PRESETS
+
+    result = run("new", tmp_path / "fit", "--preset", "recordings", "--set", "n_cells=512", "--set", "sig=0.5")
+    assert result.exit_code == 0, result.output
+    p = RunDir(tmp_path / "fit").params()
+    for name, value in PRESETS["recordings"].items():
+        assert p[name] == (0.5 if name == "sig" else value), name
+    assert p.n_cells == 512 and p.jx == 0.0  # k = 0: no static synapses, no derived drive
+    assert_user_error(run("new", tmp_path / "other", "--preset", "bogus"), "preset 'bogus' is not one of recordings")
+    assert not (tmp_path / "other").exists()

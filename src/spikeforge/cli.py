@@ -94,14 +94,17 @@ def cli(threads: int | None) -> None:
 @click.argument("directory", type=_Path(file_okay=False, path_type=Path))
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter (repeatable), e.g. --set n_cells=1024 --set seed=1.")
+@click.option("--preset", default=None, metavar="NAME",
+              help="Start from a named configuration (spikeforge.rls.presets): recordings = fitting recorded PSTHs "
+                   "(docs/recordings.md).")
 @_user_errors
-def new(directory: Path, assignments: tuple[str, ...]) -> None:
+def new(directory: Path, assignments: tuple[str, ...], preset: str | None) -> None:
     """Create DIRECTORY with a params.toml of the defaults plus --set values."""
     from spikeforge.core.params import parse_assignment
     from spikeforge.rls import new as rls_new
 
     overrides = dict(parse_assignment(text) for text in assignments)
-    params = rls_new(directory, overrides)
+    params = rls_new(directory, overrides, preset=preset)
     click.echo(f"wrote {directory / 'params.toml'} ({params.n_cells} neurons, seed {params.seed}); "
                f"next: spikeforge init {directory}")
 

@@ -31,12 +31,14 @@ from spikeforge.rls.estimate import check_disk, check_host_memory, init_file_byt
 from spikeforge.rls.files import RunDir
 from spikeforge.rls.model import Model
 from spikeforge.rls.params import SCHEMA, Params
+from spikeforge.rls.presets import preset_values
 from spikeforge.rls.network_parameters import CELL_KEYS, cell_table, float_dtype, initial_voltage, network_parameters
 from spikeforge.rls.trial import run_trial
 
 
-def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
-    """Create data directory ``directory`` with a ``params.toml`` of the defaults plus ``overrides``.
+def new(directory: str | Path, overrides: Mapping[str, Any] | None = None, preset: str | None = None) -> Params:
+    """Create data directory ``directory`` with a ``params.toml`` of the defaults plus ``overrides``
+    (on top of the values of ``preset``, :mod:`spikeforge.rls.presets`).
 
     A ``seed`` is drawn from the operating system when none is given, and written to the
     file, so every run of the directory is reproducible.  Warns (:class:`SpikeforgeWarning`)
@@ -46,7 +48,7 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Pa
         ParameterError: an unknown name or invalid value (nothing is written).
         DataFileError: the directory already has a params.toml.
     """
-    user = dict(overrides or {})
+    user = {**preset_values(preset), **(overrides or {})}
     if user.get("seed") is None:
         user["seed"] = streams.fresh_seed()
     params = Params(user)  # validate before touching the disk
