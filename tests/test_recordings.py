@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,34 @@ def test_spike_file_errors_from_the_command_line_are_one_line_and_write_nothing(
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == ["params.toml"]
+
+
+def test_the_recordings_tutorial_runs_as_written(tmp_path, monkeypatch):
+    import re
+    import runpy
+    import shlex
+
+    from click.testing import CliRunner
+
+    from spikeforge.cli import cli
+    from spikeforge.core.store import read_h5
+
+    text = (Path(__file__).parents[1] / "docs" / "recordings.md").read_text()
+    code = re.search(r"```python\n(# make_recording.py.*?)```", text, re.S).group(1)
+    commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "make_recording.py").write_text(code)
+    runpy.run_path(str(tmp_path / "make_recording.py"))
+    outputs = []
+    for line in filter(None, (line.strip() for line in commands.splitlines())):
+        result = CliRunner().invoke(cli, shlex.split(line)[1:])
+        assert result.exit_code == 0, (line, result.output)
+        outputs.append(result.output)
+    assert "rate space (16 recorded neurons, 10 trials): median PSTH correlation" in outputs[-1]
+    assert "are NaN" not in outputs[2]  # hidden neurons have no target to correlate with: not counted
+    arrays, attrs = read_h5(tmp_path / "fit" / "test.h5")
+    assert arrays["rate/correlation"].shape == (16,) and np.isfinite(arrays["rate/correlation"]).sum() >= 12
+    init, _ = read_h5(tmp_path / "fit" / "init.h5", ["units/id", "units/neuron", "target_rates"])
+    assert init["units/id"][0].decode() == "transient-0" and list(init["units/neuron"]) == list(range(96))
+    assert np.isnan(init["target_rates"][0, :, 96:]).all()
+    assert (tmp_path / "fit" / "test-psth-task0.png").stat().st_size > 1000

@@ -9,7 +9,8 @@ nothing) appears once per segment.  Datasets, one entry per loop trained::
     loop (int64)           loop number
     segment (int64)        segment (train call) the row belongs to, from 1
     task (int64)           task trained
-    correlation            mean correlation of currents and targets (NaN where not measured)
+    correlation            mean correlation of currents and targets (NaN where not measured; only the
+                           neurons that follow recorded units when the targets came from a recording)
     psth_correlation       targets from rates: median correlation of the loop's single-trial PSTHs
                            with the target rates (NaN where not measured or without target rates)
     n_nan (int64)          neurons whose correlation was NaN

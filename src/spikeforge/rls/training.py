@@ -187,7 +187,8 @@ class _Session:
         correlation, n_nan, psth_correlation = float("nan"), 0, float("nan")
         if measure:
             which = 0 if p.correlation_var == "utotal" else 1
-            correlation, n_nan = network_correlation(result.u_rolling[which], model.targets[task])
+            followed = slice(None) if model.unit_neurons is None else model.unit_neurons  # hidden neurons: not scored
+            correlation, n_nan = network_correlation(result.u_rolling[which][:, followed], model.targets[task][:, followed])
             if model.target_rates is not None:
                 psth_correlation = rate_evaluation.trial_psth_correlation(
                     p, result.spike_steps, result.spike_count, model.target_rates[task],
