@@ -262,3 +262,4 @@ def test_the_recordings_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert init["units/id"][0].decode() == "transient-0" and list(init["units/neuron"]) == list(range(96))
     assert np.isnan(init["target_rates"][0, :, 96:]).all()
     assert (tmp_path / "fit" / "test-psth-task0.png").stat().st_size > 1000
+    assert (tmp_path / "fit" / "test-rates-summary.png").stat().st_size > 1000

@@ -93,8 +93,10 @@ class RunDir:
         return [label for label in self.checkpoint_labels() if checkpoint_loop(label) > loop]
 
     def test_figures(self) -> list[Path]:
-        """The figures of test.h5 (spikeforge.rls.plotting names them test-<kind>-task<t>.png/.pdf)."""
-        return [f for suffix in ("png", "pdf") for f in self.path.glob(f"test-*-task*.{suffix}")]
+        """The figures of test.h5 (spikeforge.rls.plotting names them test-<kind>-task<t>.png/.pdf and
+        test-rates-summary.png/.pdf)."""
+        return [f for suffix in ("png", "pdf") for pattern in ("test-*-task*", "test-rates-summary")
+                for f in self.path.glob(f"{pattern}.{suffix}")]
 
     def require_init(self) -> None:
         if not self.init_file.is_file():

@@ -7,7 +7,13 @@ one panel per neuron (a grid of ``isqrt(n)`` rows):
   boxcar-averaged total current ("model median") with a band of +/- the normalised
   median absolute deviation, and trial 0 ("trial 0"), against time [s];
 * ``<stem>-psth-task<t>``: the firing rate over trials in bins of ``learn_every`` between
-  ``stim_off`` and ``train_time`` [Hz], with the target rate when the targets came from rates.
+  ``stim_off`` and ``train_time`` [Hz], with the target rate when the targets came from rates
+  (and the smoothed PSTH that the rate-space scores compare with it).
+
+When the test file has rate-space scores (:mod:`spikeforge.rls.rate_evaluation`), also
+``<stem>-rates-summary``: the distribution over all tested recorded neurons of the PSTH
+correlation beside the Poisson ceiling, the network's mean rate against the target's, and the
+RMS error.
 """
 
 from __future__ import annotations
@@ -70,8 +76,9 @@ def write_figures(test_file: str | Path, neurons: Sequence[int] | str | None = N
     data, attrs = read_h5(test_file, ["neurons", "spike_step", "spike_trial", "spike_task", "spike_neuron",
                                       "u_total", "target", "learn_times"], what="test file")
     tested = [int(n) for n in data["neurons"]]
-    target_rate = read_h5(test_file, ["target_rate"], "test file")[0]["target_rate"] if "target_rate" in \
-        dataset_names(test_file, "test file") else None
+    present = dataset_names(test_file, "test file")
+    rates = read_h5(test_file, [n for n in ("target_rate", "rate/psth") if n in present], "test file")[0]
+    target_rate, smoothed = rates.get("target_rate"), rates.get("rate/psth")
     chosen = tested[:DEFAULT_PANELS] if neurons is None else [int(n) for n in neuron_indices(neurons)]
     missing = [n for n in chosen if n not in tested]
     if missing:
@@ -107,6 +114,8 @@ def write_figures(test_file: str | Path, neurons: Sequence[int] | str | None = N
             rate = psth(data["spike_step"][mine] * dt, edges, ntrials)
             ax = figures["psth"][1].flat[panel]
             ax.stairs(rate, edges / 1000, fill=True, color="tab:blue", alpha=0.7, label="model")
+            if smoothed is not None:
+                ax.plot(seconds, smoothed[task, :, column], color="tab:blue", lw=1.2, label="model, smoothed")
             if target_rate is not None:
                 ax.plot(seconds, target_rate[task, :, column], color="black", lw=1.2, label="target")
             ax.set_title(f"neuron {neuron}", fontsize=9)
@@ -127,4 +136,45 @@ def write_figures(test_file: str | Path, neurons: Sequence[int] | str | None = N
                 with atomic_output(path) as temporary:
                     fig.savefig(temporary, dpi=110, format=suffix[1:])
                 written.append(path)
+    if "rate/correlation" in present:
+        written += _rate_summary(test_file, stem, ntrials)
+    return written
+
+
+def _rate_summary(test_file: Path, stem: Path, ntrials: int) -> list[Path]:
+    """The rate-space summary figure of every tested recorded neuron (see the module docstring)."""
+    from matplotlib.figure import Figure
+
+    scores = read_h5(test_file, ["rate/correlation", "rate/poisson_correlation", "rate/psth", "target_rate",
+                                 "rate/rms_error_hz"], "test file")[0]
+    recorded = np.isfinite(scores["target_rate"]).all(axis=(0, 1))
+    fig = Figure(figsize=(3 * PANEL_SIZE_IN[0], PANEL_SIZE_IN[1] + 0.4))
+    left, middle, right = fig.subplots(1, 3)
+    bins = np.linspace(-1, 1, 41)
+    for name, label, color in (("rate/poisson_correlation", "Poisson ceiling", "0.6"),
+                               ("rate/correlation", "network", "tab:blue")):
+        values = scores[name][recorded]
+        values = values[np.isfinite(values)]
+        left.hist(values, bins=bins, color=color, alpha=0.7, label=f"{label} (median {np.median(values):.2f})"
+                  if values.size else label)
+    left.set_xlabel("PSTH correlation with the target")
+    left.set_ylabel("neurons")
+    left.legend(fontsize=7, loc="upper left")
+    model_mean = scores["rate/psth"].mean(axis=(0, 1))[recorded]
+    target_mean = scores["target_rate"].mean(axis=(0, 1))[recorded]
+    middle.scatter(target_mean, model_mean, s=6, color="tab:blue")
+    top = max(float(np.max(target_mean, initial=1)), float(np.max(model_mean, initial=1))) * 1.05
+    middle.plot([0, top], [0, top], color="black", lw=0.8)
+    middle.set_xlabel("target mean rate (Hz)")
+    middle.set_ylabel("network mean rate (Hz)")
+    right.hist(scores["rate/rms_error_hz"][recorded], bins=30, color="tab:blue", alpha=0.7)
+    right.set_xlabel("RMS error (Hz)")
+    fig.suptitle(f"rate space: {int(recorded.sum())} recorded neurons, {ntrials} trials", fontsize=10)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.85, wspace=0.3)
+    written = []
+    for suffix in (".png", ".pdf"):
+        path = Path(f"{stem}-rates-summary{suffix}")
+        with atomic_output(path) as temporary:
+            fig.savefig(temporary, dpi=110, format=suffix[1:])
+        written.append(path)
     return written
