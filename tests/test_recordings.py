@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,7 @@ def test_rates_with_their_own_time_axis_are_resampled_onto_the_learning_steps(tm
     np.testing.assert_allclose(rates[:, 1], 5 + 0.01 * sample, rtol=1e-12)
     # the same with --rate-dt on a plain array, and the learning window must fit in the file
     np.save(tmp_path / "rates.npy", profile[:50])
-    with pytest.raises(DataFileError, match="need rates from 10 to 200 ms .* but the file covers 0 to 98 ms"):
+    with pytest.raises(DataFileError, match=r"the window \[0, 98\) ms is 98 ms long; training needs train_duration"):
         rls.init(directory, spikerate_file=tmp_path / "rates.npy", rate_dt_ms=2.0, force=True, verbose=False)
     with pytest.raises(DataFileError, match="has a time axis; --rate-dt would contradict it"):
         rls.init(directory, spikerate_file=tmp_path / "rates.h5", rate_dt_ms=2.0, force=True, verbose=False)
@@ -263,3 +264,98 @@ def test_the_recordings_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert np.isnan(init["target_rates"][0, :, 96:]).all()
     assert (tmp_path / "fit" / "test-psth-task0.png").stat().st_size > 1000
     assert (tmp_path / "fit" / "test-rates-summary.png").stat().st_size > 1000
+
+
+def _arrays_file(tmp_path, **changes):
+    trial, unit, time, _, _ = _poisson_recording(n_trials=4)
+    arrays = {"trial": trial, "unit": unit, "time": time, "window": np.array(WINDOW), **changes}
+    np.savez(tmp_path / "rec.npz", **{k: v for k, v in arrays.items() if v is not None})
+    return tmp_path / "rec.npz"
+
+
+@pytest.mark.parametrize("changes, options, message", [
+    ({"n_trials": np.array([2, 3])}, {}, "n_trials = [2, 3]; expected one whole number >= 1"),
+    ({"n_trials": np.array("x")}, {}, "n_trials holds text; expected real numbers"),
+    ({"n_trials": np.array(4.5)}, {}, "n_trials = 4.5; expected one whole number"),
+    ({"time": np.array(["1.0"] * 3), "trial": np.zeros(3, int), "unit": np.zeros(3, int)}, {}, "time holds text"),
+    ({"time": np.ones(3) + 1j, "trial": np.zeros(3, int), "unit": np.zeros(3, int)}, {}, "time holds complex numbers"),
+    ({"window": np.array(["a", "b"])}, {}, "window holds text"),
+    ({"unit": np.full(3, 10**12), "trial": np.zeros(3, int), "time": np.ones(3)}, {}, "unit index 1000000000000"),
+    ({"unit_ids": np.array(["a", "b", "a", "c"])}, {}, "unit id 'a' is given 2 times"),
+    ({"unit_ids": np.array([["a", "b"], ["c", "d"]])}, {}, "unit_ids has shape (2, 2); expected one name per unit"),
+    ({"trial": np.zeros(0, int), "unit": np.zeros(0, int), "time": np.zeros(0)}, {}, "holds no spikes"),
+    ({}, {"window_ms": (-500.0, 1500.0)}, "the window [-500, 1500) ms reaches outside the recorded window [-200, 1800)"),
+    ({}, {"align_to": "stimulus_onset"}, "--align-to applies to NWB files only"),
+])
+def test_bad_array_files_and_options_are_refused(tmp_path, changes, options, message):
+    path = _arrays_file(tmp_path, **changes)
+    with pytest.raises(DataFileError, match=re.escape(message)):
+        recordings.load(path, **options)
+
+
+def test_a_truncated_file_and_too_much_smoothing_are_refused(tmp_path):
+    path = _arrays_file(tmp_path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataFileError, match="is not a readable .npz archive"):
+        recordings.load(path)
+    spikes = recordings.load(_arrays_file(tmp_path))
+    with pytest.raises(DataFileError, match="PSTH smoothing = 1000000000.0 ms; expected a standard deviation from 0 to"):
+        recordings.psth(spikes, np.array([0.0]), 1e9)
+
+
+def test_a_window_cuts_every_trial_of_arrays_and_neo_recordings_as_of_nwb(tmp_path):
+    trial, unit, time, n_trials, n_units = _poisson_recording()
+    onset = 10.0 + 5.0 * np.arange(n_trials)
+    _write_nwb(tmp_path / "rec.nwb", trial, unit, time, n_trials, n_units, onset, onset - 0.5)
+    _write_neo(tmp_path / "rec.pkl", trial, unit, time, n_trials, n_units)
+    np.savez(tmp_path / "rec.npz", trial=trial, unit=unit, time=time, window=WINDOW)
+    cut = (0.0, 1000.0)
+    samples = np.arange(20.0, 1000.0, 20.0)
+    expected = recordings.psth(recordings.load(tmp_path / "rec.nwb", cut, align_to="stimulus_onset"), samples, 25.0)
+    for name in ("rec.pkl", "rec.npz"):
+        spikes = recordings.load(tmp_path / name, cut)
+        assert spikes.window_ms == cut and spikes.time_ms.min() >= 0 and spikes.time_ms.max() < 1000
+        np.testing.assert_allclose(recordings.psth(spikes, samples, 25.0), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_nwb_alignment_times_must_be_numbers(tmp_path):
+    trial, unit, time, n_trials, n_units = _poisson_recording(n_trials=3)
+    onset = 10.0 + 5.0 * np.arange(n_trials)
+    onset[1] = np.nan
+    _write_nwb(tmp_path / "rec.nwb", trial[trial != 1], unit[trial != 1], time[trial != 1], n_trials, n_units,
+               onset, np.array([9.5, 14.5, 19.5]))
+    with pytest.raises(DataFileError, match="trial 1's stimulus_onset is nan; expected a time in s"):
+        recordings.load(tmp_path / "rec.nwb", WINDOW, align_to="stimulus_onset")
+
+
+def test_every_row_of_a_rate_file_is_checked_and_a_long_window_is_reported(tmp_path):
+    import h5py
+
+    from spikeforge import rls
+    from spikeforge.errors import SpikeforgeWarning
+
+    from conftest import SMALL
+
+    t = np.arange(0.0, 1200.0, 1.0)
+    rates = np.full((t.size, 3), 5.0)
+    rates[505, 1] = -40.0  # between two learning times
+    with h5py.File(tmp_path / "rates.h5", "w") as f:
+        f["rates"], f["time"] = rates, t
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    with pytest.raises(DataFileError, match=r"the rate at row 505 \(time 505 ms\), unit 1, task 0 is -40.0 Hz"):
+        rls.init(directory, spikerate_file=tmp_path / "rates.h5", verbose=False)
+    rates[505, 1] = 5.0
+    with h5py.File(tmp_path / "rates.h5", "w") as f:
+        f["rates"], f["time"] = rates, t
+    with pytest.warns(SpikeforgeWarning, match=r"training follows only \[0, 200\) ms"):
+        rls.init(directory, spikerate_file=tmp_path / "rates.h5", verbose=False)
+
+
+def test_commands_on_a_folder_without_params_leave_no_lock(tmp_path):
+    from spikeforge import rls
+    from spikeforge.errors import SpikeforgeError
+
+    with pytest.raises(SpikeforgeError, match="params.toml"):
+        rls.init(tmp_path, verbose=False)
+    assert list(tmp_path.iterdir()) == []

@@ -110,7 +110,7 @@ def test_negative_rates_and_two_files_are_errors(tmp_path):
     rates = np.ones((T, N))
     rates[4, 9] = -2.0
     np.save(tmp_path / "r.npy", rates)
-    with pytest.raises(DataFileError, match=r"r.npy': the rate at time 4, unit 9, task 0 is -2.0 Hz; expected a rate in "
+    with pytest.raises(DataFileError, match=r"r.npy': the rate at row 4, unit 9, task 0 is -2.0 Hz; expected a rate in "
                                             r"\[0, max_rate"):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", verbose=False)
     with pytest.raises(ParameterError, match="give one target file, not a target-current file and a spike-rate file"):

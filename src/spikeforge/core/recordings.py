@@ -26,6 +26,7 @@ linear interpolation between bin centres.  ``smoothing_ms = 0`` keeps the raw 1-
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,6 +37,7 @@ from spikeforge.core.store import read_h5, require_file
 from spikeforge.errors import DataFileError
 
 BIN_MS = 1.0  # PSTH bin before smoothing [ms]
+MAX_UNITS = 2**31 - 1  # unit indices are 32-bit, as neuron indices
 
 
 class SpikeTimes(NamedTuple):
@@ -54,23 +56,24 @@ class SpikeTimes(NamedTuple):
 
 
 def from_arrays(trial, unit, time_ms, window_ms, n_trials: int | None = None, unit_ids=None,
-                source: str = "spike arrays") -> SpikeTimes:
+                source: str = "spike arrays", cut_ms=None) -> SpikeTimes:
     """A checked recording from one entry per spike.
 
     Args:
         trial, unit: integer indices (>= 0) of each spike's trial and unit.
         time_ms: each spike's time after its trial's alignment [ms], inside ``window_ms``; within
             one unit's train of one trial the times must be increasing.
-        window_ms: (start, stop) of every trial [ms], start < stop.
+        window_ms: (start, stop) of every trial as recorded [ms], start < stop.
         n_trials: trials recorded (default: the largest trial index + 1).
-        unit_ids: names of the units (default "0", "1", ...; as many as the largest unit index + 1).
+        unit_ids: distinct names of the units (default "0", "1", ...; as many as the largest unit index + 1).
         source: how to name the data in error messages (e.g. the file).
+        cut_ms: (start, stop) inside ``window_ms``: keep only this part of every trial.
 
     Raises:
         DataFileError naming the first offending spike.
     """
     trial, unit = _indices(trial, "trial", source), _indices(unit, "unit", source)
-    time_ms = np.asarray(time_ms, dtype=np.float64).reshape(-1) if np.size(time_ms) else np.zeros(0)
+    time_ms = _numbers(time_ms, "time", source)
     if not (trial.shape == unit.shape == time_ms.shape):
         raise DataFileError(f"{source}: trial, unit and time have {trial.size}, {unit.size} and {time_ms.size} "
                             f"entries; expected one of each per spike")
@@ -84,15 +87,32 @@ def from_arrays(trial, unit, time_ms, window_ms, n_trials: int | None = None, un
     going_back[order[1:]] = same_train & (np.diff(time_ms[order]) < 0)
     _first_bad(source, going_back, time_ms, trial, unit, "comes before the spike listed ahead of it in its train "
                "(spike times must be sorted)")
+    if trial.size == 0 and (n_trials is None or unit_ids is None):
+        raise DataFileError(f"{source} holds no spikes; expected spikes, or n_trials and unit_ids for a silent "
+                            f"recording")
     n_trials = _count(n_trials, trial, "n_trials", "trial", source)
     if unit_ids is None:
-        unit_ids = np.arange(unit.max() + 1 if unit.size else 0).astype(str)
-    unit_ids = np.asarray(unit_ids).astype(str).reshape(-1)
+        if unit.max() >= MAX_UNITS:
+            raise DataFileError(f"{source}: unit index {unit.max()}; expected indices below {MAX_UNITS}")
+        unit_ids = np.arange(unit.max() + 1).astype(str)
+    unit_ids = np.asarray(unit_ids)
+    if unit_ids.ndim != 1 or unit_ids.size == 0:
+        raise DataFileError(f"{source}: unit_ids has shape {unit_ids.shape}; expected one name per unit")
+    unit_ids = unit_ids.astype(str)
     if unit.size and unit.max() >= unit_ids.size:
         raise DataFileError(f"{source}: unit index {unit.max()} but {unit_ids.size} unit ids; expected an id "
                             f"for every unit index")
-    if unit_ids.size == 0:
-        raise DataFileError(f"{source}: no units; expected at least one")
+    names, counts = np.unique(unit_ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataFileError(f"{source}: unit id {str(names[counts > 1][0])!r} is given {counts.max()} times; expected "
+                            f"distinct unit ids")
+    if cut_ms is not None:
+        cut_start, cut_stop = _window(cut_ms, source)
+        if cut_start < start or cut_stop > stop:
+            raise DataFileError(f"{source}: the window [{cut_start:g}, {cut_stop:g}) ms reaches outside the recorded "
+                                f"window [{start:g}, {stop:g}) ms")
+        inside = (time_ms >= cut_start) & (time_ms < cut_stop)
+        trial, unit, time_ms, (start, stop) = trial[inside], unit[inside], time_ms[inside], (cut_start, cut_stop)
     return SpikeTimes(trial, unit, time_ms, (start, stop), n_trials, unit_ids)
 
 
@@ -105,7 +125,8 @@ def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> Spike
         from pynwb import NWBHDF5IO
     except ImportError:
         raise DataFileError("reading NWB files needs pynwb: pip install 'spikeforge[data]'") from None
-    start, stop = _window(window_ms, str(path))
+    source = f"NWB file {str(path)!r}"
+    start, stop = _window(window_ms, source)
     try:
         with NWBHDF5IO(str(path), "r") as io:
             nwb = io.read()
@@ -118,8 +139,8 @@ def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> Spike
             if align_to not in columns:
                 raise DataFileError(f"NWB file {str(path)!r}: the trials table has no column {align_to!r}; "
                                     f"expected one of {', '.join(columns)}")
-            align_s = np.asarray(nwb.trials[align_to][:], dtype=np.float64)
-            begins, ends = (np.asarray(nwb.trials[name][:], dtype=np.float64) for name in ("start_time", "stop_time"))
+            align_s, begins, ends = (_numbers(nwb.trials[name][:], f"trials-table column {name!r}", source)
+                                     for name in (align_to, "start_time", "stop_time"))
             unit_ids = np.asarray(nwb.units.id[:]).astype(str)
             trains = [np.asarray(nwb.units.get_unit_spike_times(index), dtype=np.float64)
                       for index in range(len(unit_ids))]
@@ -128,6 +149,10 @@ def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> Spike
     except Exception as error:  # noqa: BLE001 - h5py/hdmf raise many kinds; the user needs the file named
         raise DataFileError(f"NWB file {str(path)!r} cannot be read ({type(error).__name__}: "
                             f"{' '.join(str(error).split())[:200]})") from None
+    for name, values in ((align_to, align_s), ("start_time", begins), ("stop_time", ends)):
+        if not np.all(np.isfinite(values)):
+            t = int(np.argmax(~np.isfinite(values)))
+            raise DataFileError(f"{source}: trial {t}'s {name} is {values[t]}; expected a time in s")
     outside = np.flatnonzero((align_s + start / 1000 < begins - 1e-9) | (align_s + stop / 1000 > ends + 1e-9))
     if outside.size:
         t = outside[0]
@@ -147,8 +172,9 @@ def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> Spike
 
 def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTimes:
     """The recording in a ``neo.Block`` (or a file neo reads): one segment per trial, one spike
-    train per unit (matched by name, else by position), its times after the trial's alignment.
-    ``window_ms``: default the first train's ``t_start .. t_stop``."""
+    train per unit (matched by name, else by position), its times after the trial's alignment;
+    the recorded window is the first train's ``t_start .. t_stop``, and ``window_ms`` (inside it)
+    cuts out a part of every trial."""
     if isinstance(block, (str, Path)):
         block, source = _read_neo(Path(block)), f"neo file {str(block)!r}"
     segments = list(getattr(block, "segments", []))
@@ -160,8 +186,7 @@ def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTime
     names = [train.name for train in first]
     by_name = all(names) and len(set(names)) == len(names)
     unit_ids = np.asarray(names if by_name else [str(k) for k in range(len(first))])
-    if window_ms is None:
-        window_ms = tuple(float(bound.rescale("ms").magnitude) for bound in (first[0].t_start, first[0].t_stop))
+    recorded_ms = tuple(float(bound.rescale("ms").magnitude) for bound in (first[0].t_start, first[0].t_stop))
     trial, unit, time = [], [], []
     for t, segment in enumerate(segments):
         trains = segment.spiketrains
@@ -176,8 +201,8 @@ def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTime
             time.append(times)
             trial.append(np.full(times.size, t))
             unit.append(np.full(times.size, index[key]))
-    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), window_ms,
-                       n_trials=len(segments), unit_ids=unit_ids, source=source)
+    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), recorded_ms,
+                       n_trials=len(segments), unit_ids=unit_ids, source=source, cut_ms=window_ms)
 
 
 NEO_SUFFIXES = (".nix", ".pkl", ".pickle", ".mat", ".nev", ".plx", ".smr", ".abf")
@@ -188,6 +213,9 @@ def load(path: str | Path, window_ms=None, align_to: str = "start_time") -> Spik
     ``.npz`` or HDF5 (arrays, see the module docstring), or a format neo reads (:func:`from_neo`)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix != ".nwb" and align_to != "start_time":
+        raise DataFileError(f"spike file {str(path)!r}: --align-to applies to NWB files only; align the trials of "
+                            f"other formats when writing them (times after the alignment event)")
     if suffix == ".nwb":
         if window_ms is None:
             raise DataFileError(f"NWB file {str(path)!r}: give the window around each trial's {align_to} "
@@ -209,8 +237,9 @@ def psth(spikes: SpikeTimes, sample_ms: np.ndarray, smoothing_ms: float) -> np.n
     if sample_ms.size and (sample_ms.min() < start or sample_ms.max() > stop):
         raise DataFileError(f"PSTH samples from {sample_ms.min():g} to {sample_ms.max():g} ms fall outside the "
                             f"recording's window [{start:g}, {stop:g}) ms")
-    if not (smoothing_ms >= 0 and np.isfinite(smoothing_ms)):
-        raise DataFileError(f"PSTH smoothing = {smoothing_ms} ms; expected a finite standard deviation >= 0 ms")
+    if not (0 <= smoothing_ms <= stop - start):
+        raise DataFileError(f"PSTH smoothing = {smoothing_ms} ms; expected a standard deviation from 0 to the "
+                            f"window's length, {stop - start:g} ms")
     n_bins = max(1, int(np.ceil((stop - start) / BIN_MS - 1e-9)))
     bins = np.minimum(((spikes.time_ms - start) / BIN_MS).astype(np.int64), n_bins - 1)
     counts = np.bincount(spikes.unit * n_bins + bins, minlength=spikes.n_units * n_bins).reshape(spikes.n_units, n_bins)
@@ -228,7 +257,7 @@ def _from_array_file(path: Path, window_ms) -> SpikeTimes:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-        except (ValueError, OSError, EOFError) as error:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
             raise DataFileError(f"spike file {str(path)!r} is not a readable .npz archive "
                                 f"({' '.join(str(error).split())[:200]})") from None
     else:
@@ -237,17 +266,21 @@ def _from_array_file(path: Path, window_ms) -> SpikeTimes:
     if missing:
         raise DataFileError(f"spike file {str(path)!r} lacks {', '.join(missing)}; expected arrays trial, unit, "
                             f"time [ms] (one entry per spike) and window [ms]")
-    if window_ms is None:
-        if "window" not in arrays:
-            raise DataFileError(f"spike file {str(path)!r} has no window; store window = [start, stop] in ms, or "
-                                f"give --window START STOP")
-        window_ms = arrays["window"]
-    n_trials = int(arrays["n_trials"]) if "n_trials" in arrays else None
+    source = f"spike file {str(path)!r}"
+    if "window" not in arrays and window_ms is None:
+        raise DataFileError(f"{source} has no window; store window = [start, stop] in ms, or give --window START STOP")
+    recorded = _numbers(arrays["window"], "window", source) if "window" in arrays else window_ms
+    n_trials = None
+    if "n_trials" in arrays:
+        count = _numbers(arrays["n_trials"], "n_trials", source)
+        if count.size != 1 or count[0] != round(count[0]) or count[0] < 1:
+            raise DataFileError(f"{source}: n_trials = {arrays['n_trials'].tolist()}; expected one whole number >= 1")
+        n_trials = int(count[0])
     unit_ids = arrays.get("unit_ids")
     if unit_ids is not None and unit_ids.dtype.kind == "S":
         unit_ids = unit_ids.astype(str)
-    return from_arrays(arrays["trial"], arrays["unit"], arrays["time"], window_ms, n_trials, unit_ids,
-                       source=f"spike file {str(path)!r}")
+    return from_arrays(arrays["trial"], arrays["unit"], arrays["time"], recorded, n_trials, unit_ids, source=source,
+                       cut_ms=window_ms if "window" in arrays else None)
 
 
 def _read_neo(path: Path):
@@ -263,10 +296,20 @@ def _read_neo(path: Path):
                             f"{' '.join(str(error).split())[:200]})") from None
 
 
+def _numbers(values, name: str, source: str) -> np.ndarray:
+    """``values`` as a flat float64 array, or DataFileError if they are not real numbers."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        kind = {"c": "complex numbers", "b": "booleans", "U": "text", "S": "text", "O": "objects"}.get(
+            array.dtype.kind, f"{array.dtype} values")
+        raise DataFileError(f"{source}: {name} holds {kind}; expected real numbers")
+    return array.astype(np.float64).reshape(-1)
+
+
 def _indices(values, name: str, source: str) -> np.ndarray:
     array = np.asarray(values).reshape(-1) if np.size(values) else np.zeros(0, dtype=np.int64)
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        as_int = np.asarray(array, dtype=np.float64)
+        as_int = _numbers(array, name, source)
         if not (np.all(np.isfinite(as_int)) and np.all(as_int == np.round(as_int))):
             bad = np.flatnonzero(~np.isfinite(as_int) | (as_int != np.round(as_int)))[0]
             raise DataFileError(f"{source}: {name} index {array[bad]} of spike {bad} is not a whole number")
@@ -279,7 +322,7 @@ def _indices(values, name: str, source: str) -> np.ndarray:
 
 
 def _window(window_ms, source: str) -> tuple[float, float]:
-    values = np.asarray(window_ms, dtype=np.float64).reshape(-1)
+    values = _numbers(window_ms, "window", source)
     if values.size != 2 or not np.all(np.isfinite(values)) or not values[0] < values[1]:
         raise DataFileError(f"{source}: window = {values.tolist()} ms; expected [start, stop] with start < stop")
     return float(values[0]), float(values[1])
@@ -287,6 +330,8 @@ def _window(window_ms, source: str) -> tuple[float, float]:
 
 def _count(given, indices: np.ndarray, name: str, what: str, source: str) -> int:
     needed = int(indices.max()) + 1 if indices.size else 0
+    if given is not None and (isinstance(given, bool) or given != int(given)):
+        raise DataFileError(f"{source}: {name} = {given}; expected a whole number")
     count = needed if given is None else int(given)
     if count < max(needed, 1):
         raise DataFileError(f"{source}: {name} = {count} but {what} index {needed - 1} occurs; expected at least "

@@ -18,6 +18,7 @@ spikes a trial records).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,7 +27,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from spikeforge.core import recordings
 from spikeforge.core.store import read_h5, require_file
-from spikeforge.errors import DataFileError
+from spikeforge.errors import DataFileError, SpikeforgeWarning
 from spikeforge.rls import siegert
 from spikeforge.rls.network_parameters import uniform_per_neuron
 from spikeforge.rls.params import Params
@@ -131,6 +132,7 @@ def rate_targets_from_spikes(p: Params, spikes: recordings.SpikeTimes, smoothing
     """Trial-averaged PSTHs of a recording (:func:`spikeforge.core.recordings.psth`) at the
     learning times; the recording's window start is the model's ``stim_off``."""
     start, stop = spikes.window_ms
+    _check_unit_count(p, spikes.n_units, source)
     _check_window_covers_training(p, start, stop, source)
     rates = recordings.psth(spikes, learning_sample_times(p, start), smoothing_ms)
     return _rate_targets(p, rates[None], spikes.unit_ids, source)
@@ -159,14 +161,23 @@ def rate_targets_from_file(p: Params, path: str | Path, n_tasks: int | None, rat
         raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, unit {i}, task {task} is "
                             f"{array[t, i, task]}; expected a finite number")
     rates = np.moveaxis(array, 2, 0)
+    source = f"{what} file {str(path)!r}"
+    _check_unit_count(p, rates.shape[2], source)
+    bad = np.argwhere((rates < 0) | (rates > p.max_rate))
+    if bad.size:  # every row, also those between the learning times
+        task, row, i = bad[0]
+        when = f"row {row}" + (f" (time {time_ms[row]:g} ms)" if time_ms is not None else "")
+        raise DataFileError(f"{source}: the rate at {when}, unit {i}, task {task} is {rates[task, row, i]} Hz; "
+                            f"expected a rate in [0, max_rate = {p.max_rate}] Hz")
     if time_ms is None:
         if rates.shape[1] != p.steps.learn_nsteps:
             raise DataFileError(f"{what} file {str(path)!r} has {rates.shape[1]} time rows; expected one per learning "
                                 f"step ({p.steps.learn_nsteps} = train_duration / learn_every), or a time axis: a "
                                 f"'time' dataset [ms] or --rate-dt")
     else:
-        rates = resample(rates, time_ms, learning_sample_times(p, time_ms[0]), smoothing_ms, str(path))
-    return _rate_targets(p, rates, np.arange(rates.shape[2]).astype(str), f"spike-rate file {str(path)!r}")
+        _check_window_covers_training(p, time_ms[0], time_ms[-1], source)
+        rates = resample(rates, time_ms, learning_sample_times(p, time_ms[0]), smoothing_ms, source)
+    return _rate_targets(p, rates, np.arange(rates.shape[2]).astype(str), source)
 
 
 def resample(rates: np.ndarray, time_ms: np.ndarray, sample_ms: np.ndarray, smoothing_ms: float,
@@ -185,8 +196,9 @@ def resample(rates: np.ndarray, time_ms: np.ndarray, sample_ms: np.ndarray, smoo
         raise DataFileError(f"{source}: the learning times need rates from {sample_ms[0]:g} to {sample_ms[-1]:g} ms "
                             f"(train_duration after the first time), but the file covers {time_ms[0]:g} to "
                             f"{time_ms[-1]:g} ms")
-    if not (smoothing_ms >= 0 and np.isfinite(smoothing_ms)):
-        raise DataFileError(f"rate smoothing = {smoothing_ms} ms; expected a finite standard deviation >= 0 ms")
+    if not (0 <= smoothing_ms <= time_ms[-1] - time_ms[0]):
+        raise DataFileError(f"rate smoothing = {smoothing_ms} ms; expected a standard deviation from 0 to the time "
+                            f"axis's length, {time_ms[-1] - time_ms[0]:g} ms")
     if smoothing_ms > 0:
         rates = gaussian_filter1d(rates, smoothing_ms / step[0], axis=1, mode="reflect")
     positions = np.interp(sample_ms, time_ms, np.arange(time_ms.size))
@@ -212,19 +224,29 @@ def rates_per_neuron(p: Params, targets: RateTargets) -> np.ndarray:
 
 
 def _rate_targets(p: Params, rates: np.ndarray, unit_ids: np.ndarray, source: str) -> RateTargets:
-    n_units = rates.shape[2]
+    check_rates(rates, p, source)
+    return RateTargets(rates, unit_ids, np.arange(rates.shape[2], dtype=np.int64), source)
+
+
+def _check_unit_count(p: Params, n_units: int, source: str) -> None:
     if n_units > p.n_cells:
         raise DataFileError(f"{source}: {n_units} recorded units but the network has n_cells = {p.n_cells} neurons; "
                             f"expected at most one unit per neuron (set n_cells >= {n_units}; extra neurons are hidden)")
-    check_rates(rates, p, source)
-    return RateTargets(rates, unit_ids, np.arange(n_units, dtype=np.int64), source)
+
+
+UNUSED_WINDOW_WARNING = 0.1  # warn when more than this fraction of the recording's window is not trained on
 
 
 def _check_window_covers_training(p: Params, start: float, stop: float, source: str) -> None:
+    """Error if the data window is shorter than train_duration; warn when much of it is unused."""
     if stop - start < p.train_duration - 1e-9:
         raise DataFileError(f"{source}: the window [{start:g}, {stop:g}) ms is {stop - start:g} ms long; training "
                             f"needs train_duration = {p.train_duration:g} ms (set train_duration <= {stop - start:g}, "
                             f"or a longer window)")
+    if stop - start > (1 + UNUSED_WINDOW_WARNING) * p.train_duration:
+        warnings.warn(f"{source}: the window [{start:g}, {stop:g}) ms is {stop - start:g} ms long; training follows "
+                      f"only [{start:g}, {start + p.train_duration:g}) ms (train_duration = {p.train_duration:g} ms); "
+                      f"set train_duration or --window to choose", SpikeforgeWarning, stacklevel=4)
 
 
 def _rates_and_time(path: str | Path, rate_dt_ms: float | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -60,7 +60,11 @@ class RunDir:
         return self.path / f"ckpt-{label}.h5"
 
     def lock(self, command: str) -> DirectoryLock:
-        """The directory's lock, for ``command`` (e.g. "spikeforge train"); use it in a ``with``."""
+        """The directory's lock, for ``command`` (e.g. "spikeforge train"); use it in a ``with``.  Only
+        ``spikeforge new`` locks a directory without params.toml; for the others that is an error
+        (raised before the lock file is made)."""
+        if command != "spikeforge new" and not self.params_file.exists():
+            self.params()  # raises the error that says what is missing
         return DirectoryLock(self.path, command)
 
     def params(self) -> Params:

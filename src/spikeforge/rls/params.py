@@ -264,9 +264,9 @@ def _validate(v: Mapping[str, Any]) -> None:
     if v["plastic_weights"] == "spikeforge.rls.connectivity:plastic_weights":
         n_exc_kept, n_inh_kept = round(v["frac"] * v["ne"]), round(v["frac"] * v["ni"])
         need(v["lexc"] <= n_exc_kept - 1, f"lexc = {v['lexc']} exceeds the {n_exc_kept - 1} excitatory candidates "
-             "(frac * ne, minus the neuron itself)")
+             "(frac * ne, minus the neuron itself); lower l (or lexc), or raise n_cells")
         need(v["linh"] <= n_inh_kept - 1, f"linh = {v['linh']} exceeds the {n_inh_kept - 1} inhibitory candidates "
-             "(frac * ni, minus the neuron itself)")
+             "(frac * ni, minus the neuron itself); lower l (or linh), or raise n_cells")
     for name in ("stim_on", "stim_off", "train_time", "refrac", "learn_every", "wid", "u0_skip_time", "ff_smooth"):
         _steps(v, name)
     _steps({"one_ms": 1.0, "dt": v["dt"]}, "one_ms")
