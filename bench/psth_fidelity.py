@@ -90,12 +90,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--config", nargs="+", default=["default", "paper-fig2"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="keep the recordings and networks in this folder")
     args = parser.parse_args()
     results = []
     print("| configuration | neurons | units | loops | median PSTH corr. | Poisson ceiling | median rate ratio | "
           "RMS error Hz | current corr. | transient / ramp / suppr. / osc. / biph. | s/loop |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         for text in args.config:
             name, overrides = parse_config(text)
             r = run_one(name, overrides, args, Path(folder))

@@ -67,3 +67,43 @@ def test_all_silent_targets_and_a_silent_network_are_errors(tmp_path, monkeypatc
                                                                       match="the init run produced no spike in 300 ms"):
         rls.init(directory, verbose=False)
     assert not (directory / "init.h5").exists()
+
+
+def test_the_calibrated_conversion_gives_the_init_runs_rates_at_its_currents(tmp_path):
+    """rate_conversion = "calibrated": the shifted Siegert function reproduces the init run's median rate
+    at the init run's currents, and for a noise-driven network the shift is of the size of the time
+    step's missed threshold crossings, about sigma sqrt(dt / tau_m)."""
+    from spikeforge.core.store import read_h5
+    from spikeforge.rls import data_targets, example_recordings, siegert
+
+    rates, _ = example_recordings.psth_set(64, 1500.0)
+    trial, unit, time = example_recordings.poisson_trials(rates, 1.0, 30)
+    np.savez(tmp_path / "rec.npz", trial=trial, unit=unit, time=time, window=[0.0, 1500.0])
+    # a 1.6-s init run: the first milliseconds' spikes of neurons that start above threshold are a small part
+    settings = {**SMALL, "k": 0, "sig": 0.65, "l": 16, "penmu": 0.0, "train_duration": 1500.0}
+    shifts = {}
+    for conversion in ("siegert", "calibrated"):
+        directory = tmp_path / conversion
+        rls.new(directory, {**settings, "rate_conversion": conversion})
+        model = rls.init(directory, spikes_file=tmp_path / "rec.npz", verbose=False)
+        arrays, attrs = read_h5(directory / "init.h5", ["targets", "init/spike_count", "init/u_mean"])
+        shifts[conversion] = attrs["rate_conversion_threshold_shift"]
+        p = model.p
+        init_rates = arrays["init/spike_count"] / (p.train_time / 1000)
+        firing = (np.arange(p.n_cells) < p.ne) & (init_rates >= 0.5)
+        predicted = siegert.transfer(arrays["init/u_mean"][firing] + p.x_bale, p.sig, p.tau_meme,
+                                     p.threshe + shifts[conversion][0], p.vre)
+        if conversion == "calibrated":
+            assert np.median(np.log(predicted / init_rates[firing])) == pytest.approx(0.0, abs=1e-5)
+            step_scale = p.sig * np.sqrt(p.dt / p.tau_meme)
+            assert 0.3 * step_scale < shifts[conversion][0] < 1.5 * step_scale
+            # higher thresholds ask for larger currents for the same rates
+            assert (arrays["targets"][0, :, :64] > siegert_targets[0, :, :64]).all()
+        else:
+            siegert_targets = arrays["targets"]
+            assert shifts[conversion] == [0.0, 0.0]
+    np.testing.assert_allclose(data_targets.currents_from_rates(p, rates[None, :1, :2] * 0 + 5.0, 0.0, np.arange(2),
+                                                                tuple(shifts["calibrated"])),
+                               siegert.rates_to_currents(np.full((1, 1, 2), 5.0), p.sig, p.tau_meme,
+                                                         p.threshe + shifts["calibrated"][0], p.vre, p.x_bale),
+                               rtol=1e-12)

@@ -102,15 +102,65 @@ def siegert_sigma(p: Params, ustd0: float) -> float | np.ndarray:
     return p.sig if p.sig_max == p.sig else uniform_per_neuron(p, "sig", p.n_cells)
 
 
-def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float, neurons: np.ndarray | None = None) -> np.ndarray:
+def currents_from_rates(p: Params, rates: np.ndarray, ustd0: float, neurons: np.ndarray | None = None,
+                        threshold_shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Target currents for target ``rates`` [Hz] of shape (tasks, time, len(neurons)), checked by
-    :func:`check_rates`, with the Siegert function of each of ``neurons`` (default all)."""
+    :func:`check_rates`, with the Siegert function of each of ``neurons`` (default all), its
+    threshold raised by ``threshold_shift`` (excitatory, inhibitory; :func:`calibrated_threshold_shift`)."""
     neurons = np.arange(p.n_cells) if neurons is None else neurons
     exc = neurons < p.ne
-    sigma = siegert_sigma(p, ustd0)
+    sigma = _sigma_of(p, ustd0, neurons)
     return siegert.rates_to_currents(
-        rates, sigma if np.ndim(sigma) == 0 else sigma[neurons], tau_m=np.where(exc, p.tau_meme, p.tau_memi),
-        theta=np.where(exc, p.threshe, p.threshi), v_r=p.vre, x_bal=np.where(exc, p.x_bale, p.x_bali))
+        rates, sigma, tau_m=np.where(exc, p.tau_meme, p.tau_memi),
+        theta=np.where(exc, p.threshe + threshold_shift[0], p.threshi + threshold_shift[1]), v_r=p.vre,
+        x_bal=np.where(exc, p.x_bale, p.x_bali))
+
+
+CALIBRATION_MIN_RATE_HZ = 0.5  # neurons firing less in the init run do not enter the calibration
+CALIBRATION_MIN_NEURONS = 10  # a population with fewer firing neurons is not calibrated
+
+
+def calibrated_threshold_shift(p: Params, ustd0: float, u_mean: np.ndarray, init_rates: np.ndarray
+                               ) -> tuple[float, float]:
+    """Threshold shifts [voltage] (excitatory, inhibitory) that make the Siegert function give the
+    init run's rates ``init_rates`` [Hz] at its mean currents ``u_mean`` (plus the drive): the
+    median over the population's firing neurons of log(Siegert rate / init rate) is 0.
+
+    The Siegert function is exact for the continuous-time diffusion; a network in discrete time
+    misses threshold crossings between steps (fewer spikes, as a threshold about
+    ``sigma sqrt(dt / tau_m)`` higher would give) and its inputs fluctuate beyond the assumed
+    sigma.  The shift absorbs both, measured on the network itself.  0 for a population with
+    fewer than CALIBRATION_MIN_NEURONS neurons above CALIBRATION_MIN_RATE_HZ.  The init rates
+    count the whole trial, whose first milliseconds hold a burst of the neurons that start above
+    threshold: over a trial of a few hundred ms that burst lowers the shift noticeably.
+    """
+    from scipy.optimize import brentq
+
+    shifts = []
+    for population, theta, tau_m, x_bal in (((np.arange(p.n_cells) < p.ne), p.threshe, p.tau_meme, p.x_bale),
+                                            ((np.arange(p.n_cells) >= p.ne), p.threshi, p.tau_memi, p.x_bali)):
+        firing = population & (init_rates >= CALIBRATION_MIN_RATE_HZ)
+        if firing.sum() < CALIBRATION_MIN_NEURONS:
+            shifts.append(0.0)
+            continue
+        mu = u_mean[firing] + x_bal
+        sigma = _sigma_of(p, ustd0, np.flatnonzero(firing))
+        span = theta - p.vre
+
+        def mismatch(shift):
+            return np.median(np.log(siegert.transfer(mu, sigma, tau_m, theta + shift, p.vre) / init_rates[firing]))
+
+        low, high = -0.5 * span, 0.5 * span
+        if mismatch(low) * mismatch(high) > 0:
+            raise DataFileError(f"the rate conversion cannot be calibrated: no threshold within +/- {0.5 * span:g} of "
+                                f"{theta:g} gives the init run's rates; use rate_conversion = 'siegert'")
+        shifts.append(float(brentq(mismatch, low, high, xtol=1e-6)))
+    return shifts[0], shifts[1]
+
+
+def _sigma_of(p: Params, ustd0: float, neurons: np.ndarray):
+    sigma = siegert_sigma(p, ustd0)
+    return sigma if np.ndim(sigma) == 0 else sigma[neurons]
 
 
 class RateTargets(NamedTuple):
@@ -207,12 +257,13 @@ def resample(rates: np.ndarray, time_ms: np.ndarray, sample_ms: np.ndarray, smoo
     return rates[:, below] * (1 - weight) + rates[:, below + 1] * weight
 
 
-def currents_for_rate_targets(p: Params, targets: RateTargets, ustd0: float, u_mean: np.ndarray) -> np.ndarray:
+def currents_for_rate_targets(p: Params, targets: RateTargets, ustd0: float, u_mean: np.ndarray,
+                              threshold_shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Target currents (tasks, learn_nsteps, n_cells): each recorded unit's rates converted with
-    its neuron's Siegert function (:func:`currents_from_rates`); hidden neurons (no unit) are
-    held at their init-run mean current ``u_mean``."""
+    its neuron's Siegert function (:func:`currents_from_rates`, with ``threshold_shift``); hidden
+    neurons (no unit) are held at their init-run mean current ``u_mean``."""
     currents = np.broadcast_to(u_mean, (targets.rates.shape[0], p.steps.learn_nsteps, p.n_cells)).copy()
-    currents[:, :, targets.neurons] = currents_from_rates(p, targets.rates, ustd0, targets.neurons)
+    currents[:, :, targets.neurons] = currents_from_rates(p, targets.rates, ustd0, targets.neurons, threshold_shift)
     return currents
 
 

@@ -267,7 +267,9 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, currents: np.ndarray | 
     if currents is not None:
         task_targets = currents
     elif rate_targets is not None:
-        task_targets = data_targets.currents_for_rate_targets(p, rate_targets, ustd0, result.u_mean)
+        shift = (data_targets.calibrated_threshold_shift(p, ustd0, result.u_mean, rates)
+                 if p.rate_conversion == "calibrated" else (0.0, 0.0))
+        task_targets = data_targets.currents_for_rate_targets(p, rate_targets, ustd0, result.u_mean, shift)
     else:
         task_targets = np.stack([
             plugins.check_array(plugin("targets", result.u_mean, streams.stream(seed, "targets", task), task),
@@ -288,6 +290,8 @@ def _build(run: RunDir, p: Params, engine, n_tasks: int, currents: np.ndarray | 
     init_stats = {"spike_count": result.spike_count, "u_mean": result.u_mean, "u_std": result.u_std,
                   "rate_exc_hz": rate_exc, "rate_inh_hz": rate_inh, "ustd0": ustd0, "seed": seed,
                   "n_tasks": n_tasks}
+    if rate_targets is not None:
+        init_stats["rate_conversion_threshold_shift"] = list(shift)  # excitatory, inhibitory [voltage]
     stream_paths = [("static_weights",), ("init_run",), ("plastic_weights",), ("feedforward",)]
     stream_paths += [(kind, task) for task in range(n_tasks) for kind in ("targets", "stimulus")]
     init_stats["rng_streams"] = [streams.describe(seed, *path) for path in stream_paths]

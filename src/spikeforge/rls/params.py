@@ -142,6 +142,9 @@ PARAMS = [
     # --- targets (sinusoids)
     Param("target_amp", float, "amplitude of the sinusoid targets", 0.5),
     Param("target_period", float, "period of the sinusoid targets [ms]", 1000.0, unit="ms"),
+    Param("rate_conversion", str, "how target rates become currents: siegert (the reference: the Siegert "
+          "function with the assumed input noise) or calibrated (its threshold shifted per population so that it "
+          "gives the init run's own rates at the init run's currents)", "siegert", choices=("siegert", "calibrated")),
     Param("target_bias", str, "a bias common to all neurons added to the sinusoid targets: zero, or ou (an "
           "Ornstein-Uhlenbeck process in time starting at 0, one per task)", "zero", choices=("zero", "ou")),
     Param("target_bias_mu", float, "mean the OU target bias reverts to", 0.0),
