@@ -41,8 +41,17 @@ def parse_config(text: str) -> tuple[str, dict]:
         raise SystemExit(f"unknown configuration {name!r}; expected one of {', '.join(CONFIGS)} or NAME:key=value,...")
     for item in filter(None, assignments.split(",")):
         key, _, value = item.partition("=")
-        values[key] = float(value) if any(c in value for c in ".e") else int(value)
+        values[key] = _number_or_text(value)
     return text, values
+
+
+def _number_or_text(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def run_one(name: str, overrides: dict, args, folder: Path) -> dict:
