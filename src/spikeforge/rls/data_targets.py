@@ -84,12 +84,18 @@ def as_task_major(array: np.ndarray, p: Params, n_tasks: int | None, path: str |
     if array.ndim != 3 or array.shape[:2] != (p.steps.learn_nsteps, p.n_cells):
         raise DataFileError(f"{what} file {str(path)!r} has shape {shape}; expected {expected}, one row per "
                             f"learning step (train_duration / learn_every)")
+    return _task_major(array, n_tasks, path, what, "neuron")
+
+
+def _task_major(array: np.ndarray, n_tasks: int | None, path: str | Path, what: str, column: str) -> np.ndarray:
+    """A (time, columns, tasks) array checked for its number of tasks and finite values, as
+    (tasks, time, columns); ``column`` names a column in messages ("neuron", "unit")."""
     if n_tasks is not None and array.shape[2] != n_tasks:
         raise DataFileError(f"{what} file {str(path)!r} has {array.shape[2]} tasks, but {n_tasks} were asked for")
     bad = np.argwhere(~np.isfinite(array))
     if bad.size:
         t, i, task = bad[0]
-        raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, neuron {i}, task {task} is "
+        raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, {column} {i}, task {task} is "
                             f"{array[t, i, task]}; expected a finite number")
     return np.ascontiguousarray(np.moveaxis(array, 2, 0))
 
@@ -203,14 +209,7 @@ def rate_targets_from_file(p: Params, path: str | Path, n_tasks: int | None, rat
     what = "spike-rate"
     if array.ndim != 3:
         raise DataFileError(f"{what} file {str(path)!r} has shape {array.shape}; expected (time, units[, tasks])")
-    if n_tasks is not None and array.shape[2] != n_tasks:
-        raise DataFileError(f"{what} file {str(path)!r} has {array.shape[2]} tasks, but {n_tasks} were asked for")
-    bad = np.argwhere(~np.isfinite(array))
-    if bad.size:
-        t, i, task = bad[0]
-        raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, unit {i}, task {task} is "
-                            f"{array[t, i, task]}; expected a finite number")
-    rates = np.moveaxis(array, 2, 0)
+    rates = _task_major(array, n_tasks, path, what, "unit")
     source = f"{what} file {str(path)!r}"
     _check_unit_count(p, rates.shape[2], source)
     bad = np.argwhere((rates < 0) | (rates > p.max_rate))
