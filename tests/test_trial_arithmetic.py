@@ -130,9 +130,10 @@ def test_init_statistics_are_the_mean_and_sample_std_after_u0_skip_time(tmp_path
     are its mean and (n - 1)-normalised std over steps after u0_skip_time, and ustd0 the mean std of
     the first u0_ncells neurons."""
     params = {"n_cells": 6, "k": 0, "l": 1, "sig": 0.3, "noise_model": "current", "seed": 5, "stim_on": 50.0,
-              "stim_off": 100.0, "train_duration": 100.0, "u0_skip_time": 80.0, "u0_ncells": 4}
+              "stim_off": 100.0, "train_duration": 100.0, "u0_skip_time": 80.0, "u0_ncells": 4,
+              "x_bale": 2.0, "x_bali": 2.0}  # a drive makes the neurons fire; it is not part of u
     directory = tmp_path / "net"
-    with pytest.warns(Warning):  # no drive: the network is silent, as intended here
+    with pytest.warns(Warning, match="saturated"):  # about 144 Hz, as intended here
         rls.new(directory, params)
         rls.init(directory, verbose=False)
     p = rls.Params(params)
