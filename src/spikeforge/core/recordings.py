@@ -243,12 +243,19 @@ def psth(spikes: SpikeTimes, sample_ms: np.ndarray, smoothing_ms: float) -> np.n
     n_bins = max(1, int(np.ceil((stop - start) / BIN_MS - 1e-9)))
     bins = np.minimum(((spikes.time_ms - start) / BIN_MS).astype(np.int64), n_bins - 1)
     counts = np.bincount(spikes.unit * n_bins + bins, minlength=spikes.n_units * n_bins).reshape(spikes.n_units, n_bins)
-    rates = counts / spikes.n_trials / (BIN_MS / 1000.0)
+    return binned_psth(counts, spikes.n_trials, start, sample_ms, smoothing_ms)
+
+
+def binned_psth(counts: np.ndarray, n_trials: int, start_ms: float, sample_ms: np.ndarray,
+                smoothing_ms: float) -> np.ndarray:
+    """(len(sample_ms), units) PSTH [Hz] from (units, bins) spike counts summed over ``n_trials``
+    in BIN_MS bins from ``start_ms``: smoothed and sampled as :func:`psth` does."""
+    rates = counts / n_trials / (BIN_MS / 1000.0)
     if smoothing_ms > 0:
         rates = gaussian_filter1d(rates, smoothing_ms / BIN_MS, axis=1, mode="reflect")
-    centres = start + (np.arange(n_bins) + 0.5) * BIN_MS
-    return np.stack([np.interp(sample_ms, centres, row) for row in rates], axis=1) if spikes.n_units else (
-        np.zeros((sample_ms.size, 0)))
+    centres = start_ms + (np.arange(counts.shape[1]) + 0.5) * BIN_MS
+    return np.stack([np.interp(sample_ms, centres, row) for row in rates], axis=1) if counts.shape[0] else (
+        np.zeros((np.size(sample_ms), 0)))
 
 
 def _from_array_file(path: Path, window_ms) -> SpikeTimes:

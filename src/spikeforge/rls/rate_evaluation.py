@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from spikeforge.core import recordings
 from spikeforge.core import rng as streams
+from spikeforge.rls.evaluation import pearson_columns
 from spikeforge.rls.params import Params
 
 
@@ -79,7 +79,7 @@ def trial_psth_correlation(p: Params, spike_steps: np.ndarray, spike_count: np.n
     steps = spike_steps[recorded][stored]
     zeros = np.zeros(steps.size, dtype=np.int64)
     psth = model_psth(p, steps, zeros, zeros, column, recorded.size, 1, 1, smoothing_ms)[0]
-    correlation = _pearson(psth.T, target_rates[:, recorded].T)
+    correlation = pearson_columns(psth, target_rates[:, recorded])
     return float(np.nanmedian(correlation)) if np.isfinite(correlation).any() else float("nan")
 
 
@@ -93,10 +93,7 @@ def poisson_psth(p: Params, target_rates: np.ndarray, ntrials: int, smoothing_ms
     for task in range(target_rates.shape[0]):
         rates_1ms = np.stack([np.interp(centres, sample, column) for column in target_rates[task].T], axis=0)
         counts = rng.poisson(np.maximum(rates_1ms, 0) * ntrials * recordings.BIN_MS / 1000.0)  # summed over trials
-        psth = counts / ntrials / (recordings.BIN_MS / 1000.0)
-        if smoothing_ms > 0:
-            psth = gaussian_filter1d(psth, smoothing_ms / recordings.BIN_MS, axis=1, mode="reflect")
-        out[task] = np.stack([np.interp(np.minimum(sample, p.train_duration), centres, row) for row in psth], axis=1)
+        out[task] = recordings.binned_psth(counts, ntrials, 0.0, np.minimum(sample, p.train_duration), smoothing_ms)
     return out
 
 
@@ -105,25 +102,12 @@ def scores(p: Params, psth: np.ndarray, target_rates: np.ndarray, ntrials: int, 
     evaluated = np.all(np.isfinite(target_rates), axis=(0, 1))
     targets = np.where(evaluated, target_rates, 0.0)
     poisson = poisson_psth(p, targets, ntrials, smoothing_ms, streams.stream(p.seed, "poisson_ceiling"))
-    model, target = _by_neuron(psth), _by_neuron(targets)
-    nan = np.full(psth.shape[2], np.nan)
-    correlation = np.where(evaluated, _pearson(model, target), nan)
-    rms = np.where(evaluated, np.sqrt(np.mean((model - target) ** 2, axis=1)), nan)
+    n = psth.shape[2]
+    model, target = psth.reshape(-1, n), targets.reshape(-1, n)  # (tasks * time, n): one column per neuron
+    nan = np.full(n, np.nan)
+    correlation = np.where(evaluated, pearson_columns(model, target), nan)
+    rms = np.where(evaluated, np.sqrt(np.mean((model - target) ** 2, axis=0)), nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(evaluated, model.mean(axis=1) / target.mean(axis=1), nan)
-    ceiling = np.where(evaluated, _pearson(_by_neuron(poisson), target), nan)
+        ratio = np.where(evaluated, model.mean(axis=0) / target.mean(axis=0), nan)
+    ceiling = np.where(evaluated, pearson_columns(poisson.reshape(-1, n), target), nan)
     return RateScores(psth, correlation, rms, ratio, ceiling)
-
-
-def _by_neuron(values: np.ndarray) -> np.ndarray:
-    """(tasks, time, n) -> (n, tasks * time)."""
-    return np.moveaxis(values, 2, 0).reshape(values.shape[2], -1)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation; NaN where a row is constant."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    norm = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(norm > 0, (a * b).sum(axis=1) / norm, np.nan)
