@@ -26,11 +26,13 @@ import numpy as np
 from spikeforge import rls
 from spikeforge.core.store import read_h5
 from spikeforge.rls import example_recordings
+from spikeforge.rls.presets import PRESETS
 
 CONFIGS = {
     "default": {},
     # TrainSpikingNet's figure-2 data fit: no static synapses, noise-driven, 64 + 64 plastic inputs
     "paper-fig2": {"k": 0, "sig": 0.65, "l": 64, "penlambda": 0.04, "penmu": 0.0, "learn_every": 20.0, "wid": 60.0},
+    **{name: dict(values) for name, values in PRESETS.items()},  # e.g. recordings:lx=200
 }
 
 
