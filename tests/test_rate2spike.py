@@ -242,3 +242,29 @@ def test_loss_is_the_root_of_the_summed_squares_with_the_one_step_offset():
 def test_rate_config_refuses_impossible_values(bad, message):
     with pytest.raises(ValueError, match=message):
         RateConfig(**{"n": 10, "n_inputs": 1, **bad})
+
+
+def test_torch_lif_network_matches_numba_without_noise():
+    rng = np.random.default_rng(8)
+    n = 40
+    w = np.abs(rng.normal(0, 0.4, (n, n))) * (rng.random((n, n)) < 0.3)
+    inh = rng.random(n) < 0.25
+    w[:, inh] *= -1
+    mapped = lif_network.Mapped(w=w, w_in=rng.normal(0, 3, (n, 2)), w_out=rng.normal(0, 0.01, n),
+                                tau_d=rng.uniform(20, 50, n), inh=inh)
+    cell = lif_mv.Parameters(noise_std=0.0)
+    u = rng.normal(0, 1, (3, 2, 41))
+    numba_batch = lif_network.simulate(mapped, u, np.array([1.0, 10.0, 30.0]), np.random.default_rng(1), cell,
+                                       record_spikes=True)
+    torch_batch = lif_network.simulate(mapped, u, np.array([1.0, 10.0, 30.0]), np.random.default_rng(1), cell,
+                                       record_spikes=True, backend="torch")
+    assert numba_batch.spikes.sum() > 100
+    assert np.array_equal(numba_batch.spikes, torch_batch.spikes)
+    np.testing.assert_allclose(torch_batch.out, numba_batch.out, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_lif_network_fi_point_with_noise():
+    # 200 neurons x 6 trials x 0.6 s (the torch loop is slow on the CPU)
+    batch = lif_network.simulate(isolated(200, 0.0), np.ones((6, 1, 121)), 1.0, np.random.default_rng(9),
+                                 backend="torch")
+    assert abs(batch.rates.mean() - FI_TABLE[0]) < 1.5

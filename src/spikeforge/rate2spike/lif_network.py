@@ -116,7 +116,8 @@ def _run(w_t, w_in, w_out, decay, kick, u, trial_scale, v0, seeds, per_column, n
 
 
 def simulate(mapped: Mapped, u: np.ndarray, scaling_factor: np.ndarray, rng: np.random.Generator,
-             cell: lif_mv.Parameters = lif_mv.Parameters(), record_spikes: bool = False) -> Batch:
+             cell: lif_mv.Parameters = lif_mv.Parameters(), record_spikes: bool = False, backend: str = "numba",
+             device: str = "cpu") -> Batch:
     """Simulate ``u.shape[0]`` trials.
 
     Args:
@@ -126,7 +127,10 @@ def simulate(mapped: Mapped, u: np.ndarray, scaling_factor: np.ndarray, rng: np.
         rng: draws the initial voltages and the trials' noise seeds.
         cell: LIF parameters (Table S1 by default).
         record_spikes: also return every spike (batch, n_t, N) bool (memory: batch * n_t * N bytes).
+        backend: ``numba`` (CPU threads) or ``torch`` (on ``device``: cpu, cuda, cuda:N).
     """
+    if backend not in ("numba", "torch"):
+        raise ValueError(f"backend {backend!r} is not one of numba, torch")
     lif_mv.check(cell)
     u = np.ascontiguousarray(u, dtype=np.float64)
     batch, n_inputs, n_columns = u.shape
@@ -141,6 +145,14 @@ def simulate(mapped: Mapped, u: np.ndarray, scaling_factor: np.ndarray, rng: np.
     kick = 1.0 / (RISE_MS / 1000.0 * tau_d_s)
     v0 = lif_mv.initial_voltage(rng, (batch, n), cell)
     seeds = counter_normal.seeds(rng, batch)
+    duration_s = n_t * dt_s
+    if backend == "torch":
+        from spikeforge.rate2spike import lif_torch
+
+        out, counts, spikes = lif_torch.run(mapped.w, mapped.w_in, np.reshape(mapped.w_out, n), decay, kick, u, scale,
+                                            v0, per_column, n_t, cell, math.exp(-cell.dt / RISE_MS), dt_s,
+                                            record_spikes, int(seeds[0] >> np.uint64(1)), device)
+        return Batch(out=out, rates=counts / duration_s, spikes=spikes)
     out = np.zeros((batch, n_t), dtype=np.float32)
     counts = np.zeros((batch, n), dtype=np.int64)
     spikes = np.zeros((batch, n_t, n) if record_spikes else (1, 1, 1), dtype=np.bool_)
@@ -148,7 +160,6 @@ def simulate(mapped: Mapped, u: np.ndarray, scaling_factor: np.ndarray, rng: np.
          np.ascontiguousarray(mapped.w_out, dtype=np.float64).reshape(n), decay, kick, u, scale, v0, seeds,
          per_column, n_t, cell.dt_over_tau, cell.v_th, cell.v_reset, cell.bias, cell.noise_std,
          cell.refrac_steps, math.exp(-cell.dt / RISE_MS), dt_s, record_spikes, out, counts, spikes)
-    duration_s = n_t * dt_s
     return Batch(out=out, rates=counts / duration_s, spikes=spikes if record_spikes else None)
 
 
