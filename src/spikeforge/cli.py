@@ -8,74 +8,19 @@ SIGINT (Ctrl-C) and SIGTERM stop a command in order and exit with status 130 and
 
 from __future__ import annotations
 
-import functools
 import signal
-import sys
-import warnings
 from pathlib import Path
 
 import click
 
+from spikeforge.cli_support import backend_options, PathArgument, user_errors
 from spikeforge.core.interrupts import Interrupted, StopSignals
 from spikeforge.core.selection import parse_neurons
-from spikeforge.errors import SpikeforgeError, SpikeforgeWarning
+from spikeforge.rate2spike import cli as rate_commands
 
 # same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
 QUICKSTART_PARAMS = {"n_cells": 2048, "pree": 0.2, "seed": 2026}
 QUICKSTART_LOOPS = 100
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print a spikeforge warning as ``warning: ...``; other warnings as Python does."""
-    if issubclass(category, SpikeforgeWarning):
-        click.echo(f"warning: {message}", err=True)
-    else:
-        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), err=True)
-
-
-def _user_errors(command):
-    """Run a command: SpikeforgeError becomes one line on stderr and exit status 2, a signal exit
-    status 128 + its number, warnings one line each."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", SpikeforgeWarning)
-            warnings.showwarning = _one_line_warning  # restored when the block ends
-            try:
-                return command(*args, **kwargs)
-            except Interrupted as interrupted:
-                click.echo(str(interrupted), err=True)
-                sys.exit(interrupted.exit_status)
-            except SpikeforgeError as error:
-                click.echo(f"error: {error}", err=True)
-                sys.exit(2)
-            except MemoryError:
-                click.echo("error: out of memory; `spikeforge estimate DIR` tells what a model needs", err=True)
-                sys.exit(2)
-            except OSError as error:  # the file system refused: a path too long, a device gone, ...
-                where = f": {error.filename!r}" if error.filename else ""
-                click.echo(f"error: {error.strerror or error}{where}", err=True)
-                sys.exit(2)
-
-    return wrapper
-
-
-class _Path(click.Path):
-    """click.Path that refuses an empty text ("" would become the current directory)."""
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and not value.strip():
-            self.fail("is empty; expected a path", param, ctx)
-        return super().convert(value, param, ctx)
-
-
-def _backend_options(command):
-    """--backend and --device."""
-    command = click.option("--device", default="cpu", show_default=True,
-                           help="Device of the torch backend: cpu, cuda or cuda:N.")(command)
-    return click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True,
-                        help="Kernels: numba (CPU) or torch (CPU or CUDA).")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,13 +36,13 @@ def cli(threads: int | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter (repeatable), e.g. --set n_cells=1024 --set seed=1.")
 @click.option("--preset", default=None, metavar="NAME",
               help="Start from a named configuration (spikeforge.rls.presets): recordings = fitting recorded PSTHs "
                    "(docs/recordings.md).")
-@_user_errors
+@user_errors
 def new(directory: Path, assignments: tuple[str, ...], preset: str | None) -> None:
     """Create DIRECTORY with a params.toml of the defaults plus --set values."""
     from spikeforge.core.params import parse_assignment
@@ -110,17 +55,17 @@ def new(directory: Path, assignments: tuple[str, ...], preset: str | None) -> No
 
 
 @cli.command()
-@click.argument("directory", type=_Path(path_type=Path))
+@click.argument("directory", type=PathArgument(path_type=Path))
 @click.option("--tasks", "n_tasks", type=click.IntRange(min=1), default=None,
               help="Number of tasks [default: 1, or as many as the target file has].")
-@click.option("--utarg-file", type=_Path(path_type=Path), default=None,
+@click.option("--utarg-file", type=PathArgument(path_type=Path), default=None,
               help="Target currents: .npy or HDF5, time x neurons [x tasks].")
-@click.option("--spikerate-file", type=_Path(path_type=Path), default=None,
+@click.option("--spikerate-file", type=PathArgument(path_type=Path), default=None,
               help="Target firing rates [Hz] (PSTHs), converted to currents: .npy or HDF5, time x units [x tasks]; "
                    "an HDF5 'time' dataset [ms] or --rate-dt gives them their own time axis.")
 @click.option("--rate-dt", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
               help="Sampling interval of the rate file's rows [ms]; they are resampled onto the learning steps.")
-@click.option("--spikes", "spikes_file", type=_Path(path_type=Path), default=None,
+@click.option("--spikes", "spikes_file", type=PathArgument(path_type=Path), default=None,
               help="Recorded spike trains (.nwb, .npz/.h5 arrays, or a neo format): their PSTHs become the targets.")
 @click.option("--window", "window_ms", type=(float, float), default=None, metavar="START STOP",
               help="Trial window [ms] around the alignment event; its start is the model's stim_off.")
@@ -129,8 +74,8 @@ def new(directory: Path, assignments: tuple[str, ...], preset: str | None) -> No
 @click.option("--smoothing", "smoothing_ms", type=click.FloatRange(min=0), default=None, metavar="MS",
               help="Gaussian smoothing of the target rates [ms]  [default: 25 for spikes, 0 for rate files]")
 @click.option("--force", is_flag=True, help="Replace a previous network: delete its checkpoints and results.")
-@_backend_options
-@_user_errors
+@backend_options
+@user_errors
 def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerate_file: Path | None,
          rate_dt: float | None, spikes_file: Path | None, window_ms: tuple[float, float] | None, align_to: str,
          smoothing_ms: float | None, force: bool, backend: str, device: str) -> None:
@@ -144,7 +89,7 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 
 
 @cli.command()
-@click.argument("directory", type=_Path(path_type=Path))
+@click.argument("directory", type=PathArgument(path_type=Path))
 @click.option("--nloops", type=click.IntRange(min=1), default=1, show_default=True, help="Training loops (trials).")
 @click.option("--correlation-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure the correlation with the targets every C loops.")
@@ -157,10 +102,10 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
               help="Also save a checkpoint every N loops (the latest one is kept), so a crash loses at most N loops.")
 @click.option("--monitor-resources", type=click.FloatRange(min=0, min_open=True, max=1e9), default=None,
               metavar="SECONDS", help="Print CPU, memory and GPU use every SECONDS seconds.")
-@_backend_options
+@backend_options
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="On CUDA, replay each learning interval from a captured CUDA graph.")
-@_user_errors
+@user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
           restore: str | None, discard_later: bool, checkpoint_every: int, monitor_resources: float | None,
           backend: str, device: str, cuda_graphs: bool) -> None:
@@ -179,14 +124,14 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
 
 
 @cli.command()
-@click.argument("directory", type=_Path(path_type=Path))
+@click.argument("directory", type=PathArgument(path_type=Path))
 @click.option("--ntrials", type=click.IntRange(min=1), default=1, show_default=True, help="Trials per task.")
 @click.option("--neurons", default="0:16", show_default=True, help="Neurons to record: 0:16 or 0,4,8 (0-based).")
 @click.option("--restore-from-checkpoint", "restore", default=None, metavar="R",
               help="Checkpoint to test (default: the highest loop).")
 @click.option("--no-plot", is_flag=True, help="Do not write the figures.")
-@_backend_options
-@_user_errors
+@backend_options
+@user_errors
 def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_plot: bool, backend: str,
          device: str) -> None:
     """Run frozen-weight trials of DIRECTORY and save test.h5 (and figures)."""
@@ -198,9 +143,9 @@ def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_pl
 
 
 @cli.command()
-@click.argument("test_file", type=_Path(dir_okay=False, path_type=Path))
+@click.argument("test_file", type=PathArgument(dir_okay=False, path_type=Path))
 @click.option("--neurons", default=None, help="Neurons to plot (default: all tested): 0:16 or 0,4,8.")
-@_user_errors
+@user_errors
 def plot(test_file: Path, neurons: str | None) -> None:
     """Plot synaptic input vs target and PSTHs from TEST_FILE."""
     from spikeforge.rls import plot as rls_plot
@@ -210,8 +155,8 @@ def plot(test_file: Path, neurons: str | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=_Path(path_type=Path))
-@_user_errors
+@click.argument("directory", type=PathArgument(path_type=Path))
+@user_errors
 def estimate(directory: Path) -> None:
     """Print the memory the model of DIRECTORY needs, for every P storage and precision."""
     from spikeforge.rls.estimate import report
@@ -220,11 +165,11 @@ def estimate(directory: Path) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
 @click.option("--nloops", type=click.IntRange(min=1), default=QUICKSTART_LOOPS, show_default=True,
               help="Training loops.")
-@_backend_options
-@_user_errors
+@backend_options
+@user_errors
 def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
     """Train a small network end to end (about 2 minutes on 2 cores) and plot it."""
     from spikeforge import rls
@@ -242,6 +187,9 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
         (first_loop, first), (last_loop, last) = measured[0], measured[-1]
         click.echo(f"\ncorrelation with the targets: {first:.2f} at loop {first_loop} -> {last:.2f} at loop {last_loop}")
     click.echo("figures:\n  " + "\n  ".join(str(f) for f in figures if f.suffix == ".png"))
+
+
+cli.add_command(rate_commands.rate)
 
 
 def run(args: list[str] | None, signals: StopSignals) -> int:

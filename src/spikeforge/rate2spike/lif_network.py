@@ -163,6 +163,21 @@ def simulate(mapped: Mapped, u: np.ndarray, scaling_factor: np.ndarray, rng: np.
     return Batch(out=out, rates=counts / duration_s, spikes=spikes if record_spikes else None)
 
 
+def from_arrays(model) -> Mapped:
+    """The LIF network of a model read from a file (:class:`spikeforge.rate2spike.files.Model`), as
+    the original's ``LIF_network_fnc.m`` builds it: ``W = (w m) * som_m``, ``tau_d`` from the
+    trained ``taus_gaus`` (one fixed value when ``taus`` has one)."""
+    w = model.weights
+    n = model.config.n
+    w_eff = (w["w"] @ np.diag(np.where(w["inh"], -1.0, 1.0))) * w["som_mask"]
+    taus = model.config.decay_taus
+    if len(taus) == 1:
+        tau_steps = np.full(n, taus[0])
+    else:
+        tau_steps = 1.0 / (1.0 + np.exp(-w["taus_gaus"][:, 0])) * (taus[1] - taus[0]) + taus[0]
+    return Mapped(w=w_eff, w_in=w["w_in"], w_out=w["w_out"][0], tau_d=tau_steps * RATE_STEP_MS, inh=w["inh"])
+
+
 def from_rate_model(model) -> Mapped:
     """The LIF network of a trained :class:`~spikeforge.rate2spike.rate_model.RateRNN`: its ``W_eff``,
     ``W_in``, readout and trained decay times (steps x 5 ms)."""

@@ -1,0 +1,165 @@
+"""The long commands of rate-to-spike, with the guarantees of every spikeforge run: a lock on the
+model directory, inputs checked before the work, progress, SIGINT/SIGTERM handled (training
+saves the model as it is after the last completed step), atomic files, no silent replacement.
+
+A model directory holds ``model.h5`` (:mod:`spikeforge.rate2spike.files`), ``training.png``,
+and after ``map`` ``search.h5`` and ``search.png``, after ``eval`` ``eval.h5`` and its figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeforge.core import rng as streams
+from spikeforge.core.interrupts import StopSignals
+from spikeforge.core.lock import DirectoryLock
+from spikeforge.core.store import read_h5, write_h5
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.rate2spike import files
+from spikeforge.rate2spike.tasks import task_named
+
+MODEL = "model.h5"
+SEARCH = "search.h5"
+EVAL = "eval.h5"
+
+
+def _echo(verbose: bool, text: str) -> None:
+    if verbose:
+        print(text, flush=True)
+
+
+def _bar(total: int, desc: str, unit: str, verbose: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=not (verbose and sys.stderr.isatty()), leave=False)
+
+
+def _refuse_existing(path: Path, force: bool, what: str) -> None:
+    if path.exists() and not force:
+        raise DataFileError(f"{str(path)!r} already holds {what}; use --force to replace it, or another directory")
+
+
+def train(directory: str | Path, task: str, config_values: dict, training_values: dict, seed: int | None = None,
+          device: str = "cpu", verbose: bool = True) -> Path:
+    """Train a rate network on ``task`` into ``directory`` (created; it must not hold a model)."""
+    import torch
+
+    from spikeforge.rate2spike import plotting
+    from spikeforge.rate2spike.rate_model import RateConfig, RateRNN, initial_weights
+    from spikeforge.rate2spike.training import TrainingConfig
+    from spikeforge.rate2spike.training import train as train_model
+
+    directory = Path(directory)
+    try:
+        the_task = task_named(task)
+        config = RateConfig(n_inputs=the_task.n_inputs, **config_values)
+        training = TrainingConfig(**training_values)
+        device = torch.device(device)
+    except (ValueError, RuntimeError) as error:
+        raise ParameterError(str(error)) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {str(device)!r}: CUDA is not available here; use --device cpu")
+    _refuse_existing(directory / MODEL, False, "a trained model")
+    seed = streams.fresh_seed() if seed is None else int(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    with StopSignals() as signals, DirectoryLock(directory, "spikeforge rate train"):
+        _refuse_existing(directory / MODEL, False, "a trained model")  # another process may have been first
+        initial = initial_weights(config, streams.stream(seed, "rate", "weights"))
+        model = RateRNN(config, initial).to(device)
+        generator = torch.Generator(device=device).manual_seed(int(streams.stream(seed, "rate", "noise").integers(2**62)))
+        bar = _bar(training.max_trials, f"training {the_task.name}", "trial", verbose)
+        with signals.deferred("finishing this trial, then saving the model"), bar, _one_cpu_thread(device):
+            log = train_model(model, the_task, training, streams.stream(seed, "rate", "trials"), generator,
+                              progress=bar.update, should_stop=lambda: signals.requested is not None)
+        variables = files.model_variables(model, config, initial, log)
+        attrs = {"task": the_task.name, "activation": config.activation, "loss_fn": training.loss,
+                 "P_inh": config.p_inh, "P_rec": config.p_rec, "gain": config.gain, "apply_dale": config.apply_dale,
+                 "decay_taus": list(config.decay_taus), "seed": seed, "converged": log.converged,
+                 "interrupted": signals.requested is not None, "trials": log.trials, "seconds": log.seconds,
+                 "batch": training.batch, "learning_rate": training.learning_rate,
+                 "max_trials": training.max_trials, "eval_trial": log.eval_trial}
+        files.write_model(directory / MODEL, {**variables, "eval_accuracy": np.asarray(log.eval_accuracy),
+                                              "eval_loss": np.asarray(log.eval_loss),
+                                              "eval_trials": np.asarray(log.eval_trial)}, attrs)
+        figure = plotting.training_curve(directory / "training.png", log, training)
+        state = ("converged" if log.converged else
+                 "interrupted" if signals.requested is not None else "did not converge")
+        accuracy = f"{log.eval_accuracy[-1]:.2f}" if log.eval_accuracy else "-"
+        loss = f"{log.eval_loss[-1]:.2f}" if log.eval_loss else "-"
+        _echo(verbose, f"{state} after {log.trials} trials ({log.seconds:.1f} s): evaluation accuracy {accuracy}, "
+                       f"loss {loss}; mean decay time {float(model.taus().mean()) * 5:.1f} ms")
+        _echo(verbose, f"wrote {directory / MODEL} and {figure}")
+        signals.raise_if_requested(f"interrupted; the model after {log.trials} trials is in {directory / MODEL}")
+    return directory / MODEL
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device):
+    """torch on one CPU thread while training: each step's work (a (batch, N) x (N, N) product) is
+    far too small to share, and two threads made Go-NoGo training several times slower on two
+    busy cores.  torch's thread count is process-wide, so it is restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load(directory: str | Path, model_file: str | Path | None = None, task: str | None = None) -> files.Model:
+    """The model of ``directory`` (or ``model_file``, e.g. an original ``.mat``)."""
+    path = Path(model_file) if model_file is not None else Path(directory) / MODEL
+    return files.read_model(path, task)
+
+
+def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: int = 100, seed: int | None = None,
+           model_file: str | Path | None = None, task: str | None = None, backend: str = "numba",
+           device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
+    """The scaling-factor grid search and the held-out accuracy at the chosen factor."""
+    from spikeforge.rate2spike import plotting
+    from spikeforge.rate2spike.lif_network import from_arrays
+    from spikeforge.rate2spike.search import search as grid_search
+
+    directory = Path(directory)
+    model = load(directory, model_file, task)
+    factors = np.asarray(scaling_factors, dtype=np.float64)
+    if factors.size == 0 or not np.all(np.isfinite(factors)) or np.any(factors <= 0):
+        raise ParameterError(f"scaling factors {factors.tolist()} must be values > 0")
+    if trials < 1 or held_out < 1:
+        raise ParameterError(f"trials = {trials} and held-out trials = {held_out} must be >= 1")
+    directory.mkdir(parents=True, exist_ok=True)
+    seed = streams.fresh_seed() if seed is None else int(seed)
+    with StopSignals(), DirectoryLock(directory, "spikeforge rate map"):
+        _refuse_existing(directory / SEARCH, force, "a scaling-factor search")
+        the_task = task_named(model.task)
+        _echo(verbose, f"searching {factors.size} scaling factors x {trials} trials + {held_out} held-out trials "
+                       f"({model.config.n} neurons, task {model.task}, {backend})")
+        start = time.perf_counter()
+        result = grid_search(from_arrays(model), the_task, streams.stream(seed, "rate", "search"), factors, trials,
+                             held_out, backend=backend, device=device)
+        seconds = time.perf_counter() - start
+        arrays = {"scaling_factors": result.scaling_factors, "all_perfs": result.accuracy,
+                  "opt_scaling_factor": np.float64(result.best), "held_out_accuracy": np.float64(result.held_out_accuracy)}
+        attrs = {"task": model.task, "trials": trials, "held_out_trials": held_out, "seed": seed, "seconds": seconds,
+                 "model_file": str(Path(model_file) if model_file else directory / MODEL), "backend": backend}
+        write_h5(directory / SEARCH, arrays, attrs)
+        figure = plotting.search_curve(directory / "search.png", result, model.task)
+        _echo(verbose, f"best 1/lambda = {result.best:g}: {result.best_accuracy:.0%} on the grid's trials, "
+                       f"{result.held_out_accuracy:.0%} on {held_out} held-out trials ({seconds:.1f} s)")
+        _echo(verbose, f"wrote {directory / SEARCH} and {figure}")
+    return {"best": result.best, "grid": result.accuracy, "held_out": result.held_out_accuracy}
+
+
+def chosen_factor(directory: Path) -> float:
+    """The scaling factor ``map`` chose for ``directory``."""
+    arrays, _ = read_h5(directory / SEARCH, ["opt_scaling_factor"], "search file")
+    return float(arrays["opt_scaling_factor"])

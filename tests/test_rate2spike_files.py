@@ -1,0 +1,142 @@
+"""Rate-to-spike model files (HDF5 and the original's .mat) and the ``spikeforge rate`` commands:
+what they write, what they refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.io
+
+pytest.importorskip("torch")
+
+from spikeforge.cli import run  # noqa: E402
+from spikeforge.core.interrupts import StopSignals  # noqa: E402
+from spikeforge.core.store import read_h5  # noqa: E402
+from spikeforge.rate2spike import files, lif_network  # noqa: E402
+from spikeforge.rate2spike.rate_model import RateConfig, initial_weights  # noqa: E402
+
+
+def spikeforge(*args) -> int:
+    with StopSignals() as signals:
+        return run([str(a) for a in args], signals)
+
+
+def one_error_line(capsys, *fragments) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+    return err[0]
+
+
+def original_mat(path, n=12, n_inputs=1, seed=0, taus=(4.0, 10.0)):
+    """A model as the original's TF1 code saves it (spikernn.md 4), built from the documented fields."""
+    rng = np.random.default_rng(seed)
+    config = RateConfig(n=n, n_inputs=n_inputs, decay_taus=taus)
+    w = initial_weights(config, rng)
+    inh = w["inh"]
+    variables = {
+        "w": np.maximum(w["w"], 0), "w0": np.maximum(w["w"], 0), "w_in": w["w_in"], "w_in0": w["w_in"],
+        "w_out": w["w_out"], "b_out": np.array([[0.1]]), "m": np.diag(np.where(inh, -1.0, 1.0)),
+        "som_m": w["som_mask"], "N": n, "som_N": 0, "exc": (~inh)[:, None], "inh": inh[:, None],
+        "taus": np.array(taus), "taus_gaus": w["taus_gaus"], "taus_gaus0": w["taus_gaus"],
+        "losses": np.zeros(5), "tr": 4, "activation": "sigmoid", "eval_perf_mean": 0.97, "eval_loss_mean": 3.0,
+    }
+    scipy.io.savemat(path, variables)
+    return variables
+
+
+def test_an_original_mat_model_loads_and_maps_as_lif_network_fnc_builds_it(tmp_path):
+    path = tmp_path / "Task_go-nogo_N_12_Taus_4.0_10.0_Act_sigmoid_2019_10_11_134652.mat"
+    variables = original_mat(path)
+    model = files.read_model(path)
+    assert model.task == "go-nogo" and model.config.n == 12 and model.config.apply_dale
+    mapped = lif_network.from_arrays(model)
+    expected_w = (variables["w"] @ variables["m"]) * variables["som_m"]  # W = (w m) .* som_m
+    np.testing.assert_allclose(mapped.w, expected_w)
+    tau_steps = 1 / (1 + np.exp(-variables["taus_gaus"][:, 0])) * 6 + 4
+    np.testing.assert_allclose(mapped.tau_d, tau_steps * 5)  # ms
+    assert np.all(mapped.w[:, variables["inh"][:, 0]] <= 0) and np.all(mapped.w[:, ~variables["inh"][:, 0]] >= 0)
+
+
+def test_a_mat_without_a_task_in_its_name_needs_one(tmp_path, capsys):
+    path = tmp_path / "mynet.mat"
+    original_mat(path)
+    with pytest.raises(Exception, match="does not say its task"):
+        files.read_model(path)
+    assert files.read_model(path, task="go-nogo").task == "go-nogo"
+    assert spikeforge("rate", "map", tmp_path / "out", "--model", path, "--task", "mante") == 2
+    one_error_line(capsys, "has 1 inputs; task 'mante' has 4")
+    assert not (tmp_path / "out" / "search.h5").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor")
+def test_train_writes_a_model_that_round_trips_through_mat(tmp_path, capsys):
+    directory = tmp_path / "gng"
+    assert spikeforge("rate", "train", directory, "--task", "go-nogo", "--N", 20, "--n_trials", 12, "--seed", 3) == 0
+    out = capsys.readouterr().out
+    assert "did not converge after 12 trials" in out
+    arrays, attrs = read_h5(directory / "model.h5")
+    assert attrs["task"] == "go-nogo" and attrs["trials"] == 12 and attrs["converged"] is False
+    assert arrays["losses"].shape == (12,) and arrays["w"].min() >= 0  # relu'd, as the original saves it
+    assert (directory / "training.png").stat().st_size > 0
+    # export to the original's .mat and read it back: the same LIF network
+    assert spikeforge("rate", "export", directory, tmp_path / "gng.mat") == 0
+    from_h5 = lif_network.from_arrays(files.read_model(directory / "model.h5"))
+    from_mat = lif_network.from_arrays(files.read_model(tmp_path / "gng.mat"))
+    for a, b in zip(from_h5, from_mat):
+        np.testing.assert_allclose(a, b)
+    assert scipy.io.loadmat(tmp_path / "gng.mat")["taus"].ravel().tolist() == [4.0, 20.0]
+    # a second training into the same directory is refused, nothing replaced
+    before = (directory / "model.h5").read_bytes()
+    assert spikeforge("rate", "train", directory, "--task", "go-nogo", "--N", 20, "--n_trials", 2) == 2
+    one_error_line(capsys, "already holds a trained model")
+    assert (directory / "model.h5").read_bytes() == before
+
+
+def test_map_writes_the_search_and_refuses_to_replace_it(tmp_path, capsys):
+    path = tmp_path / "Task_go-nogo_N_12_x.mat"
+    original_mat(path)
+    out = tmp_path / "map"
+    args = ("rate", "map", out, "--model", path, "--scaling-factors", "20,40", "--trials", 2, "--held-out", 2,
+            "--seed", 1)
+    assert spikeforge(*args) == 0
+    arrays, attrs = read_h5(out / "search.h5")
+    assert arrays["scaling_factors"].tolist() == [20.0, 40.0] and arrays["all_perfs"].shape == (2,)
+    assert arrays["opt_scaling_factor"] in (20.0, 40.0) and attrs["held_out_trials"] == 2
+    capsys.readouterr()
+    assert spikeforge(*args) == 2
+    one_error_line(capsys, "already holds a scaling-factor search", "--force")
+    assert spikeforge(*args, "--force") == 0
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("--N", 1), ["N = 1 must be >= 2"]),
+    (("--N", 20, "--P_inh", 1.5), ["p_inh = 1.5 must be in [0, 1]"]),
+    (("--N", 20, "--act", "tanh"), ["tanh"]),
+    (("--N", 20, "--decay_taus", "10,4"), ["max must be >= min"]),
+    (("--N", 20, "--decay_taus", "a"), ["--decay_taus 'a'"]),
+    (("--N", 20, "--apply_dale", "maybe"), ["--apply_dale 'maybe' is not a boolean"]),
+    (("--N", 20, "--n_trials", 0), ["max_trials = 0 must be >= 1"]),
+])
+def test_train_refuses_impossible_arguments_before_writing(tmp_path, capsys, args, fragments):
+    directory = tmp_path / "net"
+    assert spikeforge("rate", "train", directory, "--task", "go-nogo", *args) == 2
+    one_error_line(capsys, *fragments)
+    assert not (directory / "model.h5").exists()
+
+
+def test_corrupt_and_foreign_model_files_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "Task_xor_N_5.mat"
+    bad.write_bytes(b"not a mat file")
+    assert spikeforge("rate", "map", tmp_path / "m", "--model", bad) == 2
+    one_error_line(capsys, "is not a readable MATLAB file")
+    incomplete = tmp_path / "Task_xor_N_5_b.mat"
+    scipy.io.savemat(incomplete, {"w": np.zeros((5, 5))})
+    assert spikeforge("rate", "map", tmp_path / "m", "--model", incomplete) == 2
+    one_error_line(capsys, "lacks w_in, w_out, m, som_m, taus, taus_gaus")
+    assert spikeforge("rate", "map", tmp_path / "empty") == 2
+    one_error_line(capsys, "model.h5", "does not exist")
+    assert spikeforge("rate", "map", tmp_path / "m", "--model", tmp_path / "Task_go-nogo_x.mat",
+                      "--scaling-factors", "20:-5:10") == 2
+    one_error_line(capsys)
