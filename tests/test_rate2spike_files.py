@@ -87,6 +87,17 @@ def test_train_writes_a_model_that_round_trips_through_mat(tmp_path, capsys):
     for a, b in zip(from_h5, from_mat):
         np.testing.assert_allclose(a, b)
     assert scipy.io.loadmat(tmp_path / "gng.mat")["taus"].ravel().tolist() == [4.0, 20.0]
+    # eval needs a scaling factor: the search's, or one given
+    assert spikeforge("rate", "eval", directory, "--trials", 2) == 2
+    one_error_line(capsys, "has no scaling-factor search", "spikeforge rate map")
+    assert spikeforge("rate", "eval", directory, "--trials", 3, "--scaling-factor", 30, "--seed", 2) == 0
+    arrays, attrs = read_h5(directory / "eval.h5")
+    assert 0 <= arrays["accuracy"] <= 1 and attrs["scaling_factor"] == 30.0
+    assert arrays["labels"].tolist() == [0, 1]  # one NoGo and one Go example
+    assert arrays["rate_output"].shape == (2, 199) and arrays["lif_output"].shape == (2, 19900)
+    assert (directory / "eval.png").stat().st_size > 0
+    assert spikeforge("rate", "eval", directory, "--trials", 3, "--scaling-factor", 30) == 2
+    one_error_line(capsys, "already holds an evaluation", "--force")
     # a second training into the same directory is refused, nothing replaced
     before = (directory / "model.h5").read_bytes()
     assert spikeforge("rate", "train", directory, "--task", "go-nogo", "--N", 20, "--n_trials", 2) == 2

@@ -110,6 +110,22 @@ def map_(directory: Path, model_file: Path | None, task: str | None, scaling_fac
     runs.search(directory, _grid(scaling_factors), trials, held_out, seed, model_file, task, backend, device, force)
 
 
+@rate.command(name="eval")
+@click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
+@click.option("--trials", default=100, show_default=True, type=int, help="Fresh trials to score.")
+@click.option("--scaling-factor", default=None, type=float, help="1/lambda (default: the one `map` chose).")
+@click.option("--seed", default=None, type=int)
+@click.option("--force", is_flag=True, help="Replace an earlier evaluation.")
+@backend_options
+@user_errors
+def eval_(directory: Path, trials: int, scaling_factor: float | None, seed: int | None, force: bool, backend: str,
+          device: str) -> None:
+    """Score the LIF network on fresh trials and draw rate vs LIF outputs and rasters (eval.h5, eval.png)."""
+    from spikeforge.rate2spike import runs
+
+    runs.evaluate(directory, trials, scaling_factor, seed, backend, device, force)
+
+
 @rate.command(name="export")
 @click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
 @click.argument("mat_file", type=PathArgument(dir_okay=False, path_type=Path))

@@ -163,3 +163,60 @@ def chosen_factor(directory: Path) -> float:
     """The scaling factor ``map`` chose for ``directory``."""
     arrays, _ = read_h5(directory / SEARCH, ["opt_scaling_factor"], "search file")
     return float(arrays["opt_scaling_factor"])
+
+
+def evaluate(directory: str | Path, trials: int = 100, scaling_factor: float | None = None, seed: int | None = None,
+             backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
+    """The LIF network at the chosen (or given) scaling factor on ``trials`` fresh trials, and one
+    example trial per condition: rate and LIF outputs and the raster (eval.h5, eval.png)."""
+    import torch
+
+    from spikeforge.rate2spike import plotting
+    from spikeforge.rate2spike.lif_network import from_arrays, simulate
+    from spikeforge.rate2spike.rate_model import RateRNN
+    from spikeforge.rate2spike.search import accuracy
+
+    directory = Path(directory)
+    model = load(directory)
+    if scaling_factor is None:
+        if not (directory / SEARCH).exists():
+            raise DataFileError(f"{str(directory)!r} has no scaling-factor search; run `spikeforge rate map "
+                                f"{directory}` first or give --scaling-factor")
+        scaling_factor = chosen_factor(directory)
+    if not (np.isfinite(scaling_factor) and scaling_factor > 0):
+        raise ParameterError(f"scaling factor {scaling_factor} must be > 0")
+    if trials < 1:
+        raise ParameterError(f"trials = {trials} must be >= 1")
+    seed = streams.fresh_seed() if seed is None else int(seed)
+    with StopSignals(), DirectoryLock(directory, "spikeforge rate eval"):
+        _refuse_existing(directory / EVAL, force, "an evaluation")
+        task = task_named(model.task)
+        mapped = from_arrays(model)
+        rng = streams.stream(seed, "rate", "eval")
+        correct = float(accuracy(mapped, task, [scaling_factor], trials, rng, backend=backend, device=device)[0])
+        # one example per condition, the same stimulus through the rate RNN and the LIF network
+        examples = task.trials(rng, 64)
+        labels = np.unique(examples.label)
+        picks = np.array([int(np.flatnonzero(examples.label == label)[0]) for label in labels])
+        lif = simulate(mapped, examples.u[picks], scaling_factor, rng, record_spikes=True, backend=backend,
+                       device=device)
+        rate_model = RateRNN(model.config, model.weights, dtype=torch.float64)
+        with torch.no_grad():
+            rate_out, _ = rate_model(torch.as_tensor(examples.u[picks]),
+                                     torch.Generator().manual_seed(int(rng.integers(2**62))))
+        rate_out = rate_out.numpy()
+        names = {"go-nogo": {0: "NoGo", 1: "Go"}, "mante": {-1: "choice -1", 1: "choice +1"},
+                 "xor": {-1: "different", 1: "same"}}.get(task.name, {})
+        conditions = [{"name": names.get(int(label), f"label {label}"), "rate_output": rate_out[k],
+                       "lif_output": lif.out[k], "spikes": lif.spikes[k], "target": examples.z[picks[k]]}
+                      for k, label in enumerate(labels)]
+        write_h5(directory / EVAL, {"accuracy": np.float64(correct), "labels": labels,
+                                    "rate_output": rate_out, "lif_output": lif.out, "lif_rates": lif.rates},
+                 {"scaling_factor": float(scaling_factor), "trials": trials, "seed": seed, "task": task.name})
+        figure = plotting.outputs_and_rasters(directory / "eval.png", conditions, mapped.inh, 0.05)
+        mean_rate = float(lif.rates.mean())
+        _echo(verbose, f"LIF accuracy at 1/lambda = {scaling_factor:g}: {correct:.0%} of {trials} fresh trials; "
+                       f"example mean rate {mean_rate:.1f} Hz")
+        _echo(verbose, f"wrote {directory / EVAL} and {figure}")
+    return {"accuracy": correct, "scaling_factor": float(scaling_factor)}
+
