@@ -296,11 +296,101 @@ def test_bad_array_files_and_options_are_refused(tmp_path, changes, options, mes
 def test_a_truncated_file_and_too_much_smoothing_are_refused(tmp_path):
     path = _arrays_file(tmp_path)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataFileError, match="is not a readable .npz archive"):
+    with pytest.raises(DataFileError, match="is not a valid .npz archive"):
         recordings.load(path)
     spikes = recordings.load(_arrays_file(tmp_path))
     with pytest.raises(DataFileError, match="PSTH smoothing = 1000000000.0 ms; expected a standard deviation from 0 to"):
         recordings.psth(spikes, np.array([0.0]), 1e9)
+
+
+def test_files_that_are_not_npz_archives_or_hold_objects_are_refused_without_numpy_advice(tmp_path):
+    (tmp_path / "text.npz").write_text("trial,unit,time")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npz").write_bytes((tmp_path / "array.npy").read_bytes())  # a .npy file named .npz
+    for name in ("text.npz", "array.npz"):
+        with pytest.raises(DataFileError, match=re.escape(f"{name}' is not a valid .npz archive (not a zip file)")):
+            recordings.load(tmp_path / name)
+    path = _arrays_file(tmp_path, unit_ids=np.array(["a", "b", "c", "d"], dtype=object))
+    with pytest.raises(DataFileError, match="holds an array of Python objects") as info:
+        recordings.load(path)
+    assert "pickle" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, options", [("missing.nwb", {}), ("missing.nwb", {"window_ms": WINDOW}),
+                                           ("missing.pkl", {}), ("missing.npz", {}), ("missing.h5", {}),
+                                           ("missing.txt", {}), ("missing.nwb", {"align_to": "go_cue"})])
+def test_a_missing_spike_file_is_reported_first_whatever_its_format(tmp_path, name, options):
+    with pytest.raises(DataFileError, match=re.escape(f"spike file '{tmp_path / name}' does not exist")):
+        recordings.load(tmp_path / name, **options)
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(DataFileError, match="folder.npz' is a directory; expected a file"):
+        recordings.load(tmp_path / "folder.npz")
+
+
+def test_a_missing_nwb_file_without_a_window_is_one_line_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from spikeforge import rls
+    from spikeforge.cli import cli
+
+    from conftest import SMALL
+
+    rls.new(tmp_path / "net", SMALL)
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "net"), "--spikes", str(tmp_path / "missing.nwb")])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: spike file '{tmp_path / 'missing.nwb'}' does not exist"]
+    assert not (tmp_path / "net" / "init.h5").exists()
+
+
+def _neo_block(windows, names=("a", "b")):
+    """A neo Block of one segment per (t_start, t_stop) [ms] in ``windows``, with a train named
+    ``names[u]`` (a list per segment, or one for all) and 3 spikes per unit."""
+    import neo
+    import quantities as pq
+
+    block = neo.Block()
+    for k, (start, stop) in enumerate(windows):
+        segment = neo.Segment()
+        for name in (names[k] if isinstance(names[0], (list, tuple)) else names):
+            times = np.linspace(start, stop, 5)[1:-1]
+            segment.spiketrains.append(neo.SpikeTrain(times * pq.ms, t_start=start * pq.ms, t_stop=stop * pq.ms,
+                                                      name=name))
+        block.segments.append(segment)
+    return block
+
+
+def test_neo_trials_must_record_the_same_window_unless_a_window_inside_all_of_them_is_given(tmp_path):
+    import neo
+
+    windows = [(-500.0, 1000.0), (-500.0, 1000.0), (-300.0, 1000.0)]
+    neo.io.PickleIO(str(tmp_path / "rec.pkl")).write_block(_neo_block(windows))
+    with pytest.raises(DataFileError, match=re.escape(
+            "segment 2 (unit a) records the window [-300, 1000) ms but segment 0 (unit a) records [-500, 1000) ms; "
+            "expected the same t_start and t_stop in every trial")):
+        recordings.load(tmp_path / "rec.pkl")
+    # only [0, 1000) ms of every trial is counted: each segment covers it, so no trial is missing from a bin
+    spikes = recordings.load(tmp_path / "rec.pkl", (0.0, 1000.0))
+    assert spikes.window_ms == (0.0, 1000.0) and spikes.n_trials == 3 and spikes.time_ms.min() >= 0
+    with pytest.raises(DataFileError, match=re.escape(
+            "the window [-400, 1000) ms reaches outside the window [-300, 1000) ms that segment 2 (unit a) records")):
+        recordings.load(tmp_path / "rec.pkl", (-400.0, 1000.0))
+    # within a segment too: the second train of segment 1 stops early
+    block = _neo_block(windows[:2])
+    block.segments[1].spiketrains[1] = _neo_block([(-500.0, 900.0)]).segments[0].spiketrains[1]
+    with pytest.raises(DataFileError, match=re.escape("segment 1 (unit b) records the window [-500, 900) ms")):
+        recordings.from_neo(block)
+
+
+@pytest.mark.parametrize("names, message", [
+    (("a", "b", "a"), "segment 0 has two spike trains named 'a'; expected distinct names"),
+    ([("a", "b"), ("b", "b")], "segment 1 has two spike trains named 'b'; expected distinct names"),
+    ([("a", "b"), ("a", None)], "spike train 1 of segment 1 has no name; expected every train named"),
+])
+def test_neo_units_matched_by_name_need_distinct_names(names, message):
+    with pytest.raises(DataFileError, match=re.escape(message)):
+        recordings.from_neo(_neo_block([(0.0, 100.0), (0.0, 100.0)], names))
+    # trains without names are matched by position
+    assert list(recordings.from_neo(_neo_block([(0.0, 100.0)] * 2, (None, None))).unit_ids) == ["0", "1"]
 
 
 def test_a_window_cuts_every_trial_of_arrays_and_neo_recordings_as_of_nwb(tmp_path):

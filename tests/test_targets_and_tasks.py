@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -117,6 +119,58 @@ def test_negative_rates_and_two_files_are_errors(tmp_path):
         rls.init(directory, spikerate_file=tmp_path / "r.npy", utarg_file=tmp_path / "r.npy", verbose=False)
     result = CliRunner().invoke(cli, ["init", str(directory), "--utarg-file", str(tmp_path / "none.h5")])
     assert result.exit_code == 2 and "none.h5' does not exist" in result.stderr
+    assert not (directory / "init.h5").exists()
+
+
+def _rates_file(path, rates, time=None):
+    if path.suffix == ".npy":
+        np.save(path, rates)
+    else:
+        with h5py.File(path, "w") as f:
+            f["rates"] = rates
+            if time is not None:
+                f["time"] = time
+    return path
+
+
+TIME = 5.0 * np.arange(301)  # 1500 ms in 5-ms rows
+
+
+@pytest.mark.parametrize("name, rates, time, rate_dt, message", [
+    ("r.npy", np.zeros((0, 96)), None, 10.0, "r.npy' has no rows (shape (0, 96))"),
+    ("r.h5", np.zeros((0, 96)), np.zeros(0), None, "r.h5' has no rows (shape (0, 96))"),
+    ("r.h5", np.ones((301, 96)), TIME[::-1], None,
+     "the time axis is not strictly increasing: row 1 is at 1495 ms, row 0 at 1500 ms"),
+    ("r.h5", np.ones((301, 96)), np.where(np.arange(301) == 50, TIME[49], TIME), None,
+     "the time axis is not strictly increasing: row 50 is at 245 ms, row 49 at 245 ms"),
+    ("r.h5", np.ones((301, 96)), TIME[:298], None, "the time axis has 298 values but the rates have 301 rows"),
+    ("r.h5", np.ones((301, 96)), TIME[:, None], None,
+     "the time axis has shape (301, 1); expected a 1-D axis of one time [ms] per row of rates, shape (301,)"),
+    ("r.h5", np.ones((1, 96)), TIME[:1], None, "r.h5' has 1 row; a time axis needs at least 2 rows"),
+    ("r.npy", np.ones((1, 96)), None, 10.0, "r.npy' has 1 row; a time axis needs at least 2 rows"),
+    ("r.h5", np.ones((301, 96)), np.where(np.arange(301) == 7, np.nan, TIME), None,
+     "the time axis holds nan at row 7; expected finite times [ms]"),
+    ("r.h5", np.ones((301, 96)), TIME.astype("S"), None, "the time axis holds text; expected real times [ms]"),
+    ("r.npy", np.where(np.arange(301)[:, None] == 10, np.nan, np.ones((301, 96))), None, 10.0,
+     "the value at row 10 (time 100 ms), unit 0, task 0 is nan; expected a finite number"),
+])
+def test_rate_files_with_a_bad_time_axis_are_refused_before_their_length_is_used(tmp_path, name, rates, time, rate_dt,
+                                                                                 message):
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    path = _rates_file(tmp_path / name, rates, time)
+    with pytest.raises(DataFileError, match=re.escape(message)):
+        rls.init(directory, spikerate_file=path, rate_dt_ms=rate_dt, verbose=False)
+    assert not (directory / "init.h5").exists()
+
+
+def test_an_empty_rate_file_with_a_time_axis_is_one_line_from_the_command_line(tmp_path):
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    path = _rates_file(tmp_path / "r.npy", np.zeros((0, 96)))
+    result = CliRunner().invoke(cli, ["init", str(directory), "--spikerate-file", str(path), "--rate-dt", "10"])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: spike-rate file '{path}' has no rows (shape (0, 96)); expected rates over time, one row per time"]
     assert not (directory / "init.h5").exists()
 
 

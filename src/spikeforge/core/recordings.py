@@ -12,10 +12,13 @@ trial covers.  Three ways in, checked before anything is computed:
   or e.g. ``stimulus_onset``), and the window is relative to it.  Spikes between trials are
   not part of any trial;
 * **neo** (:func:`from_neo`, a ``neo.Block`` or a file neo can read): one ``Segment`` per
-  trial, one ``SpikeTrain`` per unit, matched across segments by their ``name`` (or by their
-  order when they have none); the trains' times are taken as times after the trial's alignment
-  (so build trial-aligned segments, e.g. ``t_start = -200 ms``), the window is the trains'
-  ``t_start .. t_stop`` unless given.
+  trial, one ``SpikeTrain`` per unit, matched across segments by their ``name`` (distinct
+  within a segment; or by their order when they have none); the trains' times are taken as
+  times after the trial's alignment (so build trial-aligned segments, e.g. ``t_start = -200
+  ms``), the window is the trains' ``t_start .. t_stop``, the same in every segment, unless a
+  window inside every train's is given.
+
+:func:`load` reads a file of any of these formats, by its suffix, after checking that it exists.
 
 :func:`psth` turns a recording into the trial-averaged firing rate of every unit [Hz] at the
 times asked for: spikes are counted in 1-ms bins over the window, averaged over trials,
@@ -172,9 +175,19 @@ def from_nwb(path: str | Path, window_ms, align_to: str = "start_time") -> Spike
 
 def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTimes:
     """The recording in a ``neo.Block`` (or a file neo reads): one segment per trial, one spike
-    train per unit (matched by name, else by position), its times after the trial's alignment;
-    the recorded window is the first train's ``t_start .. t_stop``, and ``window_ms`` (inside it)
-    cuts out a part of every trial."""
+    train per unit, its times after the trial's alignment.
+
+    Units are matched across segments by their trains' names, which must be distinct within a
+    segment; when the trains of segment 0 have no names, by position.  Each train's ``t_start ..
+    t_stop`` is the window its trial records.  Without ``window_ms``, that window is the
+    recording's and must be the same (to 1e-6 ms) for every train of every segment: the PSTH
+    divides each bin's spike count by the number of trials, so every trial must cover every bin.
+    ``window_ms`` (start, stop) keeps only that part of every trial; the trains' windows may then
+    differ, as long as each contains it.
+
+    Raises:
+        DataFileError naming the segment (and unit) whose trains do not fit these rules.
+    """
     if isinstance(block, (str, Path)):
         block, source = _read_neo(Path(block)), f"neo file {str(block)!r}"
     segments = list(getattr(block, "segments", []))
@@ -183,26 +196,31 @@ def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTime
     first = segments[0].spiketrains
     if not first:
         raise DataFileError(f"{source}: segment 0 has no spike trains; expected one per unit")
-    names = [train.name for train in first]
-    by_name = all(names) and len(set(names)) == len(names)
-    unit_ids = np.asarray(names if by_name else [str(k) for k in range(len(first))])
-    recorded_ms = tuple(float(bound.rescale("ms").magnitude) for bound in (first[0].t_start, first[0].t_stop))
+    by_name = all(train.name for train in first)
+    unit_ids = np.asarray(_neo_unit_keys(first, 0, by_name, source))
+    index = {key: k for k, key in enumerate(unit_ids)}
+    cut = None if window_ms is None else _window(window_ms, source)
+    reference = (_train_window(first[0]), f"segment 0 (unit {unit_ids[0]})")
+    start, stop = reference[0]  # the union of the trains' windows: all of them, or each contains the cut
     trial, unit, time = [], [], []
     for t, segment in enumerate(segments):
         trains = segment.spiketrains
-        keys = [train.name for train in trains] if by_name else [str(k) for k in range(len(trains))]
+        keys = _neo_unit_keys(trains, t, by_name, source)
         if sorted(keys) != sorted(unit_ids):
             raise DataFileError(f"{source}: segment {t} has {len(trains)} spike trains ({', '.join(keys[:5])}...); "
                                 f"expected the {len(unit_ids)} units of segment 0")
-        index = {key: k for k, key in enumerate(unit_ids)}
         for key, train in zip(keys, trains):
+            where = f"segment {t} (unit {key})"
+            window = _train_window(train)
+            _check_neo_window(window, where, reference, cut, source)
+            start, stop = min(start, window[0]), max(stop, window[1])
             times = train.times.rescale("ms").magnitude.astype(np.float64)
             _check_sorted_train(times, f"{source}, segment {t}, unit {key}")
             time.append(times)
             trial.append(np.full(times.size, t))
             unit.append(np.full(times.size, index[key]))
-    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), recorded_ms,
-                       n_trials=len(segments), unit_ids=unit_ids, source=source, cut_ms=window_ms)
+    return from_arrays(np.concatenate(trial), np.concatenate(unit), np.concatenate(time), (start, stop),
+                       n_trials=len(segments), unit_ids=unit_ids, source=source, cut_ms=cut)
 
 
 NEO_SUFFIXES = (".nix", ".pkl", ".pickle", ".mat", ".nev", ".plx", ".smr", ".abf")
@@ -212,6 +230,7 @@ def load(path: str | Path, window_ms=None, align_to: str = "start_time") -> Spik
     """The recording in ``path``, by its suffix: ``.nwb`` (:func:`from_nwb`; ``window_ms`` needed),
     ``.npz`` or HDF5 (arrays, see the module docstring), or a format neo reads (:func:`from_neo`)."""
     path = Path(path)
+    require_file(path, "spike file")
     suffix = path.suffix.lower()
     if suffix != ".nwb" and align_to != "start_time":
         raise DataFileError(f"spike file {str(path)!r}: --align-to applies to NWB files only; align the trials of "
@@ -259,14 +278,19 @@ def binned_psth(counts: np.ndarray, n_trials: int, start_ms: float, sample_ms: n
 
 
 def _from_array_file(path: Path, window_ms) -> SpikeTimes:
-    require_file(path, "spike file")
     if path.suffix.lower() == ".npz":
+        if not zipfile.is_zipfile(path):  # np.load would read it as .npy, or advise allow_pickle
+            raise DataFileError(f"spike file {str(path)!r} is not a valid .npz archive (not a zip file); expected "
+                                f"the arrays written by numpy.savez")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-            raise DataFileError(f"spike file {str(path)!r} is not a readable .npz archive "
-                                f"({' '.join(str(error).split())[:200]})") from None
+            reason = " ".join(str(error).split())[:200]
+            if "pickle" in reason:  # numpy's advice (allow_pickle) would run code from the file
+                raise DataFileError(f"spike file {str(path)!r} holds an array of Python objects; expected arrays of "
+                                    f"numbers (and text for unit_ids)") from None
+            raise DataFileError(f"spike file {str(path)!r} is not a valid .npz archive ({reason})") from None
     else:
         arrays, _ = read_h5(path, what="spike file")
     missing = [name for name in ("trial", "unit", "time") if name not in arrays]
@@ -301,6 +325,47 @@ def _read_neo(path: Path):
     except Exception as error:  # noqa: BLE001 - neo's readers raise many kinds
         raise DataFileError(f"neo file {str(path)!r} cannot be read ({type(error).__name__}: "
                             f"{' '.join(str(error).split())[:200]})") from None
+
+
+def _neo_unit_keys(trains, segment: int, by_name: bool, source: str) -> list[str]:
+    """The unit of each of a segment's spike trains: its name (every train named, no name twice),
+    or with ``by_name`` False its position."""
+    if not by_name:
+        return [str(k) for k in range(len(trains))]
+    keys, seen = [], set()
+    for k, train in enumerate(trains):
+        if not train.name:
+            raise DataFileError(f"{source}: spike train {k} of segment {segment} has no name; expected every train "
+                                f"named, as in segment 0 (units are matched by name across segments)")
+        if train.name in seen:
+            raise DataFileError(f"{source}: segment {segment} has two spike trains named {train.name!r}; expected "
+                                f"distinct names (units are matched by name across segments)")
+        seen.add(train.name)
+        keys.append(str(train.name))
+    return keys
+
+
+NEO_WINDOW_TOLERANCE_MS = 1e-6  # trains' windows closer than this are the same (units rescaled to ms)
+
+
+def _train_window(train) -> tuple[float, float]:
+    """A neo spike train's ``t_start, t_stop`` [ms]."""
+    return float(train.t_start.rescale("ms").magnitude), float(train.t_stop.rescale("ms").magnitude)
+
+
+def _check_neo_window(window: tuple[float, float], where: str, reference: tuple[tuple[float, float], str],
+                      cut: tuple[float, float] | None, source: str) -> None:
+    """DataFileError unless the train of ``where`` records the ``reference`` train's window
+    (``cut`` None) or a window containing ``cut``; see :func:`from_neo`."""
+    if cut is None:
+        if not np.allclose(window, reference[0], rtol=0, atol=NEO_WINDOW_TOLERANCE_MS):
+            raise DataFileError(f"{source}: {where} records the window [{window[0]:g}, {window[1]:g}) ms but "
+                                f"{reference[1]} records [{reference[0][0]:g}, {reference[0][1]:g}) ms; expected the "
+                                f"same t_start and t_stop in every trial (or --window START STOP inside every "
+                                f"trial's window)")
+    elif cut[0] < window[0] or cut[1] > window[1]:
+        raise DataFileError(f"{source}: the window [{cut[0]:g}, {cut[1]:g}) ms reaches outside the window "
+                            f"[{window[0]:g}, {window[1]:g}) ms that {where} records")
 
 
 def _numbers(values, name: str, source: str) -> np.ndarray:

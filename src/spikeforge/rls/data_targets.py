@@ -13,7 +13,8 @@ constant drive is subtracted, since the Siegert mean input is drive plus synapti
 
 Every file is checked before any simulation: real numbers (not complex), finite, and for
 rates ``0 <= rate <= max_rate`` (the parameter, 500 Hz by default: the highest rate whose
-spikes a trial records).
+spikes a trial records), at least one row, and a time axis (if any) of one finite, strictly
+increasing time per row, at least two rows.
 """
 
 from __future__ import annotations
@@ -87,17 +88,24 @@ def as_task_major(array: np.ndarray, p: Params, n_tasks: int | None, path: str |
     return _task_major(array, n_tasks, path, what, "neuron")
 
 
-def _task_major(array: np.ndarray, n_tasks: int | None, path: str | Path, what: str, column: str) -> np.ndarray:
+def _task_major(array: np.ndarray, n_tasks: int | None, path: str | Path, what: str, column: str,
+                time_ms: np.ndarray | None = None) -> np.ndarray:
     """A (time, columns, tasks) array checked for its number of tasks and finite values, as
-    (tasks, time, columns); ``column`` names a column in messages ("neuron", "unit")."""
+    (tasks, time, columns); ``column`` names a column in messages ("neuron", "unit"), and
+    ``time_ms`` (the rows' times, if any) is given with the row of a bad value."""
     if n_tasks is not None and array.shape[2] != n_tasks:
         raise DataFileError(f"{what} file {str(path)!r} has {array.shape[2]} tasks, but {n_tasks} were asked for")
     bad = np.argwhere(~np.isfinite(array))
     if bad.size:
         t, i, task = bad[0]
-        raise DataFileError(f"{what} file {str(path)!r}: value at time {t}, {column} {i}, task {task} is "
-                            f"{array[t, i, task]}; expected a finite number")
+        raise DataFileError(f"{what} file {str(path)!r}: the value at {_row(t, time_ms)}, {column} {i}, task {task} "
+                            f"is {array[t, i, task]}; expected a finite number")
     return np.ascontiguousarray(np.moveaxis(array, 2, 0))
+
+
+def _row(row: int, time_ms: np.ndarray | None) -> str:
+    """How messages name row ``row`` of a data file: "row 4", or "row 4 (time 40 ms)" with a time axis."""
+    return f"row {row}" + ("" if time_ms is None else f" (time {time_ms[row]:g} ms)")
 
 
 def siegert_sigma(p: Params, ustd0: float) -> float | np.ndarray:
@@ -202,26 +210,25 @@ def rate_targets_from_file(p: Params, path: str | Path, n_tasks: int | None, rat
     row per learning step.  With one, row k is at ``time[k]`` [ms] (or ``k rate_dt_ms``), the first
     row's time is the model's ``stim_off``, and each unit's rate is smoothed with a Gaussian of
     ``smoothing_ms`` (0: none) and linearly interpolated at the learning times.
+
+    The file is checked in this order: its shape (at least one row), the time axis
+    (:func:`_check_time_axis`), finite rates in [0, max_rate] on every row, then the time the
+    axis covers against ``train_duration``.
     """
-    array, time_ms = _rates_and_time(path, rate_dt_ms)
-    if array.ndim == 2:
-        array = array[:, :, None]
     what = "spike-rate"
-    if array.ndim != 3:
-        raise DataFileError(f"{what} file {str(path)!r} has shape {array.shape}; expected (time, units[, tasks])")
-    rates = _task_major(array, n_tasks, path, what, "unit")
     source = f"{what} file {str(path)!r}"
+    array, time_ms = _rates_and_time(path, rate_dt_ms, source)
+    rates = _task_major(array if array.ndim == 3 else array[:, :, None], n_tasks, path, what, "unit", time_ms)
     _check_unit_count(p, rates.shape[2], source)
     bad = np.argwhere((rates < 0) | (rates > p.max_rate))
     if bad.size:  # every row, also those between the learning times
         task, row, i = bad[0]
-        when = f"row {row}" + (f" (time {time_ms[row]:g} ms)" if time_ms is not None else "")
-        raise DataFileError(f"{source}: the rate at {when}, unit {i}, task {task} is {rates[task, row, i]} Hz; "
-                            f"expected a rate in [0, max_rate = {p.max_rate}] Hz")
+        raise DataFileError(f"{source}: the rate at {_row(row, time_ms)}, unit {i}, task {task} is "
+                            f"{rates[task, row, i]} Hz; expected a rate in [0, max_rate = {p.max_rate}] Hz")
     if time_ms is None:
         if rates.shape[1] != p.steps.learn_nsteps:
-            raise DataFileError(f"{what} file {str(path)!r} has {rates.shape[1]} time rows; expected one per learning "
-                                f"step ({p.steps.learn_nsteps} = train_duration / learn_every), or a time axis: a "
+            raise DataFileError(f"{source} has {rates.shape[1]} time rows; expected one per learning step "
+                                f"({p.steps.learn_nsteps} = train_duration / learn_every), or a time axis: a "
                                 f"'time' dataset [ms] or --rate-dt")
     else:
         _check_window_covers_training(p, time_ms[0], time_ms[-1], source)
@@ -231,13 +238,11 @@ def rate_targets_from_file(p: Params, path: str | Path, n_tasks: int | None, rat
 
 def resample(rates: np.ndarray, time_ms: np.ndarray, sample_ms: np.ndarray, smoothing_ms: float,
              source: str) -> np.ndarray:
-    """(tasks, time, units) rates given at ``time_ms`` (increasing, evenly spaced), smoothed
-    along time by a Gaussian of standard deviation ``smoothing_ms`` (edges reflected) and
-    linearly interpolated at ``sample_ms``, which must lie within the time axis."""
+    """(tasks, time, units) rates given at ``time_ms`` (one time per row, strictly increasing and
+    finite, as :func:`_check_time_axis` ensures; evenly spaced), smoothed along time by a
+    Gaussian of standard deviation ``smoothing_ms`` (edges reflected) and linearly interpolated
+    at ``sample_ms``, which must lie within the time axis."""
     step = np.diff(time_ms)
-    if time_ms.size != rates.shape[1] or time_ms.size < 2 or not np.all(step > 0):
-        raise DataFileError(f"{source}: the time axis ({time_ms.size} values) must increase, with one value per "
-                            f"row of rates ({rates.shape[1]})")
     if not np.allclose(step, step[0], rtol=1e-6, atol=1e-9):
         raise DataFileError(f"{source}: the time axis is not evenly spaced (steps from {step.min():g} to "
                             f"{step.max():g} ms); expected one sampling interval")
@@ -299,22 +304,56 @@ def _check_window_covers_training(p: Params, start: float, stop: float, source: 
                       f"set train_duration or --window to choose", SpikeforgeWarning, stacklevel=4)
 
 
-def _rates_and_time(path: str | Path, rate_dt_ms: float | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rate array of a file and its time axis [ms] (None: one row per learning step)."""
+def _rates_and_time(path: str | Path, rate_dt_ms: float | None,
+                    source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (time, units[, tasks]) rate array of a file, with at least one row, and its time axis
+    [ms], checked by :func:`_check_time_axis` (None: no time axis, one row per learning step)."""
     path = Path(path)
     time_ms = None
     if path.suffix != ".npy":
         require_file(path, "spike-rate file")
         arrays, _ = read_h5(path, what="spike-rate file")
-        if "time" in arrays:
-            time_ms = np.asarray(arrays.pop("time"), dtype=np.float64).reshape(-1)
-            if rate_dt_ms is not None:
-                raise DataFileError(f"spike-rate file {str(path)!r} has a time axis; --rate-dt would contradict it")
-            if not np.all(np.isfinite(time_ms)):
-                raise DataFileError(f"spike-rate file {str(path)!r}: the time axis holds a non-finite value")
+        time_ms = arrays.get("time")
+        if time_ms is not None and rate_dt_ms is not None:
+            raise DataFileError(f"{source} has a time axis; --rate-dt would contradict it")
     array = load_array(path, "spike-rate", exclude=("time",))
+    if array.ndim not in (2, 3):
+        raise DataFileError(f"{source} has shape {array.shape}; expected (time, units[, tasks])")
+    if array.shape[0] == 0:
+        raise DataFileError(f"{source} has no rows (shape {array.shape}); expected rates over time, one row per time")
     if rate_dt_ms is not None:
         if not (rate_dt_ms > 0 and np.isfinite(rate_dt_ms)):
             raise DataFileError(f"--rate-dt = {rate_dt_ms} ms; expected a sampling interval > 0 ms")
         time_ms = rate_dt_ms * np.arange(array.shape[0])
+    if time_ms is not None:
+        time_ms = _check_time_axis(time_ms, array.shape[0], source)
     return array, time_ms
+
+
+def _check_time_axis(time_ms: np.ndarray, n_rows: int, source: str) -> np.ndarray:
+    """The time axis of ``n_rows`` rows of rates as float64, or DataFileError unless it is 1-D,
+    one real time per row, at least 2 rows (rates are interpolated between rows), finite and
+    strictly increasing."""
+    time_ms = np.asarray(time_ms)
+    if time_ms.ndim != 1:
+        raise DataFileError(f"{source}: the time axis has shape {time_ms.shape}; expected a 1-D axis of one time [ms] "
+                            f"per row of rates, shape ({n_rows},)")
+    if time_ms.size != n_rows:
+        raise DataFileError(f"{source}: the time axis has {time_ms.size} values but the rates have {n_rows} rows; "
+                            f"expected one time [ms] per row")
+    if time_ms.dtype.kind not in "iuf":
+        kind = "text" if time_ms.dtype.kind in "SUO" else f"{time_ms.dtype} values"
+        raise DataFileError(f"{source}: the time axis holds {kind}; expected real times [ms]")
+    if n_rows < 2:
+        raise DataFileError(f"{source} has {n_rows} row; a time axis needs at least 2 rows (rates are interpolated "
+                            f"between rows)")
+    time_ms = time_ms.astype(np.float64)
+    if not np.all(np.isfinite(time_ms)):
+        row = int(np.argmax(~np.isfinite(time_ms)))
+        raise DataFileError(f"{source}: the time axis holds {time_ms[row]} at row {row}; expected finite times [ms]")
+    back = np.flatnonzero(np.diff(time_ms) <= 0)
+    if back.size:
+        row = int(back[0]) + 1
+        raise DataFileError(f"{source}: the time axis is not strictly increasing: row {row} is at {time_ms[row]:g} ms, "
+                            f"row {row - 1} at {time_ms[row - 1]:g} ms; expected increasing times [ms]")
+    return time_ms
