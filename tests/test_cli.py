@@ -154,5 +154,21 @@ def test_a_preset_sets_its_values_and_set_values_win(tmp_path):
     for name, value in PRESETS["recordings"].items():
         assert p[name] == (0.5 if name == "sig" else value), name
     assert p.n_cells == 512 and p.jx == 0.0  # k = 0: no static synapses, no derived drive
+    # params.toml says which values came from the preset (sig was set by hand)
+    text = (tmp_path / "fit" / "params.toml").read_text()
+    assert "Made with --preset recordings" in text.splitlines()[2]
+    marked = {line.split(" = ")[0] for line in text.splitlines() if line.endswith("[preset recordings]")}
+    assert marked == set(PRESETS["recordings"]) - {"sig"}
     assert_user_error(run("new", tmp_path / "other", "--preset", "bogus"), "preset 'bogus' is not one of recordings")
     assert not (tmp_path / "other").exists()
+
+
+def test_init_refuses_to_replace_an_initialised_network_without_force(tmp_path):
+    directory = tmp_path / "net"
+    assert run("new", directory, *_set_args(SMALL)).exit_code == 0
+    assert run("init", directory).exit_code == 0
+    before = (directory / "init.h5").read_bytes()
+    assert_user_error(run("init", directory), "already holds an initialised network (init.h5)", "--force")
+    assert (directory / "init.h5").read_bytes() == before
+    assert run("init", directory, "--force").exit_code == 0
+

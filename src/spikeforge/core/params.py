@@ -213,10 +213,16 @@ class Schema:
         self.validate(values)
         return values
 
-    def write_toml(self, path: str | os.PathLike, user: Mapping[str, Any]) -> None:
-        """Write all parameters to ``path`` atomically; derived ones not set by the user as comments."""
+    def write_toml(self, path: str | os.PathLike, user: Mapping[str, Any], origins: Mapping[str, str] | None = None,
+                   header: str | None = None) -> None:
+        """Write all parameters to ``path`` atomically; derived ones not set by the user as comments.
+
+        ``origins``: words appended to the comment of a value (e.g. "from preset recordings");
+        ``header``: a line added to the file's header comment."""
         values = self.resolve(user)
-        lines = [f"# {self.title}", "# Derived values are commented out; uncomment one to override it.", ""]
+        origins = origins or {}
+        lines = [f"# {self.title}", "# Derived values are commented out; uncomment one to override it."]
+        lines += [f"# {header}", ""] if header else [""]
         for name, param in self.params.items():
             value = values[name]
             derived = param.derive is not None and name not in user
@@ -225,6 +231,7 @@ class Schema:
                 continue
             entry = f"{name} = {_inline(value)}"
             comment = param.doc + (f"; derived: {param.derive_doc}" if param.derive is not None else "")
+            comment += f" [{origins[name]}]" if name in origins else ""
             lines.append(f"{'# ' if derived else ''}{entry}   # {comment}")
         from spikeforge.core.store import atomic_write_text
 

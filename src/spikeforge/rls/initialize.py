@@ -62,7 +62,11 @@ def new(directory: str | Path, overrides: Mapping[str, Any] | None = None, prese
     with run.lock("spikeforge new"):
         if run.params_file.exists():
             raise DataFileError(f"{str(run.params_file)!r} already exists; edit it, or choose a new directory")
-        SCHEMA.write_toml(run.params_file, params.user)
+        from_preset = {name: f"preset {preset}" for name, value in preset_values(preset).items()
+                       if (overrides or {}).get(name, value) == value}
+        SCHEMA.write_toml(run.params_file, params.user, origins=from_preset,
+                          header=f"Made with --preset {preset} (spikeforge.rls.presets); [preset {preset}] marks its "
+                                 "values." if preset else None)
     warn_if_drive_below_threshold(params)
     try:
         check_host_memory(params)
@@ -181,6 +185,14 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge init"):
         p = run.params()
+        stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
+        stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
+        if (stale or run.init_file.exists()) and not force:  # before reading any data
+            what = stale[0].name if stale else run.init_file.name
+            raise DataFileError(
+                f"{str(run.path)!r} already holds an initialised network ({what}); init would replace it: "
+                "use a new directory or pass --force to replace it and delete its results"
+            )
         data_file = next((f for f in (utarg_file, spikerate_file, spikes_file) if f is not None), None)
         currents = rate_targets = None  # read and check before the (long) init run
         if utarg_file is not None:
@@ -203,13 +215,6 @@ def init(directory: str | Path, n_tasks: int | None = None, force: bool = False,
                                     f"were asked for")
             n_tasks = rate_targets.rates.shape[0]
         n_tasks = 1 if n_tasks is None else n_tasks
-        stale = [run.checkpoint_file(label) for label in run.checkpoint_labels()]
-        stale += [f for f in (run.learning_curve_file, run.test_file) if f.exists()]
-        if stale and not force:
-            raise DataFileError(
-                f"{str(run.path)!r} already holds results of a trained network ({stale[0].name}); "
-                "init would make them inconsistent: use a new directory or pass --force to delete them"
-            )
         engine = as_backend(backend, device)  # checks the choice before the long work
         check_host_memory(p, n_tasks=n_tasks)
         check_disk(run.path, init_file_bytes(p, n_tasks), "init.h5")
