@@ -151,3 +151,52 @@ def test_corrupt_and_foreign_model_files_are_one_line_errors(tmp_path, capsys):
     assert spikeforge("rate", "map", tmp_path / "m", "--model", tmp_path / "Task_go-nogo_x.mat",
                       "--scaling-factors", "20:-5:10") == 2
     one_error_line(capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Converting a tensor")
+def test_the_rate2spike_tutorial_runs_as_written(tmp_path, monkeypatch):
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "rate2spike.md").read_text()
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+                for line in block.splitlines() if line.strip()]
+    assert [c.split()[2] for c in commands] == ["train", "map", "eval"]
+    monkeypatch.chdir(tmp_path)
+    for line in commands:
+        assert spikeforge(*shlex.split(line)[1:]) == 0, line
+    model, attrs = read_h5(tmp_path / "gng" / "model.h5")
+    assert attrs["converged"] is True and attrs["trials"] < 1500  # the floor was dropped
+    search, _ = read_h5(tmp_path / "gng" / "search.h5")
+    assert search["all_perfs"].max() > 0.5  # better than chance somewhere on the grid
+    for figure in ("training.png", "search.png", "eval.png"):
+        assert (tmp_path / "gng" / figure).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("signum, status", [(2, 130), (15, 143)])
+def test_an_interrupted_training_saves_the_model_of_the_last_completed_trial(tmp_path, signum, status):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    directory = tmp_path / "net"
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", "rate", "train", str(directory), "--task",
+                                "go-nogo", "--N", "30", "--n_trials", "100000", "--seed", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (directory / ".spikeforge.owner").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # some trials
+    process.send_signal(signal.Signals(signum))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == status, (out, err)
+    assert "interrupted; the model after" in err
+    arrays, attrs = read_h5(directory / "model.h5")
+    assert attrs["interrupted"] is True and attrs["converged"] is False
+    assert 0 < attrs["trials"] < 100000 and arrays["losses"].shape == (attrs["trials"],)
+    assert not [f for f in directory.iterdir() if f.name.endswith(".tmp-spikeforge")]

@@ -38,9 +38,11 @@ def _bar(total: int, desc: str, unit: str, verbose: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=not (verbose and sys.stderr.isatty()), leave=False)
 
 
-def _refuse_existing(path: Path, force: bool, what: str) -> None:
+def _refuse_existing(path: Path, force: bool | None, what: str) -> None:
+    """Refuse to replace ``path`` unless ``force`` (None: the command has no --force)."""
     if path.exists() and not force:
-        raise DataFileError(f"{str(path)!r} already holds {what}; use --force to replace it, or another directory")
+        remedy = "choose another directory" if force is None else "use --force to replace it, or another directory"
+        raise DataFileError(f"{str(path)!r} already holds {what}; {remedy}")
 
 
 def train(directory: str | Path, task: str, config_values: dict, training_values: dict, seed: int | None = None,
@@ -63,11 +65,11 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
         raise ParameterError(str(error)) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device {str(device)!r}: CUDA is not available here; use --device cpu")
-    _refuse_existing(directory / MODEL, False, "a trained model")
+    _refuse_existing(directory / MODEL, None, "a trained model")
     seed = streams.fresh_seed() if seed is None else int(seed)
     directory.mkdir(parents=True, exist_ok=True)
     with StopSignals() as signals, DirectoryLock(directory, "spikeforge rate train"):
-        _refuse_existing(directory / MODEL, False, "a trained model")  # another process may have been first
+        _refuse_existing(directory / MODEL, None, "a trained model")  # another process may have been first
         initial = initial_weights(config, streams.stream(seed, "rate", "weights"))
         model = RateRNN(config, initial).to(device)
         generator = torch.Generator(device=device).manual_seed(int(streams.stream(seed, "rate", "noise").integers(2**62)))
@@ -82,10 +84,11 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
                  "interrupted": signals.requested is not None, "trials": log.trials, "seconds": log.seconds,
                  "batch": training.batch, "learning_rate": training.learning_rate,
                  "max_trials": training.max_trials, "eval_trial": log.eval_trial}
-        files.write_model(directory / MODEL, {**variables, "eval_accuracy": np.asarray(log.eval_accuracy),
-                                              "eval_loss": np.asarray(log.eval_loss),
-                                              "eval_trials": np.asarray(log.eval_trial)}, attrs)
-        figure = plotting.training_curve(directory / "training.png", log, training)
+        with signals.deferred("finishing the write of the model"):
+            files.write_model(directory / MODEL, {**variables, "eval_accuracy": np.asarray(log.eval_accuracy),
+                                                  "eval_loss": np.asarray(log.eval_loss),
+                                                  "eval_trials": np.asarray(log.eval_trial)}, attrs)
+            figure = plotting.training_curve(directory / "training.png", log, training)
         state = ("converged" if log.converged else
                  "interrupted" if signals.requested is not None else "did not converge")
         accuracy = f"{log.eval_accuracy[-1]:.2f}" if log.eval_accuracy else "-"
