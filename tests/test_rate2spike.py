@@ -159,6 +159,14 @@ def test_go_nogo_trials_and_scoring():
     assert task.lif_correct(out, np.array([1, 0]), 0.05).tolist() == [True, True]
 
 
+def test_the_lif_network_gets_the_originals_input_length():
+    u = tasks.Mante().trials(np.random.default_rng(2), 3).u
+    lif = tasks.Mante.lif_input(u)
+    assert lif.shape == (3, 4, 501) and np.array_equal(lif[:, :, :500], u)
+    assert np.all(lif[:, 2:, 500] == u[:, 2:, 499]) and np.all(lif[:, :2, 500] == 0)  # context held, stimulus off
+    assert lif_network.lif_steps(201, lif_mv.Parameters()) == (100, 20000)  # Go-NoGo: 1 s
+
+
 def test_mante_and_xor_trials():
     rng = np.random.default_rng(1)
     mante = tasks.Mante().trials(rng, 400)

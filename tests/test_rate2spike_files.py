@@ -94,7 +94,7 @@ def test_train_writes_a_model_that_round_trips_through_mat(tmp_path, capsys):
     arrays, attrs = read_h5(directory / "eval.h5")
     assert 0 <= arrays["accuracy"] <= 1 and attrs["scaling_factor"] == 30.0
     assert arrays["labels"].tolist() == [0, 1]  # one NoGo and one Go example
-    assert arrays["rate_output"].shape == (2, 199) and arrays["lif_output"].shape == (2, 19900)
+    assert arrays["rate_output"].shape == (2, 199) and arrays["lif_output"].shape == (2, 20000)  # 201 columns
     assert (directory / "eval.png").stat().st_size > 0
     assert spikeforge("rate", "eval", directory, "--trials", 3, "--scaling-factor", 30) == 2
     one_error_line(capsys, "already holds an evaluation", "--force")

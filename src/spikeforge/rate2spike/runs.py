@@ -72,7 +72,8 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
         _refuse_existing(directory / MODEL, None, "a trained model")  # another process may have been first
         initial = initial_weights(config, streams.stream(seed, "rate", "weights"))
         model = RateRNN(config, initial).to(device)
-        generator = torch.Generator(device=device).manual_seed(int(streams.stream(seed, "rate", "noise").integers(2**62)))
+        noise_seed = int(streams.stream(seed, "rate", "noise").integers(2**62))
+        generator = torch.Generator(device=device).manual_seed(noise_seed)
         bar = _bar(training.max_trials, f"training {the_task.name}", "trial", verbose)
         with signals.deferred("finishing this trial, then saving the model"), bar, _one_cpu_thread(device):
             log = train_model(model, the_task, training, streams.stream(seed, "rate", "trials"), generator,
@@ -151,7 +152,8 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
                              held_out, backend=backend, device=device)
         seconds = time.perf_counter() - start
         arrays = {"scaling_factors": result.scaling_factors, "all_perfs": result.accuracy,
-                  "opt_scaling_factor": np.float64(result.best), "held_out_accuracy": np.float64(result.held_out_accuracy)}
+                  "opt_scaling_factor": np.float64(result.best),
+                  "held_out_accuracy": np.float64(result.held_out_accuracy)}
         attrs = {"task": model.task, "trials": trials, "held_out_trials": held_out, "seed": seed, "seconds": seconds,
                  "model_file": str(Path(model_file) if model_file else directory / MODEL), "backend": backend}
         write_h5(directory / SEARCH, arrays, attrs)
@@ -201,8 +203,8 @@ def evaluate(directory: str | Path, trials: int = 100, scaling_factor: float | N
         examples = task.trials(rng, 64)
         labels = np.unique(examples.label)
         picks = np.array([int(np.flatnonzero(examples.label == label)[0]) for label in labels])
-        lif = simulate(mapped, examples.u[picks], scaling_factor, rng, record_spikes=True, backend=backend,
-                       device=device)
+        lif = simulate(mapped, task.lif_input(examples.u[picks]), scaling_factor, rng, record_spikes=True,
+                       backend=backend, device=device)
         rate_model = RateRNN(model.config, model.weights, dtype=torch.float64)
         with torch.no_grad():
             rate_out, _ = rate_model(torch.as_tensor(examples.u[picks]),

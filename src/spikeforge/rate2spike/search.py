@@ -40,7 +40,7 @@ def accuracy(mapped: Mapped, task: Task, scaling_factors, trials: int, rng: np.r
     correct = np.empty(sf.size, dtype=bool)
     for start in range(0, sf.size, chunk):
         part = slice(start, start + chunk)
-        batch = simulate(mapped, data.u[part], sf[part], rng, cell, backend=backend, device=device)
+        batch = simulate(mapped, task.lif_input(data.u[part]), sf[part], rng, cell, backend=backend, device=device)
         correct[part] = task.lif_correct(batch.out, data.label[part], cell.dt)
     return correct.reshape(factors.size, trials).mean(axis=1)
 

@@ -59,8 +59,15 @@ class Task:
 
     @property
     def duration_ms(self) -> float:
-        """Trial length [ms] as the LIF network simulates it: ``(n_steps - 1) * 5`` ms."""
-        return (self.n_steps - 1) * STEP_MS
+        """Trial length [ms] as the LIF network simulates it: ``n_steps * 5`` ms (see :meth:`lif_input`)."""
+        return self.n_steps * STEP_MS
+
+    @staticmethod
+    def lif_input(u: np.ndarray) -> np.ndarray:
+        """The inputs the LIF network gets for trials ``u`` (batch, n_inputs, n_steps): one column more,
+        a copy of the last, as the original's grid search builds them (1 x 201 for Go-NoGo, 4 x 501
+        for Mante with the context held, 2 x 301 for XOR), so a trial lasts ``n_steps * 5`` ms."""
+        return np.concatenate([u, u[:, :, -1:]], axis=2)
 
     def _lif_window(self, out: np.ndarray, start_ms: float, lif_dt_ms: float) -> np.ndarray:
         """Samples at or after ``start_ms`` (the original's ``out(k:end)`` with 1-based ``k``)."""
