@@ -6,7 +6,10 @@ With ``--pause-writing NAME`` the write of the file named NAME stops after its c
 complete and before it is flushed and renamed (inside spikeforge.core.store._commit); with
 ``--pause-reading NAME`` the first reading of the HDF5 file NAME stops before it opens the
 file: the launcher creates the file MARKER, then sleeps S seconds, during which the test sends
-its signal.  Then it runs ``spikeforge ARGS...`` exactly as the installed command does.
+its signal.  With ``--started PATH`` it creates PATH as soon as its signal handlers are
+installed, so a test can time a signal from that moment rather than from the process start
+(before it no program can handle a signal; a loaded machine may take a second to get there).
+Then it runs ``spikeforge ARGS...`` exactly as the installed command does.
 """
 
 import argparse
@@ -23,9 +26,12 @@ def main() -> None:
     parser.add_argument("--pause-reading", default=None)
     parser.add_argument("--marker", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--started", type=Path, default=None)
     parser.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     with StopSignals():  # the hooks import h5py; spikeforge's own entry point imports nothing heavy before main
+        if options.started is not None:
+            options.started.write_text("handlers installed")
         try:
             install_hooks(options)
             from spikeforge.__main__ import main as spikeforge

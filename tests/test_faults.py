@@ -87,17 +87,23 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 def start(*args, pause: str | None = None, marker: Path | None = None, seconds: float = 6.0,
-          umask: int | None = None, reading: bool = False) -> subprocess.Popen:
+          umask: int | None = None, reading: bool = False, started: Path | None = None) -> subprocess.Popen:
     """``spikeforge ARGS`` in a new process, optionally pausing inside the write (or, with
-    ``reading``, before the first read) of file ``pause``."""
+    ``reading``, before the first read) of file ``pause``.  With ``started`` (a path), return only
+    once the process has installed its signal handlers, so that delays are timed from there."""
     command = [sys.executable, str(LAUNCHER)]
+    if started is not None:
+        command += ["--started", str(started)]
     if pause is not None:
         command += ["--pause-reading" if reading else "--pause-writing", pause, "--marker", str(marker),
                     "--seconds", str(seconds)]
     command += ["--", *map(str, args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    if started is not None:
+        wait_for(lambda: started.exists() or process.poll() is not None, what="the signal handlers")
+    return process
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
@@ -179,8 +185,8 @@ def test_a_signal_during_a_loop_saves_the_last_completed_loop_and_training_resum
 def test_a_signal_at_start_up_exits_130_and_changes_nothing(base, tmp_path):
     directory = copy_of(base, tmp_path / "net")
     before = snapshot(directory)
-    for delay in np.linspace(0.2, 0.7, 6):  # while the libraries are imported (about 1.3 s here)
-        process = start("train", directory, "--nloops", 3)
+    for index, delay in enumerate(np.linspace(0.0, 0.5, 6)):  # while the libraries are imported (about 1.3 s here)
+        process = start("train", directory, "--nloops", 3, started=tmp_path / f"started-{index}")
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         status, _, stderr = finish(process)
@@ -273,8 +279,8 @@ def test_init_interrupted_leaves_the_previous_network_and_results(base, tmp_path
     directory = copy_of(base, tmp_path / "net")
     rls.train(directory, nloops=1, verbose=False)
     before = snapshot(directory)
-    for delay in (0.8, 1.6):  # importing, then running the init run
-        process = start("init", directory, "--force")
+    for index, delay in enumerate((0.6, 1.4)):  # importing, then running the init run
+        process = start("init", directory, "--force", started=tmp_path / f"started-{index}")
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
         status, _, stderr = finish(process)
