@@ -200,3 +200,45 @@ def test_an_interrupted_training_saves_the_model_of_the_last_completed_trial(tmp
     assert attrs["interrupted"] is True and attrs["converged"] is False
     assert 0 < attrs["trials"] < 100000 and arrays["losses"].shape == (attrs["trials"],)
     assert not [f for f in directory.iterdir() if f.name.endswith(".tmp-spikeforge")]
+
+
+def test_an_interrupted_map_keeps_the_finished_factors_and_resumes_to_the_uninterrupted_result(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "Task_go-nogo_N_40_x.mat"
+    original_mat(path, n=40)
+    args = ["rate", "map", "--model", str(path), "--scaling-factors", "20:5:75", "--trials", "30", "--held-out", "5",
+            "--seed", "3"]
+    directory = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", *args[:2], str(directory), *args[2:]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NUMBA_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    line = process.stdout.readline()
+    while not line.startswith("1/lambda = 20:"):  # the first factor is done
+        assert line, process.communicate()
+        line = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    partial, attrs = read_h5(directory / "search.h5")
+    done = int(np.sum(~np.isnan(partial["all_perfs"])))
+    assert attrs["complete"] is False and 1 <= done < 12 and "opt_scaling_factor" not in partial
+    assert f"{done} of 12 scaling factors are saved" in err
+    # eval cannot use an unfinished search; a changed input is refused; the same command resumes
+    assert spikeforge("rate", "eval", directory, "--model", path) == 2
+    one_error_line(capsys, "was interrupted", "rate map")
+    assert spikeforge(*args[:2], directory, *args[2:-1], 4) == 2
+    one_error_line(capsys, "interrupted search made with seed = 3, not 4", "--force")
+    assert spikeforge(*args[:2], directory, *[a if a != "30" else "31" for a in args[2:]]) == 2
+    one_error_line(capsys, "trials = 30, not 31")
+    assert spikeforge(*args[:2], directory, *args[2:]) == 0
+    assert f"resuming: {done} of 12" in capsys.readouterr().out
+    assert spikeforge(*args[:2], tmp_path / "whole", *args[2:]) == 0
+    resumed, whole = read_h5(directory / "search.h5"), read_h5(tmp_path / "whole" / "search.h5")
+    for name in ("all_perfs", "opt_scaling_factor", "held_out_accuracy"):
+        np.testing.assert_array_equal(resumed[0][name], whole[0][name])
+    np.testing.assert_array_equal(resumed[0]["all_perfs"][:done], partial["all_perfs"][:done])
+    assert resumed[1]["complete"] is True

@@ -112,18 +112,21 @@ def map_(directory: Path, model_file: Path | None, task: str | None, scaling_fac
 
 @rate.command(name="eval")
 @click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
+@click.option("--model", "model_file", type=PathArgument(dir_okay=False, path_type=Path), default=None,
+              help="Evaluate this model file (e.g. an original .mat) instead of DIRECTORY/model.h5.")
+@click.option("--task", default=None, help="The task of a .mat whose file name does not say it.")
 @click.option("--trials", default=100, show_default=True, type=int, help="Fresh trials to score.")
 @click.option("--scaling-factor", default=None, type=float, help="1/lambda (default: the one `map` chose).")
 @click.option("--seed", default=None, type=int)
 @click.option("--force", is_flag=True, help="Replace an earlier evaluation.")
 @backend_options
 @user_errors
-def eval_(directory: Path, trials: int, scaling_factor: float | None, seed: int | None, force: bool, backend: str,
-          device: str) -> None:
+def eval_(directory: Path, model_file: Path | None, task: str | None, trials: int, scaling_factor: float | None,
+          seed: int | None, force: bool, backend: str, device: str) -> None:
     """Score the LIF network on fresh trials and draw rate vs LIF outputs and rasters (eval.h5, eval.png)."""
     from spikeforge.rate2spike import runs
 
-    runs.evaluate(directory, trials, scaling_factor, seed, backend, device, force)
+    runs.evaluate(directory, trials, scaling_factor, seed, backend, device, force, model_file=model_file, task=task)
 
 
 @rate.command(name="export")

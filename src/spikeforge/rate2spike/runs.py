@@ -95,7 +95,7 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
         accuracy = f"{log.eval_accuracy[-1]:.2f}" if log.eval_accuracy else "-"
         loss = f"{log.eval_loss[-1]:.2f}" if log.eval_loss else "-"
         _echo(verbose, f"{state} after {log.trials} trials ({log.seconds:.1f} s): evaluation accuracy {accuracy}, "
-                       f"loss {loss}; mean decay time {float(model.taus().mean()) * 5:.1f} ms")
+                       f"loss {loss}; mean decay time {float(model.taus().detach().mean()) * 5:.1f} ms")
         _echo(verbose, f"wrote {directory / MODEL} and {figure}")
         signals.raise_if_requested(f"interrupted; the model after {log.trials} trials is in {directory / MODEL}")
     return directory / MODEL
@@ -128,50 +128,101 @@ def load(directory: str | Path, model_file: str | Path | None = None, task: str 
 def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: int = 100, seed: int | None = None,
            model_file: str | Path | None = None, task: str | None = None, backend: str = "numba",
            device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
-    """The scaling-factor grid search and the held-out accuracy at the chosen factor."""
+    """The scaling-factor grid search and the held-out accuracy at the chosen factor.
+
+    SIGINT or SIGTERM lets the factor in progress finish, then saves the finished factors in an
+    incomplete ``search.h5``; the same command later resumes from them (with the same numbers an
+    uninterrupted run gives), and refuses to if any input differs."""
+    from spikeforge.core.provenance import differences, file_digest
     from spikeforge.rate2spike import plotting
     from spikeforge.rate2spike.lif_network import from_arrays
-    from spikeforge.rate2spike.search import search as grid_search
+    from spikeforge.rate2spike.search import conclude, grid_accuracy
 
     directory = Path(directory)
+    model_path = Path(model_file) if model_file is not None else directory / MODEL
     model = load(directory, model_file, task)
     factors = np.asarray(scaling_factors, dtype=np.float64)
     if factors.size == 0 or not np.all(np.isfinite(factors)) or np.any(factors <= 0):
         raise ParameterError(f"scaling factors {factors.tolist()} must be values > 0")
+    if np.unique(factors).size != factors.size:
+        raise ParameterError(f"scaling factors {factors.tolist()} repeat a value")
     if trials < 1 or held_out < 1:
         raise ParameterError(f"trials = {trials} and held-out trials = {held_out} must be >= 1")
+    inputs = {"scaling_factors": factors.tolist(), "trials": trials, "held_out_trials": held_out,
+              "model_sha256": file_digest(model_path), "task": model.task, "backend": backend, "device": device}
     directory.mkdir(parents=True, exist_ok=True)
-    seed = streams.fresh_seed() if seed is None else int(seed)
-    with StopSignals(), DirectoryLock(directory, "spikeforge rate map"):
-        _refuse_existing(directory / SEARCH, force, "a scaling-factor search")
+    with StopSignals() as signals, DirectoryLock(directory, "spikeforge rate map"):
+        known, seed = None, (None if seed is None else int(seed))
+        if (directory / SEARCH).exists() and not force:
+            earlier, recorded = read_h5(directory / SEARCH, ["all_perfs"], "search file")
+            if recorded.get("complete", True):
+                _refuse_existing(directory / SEARCH, force, "a scaling-factor search")
+            changed = differences(recorded, {**inputs, "seed": recorded["seed"] if seed is None else seed},
+                                  [*inputs, "seed"])
+            if changed:
+                name, old, new = changed[0]
+                raise ParameterError(f"{str(directory / SEARCH)!r} holds an interrupted search made with {name} = "
+                                     f"{old}, not {new}; repeat its command to resume it, or use --force to start "
+                                     f"over")
+            known, seed = earlier["all_perfs"], int(recorded["seed"])
+            _echo(verbose, f"resuming: {int(np.sum(~np.isnan(known)))} of {factors.size} scaling factors were done")
+        seed = streams.fresh_seed() if seed is None else seed
         the_task = task_named(model.task)
+        mapped = from_arrays(model)
         _echo(verbose, f"searching {factors.size} scaling factors x {trials} trials + {held_out} held-out trials "
                        f"({model.config.n} neurons, task {model.task}, {backend})")
         start = time.perf_counter()
-        result = grid_search(from_arrays(model), the_task, streams.stream(seed, "rate", "search"), factors, trials,
-                             held_out, backend=backend, device=device)
-        seconds = time.perf_counter() - start
-        arrays = {"scaling_factors": result.scaling_factors, "all_perfs": result.accuracy,
-                  "opt_scaling_factor": np.float64(result.best),
-                  "held_out_accuracy": np.float64(result.held_out_accuracy)}
-        attrs = {"task": model.task, "trials": trials, "held_out_trials": held_out, "seed": seed, "seconds": seconds,
-                 "model_file": str(Path(model_file) if model_file else directory / MODEL), "backend": backend}
-        write_h5(directory / SEARCH, arrays, attrs)
-        figure = plotting.search_curve(directory / "search.png", result, model.task)
+        attrs = {**inputs, "seed": seed, "model_file": str(model_path)}
+        stopped = lambda: signals.requested is not None  # noqa: E731
+
+        def progress(factor: float, score: float) -> None:
+            bar.update(trials)
+            line = f"1/lambda = {factor:g}: {score:.0%} of {trials} trials"
+            if bar.disable:
+                _echo(verbose, line)
+            else:
+                bar.write(line)  # above the bar
+        with signals.deferred("finishing this scaling factor, then saving the finished ones"):
+            bar = _bar(factors.size * trials + held_out, "scaling factors", "trial", verbose)
+            with bar:
+                if known is not None:
+                    bar.update(int(np.sum(~np.isnan(known))) * trials)
+                grid = grid_accuracy(mapped, the_task, seed, factors, trials, backend=backend, device=device,
+                                     known=known, progress=progress, should_stop=stopped)
+                result = None if stopped() else conclude(mapped, the_task, seed, factors, grid, held_out,
+                                                         backend=backend, device=device)
+            seconds = time.perf_counter() - start
+            if result is None:
+                write_h5(directory / SEARCH, {"scaling_factors": factors, "all_perfs": grid},
+                         {**attrs, "complete": False, "seconds": seconds})
+                signals.raise_if_requested(f"interrupted; {int(np.sum(~np.isnan(grid)))} of {factors.size} "
+                                           f"scaling factors are saved in {directory / SEARCH}; run the same "
+                                           f"command again to finish the search")
+            arrays = {"scaling_factors": result.scaling_factors, "all_perfs": result.accuracy,
+                      "opt_scaling_factor": np.float64(result.best),
+                      "held_out_accuracy": np.float64(result.held_out_accuracy)}
+            write_h5(directory / SEARCH, arrays, {**attrs, "complete": True, "seconds": seconds})
+            figure = plotting.search_curve(directory / "search.png", result, model.task)
         _echo(verbose, f"best 1/lambda = {result.best:g}: {result.best_accuracy:.0%} on the grid's trials, "
                        f"{result.held_out_accuracy:.0%} on {held_out} held-out trials ({seconds:.1f} s)")
         _echo(verbose, f"wrote {directory / SEARCH} and {figure}")
+        signals.raise_if_requested(f"interrupted; the search is complete in {directory / SEARCH}")
     return {"best": result.best, "grid": result.accuracy, "held_out": result.held_out_accuracy}
 
 
 def chosen_factor(directory: Path) -> float:
     """The scaling factor ``map`` chose for ``directory``."""
+    _, attrs = read_h5(directory / SEARCH, [], "search file")
+    if not attrs.get("complete", True):
+        raise DataFileError(f"the scaling-factor search in {str(directory)!r} was interrupted; finish it with "
+                            f"`spikeforge rate map {directory}` or give --scaling-factor")
     arrays, _ = read_h5(directory / SEARCH, ["opt_scaling_factor"], "search file")
     return float(arrays["opt_scaling_factor"])
 
 
 def evaluate(directory: str | Path, trials: int = 100, scaling_factor: float | None = None, seed: int | None = None,
-             backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
+             backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True,
+             model_file: str | Path | None = None, task: str | None = None) -> dict:
     """The LIF network at the chosen (or given) scaling factor on ``trials`` fresh trials, and one
     example trial per condition: rate and LIF outputs and the raster (eval.h5, eval.png)."""
     import torch
@@ -182,7 +233,7 @@ def evaluate(directory: str | Path, trials: int = 100, scaling_factor: float | N
     from spikeforge.rate2spike.search import accuracy
 
     directory = Path(directory)
-    model = load(directory)
+    model = load(directory, model_file, task)
     if scaling_factor is None:
         if not (directory / SEARCH).exists():
             raise DataFileError(f"{str(directory)!r} has no scaling-factor search; run `spikeforge rate map "
