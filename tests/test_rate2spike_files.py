@@ -70,7 +70,6 @@ def test_a_mat_without_a_task_in_its_name_needs_one(tmp_path, capsys):
     assert not (tmp_path / "out" / "search.h5").exists()
 
 
-@pytest.mark.filterwarnings("ignore:Converting a tensor")
 def test_train_writes_a_model_that_round_trips_through_mat(tmp_path, capsys):
     directory = tmp_path / "gng"
     assert spikeforge("rate", "train", directory, "--task", "go-nogo", "--N", 20, "--n_trials", 12, "--seed", 3) == 0
@@ -154,7 +153,6 @@ def test_corrupt_and_foreign_model_files_are_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:Converting a tensor")
 def test_the_rate2spike_tutorial_runs_as_written(tmp_path, monkeypatch):
     import re
     import shlex
