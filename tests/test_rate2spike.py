@@ -243,7 +243,7 @@ def test_loss_is_the_root_of_the_summed_squares_with_the_one_step_offset():
 
 @pytest.mark.parametrize("bad, message", [
     ({"n": 1}, "N = 1 must be >= 2"),
-    ({"p_inh": 1.5}, r"p_inh = 1.5 must be in \[0, 1\]"),
+    ({"p_inh": 1.5}, r"P_inh = 1.5 must be in \[0, 1\]"),
     ({"activation": "tanh"}, "activation 'tanh' is not one of"),
     ({"decay_taus": (10.0, 4.0)}, "max must be >= min"),
 ])

@@ -115,19 +115,32 @@ def test_map_writes_the_search_and_refuses_to_replace_it(tmp_path, capsys):
     assert arrays["scaling_factors"].tolist() == [20.0, 40.0] and arrays["all_perfs"].shape == (2,)
     assert arrays["opt_scaling_factor"] in (20.0, 40.0) and attrs["held_out_trials"] == 2
     capsys.readouterr()
-    assert spikeforge(*args) == 2
-    one_error_line(capsys, "already holds a scaling-factor search", "--force")
-    assert spikeforge(*args, "--force") == 0
+    (out / "search.png").unlink()  # e.g. the disk was full when it was drawn
+    assert spikeforge(*args) == 0  # the same command: the result again, and the missing figure
+    assert "already holds this search" in capsys.readouterr().out and (out / "search.png").exists()
+    changed = [a if a != 2 else 3 for a in args]  # more trials
+    assert spikeforge(*changed) == 2
+    one_error_line(capsys, "holds a finished search made with trials = 2, not 3", "--force")
+    (out / "eval.h5").write_bytes(b"an evaluation of the earlier search")
+    assert spikeforge(*changed, "--force") == 0
+    assert not (out / "eval.h5").exists() and "removed the earlier search's search.png, eval.h5" in \
+        capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, fragments", [
     (("--N", 1), ["N = 1 must be >= 2"]),
-    (("--N", 20, "--P_inh", 1.5), ["p_inh = 1.5 must be in [0, 1]"]),
+    (("--N", 20, "--P_inh", 1.5), ["P_inh = 1.5 must be in [0, 1]"]),
     (("--N", 20, "--act", "tanh"), ["tanh"]),
     (("--N", 20, "--decay_taus", "10,4"), ["max must be >= min"]),
     (("--N", 20, "--decay_taus", "a"), ["--decay_taus 'a'"]),
     (("--N", 20, "--apply_dale", "maybe"), ["--apply_dale 'maybe' is not a boolean"]),
     (("--N", 20, "--n_trials", 0), ["max_trials = 0 must be >= 1"]),
+    (("--N", 20, "--decay_taus", "4,inf"), ["must be finite"]),
+    (("--N", 20, "--P_rec", 0), ["P_rec = 0.0 must be in (0, 1]"]),
+    (("--N", 20, "--min-trials", -3), ["min_trials = -3 must be >= 0"]),
+    (("--N", 20, "--seed", -1), ["seed -1 must be in [0, 2**63)"]),
+    (("--N", 20, "--seed", 2**63), ["must be in [0, 2**63)"]),
+    (("--N", 20, "--device", "bogus"), ["device 'bogus' is not one of cpu, cuda, cuda:N"]),
 ])
 def test_train_refuses_impossible_arguments_before_writing(tmp_path, capsys, args, fragments):
     directory = tmp_path / "net"
@@ -240,3 +253,66 @@ def test_an_interrupted_map_keeps_the_finished_factors_and_resumes_to_the_uninte
         np.testing.assert_array_equal(resumed[0][name], whole[0][name])
     np.testing.assert_array_equal(resumed[0]["all_perfs"][:done], partial["all_perfs"][:done])
     assert resumed[1]["complete"] is True
+
+
+def mat_variant(tmp_path, name, **changes):
+    """An original-layout .mat (N = 12, Go-NoGo) with some variables replaced (None removes one)."""
+    path = tmp_path / f"Task_go-nogo_{name}.mat"
+    variables = original_mat(path)
+    variables.update(changes)
+    scipy.io.savemat(path, {key: value for key, value in variables.items() if value is not None})
+    return path
+
+
+@pytest.mark.parametrize("change, fragments", [
+    ({"taus": np.array([4.0, 10.0, 20.0])}, ["decay_taus = [4.0, 10.0, 20.0] must be one value or (min, max)"]),
+    ({"taus": np.array([10.0, 4.0])}, ["max must be >= min"]),
+    ({"w": "hello"}, ["w holds", "expected real numbers"]),
+    ({"w": np.ones((12, 12)) * (1 + 1j)}, ["w holds complex128 values"]),
+    ({"N": 300}, ["N = 300 but w is 12 x 12"]),
+    ({"m": np.ones((12, 12))}, ["m must be diagonal with entries +1 (excitatory) and -1"]),
+    ({"inh": np.zeros((5, 1))}, ["inh does not mark the units that m makes inhibitory"]),
+    ({"w": -np.ones((12, 12))}, ["w has negative entries", "relu(W)"]),
+])
+def test_inconsistent_mat_models_are_refused(tmp_path, capsys, change, fragments):
+    path = mat_variant(tmp_path, "bad", **change)
+    assert spikeforge("rate", "map", tmp_path / "out", "--model", path) == 2
+    one_error_line(capsys, *fragments)
+    assert not (tmp_path / "out" / "search.h5").exists()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("--seed", -1), ["seed -1 must be in [0, 2**63)"]),
+    (("--backend", "torch", "--device", "cuda:7"), ["CUDA is not available"]),
+    (("--backend", "torch", "--device", "bogus"), ["device 'bogus' is not one of"]),
+    (("--device", "cuda"), ["--device 'cuda' needs --backend torch"]),
+    (("--scaling-factors", "20,,30"), ["is not START:STEP:STOP"]),
+    (("--scaling-factors", "1e400"), ["must be finite values > 0"]),
+    (("--scaling-factors", "20:0.0001:75"), ["more than 1000 factors"]),
+    (("--task", "mante"), ["trained on task 'go-nogo', not 'mante'"]),
+])
+def test_map_refuses_impossible_arguments_before_the_search(tmp_path, capsys, args, fragments):
+    model = tmp_path / "net"
+    path = tmp_path / "Task_go-nogo_N_12.mat"
+    original_mat(path)
+    if "--task" in args:  # a model file of another task
+        assert spikeforge("rate", "train", model / "gng", "--task", "go-nogo", "--N", 12, "--n_trials", 1) == 0
+        capsys.readouterr()
+        arguments = ("rate", "map", tmp_path / "out", "--model", model / "gng" / "model.h5", *args)
+    else:
+        arguments = ("rate", "map", tmp_path / "out", "--model", path, *args)
+    assert spikeforge(*arguments) == 2
+    one_error_line(capsys, *fragments)
+    assert not (tmp_path / "out" / "search.h5").exists()
+
+
+def test_eval_refuses_a_search_made_for_another_model(tmp_path, capsys):
+    first, second = tmp_path / "Task_go-nogo_a.mat", tmp_path / "Task_go-nogo_b.mat"
+    original_mat(first, seed=0)
+    original_mat(second, seed=1)
+    assert spikeforge("rate", "map", tmp_path / "out", "--model", first, "--scaling-factors", "20,40", "--trials", 2,
+                      "--held-out", 2, "--seed", 1) == 0
+    capsys.readouterr()
+    assert spikeforge("rate", "eval", tmp_path / "out", "--model", second, "--trials", 2) == 2
+    one_error_line(capsys, "was made for the model", "search this model")
+    assert spikeforge("rate", "eval", tmp_path / "out", "--model", first, "--trials", 2, "--seed", 4) == 0

@@ -15,6 +15,8 @@ import numpy as np
 from spikeforge.cli_support import PathArgument, backend_options, user_errors
 from spikeforge.errors import ParameterError
 
+MAX_FACTORS = 1000  # as spikeforge.rate2spike.runs.MAX_FACTORS (not imported: it would load numba at start-up)
+
 
 def _boolean(value: str) -> bool:
     """The original's str2bool."""
@@ -27,16 +29,27 @@ def _boolean(value: str) -> bool:
 
 
 def _grid(text: str) -> list[float]:
-    """``20:5:75`` (MATLAB's start:step:stop) or ``20,30,40``."""
+    """``20:5:75`` (MATLAB's start:step:stop, stop included) or ``20,30,40``."""
     try:
         if ":" in text:
             start, step, stop = (float(part) for part in text.split(":"))
-            if step <= 0 or stop < start:
+            if not (np.isfinite([start, step, stop]).all() and step > 0 and stop >= start):
                 raise ValueError
+            if (stop - start) / step > 10 * MAX_FACTORS:
+                raise ParameterError(f"--scaling-factors {text!r} makes more than {MAX_FACTORS} factors; use a "
+                                     f"larger step")
             return list(np.arange(start, stop + step / 2, step))
-        return [float(part) for part in text.split(",") if part.strip()]
+        parts = text.split(",")
+        if any(not part.strip() for part in parts):
+            raise ValueError
+        return [float(part) for part in parts]
     except ValueError:
-        raise ParameterError(f"--scaling-factors {text!r} is not START:STEP:STOP or a comma-separated list") from None
+        raise ParameterError(f"--scaling-factors {text!r} is not START:STEP:STOP (STOP included) or a "
+                             f"comma-separated list of numbers") from None
+
+
+SEED_HELP = "Seed of every random stream, in [0, 2**63) (default: a fresh one, printed and saved)."
+TASK_CHOICE = click.Choice(["go-nogo", "mante", "xor"], case_sensitive=False)
 
 
 @click.group()
@@ -47,8 +60,7 @@ def rate() -> None:
 
 @rate.command()
 @click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
-@click.option("--task", required=True, type=click.Choice(["go-nogo", "mante", "xor"], case_sensitive=False),
-              help="The cognitive task.")
+@click.option("--task", required=True, type=TASK_CHOICE, help="The cognitive task.")
 @click.option("--N", "--n", "n", required=True, type=int, help="Number of units.")
 @click.option("--gain", default=1.5, show_default=True, type=float, help="g of the initial weights.")
 @click.option("--P_inh", "--p-inh", "p_inh", default=0.2, show_default=True, type=float,
@@ -58,18 +70,19 @@ def rate() -> None:
 @click.option("--som_N", "--som-n", "som_n", default=0, show_default=True, type=int, help="SOM inhibitory units.")
 @click.option("--act", default="sigmoid", show_default=True, type=click.Choice(["sigmoid", "clipped_relu", "softplus"]),
               help="Activation function.")
-@click.option("--loss_fn", "--loss-fn", "loss_fn", default="l2", show_default=True, type=click.Choice(["l1", "l2"]))
+@click.option("--loss_fn", "--loss-fn", "loss_fn", default="l2", show_default=True, type=click.Choice(["l1", "l2"]),
+              help="l2: root of the summed squared error (the original's); l1: summed absolute error.")
 @click.option("--apply_dale", "--apply-dale", "apply_dale", default="true", show_default=True,
               help="Dale's principle (true/false).")
 @click.option("--decay_taus", "--decay-taus", "decay_taus", default="4,20", show_default=True,
               help="Synaptic decay in steps of 5 ms: one value (fixed) or MIN,MAX (trained).")
 @click.option("--n_trials", "--n-trials", "n_trials", default=6000, show_default=True, type=int,
-              help="Most training trials.")
+              help="Stop after this many trials if the criterion is not met (the paper's budget: 6000).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Trials per Adam step (1: the original).")
-@click.option("--learning-rate", default=0.01, show_default=True, type=float)
+@click.option("--learning-rate", default=0.01, show_default=True, type=float, help="Adam's learning rate.")
 @click.option("--min-trials", default=None, type=int,
               help="Never stop before this many trials (default: the task's; 1500 for Go-NoGo, as the original).")
-@click.option("--seed", default=None, type=int, help="Seed of every random stream (default: a fresh one, saved).")
+@click.option("--seed", default=None, type=int, help=SEED_HELP)
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda or cuda:N.")
 @user_errors
 def train(directory: Path, task: str, n: int, gain: float, p_inh: float, p_rec: float, som_n: int, act: str,
@@ -94,12 +107,14 @@ def train(directory: Path, task: str, n: int, gain: float, p_inh: float, p_rec: 
 @click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
 @click.option("--model", "model_file", type=PathArgument(dir_okay=False, path_type=Path), default=None,
               help="Map this model file (e.g. an original .mat) instead of DIRECTORY/model.h5.")
-@click.option("--task", default=None, help="The task of a .mat whose file name does not say it.")
-@click.option("--scaling-factors", default="20:5:75", show_default=True, help="The grid of 1/lambda.")
+@click.option("--task", default=None, type=TASK_CHOICE, help="The task of a .mat whose file name does not say it.")
+@click.option("--scaling-factors", default="20:5:75", show_default=True,
+              help="The grid of 1/lambda: START:STEP:STOP (STOP included) or a comma-separated list.")
 @click.option("--trials", default=100, show_default=True, type=int, help="Trials per scaling factor.")
 @click.option("--held-out", default=100, show_default=True, type=int, help="Fresh trials at the chosen factor.")
-@click.option("--seed", default=None, type=int)
-@click.option("--force", is_flag=True, help="Replace an earlier search in DIRECTORY.")
+@click.option("--seed", default=None, type=int, help=SEED_HELP)
+@click.option("--force", is_flag=True,
+              help="Replace an earlier search in DIRECTORY (its figure and evaluation are removed).")
 @backend_options
 @user_errors
 def map_(directory: Path, model_file: Path | None, task: str | None, scaling_factors: str, trials: int,
@@ -114,10 +129,10 @@ def map_(directory: Path, model_file: Path | None, task: str | None, scaling_fac
 @click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
 @click.option("--model", "model_file", type=PathArgument(dir_okay=False, path_type=Path), default=None,
               help="Evaluate this model file (e.g. an original .mat) instead of DIRECTORY/model.h5.")
-@click.option("--task", default=None, help="The task of a .mat whose file name does not say it.")
+@click.option("--task", default=None, type=TASK_CHOICE, help="The task of a .mat whose file name does not say it.")
 @click.option("--trials", default=100, show_default=True, type=int, help="Fresh trials to score.")
 @click.option("--scaling-factor", default=None, type=float, help="1/lambda (default: the one `map` chose).")
-@click.option("--seed", default=None, type=int)
+@click.option("--seed", default=None, type=int, help=SEED_HELP)
 @click.option("--force", is_flag=True, help="Replace an earlier evaluation.")
 @backend_options
 @user_errors

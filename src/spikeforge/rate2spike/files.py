@@ -112,34 +112,55 @@ def read_model(path: str | os.PathLike, task: str | None = None) -> Model:
     return _model(path, variables, attrs, task, activation)
 
 
+def _real_array(path: Path, variables, name: str) -> np.ndarray:
+    """Variable ``name`` as a real float64 array, or a DataFileError naming it."""
+    value = np.asarray(variables[name])
+    if value.dtype.kind not in "biuf":
+        raise DataFileError(f"model file {str(path)!r}: {name} holds {value.dtype} values; expected real numbers")
+    return value.astype(np.float64)
+
+
 def _model(path: Path, variables, attrs, task: str, activation: str) -> Model:
-    w = np.asarray(variables["w"], dtype=np.float64)
+    arrays = {name: _real_array(path, variables, name) for name in REQUIRED}
+    w = arrays["w"]
     n = w.shape[0] if w.ndim == 2 else 0
-    signs = np.diag(np.asarray(variables["m"], dtype=np.float64)) if np.ndim(variables["m"]) == 2 else np.array([])
-    shapes_ok = (w.shape == (n, n) and n >= 2 and signs.shape == (n,)
-                 and np.shape(variables["som_m"]) == (n, n) and np.shape(variables["w_out"]) in ((1, n), (n,))
-                 and np.ndim(variables["w_in"]) == 2 and np.shape(variables["w_in"])[0] == n
-                 and np.size(variables["taus_gaus"]) == n)
+    m = arrays["m"]
+    shapes_ok = (w.shape == (n, n) and n >= 2 and m.shape == (n, n)
+                 and arrays["som_m"].shape == (n, n) and arrays["w_out"].shape in ((1, n), (n,))
+                 and arrays["w_in"].ndim == 2 and arrays["w_in"].shape[0] == n and arrays["taus_gaus"].size == n)
     if not shapes_ok:
-        raise DataFileError(f"model file {str(path)!r} has inconsistent shapes (w {w.shape}, m "
-                            f"{np.shape(variables['m'])}, w_in {np.shape(variables['w_in'])}, w_out "
-                            f"{np.shape(variables['w_out'])}); expected N x N, N x N, N x inputs, 1 x N")
-    finite = all(np.all(np.isfinite(np.asarray(variables[name], dtype=np.float64))) for name in REQUIRED)
-    if not finite:
+        raise DataFileError(f"model file {str(path)!r} has inconsistent shapes (w {w.shape}, m {m.shape}, w_in "
+                            f"{arrays['w_in'].shape}, w_out {arrays['w_out'].shape}); expected N x N, N x N, "
+                            f"N x inputs, 1 x N")
+    if not all(np.all(np.isfinite(value)) for value in arrays.values()):
         raise DataFileError(f"model file {str(path)!r} holds NaN or infinite weights")
+    signs = np.diag(m)
+    if np.any(m[~np.eye(n, dtype=bool)] != 0) or not np.all(np.isin(signs, (-1.0, 1.0))):
+        raise DataFileError(f"model file {str(path)!r}: m must be diagonal with entries +1 (excitatory) and -1 "
+                            f"(inhibitory), as the original saves it")
+    if "N" in variables and np.ravel(variables["N"]).size and float(np.ravel(variables["N"])[0]) != n:
+        raise DataFileError(f"model file {str(path)!r}: N = {np.ravel(variables['N'])[0]} but w is {n} x {n}")
     inh = signs < 0
-    taus = tuple(float(t) for t in np.ravel(variables["taus"]))
-    config = RateConfig(n=n, n_inputs=int(np.shape(variables["w_in"])[1]), decay_taus=taus,
-                        som_n=int(np.ravel(variables.get("som_N", [0]))[0]), apply_dale=bool(inh.any()),
-                        activation=activation, **_settings(attrs))
+    if "inh" in variables:
+        recorded = np.ravel(variables["inh"])
+        if recorded.size != n or not np.array_equal(recorded.astype(np.float64) != 0, inh):
+            raise DataFileError(f"model file {str(path)!r}: inh does not mark the units that m makes inhibitory")
+    if inh.any() and np.any(w < 0):
+        raise DataFileError(f"model file {str(path)!r}: w has negative entries, but under Dale's principle the "
+                            f"original saves relu(W) (signs come from m)")
+    taus = tuple(float(t) for t in np.ravel(arrays["taus"]))
+    try:
+        config = RateConfig(n=n, n_inputs=int(arrays["w_in"].shape[1]), decay_taus=taus,
+                            som_n=int(np.ravel(variables.get("som_N", [0]))[0]), apply_dale=bool(inh.any()),
+                            activation=activation, **_settings(attrs))
+    except ValueError as error:
+        raise DataFileError(f"model file {str(path)!r}: {error}") from None
     if config.n_inputs != TASKS[task].n_inputs:
         raise DataFileError(f"model file {str(path)!r} has {config.n_inputs} inputs; task {task!r} has "
                             f"{TASKS[task].n_inputs}")
-    weights = {"inh": inh, "w": w, "w_in": np.asarray(variables["w_in"], dtype=np.float64),
-               "w_out": np.reshape(np.asarray(variables["w_out"], dtype=np.float64), (1, n)),
+    weights = {"inh": inh, "w": w, "w_in": arrays["w_in"], "w_out": np.reshape(arrays["w_out"], (1, n)),
                "b_out": float(np.ravel(variables.get("b_out", [0.0]))[0]),
-               "taus_gaus": np.reshape(np.asarray(variables["taus_gaus"], dtype=np.float64), (n, 1)),
-               "som_mask": np.asarray(variables["som_m"], dtype=np.float64)}
+               "taus_gaus": np.reshape(arrays["taus_gaus"], (n, 1)), "som_mask": arrays["som_m"]}
     return Model(config, task, weights, dict(variables), dict(attrs))
 
 

@@ -54,18 +54,16 @@ class RateConfig:
             raise ValueError(f"N = {self.n} must be >= 2 units")
         if self.n_inputs < 1:
             raise ValueError(f"n_inputs = {self.n_inputs} must be >= 1")
-        for name in ("p_inh", "p_rec"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} = {value} must be in [0, 1]")
-        if not self.p_rec > 0:
-            raise ValueError(f"p_rec = {self.p_rec} must be > 0")
+        if not 0.0 <= self.p_inh <= 1.0:
+            raise ValueError(f"P_inh = {self.p_inh} must be in [0, 1]")
+        if not 0.0 < self.p_rec <= 1.0:
+            raise ValueError(f"P_rec = {self.p_rec} must be in (0, 1]")
         if not self.gain > 0:
             raise ValueError(f"gain = {self.gain} must be > 0")
         if len(self.decay_taus) not in (1, 2):
             raise ValueError(f"decay_taus = {list(self.decay_taus)} must be one value or (min, max) in steps")
-        if not all(t >= 1 for t in self.decay_taus):
-            raise ValueError(f"decay_taus = {list(self.decay_taus)} must be >= 1 step (5 ms) each")
+        if not all(np.isfinite(t) and t >= 1 for t in self.decay_taus):
+            raise ValueError(f"decay_taus = {list(self.decay_taus)} must be finite and >= 1 step (5 ms) each")
         if len(self.decay_taus) == 2 and self.decay_taus[1] < self.decay_taus[0]:
             raise ValueError(f"decay_taus = {list(self.decay_taus)}: max must be >= min")
         if self.activation not in ACTIVATIONS:

@@ -24,6 +24,8 @@ from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rate2spike import files
 from spikeforge.rate2spike.tasks import task_named
 
+MAX_FACTORS = 1000  # more scaling factors than any search needs: a mistyped grid
+SUCCESS = 0.95  # the paper's "successful LIF network"
 MODEL = "model.h5"
 SEARCH = "search.h5"
 EVAL = "eval.h5"
@@ -36,6 +38,48 @@ def _echo(verbose: bool, text: str) -> None:
 
 def _bar(total: int, desc: str, unit: str, verbose: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=not (verbose and sys.stderr.isatty()), leave=False)
+
+
+def _line(bar: tqdm, verbose: bool, text: str) -> None:
+    """A progress line: above the bar on a terminal, else printed (logs of batch jobs)."""
+    if bar.disable:
+        _echo(verbose, text)
+    else:
+        bar.write(text)
+
+
+def _seed(seed: int | None, verbose: bool) -> int:
+    """The seed of a run: validated, or a fresh one (printed, so the run can be repeated)."""
+    if seed is None:
+        seed = streams.fresh_seed()
+        _echo(verbose, f"seed {seed} (chosen at random; saved with the results)")
+        return seed
+    if not 0 <= int(seed) < 2**63:
+        raise ParameterError(f"seed {seed} must be in [0, 2**63)")
+    return int(seed)
+
+
+def _torch_device(device: str):
+    """``device`` as a torch.device, or a ParameterError naming what is wrong with it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r}: CUDA is not available here; use --device cpu")
+    return parsed
+
+
+def _check_backend(backend: str, device: str) -> None:
+    if backend == "numba":
+        if device != "cpu":
+            raise ParameterError(f"--device {device!r} needs --backend torch; the numba backend runs on the CPU")
+        return
+    _torch_device(device)
 
 
 def _refuse_existing(path: Path, force: bool | None, what: str) -> None:
@@ -60,13 +104,11 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
         the_task = task_named(task)
         config = RateConfig(n_inputs=the_task.n_inputs, **config_values)
         training = TrainingConfig(**training_values)
-        device = torch.device(device)
-    except (ValueError, RuntimeError) as error:
+    except ValueError as error:
         raise ParameterError(str(error)) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device {str(device)!r}: CUDA is not available here; use --device cpu")
+    device = _torch_device(device)
     _refuse_existing(directory / MODEL, None, "a trained model")
-    seed = streams.fresh_seed() if seed is None else int(seed)
+    seed = _seed(seed, verbose)
     directory.mkdir(parents=True, exist_ok=True)
     with StopSignals() as signals, DirectoryLock(directory, "spikeforge rate train"):
         _refuse_existing(directory / MODEL, None, "a trained model")  # another process may have been first
@@ -77,7 +119,12 @@ def train(directory: str | Path, task: str, config_values: dict, training_values
         bar = _bar(training.max_trials, f"training {the_task.name}", "trial", verbose)
         with signals.deferred("finishing this trial, then saving the model"), bar, _one_cpu_thread(device):
             log = train_model(model, the_task, training, streams.stream(seed, "rate", "trials"), generator,
-                              progress=bar.update, should_stop=lambda: signals.requested is not None)
+                              progress=bar.update, should_stop=lambda: signals.requested is not None,
+                              report=lambda trials, loss, accuracy: _line(
+                                  bar, verbose, f"trial {trials}: evaluation loss {loss:.2f}, {accuracy:.0%} correct"))
+        if log.diverged:
+            raise ParameterError(f"the training loss became NaN or infinite after {log.trials} trials; nothing was "
+                                 f"saved (lower --learning-rate, or check --gain and --decay_taus)")
         variables = files.model_variables(model, config, initial, log)
         attrs = {"task": the_task.name, "activation": config.activation, "loss_fn": training.loss,
                  "P_inh": config.p_inh, "P_rec": config.p_rec, "gain": config.gain, "apply_dale": config.apply_dale,
@@ -125,64 +172,107 @@ def load(directory: str | Path, model_file: str | Path | None = None, task: str 
     return files.read_model(path, task)
 
 
+def _map_command(directory: Path, attrs: dict) -> str:
+    """The ``spikeforge rate map`` command line that made (and resumes) the search of ``attrs``."""
+    factors = ",".join(f"{factor:g}" for factor in attrs["scaling_factors"])
+    model = "" if attrs["model_file"] == str(directory / MODEL) else f" --model {attrs['model_file']}"
+    backend = "" if attrs["backend"] == "numba" else f" --backend {attrs['backend']} --device {attrs['device']}"
+    return (f"spikeforge rate map {directory}{model} --scaling-factors {factors} --trials {attrs['trials']} "
+            f"--held-out {attrs['held_out_trials']}{backend}")
+
+
+def _drop_stale_outputs(directory: Path) -> list[str]:
+    """Remove the figure and the evaluation that belong to an earlier search (they would
+    contradict the new search.h5); return their names."""
+    removed = []
+    for name in ("search.png", EVAL, "eval.png"):
+        if (directory / name).exists():
+            (directory / name).unlink()
+            removed.append(name)
+    return removed
+
+
 def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: int = 100, seed: int | None = None,
            model_file: str | Path | None = None, task: str | None = None, backend: str = "numba",
            device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
     """The scaling-factor grid search and the held-out accuracy at the chosen factor.
 
-    SIGINT or SIGTERM lets the factor in progress finish, then saves the finished factors in an
-    incomplete ``search.h5``; the same command later resumes from them (with the same numbers an
-    uninterrupted run gives), and refuses to if any input differs."""
+    SIGINT or SIGTERM lets the step in progress (a factor, or the held-out trials) finish, then
+    saves the finished factors in an incomplete ``search.h5``; the same command (without
+    ``--force``) later resumes from them, with the numbers an uninterrupted run gives, and refuses
+    to if any input differs.  Repeating the command of a finished search prints its result (and
+    draws a missing figure); ``force`` starts over and removes the earlier search's figure and
+    evaluation."""
     from spikeforge.core.provenance import differences, file_digest
     from spikeforge.rate2spike import plotting
     from spikeforge.rate2spike.lif_network import from_arrays
-    from spikeforge.rate2spike.search import conclude, grid_accuracy
+    from spikeforge.rate2spike.search import SearchResult, conclude, grid_accuracy
 
     directory = Path(directory)
     model_path = Path(model_file) if model_file is not None else directory / MODEL
     model = load(directory, model_file, task)
     factors = np.asarray(scaling_factors, dtype=np.float64)
     if factors.size == 0 or not np.all(np.isfinite(factors)) or np.any(factors <= 0):
-        raise ParameterError(f"scaling factors {factors.tolist()} must be values > 0")
+        raise ParameterError(f"scaling factors {factors.tolist()} must be finite values > 0")
+    if factors.size > MAX_FACTORS:
+        raise ParameterError(f"{factors.size} scaling factors is more than {MAX_FACTORS}; use a coarser grid")
     if np.unique(factors).size != factors.size:
         raise ParameterError(f"scaling factors {factors.tolist()} repeat a value")
     if trials < 1 or held_out < 1:
         raise ParameterError(f"trials = {trials} and held-out trials = {held_out} must be >= 1")
+    _check_backend(backend, device)
+    if seed is not None:
+        seed = _seed(seed, verbose)
     inputs = {"scaling_factors": factors.tolist(), "trials": trials, "held_out_trials": held_out,
               "model_sha256": file_digest(model_path), "task": model.task, "backend": backend, "device": device}
     directory.mkdir(parents=True, exist_ok=True)
     with StopSignals() as signals, DirectoryLock(directory, "spikeforge rate map"):
-        known, seed = None, (None if seed is None else int(seed))
+        known, earlier_seconds = None, 0.0
         if (directory / SEARCH).exists() and not force:
-            earlier, recorded = read_h5(directory / SEARCH, ["all_perfs"], "search file")
-            if recorded.get("complete", True):
-                _refuse_existing(directory / SEARCH, force, "a scaling-factor search")
-            changed = differences(recorded, {**inputs, "seed": recorded["seed"] if seed is None else seed},
+            earlier, recorded = read_h5(directory / SEARCH, None, "search file")
+            changed = differences(recorded, {**inputs, "seed": recorded.get("seed") if seed is None else seed},
                                   [*inputs, "seed"])
+            complete = recorded.get("complete", True)
             if changed:
                 name, old, new = changed[0]
-                raise ParameterError(f"{str(directory / SEARCH)!r} holds an interrupted search made with {name} = "
-                                     f"{old}, not {new}; repeat its command to resume it, or use --force to start "
-                                     f"over")
+                what = "a finished search" if complete else "an interrupted search"
+                remedy = ("use --force to replace it" if complete
+                          else "repeat its command to resume it, or use --force to start over")
+                raise ParameterError(f"{str(directory / SEARCH)!r} holds {what} made with {name} = {old}, not "
+                                     f"{new}; {remedy}")
+            if complete:  # the same command again: its result, and the figure if it is missing
+                best = int(np.argmax(earlier["all_perfs"]))
+                result = SearchResult(earlier["scaling_factors"], earlier["all_perfs"],
+                                      float(earlier["opt_scaling_factor"]), float(earlier["all_perfs"][best]),
+                                      float(earlier["held_out_accuracy"]), held_out)
+                if not (directory / "search.png").exists():
+                    plotting.search_curve(directory / "search.png", result, model.task)
+                _echo(verbose, f"{directory / SEARCH} already holds this search (--force repeats it):")
+                _report_search(result, held_out, float(recorded.get("seconds", 0.0)), verbose)
+                return {"best": result.best, "grid": result.accuracy, "held_out": result.held_out_accuracy}
             known, seed = earlier["all_perfs"], int(recorded["seed"])
+            earlier_seconds = float(recorded.get("seconds", 0.0))
             _echo(verbose, f"resuming: {int(np.sum(~np.isnan(known)))} of {factors.size} scaling factors were done")
-        seed = streams.fresh_seed() if seed is None else seed
+        seed = _seed(seed, verbose)
+        if not model.attrs.get("converged", True):
+            _echo(verbose, f"note: this rate network did not reach its training criterion "
+                           f"({'interrupted' if model.attrs.get('interrupted') else 'trial budget spent'}); "
+                           f"its LIF network is unlikely to do the task")
         the_task = task_named(model.task)
         mapped = from_arrays(model)
-        _echo(verbose, f"searching {factors.size} scaling factors x {trials} trials + {held_out} held-out trials "
-                       f"({model.config.n} neurons, task {model.task}, {backend})")
+        plural = "s" if factors.size > 1 else ""
+        _echo(verbose, f"searching {factors.size} scaling factor{plural} x {trials} trials + {held_out} held-out "
+                       f"trials ({model.config.n} neurons, task {model.task}, {backend})")
         start = time.perf_counter()
         attrs = {**inputs, "seed": seed, "model_file": str(model_path)}
         stopped = lambda: signals.requested is not None  # noqa: E731
 
         def progress(factor: float, score: float) -> None:
             bar.update(trials)
-            line = f"1/lambda = {factor:g}: {score:.0%} of {trials} trials"
-            if bar.disable:
-                _echo(verbose, line)
-            else:
-                bar.write(line)  # above the bar
-        with signals.deferred("finishing this scaling factor, then saving the finished ones"):
+            _line(bar, verbose, f"1/lambda = {factor:g}: {score:.0%} of {trials} trials")
+
+        with signals.deferred("finishing the step in progress (a scaling factor or the held-out trials), then "
+                              "saving what is done"):
             bar = _bar(factors.size * trials + held_out, "scaling factors", "trial", verbose)
             with bar:
                 if known is not None:
@@ -191,31 +281,47 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
                                      known=known, progress=progress, should_stop=stopped)
                 result = None if stopped() else conclude(mapped, the_task, seed, factors, grid, held_out,
                                                          backend=backend, device=device)
-            seconds = time.perf_counter() - start
+            seconds = earlier_seconds + time.perf_counter() - start
+            removed = _drop_stale_outputs(directory)
+            if removed:
+                _echo(verbose, f"removed the earlier search's {', '.join(removed)}")
             if result is None:
                 write_h5(directory / SEARCH, {"scaling_factors": factors, "all_perfs": grid},
                          {**attrs, "complete": False, "seconds": seconds})
                 signals.raise_if_requested(f"interrupted; {int(np.sum(~np.isnan(grid)))} of {factors.size} "
-                                           f"scaling factors are saved in {directory / SEARCH}; run the same "
-                                           f"command again to finish the search")
+                                           f"scaling factors are saved in {directory / SEARCH}; "
+                                           f"`{_map_command(directory, attrs)}` finishes the search")
             arrays = {"scaling_factors": result.scaling_factors, "all_perfs": result.accuracy,
                       "opt_scaling_factor": np.float64(result.best),
                       "held_out_accuracy": np.float64(result.held_out_accuracy)}
             write_h5(directory / SEARCH, arrays, {**attrs, "complete": True, "seconds": seconds})
             figure = plotting.search_curve(directory / "search.png", result, model.task)
-        _echo(verbose, f"best 1/lambda = {result.best:g}: {result.best_accuracy:.0%} on the grid's trials, "
-                       f"{result.held_out_accuracy:.0%} on {held_out} held-out trials ({seconds:.1f} s)")
+        _report_search(result, held_out, seconds, verbose)
         _echo(verbose, f"wrote {directory / SEARCH} and {figure}")
         signals.raise_if_requested(f"interrupted; the search is complete in {directory / SEARCH}")
     return {"best": result.best, "grid": result.accuracy, "held_out": result.held_out_accuracy}
 
 
-def chosen_factor(directory: Path) -> float:
-    """The scaling factor ``map`` chose for ``directory``."""
+def _report_search(result, held_out: int, seconds: float, verbose: bool) -> None:
+    _echo(verbose, f"best 1/lambda = {result.best:g}: {result.best_accuracy:.0%} on the grid's trials, "
+                   f"{result.held_out_accuracy:.0%} on {held_out} held-out trials ({seconds:.1f} s)")
+    if result.held_out_accuracy < SUCCESS:
+        _echo(verbose, f"note: below the {SUCCESS:.0%} the paper calls a successful LIF network; not every "
+                       f"trained rate network maps (docs/rate2spike.md, 'When the spiking network fails')")
+
+
+def chosen_factor(directory: Path, model_path: Path) -> float:
+    """The scaling factor ``map`` chose for ``directory``, which must have searched ``model_path``."""
+    from spikeforge.core.provenance import file_digest
+
     _, attrs = read_h5(directory / SEARCH, [], "search file")
     if not attrs.get("complete", True):
         raise DataFileError(f"the scaling-factor search in {str(directory)!r} was interrupted; finish it with "
-                            f"`spikeforge rate map {directory}` or give --scaling-factor")
+                            f"`{_map_command(directory, attrs)}`, or give --scaling-factor")
+    if "model_sha256" in attrs and attrs["model_sha256"] != file_digest(model_path):
+        raise DataFileError(f"the scaling-factor search in {str(directory)!r} was made for the model "
+                            f"{attrs.get('model_file')!r}, not for {str(model_path)!r} (their contents differ); "
+                            f"search this model with `spikeforge rate map`, or give --scaling-factor")
     arrays, _ = read_h5(directory / SEARCH, ["opt_scaling_factor"], "search file")
     return float(arrays["opt_scaling_factor"])
 
@@ -238,12 +344,13 @@ def evaluate(directory: str | Path, trials: int = 100, scaling_factor: float | N
         if not (directory / SEARCH).exists():
             raise DataFileError(f"{str(directory)!r} has no scaling-factor search; run `spikeforge rate map "
                                 f"{directory}` first or give --scaling-factor")
-        scaling_factor = chosen_factor(directory)
+        scaling_factor = chosen_factor(directory, Path(model_file) if model_file is not None else directory / MODEL)
     if not (np.isfinite(scaling_factor) and scaling_factor > 0):
         raise ParameterError(f"scaling factor {scaling_factor} must be > 0")
     if trials < 1:
         raise ParameterError(f"trials = {trials} must be >= 1")
-    seed = streams.fresh_seed() if seed is None else int(seed)
+    _check_backend(backend, device)
+    seed = _seed(seed, verbose)
     with StopSignals(), DirectoryLock(directory, "spikeforge rate eval"):
         _refuse_existing(directory / EVAL, force, "an evaluation")
         task = task_named(model.task)

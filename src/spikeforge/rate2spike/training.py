@@ -42,6 +42,8 @@ class TrainingConfig:
             raise ValueError(f"learning_rate = {self.learning_rate} must be > 0")
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss {self.loss!r} is not one of l1, l2")
+        if self.min_trials is not None and self.min_trials < 0:
+            raise ValueError(f"min_trials = {self.min_trials} must be >= 0")
         if self.eval_every < 1 or self.eval_trials < 1:
             raise ValueError("eval_every and eval_trials must be >= 1")
 
@@ -56,6 +58,7 @@ class TrainingLog:
     eval_accuracy: list[float] = field(default_factory=list)
     trials: int = 0  # trials consumed
     converged: bool = False
+    diverged: bool = False  # the loss became NaN or infinite (training stopped there)
     seconds: float = 0.0
 
 
@@ -75,12 +78,14 @@ def evaluate(model: RateRNN, task: Task, rng: np.random.Generator, n_trials: int
 
 
 def train(model: RateRNN, task: Task, config: TrainingConfig, rng: np.random.Generator,
-          generator: torch.Generator | None = None, progress=None, should_stop=None) -> TrainingLog:
+          generator: torch.Generator | None = None, progress=None, should_stop=None, report=None) -> TrainingLog:
     """Train ``model`` in place on ``task``.
 
     ``rng`` draws the trials, ``generator`` the network noise.  ``progress(n)`` is called with the
-    number of trials of each step; ``should_stop()`` is asked after each step (an interrupt then
-    ends training cleanly with the model as it is)."""
+    number of trials of each step, ``report(trials, loss, accuracy)`` after each evaluation;
+    ``should_stop()`` is asked after each step (an interrupt then ends training cleanly with the
+    model as it is).  A loss that is not finite stops training before the step that would spread
+    it into the weights (``log.diverged``)."""
     import time
 
     start = time.perf_counter()
@@ -94,6 +99,9 @@ def train(model: RateRNN, task: Task, config: TrainingConfig, rng: np.random.Gen
         trials = task.trials(rng, batch)
         o, _ = model(torch.as_tensor(trials.u, dtype=dtype, device=device), generator)
         step_loss = loss(o, torch.as_tensor(trials.z, dtype=dtype, device=device), config.loss)
+        if not torch.isfinite(step_loss):
+            log.diverged = True
+            break
         optimizer.zero_grad()
         step_loss.backward()
         optimizer.step()
@@ -107,6 +115,8 @@ def train(model: RateRNN, task: Task, config: TrainingConfig, rng: np.random.Gen
             log.eval_trial.append(log.trials)
             log.eval_loss.append(eval_loss)
             log.eval_accuracy.append(accuracy)
+            if report is not None:
+                report(log.trials, eval_loss, accuracy)
             if eval_loss < config.loss_threshold and accuracy > config.accuracy_threshold and log.trials > floor:
                 log.converged = True
                 break
