@@ -252,7 +252,11 @@ def test_rate_config_refuses_impossible_values(bad, message):
         RateConfig(**{"n": 10, "n_inputs": 1, **bad})
 
 
-def test_torch_lif_network_matches_numba_without_noise():
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_torch_lif_network_matches_numba_without_noise(device):
     rng = np.random.default_rng(8)
     n = 40
     w = np.abs(rng.normal(0, 0.4, (n, n))) * (rng.random((n, n)) < 0.3)
@@ -265,7 +269,7 @@ def test_torch_lif_network_matches_numba_without_noise():
     numba_batch = lif_network.simulate(mapped, u, np.array([1.0, 10.0, 30.0]), np.random.default_rng(1), cell,
                                        record_spikes=True)
     torch_batch = lif_network.simulate(mapped, u, np.array([1.0, 10.0, 30.0]), np.random.default_rng(1), cell,
-                                       record_spikes=True, backend="torch")
+                                       record_spikes=True, backend="torch", device=device)
     assert numba_batch.spikes.sum() > 100
     assert np.array_equal(numba_batch.spikes, torch_batch.spikes)
     np.testing.assert_allclose(torch_batch.out, numba_batch.out, rtol=1e-5, atol=1e-6)
@@ -276,3 +280,19 @@ def test_torch_lif_network_fi_point_with_noise():
     batch = lif_network.simulate(isolated(200, 0.0), np.ones((6, 1, 121)), 1.0, np.random.default_rng(9),
                                  backend="torch")
     assert abs(batch.rates.mean() - FI_TABLE[0]) < 1.5
+
+
+@needs_cuda
+def test_on_cuda_the_rate_model_gives_the_cpu_outputs_and_gradients(monkeypatch):
+    from spikeforge.rate2spike import rate_model
+
+    monkeypatch.setattr(rate_model, "INITIAL_STATE_STD", 0.0)  # the two devices' generators differ
+    u = torch.as_tensor(tasks.GoNoGo().trials(np.random.default_rng(1), 3).u, dtype=torch.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        on_device = small_model(seed=5, noise_std=0.0).to(device)
+        o, _ = on_device(u.to(device), torch.Generator(device=device).manual_seed(0))
+        loss(o, torch.zeros_like(o)).backward()
+        results.append((o.detach().cpu(), on_device.w.grad.cpu()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-5)
