@@ -318,3 +318,15 @@ def test_eval_refuses_a_search_made_for_another_model(tmp_path, capsys):
     assert spikeforge("rate", "eval", tmp_path / "out", "--model", second, "--trials", 2) == 2
     one_error_line(capsys, "was made for the model", "search this model")
     assert spikeforge("rate", "eval", tmp_path / "out", "--model", first, "--trials", 2, "--seed", 4) == 0
+
+
+def test_the_tutorials_own_task_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "rate2spike.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/rate2spike.md", "exec"), {"__name__": "tutorial"})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("200 trials, last evaluation:") and out[1].startswith("LIF: best 1/lambda = ")
