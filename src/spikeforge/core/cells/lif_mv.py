@@ -82,10 +82,13 @@ def step(v: float, drive: float, active: bool, noise: float, dt_over_tau: float,
 
 
 def step_torch(v, drive, active, noise, p: Parameters):
-    """One step of every neuron (torch tensors, the arithmetic of :func:`step`): (new v, fired)."""
+    """One step of every neuron (torch tensors, the arithmetic of :func:`step`): (new v, fired).
+    ``p``'s fields may be tensors of one value per neuron (a fit's candidates)."""
+    import torch
+
     v = v + (p.dt_over_tau * (drive - v)) * active + noise
     fired = v >= p.v_th
-    return v.masked_fill(fired, p.v_reset), fired
+    return torch.where(fired, torch.as_tensor(p.v_reset, dtype=v.dtype, device=v.device), v), fired
 
 
 def initial_voltage(rng: np.random.Generator, shape, p: Parameters) -> np.ndarray:

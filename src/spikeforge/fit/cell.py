@@ -1,0 +1,202 @@
+"""Fitting one neuron model to a recorded cell's spike trains under current steps.
+
+The data (:class:`CellData`): one or more sweeps of the same step protocol, each with its amplitude
+(pA as injected) and the recorded spike times (ms from the sweep's start).
+
+The objective (:class:`CellObjective`) of a population of candidates:
+
+1. the current: with ``current="search"`` (SpikeNetOpt's calibration) each candidate gets the model
+   amplitude that makes it fire exactly as many spikes as the reference sweep (the first one with
+   spikes, unless chosen), and the other sweeps are scaled by the same factor (model amplitude per pA),
+   so one scale maps recorded pA onto the model for every sweep; with ``current="given"`` the
+   amplitudes are used as they are (times ``scale``);
+2. every candidate is simulated on every sweep in one kernel call;
+3. the loss, summed over sweeps: ``"spike"``: D_S + |n_model - n_data| (SPIKE-distance over the
+   sweep, PySpike's edges); ``"gamma"``: 1 - Γ (coincidence window ``window`` ms) + |Δn| / n_data;
+   ``"both"``: their sum weighted by ``weights``.  A candidate whose parameters make it blow up
+   (non-finite state) gets an infinite loss.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from spikeforge.core.spikes import Trains, check_train, gamma_factors, spike_distances
+from spikeforge.errors import ParameterError
+from spikeforge.fit.current_search import search_current
+from spikeforge.fit.models import Model, parameter_rows
+from spikeforge.fit.simulate import StepProtocol, simulate
+
+LOSSES = ("spike", "gamma", "both")
+CURRENT_MODES = ("search", "given")
+DEFAULT_HIGH = {"izhikevich": 20.0, "adex": 1000.0, "lif": 500.0}  # first top of the current search
+
+
+class Sweep(NamedTuple):
+    amplitude: float  # injected current during the step [pA]
+    spikes: np.ndarray  # recorded spike times [ms from the sweep's start]
+
+
+class CellData(NamedTuple):
+    sweeps: tuple[Sweep, ...]
+    protocol: StepProtocol
+
+    @classmethod
+    def build(cls, amplitudes, spike_trains, protocol: StepProtocol) -> "CellData":
+        """Checked data: finite amplitudes, valid trains inside the protocol."""
+        protocol = StepProtocol(*protocol).check()
+        amplitudes = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
+        if len(spike_trains) != amplitudes.size or amplitudes.size == 0:
+            raise ParameterError(f"{amplitudes.size} amplitudes for {len(spike_trains)} spike trains; expected one "
+                                 "amplitude per sweep and at least one sweep")
+        if not np.isfinite(amplitudes).all():
+            raise ParameterError(f"sweep amplitudes {amplitudes.tolist()} must be finite")
+        sweeps = []
+        for k, (amplitude, train) in enumerate(zip(amplitudes, spike_trains)):
+            train = check_train(train, f"sweep {k}")
+            if train.size and train[-1] > protocol.total:
+                raise ParameterError(f"sweep {k} has a spike at {train[-1]:g} ms, after the protocol's end "
+                                     f"({protocol.total:g} ms)")
+            sweeps.append(Sweep(float(amplitude), train))
+        if sum(s.spikes.size for s in sweeps) == 0:
+            raise ParameterError("no sweep has a spike: there is nothing to fit")
+        return cls(tuple(sweeps), protocol)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.array([s.spikes.size for s in self.sweeps])
+
+
+class Evaluation(NamedTuple):
+    losses: np.ndarray  # (n,) total loss of each candidate
+    amplitudes: np.ndarray  # (n, sweeps) model amplitude of each candidate on each sweep
+    counts: np.ndarray  # (n, sweeps) model spike counts
+    spike_distance: np.ndarray  # (n, sweeps)
+    gamma: np.ndarray  # (n, sweeps)
+    simulations: int
+
+
+class CellObjective:
+    """Loss of candidates of ``model`` against ``data`` (see the module docstring).
+
+    Args:
+        fitted: names of the searched parameters (the columns of the values given to :meth:`evaluate`).
+        fixed: values of the other parameters (the model's defaults otherwise).
+        reference: index of the sweep whose spike count the current search matches.
+    """
+
+    def __init__(self, model: Model, data: CellData, fitted, fixed: dict | None = None, loss: str = "spike",
+                 current: str = "search", scale: float = 1.0, reference: int | None = None, window: float = 4.0,
+                 weights: tuple[float, float] = (1.0, 1.0), search_high: float | None = None):
+        if loss not in LOSSES:
+            raise ParameterError(f"loss {loss!r} is not one of {', '.join(LOSSES)}")
+        if current not in CURRENT_MODES:
+            raise ParameterError(f"current {current!r} is not one of {', '.join(CURRENT_MODES)}")
+        self.model, self.data, self.fitted = model, data, tuple(fitted)
+        self.fixed = dict(fixed or {})
+        parameter_rows(model, {name: [0.0] for name in self.fitted}, 1, self.fixed)  # unknown names refused
+        self.loss, self.current, self.scale, self.window = loss, current, float(scale), float(window)
+        self.weights = tuple(float(w) for w in weights)
+        counts = data.counts
+        if reference is None:
+            with_spikes = np.flatnonzero((counts > 0) & np.array([s.amplitude != 0 for s in data.sweeps]))
+            reference = int(with_spikes[0]) if with_spikes.size else -1
+        if current == "search" and not (0 <= reference < len(data.sweeps) and counts[reference] > 0
+                                        and data.sweeps[reference].amplitude != 0):
+            raise ParameterError("the current search needs a reference sweep with spikes and a non-zero amplitude")
+        self.reference = reference
+        self.search_high = float(search_high if search_high is not None else DEFAULT_HIGH[model.name])
+        self._data_trains = Trains.from_list([s.spikes for s in data.sweeps])
+
+    def rows(self, values: np.ndarray) -> np.ndarray:
+        """Full parameter rows of candidates given as (n, len(fitted)) values."""
+        values = np.atleast_2d(values)
+        return parameter_rows(self.model, {name: values[:, k] for k, name in enumerate(self.fitted)},
+                              values.shape[0], self.fixed)
+
+    def amplitudes(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        """(n, sweeps) model amplitudes, and the simulations the current search ran."""
+        recorded = np.array([s.amplitude for s in self.data.sweeps])
+        if self.current == "given":
+            return np.repeat(self.scale * recorded[None, :], rows.shape[0], axis=0), 0
+        found = search_current(self.model, rows, int(self.data.counts[self.reference]), self.data.protocol,
+                               high=self.search_high)
+        per_pa = found.amplitude / recorded[self.reference]
+        return per_pa[:, None] * recorded[None, :], found.simulations
+
+    def evaluate(self, values: np.ndarray) -> Evaluation:
+        rows = self.rows(values)
+        n, n_sweeps = rows.shape[0], len(self.data.sweeps)
+        amplitudes, simulations = self.amplitudes(rows)
+        responses = simulate(self.model, np.repeat(rows, n_sweeps, axis=0), amplitudes.ravel(), self.data.protocol)
+        counts = responses.counts.reshape(n, n_sweeps)
+        data = Trains(*self._tiled_data(n))
+        total = self.data.protocol.total
+        distance = spike_distances(responses.trains, data, 0.0, total).reshape(n, n_sweeps)
+        gamma = gamma_factors(responses.trains, data, self.window, total).reshape(n, n_sweeps)
+        miss = np.abs(counts - self.data.counts[None, :])
+        spike_loss = (distance + miss).sum(axis=1)
+        gamma_loss = (1.0 - gamma + miss / np.maximum(self.data.counts[None, :], 1)).sum(axis=1)
+        losses = {"spike": spike_loss, "gamma": gamma_loss,
+                  "both": self.weights[0] * spike_loss + self.weights[1] * gamma_loss}[self.loss]
+        losses = np.where(np.isfinite(losses), losses, np.inf)
+        return Evaluation(losses, amplitudes, counts, distance, gamma, simulations + n * n_sweeps)
+
+    def _tiled_data(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The data's trains repeated for n candidates, in the order of the simulated rows."""
+        trains = self._data_trains
+        counts = np.tile(trains.counts, n)
+        offsets = np.zeros(counts.size + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(counts)
+        return np.tile(trains.times, n), offsets
+
+
+class CellFit(NamedTuple):
+    """The result of :func:`fit_cell`."""
+
+    names: tuple[str, ...]
+    best: np.ndarray  # (dim,) best parameters over all restarts
+    loss: float
+    restart_best: np.ndarray  # (restarts, dim) each restart's best
+    restart_loss: np.ndarray  # (restarts,)
+    optimizer_spread: np.ndarray  # (restarts, dim) each optimizer's final spread [parameter units]
+    histories: tuple  # one search.History per restart
+    stopped: tuple[str, ...]  # why each restart stopped
+
+    def restart_spread(self) -> np.ndarray:
+        """Standard deviation of the restarts' best parameters: large where the data do not
+        constrain a parameter (several parameter sets fit equally well)."""
+        return self.restart_best.std(axis=0)
+
+
+def fit_cell(objective: CellObjective, bounds, optimizer: str = "cmaes", population: int = 64,
+             generations: int = 100, seed: int = 0, restarts: int = 1, patience: int = 0,
+             should_stop=lambda: False, report=None) -> CellFit:
+    """Fit ``objective``'s parameters: ``restarts`` independent searches (streams
+    ``("fit", "restart", k)`` of ``seed``), the best of them, and their spread."""
+    from spikeforge.core.rng import stream
+    from spikeforge.fit import search
+
+    if restarts < 1:
+        raise ParameterError(f"restarts = {restarts}; expected at least 1")
+    histories, stopped = [], []
+    for k in range(restarts):
+        history, why = search.run(lambda values: objective.evaluate(values).losses, bounds, optimizer, population,
+                                  generations, stream(seed, "fit", "restart", k), patience=patience,
+                                  should_stop=should_stop, report=None if report is None else
+                                  (lambda progress, k=k: report(k, progress)))
+        if history.generations:
+            histories.append(history)
+            stopped.append(why)
+        if why == "interrupted":
+            break
+    if not histories:
+        raise ParameterError("the fit was stopped before its first generation finished")
+    bests = [h.best() for h in histories]
+    restart_best = np.array([b[0] for b in bests])
+    restart_loss = np.array([b[1] for b in bests])
+    winner = int(np.argmin(restart_loss))
+    return CellFit(tuple(bounds.names), restart_best[winner], float(restart_loss[winner]), restart_best,
+                   restart_loss, np.array([h.spread[-1] for h in histories]), tuple(histories), tuple(stopped))

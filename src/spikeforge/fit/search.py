@@ -1,0 +1,136 @@
+"""The generational loop of a fit: ask the optimizer, evaluate, tell, record, until a budget or a stall.
+
+:func:`run` maps the optimizer's unit cube onto the parameters' bounds, evaluates each generation
+with the objective, and keeps the whole history (:class:`History`: every candidate in parameter
+units, every loss, the best so far).  It stops after ``generations`` generations, when the best loss
+has not improved by more than ``tolerance`` for ``patience`` generations (the stall criterion), or
+when ``should_stop()`` says so between generations (Ctrl-C: the generations completed so far are
+kept).
+
+Resuming: given the history of an interrupted run (same optimizer, seed, bounds and objective),
+:func:`run` replays it through a fresh optimizer (ask, compare with the saved candidates, tell the
+saved losses), without evaluating anything, and continues from there.  A history that the optimizer
+does not reproduce (another seed, other bounds, another version of cma) is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.fit import optimizers
+
+
+class Bounds(NamedTuple):
+    names: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def build(cls, names, defaults: dict[str, tuple[float, float]], given: dict | None = None) -> "Bounds":
+        given = given or {}
+        for name in given:
+            if name not in names:
+                raise ParameterError(f"bounds given for {name!r}, which is not fitted; fitted: {', '.join(names)}")
+        pairs = [tuple(float(v) for v in given.get(name, defaults[name])) for name in names]
+        for name, (low, high) in zip(names, pairs):
+            if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                raise ParameterError(f"bounds of {name} [{low:g}, {high:g}] need low < high")
+        return cls(tuple(names), np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+
+    def to_parameters(self, unit: np.ndarray) -> np.ndarray:
+        return self.low + np.asarray(unit) * (self.high - self.low)
+
+
+class History(NamedTuple):
+    candidates: np.ndarray  # (generations, population, dim) in parameter units
+    unit: np.ndarray  # (generations, population, dim) the optimizer's coordinates
+    losses: np.ndarray  # (generations, population)
+    spread: np.ndarray  # (generations, dim) optimizer's spread, in parameter units
+    seconds: np.ndarray  # (generations,) wall time of each generation's evaluation
+
+    @classmethod
+    def empty(cls, population: int, dim: int) -> "History":
+        return cls(np.zeros((0, population, dim)), np.zeros((0, population, dim)), np.zeros((0, population)),
+                   np.zeros((0, dim)), np.zeros(0))
+
+    def append(self, candidates, unit, losses, spread, seconds) -> "History":
+        return History(np.concatenate([self.candidates, candidates[None]]), np.concatenate([self.unit, unit[None]]),
+                       np.concatenate([self.losses, losses[None]]), np.concatenate([self.spread, spread[None]]),
+                       np.append(self.seconds, seconds))
+
+    @property
+    def generations(self) -> int:
+        return int(self.losses.shape[0])
+
+    def best(self) -> tuple[np.ndarray, float, int]:
+        """(best candidate in parameter units, its loss, its generation)."""
+        flat = int(np.argmin(self.losses))
+        generation, k = divmod(flat, self.losses.shape[1])
+        return self.candidates[generation, k], float(self.losses[generation, k]), generation
+
+    def best_per_generation(self) -> np.ndarray:
+        return np.minimum.accumulate(self.losses.min(axis=1))
+
+
+class Progress(NamedTuple):
+    generation: int
+    best: float  # best loss so far
+    median: float  # this generation's median loss
+    spread: float  # mean optimizer spread, as a fraction of the bounds
+    evaluations_per_second: float
+
+
+def _stalled(history: History, patience: int, tolerance: float) -> bool:
+    if patience <= 0 or history.generations <= patience:
+        return False
+    best = history.best_per_generation()
+    return best[-patience - 1] - best[-1] <= tolerance
+
+
+def run(objective: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer: str, population: int,
+        generations: int, rng: np.random.Generator, history: History | None = None, patience: int = 0,
+        tolerance: float = 0.0, should_stop: Callable[[], bool] = lambda: False,
+        report: Callable[[Progress], None] | None = None, options: dict | None = None) -> tuple[History, str]:
+    """Optimise; return the history and why it stopped ("generations", "stalled", "interrupted").
+
+    ``objective(values)`` takes (population, dim) parameter values and returns their losses.
+    ``rng``: the optimizer's stream (the same stream for a resumed run)."""
+    if generations < 1:
+        raise ParameterError(f"generations = {generations}; expected at least 1")
+    dim = len(bounds.names)
+    search = optimizers.make(optimizer, dim, population, rng, **(options or {}))
+    history = history if history is not None else History.empty(population, dim)
+    if history.generations and history.losses.shape[1] != population:
+        raise DataFileError(f"the saved history has populations of {history.losses.shape[1]}, not {population}")
+    for g in range(history.generations):  # replay
+        unit = search.ask()
+        if unit.shape != history.unit[g].shape or not np.allclose(unit, history.unit[g], rtol=0, atol=1e-12):
+            raise DataFileError(f"the saved history does not match this optimizer at generation {g}: it was made "
+                                "with another seed, bounds or optimizer setting")
+        search.tell(unit, history.losses[g])
+    scale = bounds.high - bounds.low
+    while history.generations < generations:
+        if _stalled(history, patience, tolerance):
+            return history, "stalled"
+        if should_stop():
+            return history, "interrupted"
+        unit = search.ask()
+        values = bounds.to_parameters(unit)
+        started = time.perf_counter()
+        losses = np.asarray(objective(values), dtype=np.float64)
+        seconds = time.perf_counter() - started
+        losses = np.where(np.isfinite(losses), losses, np.inf)
+        search.tell(unit, losses)
+        spread = search.spread() * scale
+        history = history.append(values, unit, losses, spread, seconds)
+        if report is not None:
+            finite = losses[np.isfinite(losses)]
+            report(Progress(history.generations, history.best()[1],
+                            float(np.median(finite)) if finite.size else float("inf"),
+                            float(np.mean(spread / scale)), population / max(seconds, 1e-9)))
+    return history, "stalled" if _stalled(history, patience, tolerance) else "generations"
