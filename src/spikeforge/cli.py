@@ -16,6 +16,7 @@ import click
 from spikeforge.cli_support import backend_options, PathArgument, user_errors
 from spikeforge.core.interrupts import Interrupted, StopSignals
 from spikeforge.core.selection import parse_neurons
+from spikeforge.fit import cli as fit_commands
 from spikeforge.rate2spike import cli as rate_commands
 
 # same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
@@ -190,6 +191,7 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
 
 
 cli.add_command(rate_commands.rate)
+cli.add_command(fit_commands.fit)
 
 
 def run(args: list[str] | None, signals: StopSignals) -> int:

@@ -105,6 +105,14 @@ def atomic_output(path: str | os.PathLike, before_commit: Callable[[], None] | N
             temporary.unlink()
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure to ``path`` atomically, in the format its suffix names (png, pdf, svg)."""
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        fig.savefig(temporary, dpi=dpi, format=path.suffix[1:])
+    return path
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed writers left in ``directory``; return them.
 

@@ -172,21 +172,32 @@ class CellFit(NamedTuple):
 
 
 def fit_cell(objective: CellObjective, bounds, optimizer: str = "cmaes", population: int = 64,
-             generations: int = 100, seed: int = 0, restarts: int = 1, patience: int = 0,
-             should_stop=lambda: False, report=None) -> CellFit:
+             generations: int = 100, seed: int = 0, restarts: int = 1, patience: int = 0, previous=(),
+             should_stop=lambda: False, report=None, record=None) -> CellFit:
     """Fit ``objective``'s parameters: ``restarts`` independent searches (streams
-    ``("fit", "restart", k)`` of ``seed``), the best of them, and their spread."""
+    ``("fit", "restart", k)`` of ``seed``), the best of them, and their spread.
+
+    ``previous``: histories of an interrupted fit (restarts in order, the last one possibly
+    incomplete), replayed and continued.  ``report(restart, progress)`` after every generation;
+    ``record(histories)`` with every restart's history so far, after every generation."""
     from spikeforge.core.rng import stream
     from spikeforge.fit import search
 
     if restarts < 1:
         raise ParameterError(f"restarts = {restarts}; expected at least 1")
+    if len(previous) > restarts:
+        raise ParameterError(f"the saved fit has {len(previous)} restarts, more than restarts = {restarts}")
     histories, stopped = [], []
     for k in range(restarts):
+        def record_restart(history, k=k):
+            if record is not None:
+                record([*histories, history])
+
         history, why = search.run(lambda values: objective.evaluate(values).losses, bounds, optimizer, population,
-                                  generations, stream(seed, "fit", "restart", k), patience=patience,
-                                  should_stop=should_stop, report=None if report is None else
-                                  (lambda progress, k=k: report(k, progress)))
+                                  generations, stream(seed, "fit", "restart", k),
+                                  history=previous[k] if k < len(previous) else None, patience=patience,
+                                  should_stop=should_stop, record=record_restart,
+                                  report=None if report is None else (lambda progress, k=k: report(k, progress)))
         if history.generations:
             histories.append(history)
             stopped.append(why)
@@ -194,9 +205,14 @@ def fit_cell(objective: CellObjective, bounds, optimizer: str = "cmaes", populat
             break
     if not histories:
         raise ParameterError("the fit was stopped before its first generation finished")
+    return summarise(bounds.names, histories, stopped)
+
+
+def summarise(names, histories, stopped) -> CellFit:
+    """The :class:`CellFit` of finished (or interrupted) restarts' histories."""
     bests = [h.best() for h in histories]
     restart_best = np.array([b[0] for b in bests])
     restart_loss = np.array([b[1] for b in bests])
     winner = int(np.argmin(restart_loss))
-    return CellFit(tuple(bounds.names), restart_best[winner], float(restart_loss[winner]), restart_best,
+    return CellFit(tuple(names), restart_best[winner], float(restart_loss[winner]), restart_best,
                    restart_loss, np.array([h.spread[-1] for h in histories]), tuple(histories), tuple(stopped))

@@ -95,11 +95,13 @@ def _stalled(history: History, patience: int, tolerance: float) -> bool:
 def run(objective: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer: str, population: int,
         generations: int, rng: np.random.Generator, history: History | None = None, patience: int = 0,
         tolerance: float = 0.0, should_stop: Callable[[], bool] = lambda: False,
-        report: Callable[[Progress], None] | None = None, options: dict | None = None) -> tuple[History, str]:
+        report: Callable[[Progress], None] | None = None, options: dict | None = None,
+        record: Callable[[History], None] | None = None) -> tuple[History, str]:
     """Optimise; return the history and why it stopped ("generations", "stalled", "interrupted").
 
     ``objective(values)`` takes (population, dim) parameter values and returns their losses.
-    ``rng``: the optimizer's stream (the same stream for a resumed run)."""
+    ``rng``: the optimizer's stream (the same stream for a resumed run).  ``record(history)`` is
+    called after every generation (to save it), ``report`` with its :class:`Progress`."""
     if generations < 1:
         raise ParameterError(f"generations = {generations}; expected at least 1")
     dim = len(bounds.names)
@@ -128,6 +130,8 @@ def run(objective: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer
         search.tell(unit, losses)
         spread = search.spread() * scale
         history = history.append(values, unit, losses, spread, seconds)
+        if record is not None:
+            record(history)
         if report is not None:
             finite = losses[np.isfinite(losses)]
             report(Progress(history.generations, history.best()[1],

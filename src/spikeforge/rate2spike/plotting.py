@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from spikeforge.core.store import atomic_output
+from spikeforge.core.store import save_figure as _save
 
 EXCITATORY, INHIBITORY = "tab:red", "tab:blue"  # the original's raster colours
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    with atomic_output(path) as temporary:
-        fig.savefig(temporary, dpi=110, format=path.suffix[1:])
-    return path
 
 
 def training_curve(path: Path, log, training) -> Path:

@@ -9,16 +9,19 @@ and after ``map`` ``search.h5`` and ``search.png``, after ``eval`` ``eval.h5`` a
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from spikeforge.core import rng as streams
 from spikeforge.core.interrupts import StopSignals
 from spikeforge.core.lock import DirectoryLock
+from spikeforge.core.run_support import echo as _echo
+from spikeforge.core.run_support import progress_bar as _bar
+from spikeforge.core.run_support import progress_line as _line
+from spikeforge.core.run_support import refuse_existing as _refuse_existing
+from spikeforge.core.run_support import run_seed as _seed
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rate2spike import files
@@ -29,34 +32,6 @@ SUCCESS = 0.95  # the paper's "successful LIF network"
 MODEL = "model.h5"
 SEARCH = "search.h5"
 EVAL = "eval.h5"
-
-
-def _echo(verbose: bool, text: str) -> None:
-    if verbose:
-        print(text, flush=True)
-
-
-def _bar(total: int, desc: str, unit: str, verbose: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit=unit, disable=not (verbose and sys.stderr.isatty()), leave=False)
-
-
-def _line(bar: tqdm, verbose: bool, text: str) -> None:
-    """A progress line: above the bar on a terminal, else printed (logs of batch jobs)."""
-    if bar.disable:
-        _echo(verbose, text)
-    else:
-        bar.write(text)
-
-
-def _seed(seed: int | None, verbose: bool) -> int:
-    """The seed of a run: validated, or a fresh one (printed, so the run can be repeated)."""
-    if seed is None:
-        seed = streams.fresh_seed()
-        _echo(verbose, f"seed {seed} (chosen at random; saved with the results)")
-        return seed
-    if not 0 <= int(seed) < 2**63:
-        raise ParameterError(f"seed {seed} must be in [0, 2**63)")
-    return int(seed)
 
 
 def _torch_device(device: str):
@@ -80,13 +55,6 @@ def _check_backend(backend: str, device: str) -> None:
             raise ParameterError(f"--device {device!r} needs --backend torch; the numba backend runs on the CPU")
         return
     _torch_device(device)
-
-
-def _refuse_existing(path: Path, force: bool | None, what: str) -> None:
-    """Refuse to replace ``path`` unless ``force`` (None: the command has no --force)."""
-    if path.exists() and not force:
-        remedy = "choose another directory" if force is None else "use --force to replace it, or another directory"
-        raise DataFileError(f"{str(path)!r} already holds {what}; {remedy}")
 
 
 def train(directory: str | Path, task: str, config_values: dict, training_values: dict, seed: int | None = None,

@@ -1,0 +1,52 @@
+"""Figures of fits: convergence, data against the fitted model, and the parameters of each restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from spikeforge.core.store import save_figure
+
+DATA, MODEL = "k", "tab:red"
+
+
+def convergence(ax, histories) -> None:
+    """Best loss so far against generation, one line per restart."""
+    for k, history in enumerate(histories):
+        ax.plot(np.arange(1, history.generations + 1), history.best_per_generation(), label=f"restart {k + 1}")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="generation", ylabel="best loss", title="convergence")
+    ax.legend(fontsize=7)
+
+
+def cell_fit(path: Path, objective, result, bounds) -> Path:
+    """Convergence; the data's and the best model's spikes in every sweep; the restarts' parameters
+    within their bounds (a wide spread: the data do not constrain that parameter)."""
+    evaluation = objective.evaluate(result.best[None])
+    from spikeforge.fit.simulate import simulate
+
+    rows = objective.rows(result.best[None])
+    sweeps = objective.data.sweeps
+    model_trains = simulate(objective.model, np.repeat(rows, len(sweeps), axis=0), evaluation.amplitudes[0],
+                            objective.data.protocol).trains
+    fig = Figure(figsize=(10.0, 3.4))
+    loss_ax, raster_ax, parameter_ax = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.6, 1]})
+    convergence(loss_ax, result.histories)
+    for k, sweep in enumerate(sweeps):
+        raster_ax.vlines(sweep.spikes, 2 * k + 0.55, 2 * k + 1.0, color=DATA, lw=1)
+        raster_ax.vlines(model_trains.train(k), 2 * k + 1.0, 2 * k + 1.45, color=MODEL, lw=1)
+    raster_ax.set_yticks(2 * np.arange(len(sweeps)) + 1.0,
+                         [f"{s.amplitude:g} pA\nΓ={evaluation.gamma[0, k]:.2f}" for k, s in enumerate(sweeps)],
+                         fontsize=7)
+    raster_ax.set(xlabel="time (ms)", xlim=(0, objective.data.protocol.total),
+                  title="data (black, below) and model (red, above)")
+    low, high = bounds.low, bounds.high
+    for k in range(result.restart_best.shape[0]):
+        parameter_ax.plot((result.restart_best[k] - low) / (high - low), np.arange(len(result.names)), "o", ms=4,
+                          alpha=0.7, label=f"restart {k + 1}")
+    parameter_ax.set_yticks(np.arange(len(result.names)), result.names)
+    parameter_ax.set(xlim=(-0.02, 1.02), xlabel="position within bounds", title="parameters per restart")
+    fig.tight_layout()
+    return save_figure(fig, Path(path))

@@ -1,0 +1,192 @@
+"""``spikeforge fit cell``: a single-cell fit as a safe long run.
+
+Everything is checked before the first simulation (the model, the parameter names, bounds and
+values, the data, the protocol, the optimizer's settings).  The directory is locked; ``fit.h5`` is
+written after the first generation and then at most every ``SAVE_SECONDS`` and at the end, so a
+SIGINT or SIGTERM (which lets the generation in progress finish) keeps every completed generation,
+and the same command resumes the fit by replaying the saved history.  A finished fit is not
+replaced without ``force``; a fit made from other data or settings is refused, naming the first
+difference.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spikeforge.core.interrupts import StopSignals
+from spikeforge.core.lock import DirectoryLock
+from spikeforge.core.provenance import differences, fingerprint
+from spikeforge.core.run_support import echo, progress_bar, progress_line, refuse_existing, run_seed
+from spikeforge.core.spikes import Trains
+from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.fit import files, optimizers
+from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective, fit_cell, summarise
+from spikeforge.fit.data import load_cell
+from spikeforge.fit.models import model_named
+from spikeforge.fit.search import Bounds
+from spikeforge.fit.simulate import StepProtocol
+
+SAVE_SECONDS = 10.0
+OUTPUTS = (files.FIT, files.PARAMETERS, "fit.png", "report.csv", "report.png", "report.pdf")
+
+
+def _check_settings(model, fitted, bounds, fixed, preset, loss, current, optimizer, population, generations,
+                    patience, restarts) -> tuple[tuple[str, ...], Bounds, dict]:
+    fitted = tuple(fitted) if fitted else model.fitted
+    unknown = [name for name in (*fitted, *fixed) if name not in model.names]
+    if unknown:
+        raise ParameterError(f"{model.name} has no parameter {unknown[0]!r}; its parameters are "
+                             f"{', '.join(model.names)}")
+    if len(set(fitted)) != len(fitted):
+        raise ParameterError(f"--fit {','.join(fitted)} names a parameter twice")
+    both = [name for name in fitted if name in fixed]
+    if both:
+        raise ParameterError(f"{both[0]} is both fitted and set to {fixed[both[0]]}; choose one")
+    base = {}
+    if preset is not None:
+        if not model.presets:
+            raise ParameterError(f"{model.name} has no presets; --preset is for izhikevich "
+                                 f"({', '.join(model_named('izhikevich').presets)})")
+        key = str(preset).upper()
+        if key not in model.presets:
+            raise ParameterError(f"preset {preset!r} is not one of {', '.join(model.presets)}")
+        base = dict(zip(model.names, model.presets[key]))
+    for name, value in fixed.items():
+        if not np.isfinite(value):
+            raise ParameterError(f"--set {name}={value}; expected a finite number")
+    if loss not in LOSSES:
+        raise ParameterError(f"loss {loss!r} is not one of {', '.join(LOSSES)}")
+    if current not in CURRENT_MODES:
+        raise ParameterError(f"current {current!r} is not one of {', '.join(CURRENT_MODES)}")
+    if optimizer not in optimizers.OPTIMIZERS:
+        raise ParameterError(f"optimizer {optimizer!r} is not one of {', '.join(optimizers.OPTIMIZERS)}")
+    for name, value, least in (("population", population, 2), ("generations", generations, 1),
+                               ("restarts", restarts, 1), ("patience", patience, 0)):
+        if int(value) < least:
+            raise ParameterError(f"{name} = {value}; expected at least {least}")
+    return fitted, Bounds.build(fitted, model.bounds, bounds), {**base, **fixed}
+
+
+def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich", fitted=None, bounds=None,
+         fixed=None, preset: str | None = None, loss: str = "spike", window: float = 4.0, current: str = "search",
+         scale: float = 1.0, optimizer: str = "cmaes", population: int = 32, generations: int = 100,
+         patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: StepProtocol = StepProtocol(),
+         amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
+         force: bool = False, verbose: bool = True):
+    """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
+    Returns the :class:`~spikeforge.fit.cell.CellFit`."""
+    directory = Path(directory)
+    the_model = model_named(model)
+    fitted, the_bounds, fixed = _check_settings(the_model, fitted, bounds or {}, dict(fixed or {}), preset, loss,
+                                                current, optimizer, population, generations, patience, restarts)
+    protocol = StepProtocol(*(float(x) for x in protocol)).check()
+    recorded_amplitudes, trains = load_cell(data_path, amplitudes, protocol.total, unit, trace_dt, threshold)
+    data = CellData.build(recorded_amplitudes, trains, protocol)
+    objective = CellObjective(the_model, data, fitted, fixed, loss=loss, current=current, scale=scale, window=window)
+    data_trains = Trains.from_list(trains)
+    settings = {"model": the_model.name, "fitted": list(fitted), "low": the_bounds.low.tolist(),
+                "high": the_bounds.high.tolist(), "fixed": fixed, "loss": loss, "window": float(window),
+                "current": current, "scale": float(scale), "reference": objective.reference, "optimizer": optimizer,
+                "population": int(population), "generations": int(generations), "patience": int(patience),
+                "restarts": int(restarts), "protocol": protocol._asdict()}
+    data_fingerprint = fingerprint({"amplitudes": recorded_amplitudes.tolist(), "times": data_trains.times.tolist(),
+                                    "offsets": data_trains.offsets.tolist()})
+    directory.mkdir(parents=True, exist_ok=True)
+    with StopSignals() as signals, DirectoryLock(directory, "spikeforge fit cell"):
+        previous, seed = _previous(directory, settings, data_fingerprint, seed, force, verbose)
+        settings["seed"] = seed
+        attrs = {"kind": "cell", "settings": settings, "data_fingerprint": data_fingerprint,
+                 "data_file": str(data_path), "names": list(fitted)}
+        echo(verbose, f"fitting {', '.join(fitted)} of {the_model.name} to {len(trains)} sweep(s) "
+                      f"({', '.join(str(n) for n in data.counts)} spikes) with {optimizer}, population {population}, "
+                      f"up to {generations} generations x {restarts} restart(s)")
+        bar = progress_bar(restarts * generations, "fitting", "generation", verbose)
+        bar.update(sum(h.generations for h in previous))
+        last_save = [0.0]
+
+        def record(histories):
+            if time.monotonic() - last_save[0] >= SAVE_SECONDS or histories[-1].generations == 1:
+                files.write_fit(directory / files.FIT, histories, data_trains, recorded_amplitudes,
+                                {**attrs, "status": "running"})
+                last_save[0] = time.monotonic()
+
+        def report(restart, progress):
+            bar.update(1)
+            progress_line(bar, verbose, f"restart {restart + 1}/{restarts} generation {progress.generation}: best "
+                                        f"loss {progress.best:.4g}, median {progress.median:.4g}, spread "
+                                        f"{progress.spread:.3f}, {progress.evaluations_per_second:.0f} evaluations/s")
+
+        with signals.deferred("finishing this generation, then saving the fit"), bar:
+            result = fit_cell(objective, the_bounds, optimizer, population, generations, seed, restarts, patience,
+                              previous=previous, should_stop=lambda: signals.requested is not None, report=report,
+                              record=record)
+        interrupted = signals.requested is not None
+        status = "interrupted" if interrupted else "finished"
+        with signals.deferred("finishing the write of the results"):
+            files.write_fit(directory / files.FIT, result.histories, data_trains, recorded_amplitudes,
+                            {**attrs, "status": status, "stopped": list(result.stopped)})
+            units = [the_model.units[the_model.names.index(name)] for name in fitted]
+            table = files.parameters_table(fitted, units, the_bounds.low, the_bounds.high, result)
+            files.write_parameters(directory / files.PARAMETERS, table)
+            figure = _figure(directory, objective, result, the_bounds)
+        _print_table(verbose, table, result, status)
+        echo(verbose, f"wrote {directory / files.FIT}, {directory / files.PARAMETERS} and {figure}")
+        signals.raise_if_requested(f"interrupted; the {sum(h.generations for h in result.histories)} completed "
+                                   f"generations are in {directory / files.FIT}; the same command resumes the fit")
+    return result
+
+
+def _previous(directory: Path, settings: dict, data_fingerprint: str, seed, force: bool, verbose: bool):
+    """The histories to continue (empty for a new fit) and the run's seed."""
+    path = directory / files.FIT
+    if force:
+        for name in OUTPUTS:
+            (directory / name).unlink(missing_ok=True)
+        return [], run_seed(seed, verbose)
+    if not path.exists():
+        return [], run_seed(seed, verbose)
+    histories, _, _, attrs = files.read_fit(path)
+    recorded = {**attrs["settings"], "data_fingerprint": attrs.get("data_fingerprint")}
+    current = {**settings, "seed": recorded.get("seed") if seed is None else int(seed),
+               "data_fingerprint": data_fingerprint}
+    changed = differences(recorded, current, list(current))
+    finished = attrs.get("status") == "finished"
+    if changed:
+        name, old, new = changed[0]
+        what = "a finished fit" if finished else "an interrupted fit"
+        if name == "data_fingerprint":
+            name, old, new = "data", f"{attrs.get('data_file')!r}", "these data"
+        raise ParameterError(f"{str(path)!r} holds {what} made with {name} = {old}, not {new}; use --force to "
+                             "replace it" + ("" if finished else ", or repeat its command to resume it"))
+    if finished:
+        refuse_existing(path, False, "a finished fit with these settings (see parameters.csv)")
+    echo(verbose, f"resuming the fit in {path}: {sum(h.generations for h in histories)} generations saved")
+    return histories, int(recorded["seed"])
+
+
+def _print_table(verbose: bool, table: str, result, status: str) -> None:
+    if not verbose:
+        return
+    rows = [line.split(",") for line in table.strip().splitlines()]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    print(f"{status}: best loss {result.loss:.4g} (restarts: {', '.join(f'{x:.4g}' for x in result.restart_loss)})")
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def _figure(directory: Path, objective: CellObjective, result, bounds: Bounds) -> Path:
+    from spikeforge.fit import plotting
+
+    return plotting.cell_fit(directory / "fit.png", objective, result, bounds)
+
+
+def load_result(directory: str | Path):
+    """(CellFit, settings, data trains, amplitudes) of a fit directory."""
+    path = Path(directory) / files.FIT
+    histories, data, amplitudes, attrs = files.read_fit(path)
+    if not histories:
+        raise DataFileError(f"{str(path)!r} holds no completed generation")
+    return summarise(attrs["names"], histories, attrs.get("stopped", [])), attrs, data, amplitudes
