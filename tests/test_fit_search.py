@@ -9,7 +9,7 @@ from spikeforge.core import spikes
 from spikeforge.core.rng import stream
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.fit import models, optimizers, search
-from spikeforge.fit.cell import CellData, CellObjective, fit_cell
+from spikeforge.fit.cell import CellData, CellObjective
 from spikeforge.fit.simulate import StepProtocol, simulate
 
 PROTOCOL = StepProtocol(100.0, 1000.0, 1200.0, 0.1)
@@ -114,8 +114,8 @@ def test_synthetic_cell_fit_reproduces_counts_and_a_held_out_amplitude(case, see
             {"tau_w": 144.0, "a": 4.0, "b": 80.5, "v_reset": -60.0}, [750.0, 1000.0], 875.0, 1.0, "given")
     model, rows, data = synthetic_cell(case, truth, amplitudes, gain)
     objective = CellObjective(model, data, model.fitted, current=current)
-    result = fit_cell(objective, search.Bounds.build(model.fitted, model.bounds), population=32, generations=60,
-                      seed=seed, restarts=3, patience=20)
+    result = search.fit(lambda v: objective.evaluate(v).losses, search.Bounds.build(model.fitted, model.bounds),
+                        population=32, generations=60, seed=seed, restarts=3, patience=20)
     if case == "adex":
         assert np.allclose(result.best, list(truth.values()), rtol=0.02)
     evaluation = objective.evaluate(result.best[None])

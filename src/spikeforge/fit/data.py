@@ -158,7 +158,7 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
             trains = _traces(arrays["voltage"], dt, threshold, source)
         else:
             window = None if total_ms is None else (0.0, float(total_ms))
-            trains = _from_recording(recordings.load(path, window), unit, source)
+            trains = _from_recording(recordings.load(path, None if "window" in arrays else window), unit, source)
     elif suffix == ".nwb":
         if total_ms is None:
             raise ParameterError(f"{source}: give the sweep length (--total MS) to cut the NWB trials")
@@ -187,3 +187,45 @@ def _is_zip(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         raise DataFileError(f"data file {str(path)!r} is not a valid .npz archive (not a zip file)")
     return True
+
+
+def load_network(path: str | Path, duration_ms: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """(spike times [ms] of every recorded cell, the cells' names) of one network recording: a file
+    :func:`spikeforge.core.recordings.load` reads, holding one trial whose window starts at 0 ms; the
+    cells in the order of their unit indices (E cells first, then I cells)."""
+    path = Path(path)
+    spikes = recordings.load(path, None if path.suffix.lower() in (".npz", ".h5", ".hdf5") else (0.0, duration_ms))
+    source = f"data file {str(path)!r}"
+    if spikes.n_trials != 1:
+        raise DataFileError(f"{source} holds {spikes.n_trials} trials; a network fit takes one recording (one trial)")
+    start, stop = spikes.window_ms
+    if start != 0 or stop < duration_ms:
+        raise DataFileError(f"{source} covers [{start:g}, {stop:g}) ms; the network fit simulates [0, {duration_ms:g}) "
+                            "ms: give --duration within the recording")
+    keep = spikes.time_ms < duration_ms
+    trains = [np.sort(spikes.time_ms[keep & (spikes.unit == k)]) for k in range(spikes.n_units)]
+    return [check_train(train, f"{source}, unit {spikes.unit_ids[k]}") for k, train in enumerate(trains)], \
+        spikes.unit_ids
+
+
+def write_spike_file(path: str | Path, trains, window_ms: tuple[float, float], amplitudes=None,
+                     attrs: dict | None = None) -> Path:
+    """Write trains as an HDF5 spike file (:mod:`spikeforge.core.recordings`' format): one trial per train
+    with ``amplitudes`` [pA] (a cell's sweeps), or one trial with one unit per train (a network)."""
+    from spikeforge.core.store import write_h5
+
+    path = Path(path)
+    trains = [np.asarray(t, dtype=np.float64) for t in trains]
+    index = np.repeat(np.arange(len(trains)), [t.size for t in trains])
+    zeros = np.zeros(index.size, dtype=np.int64)
+    arrays = {"time": np.concatenate(trains) if trains else np.zeros(0),
+              "trial": index if amplitudes is not None else zeros,
+              "unit": zeros if amplitudes is not None else index,
+              "window": np.asarray(window_ms, dtype=np.float64)}
+    if amplitudes is not None:
+        arrays["amplitude"] = np.asarray(amplitudes, dtype=np.float64)
+        arrays["n_trials"] = np.array([len(trains)])
+    else:
+        arrays["unit_ids"] = np.array([str(k) for k in range(len(trains))], dtype="S")
+    write_h5(path, arrays, attrs or {})
+    return path

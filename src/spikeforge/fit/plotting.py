@@ -42,11 +42,41 @@ def cell_fit(path: Path, objective, result, bounds) -> Path:
                          fontsize=7)
     raster_ax.set(xlabel="time (ms)", xlim=(0, objective.data.protocol.total),
                   title="data (black, below) and model (red, above)")
-    low, high = bounds.low, bounds.high
+    restart_parameters(parameter_ax, result, bounds)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def restart_parameters(ax, result, bounds) -> None:
+    """Each restart's best parameters, placed within their bounds."""
     for k in range(result.restart_best.shape[0]):
-        parameter_ax.plot((result.restart_best[k] - low) / (high - low), np.arange(len(result.names)), "o", ms=4,
-                          alpha=0.7, label=f"restart {k + 1}")
-    parameter_ax.set_yticks(np.arange(len(result.names)), result.names)
-    parameter_ax.set(xlim=(-0.02, 1.02), xlabel="position within bounds", title="parameters per restart")
+        ax.plot((result.restart_best[k] - bounds.low) / (bounds.high - bounds.low), np.arange(len(result.names)),
+                "o", ms=4, alpha=0.7, label=f"restart {k + 1}")
+    ax.set_yticks(np.arange(len(result.names)), result.names)
+    ax.set(xlim=(-0.02, 1.02), xlabel="position within bounds", title="parameters per restart")
+
+
+def network_fit(path: Path, objective, result, bounds) -> Path:
+    """Convergence; per-cell spike counts of the data against the best network; rasters of both; the
+    restarts' parameters."""
+    counts, trains = objective.simulate(result.best[None])
+    fig = Figure(figsize=(12.0, 3.4))
+    loss_ax, count_ax, raster_ax, parameter_ax = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1]})
+    convergence(loss_ax, result.histories)
+    data_counts = objective.data.counts
+    n_e = objective.config.n_e
+    count_ax.plot(data_counts[:n_e], counts[0, :n_e], ".", ms=3, color="tab:red", label="E")
+    count_ax.plot(data_counts[n_e:], counts[0, n_e:], ".", ms=3, color="tab:blue", label="I")
+    top = max(data_counts.max(initial=1), counts.max(initial=1))
+    count_ax.plot([0, top], [0, top], color="0.5", lw=0.8)
+    count_ax.set(xlabel="data: spikes per cell", ylabel="model: spikes per cell", title="spike counts")
+    count_ax.legend(fontsize=7)
+    shown = min(len(objective.data), 60)
+    for i in range(shown):
+        raster_ax.plot(objective.data.train(i), np.full(objective.data.counts[i], i), "|", ms=2, color=DATA)
+        raster_ax.plot(trains.train(i), np.full(trains.counts[i], i + shown + 5), "|", ms=2, color=MODEL)
+    raster_ax.set(xlabel="time (ms)", yticks=[], xlim=(0, objective.config.duration),
+                  title=f"first {shown} cells: data (black), model (red)")
+    restart_parameters(parameter_ax, result, bounds)
     fig.tight_layout()
     return save_figure(fig, Path(path))

@@ -1,4 +1,4 @@
-"""``spikeforge fit cell``: a single-cell fit as a safe long run.
+"""``spikeforge fit cell`` and ``spikeforge fit network``: fits as safe long runs.
 
 Everything is checked before the first simulation (the model, the parameter names, bounds and
 values, the data, the protocol, the optimizer's settings).  The directory is locked; ``fit.h5`` is
@@ -23,10 +23,11 @@ from spikeforge.core.run_support import echo, progress_bar, progress_line, refus
 from spikeforge.core.spikes import Trains
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.fit import files, optimizers
-from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective, fit_cell, summarise
+from spikeforge.fit import network as networks
+from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective
 from spikeforge.fit.data import load_cell
 from spikeforge.fit.models import model_named
-from spikeforge.fit.search import Bounds
+from spikeforge.fit.search import Bounds, FitResult, fit, summarise
 from spikeforge.fit.simulate import StepProtocol
 
 SAVE_SECONDS = 10.0
@@ -77,7 +78,7 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
          amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
          force: bool = False, verbose: bool = True):
     """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
-    Returns the :class:`~spikeforge.fit.cell.CellFit`."""
+    Returns the :class:`~spikeforge.fit.search.FitResult`."""
     directory = Path(directory)
     the_model = model_named(model)
     fitted, the_bounds, fixed = _check_settings(the_model, fitted, bounds or {}, dict(fixed or {}), preset, loss,
@@ -92,24 +93,36 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
                 "current": current, "scale": float(scale), "reference": objective.reference, "optimizer": optimizer,
                 "population": int(population), "generations": int(generations), "patience": int(patience),
                 "restarts": int(restarts), "protocol": protocol._asdict()}
-    data_fingerprint = fingerprint({"amplitudes": recorded_amplitudes.tolist(), "times": data_trains.times.tolist(),
-                                    "offsets": data_trains.offsets.tolist()})
+    describe = (f"fitting {', '.join(fitted)} of {the_model.name} to {len(trains)} sweep(s) "
+                f"({', '.join(str(n) for n in data.counts)} spikes)")
+    units = [the_model.units[the_model.names.index(name)] for name in fitted]
+    return _fit_run("cell", directory, lambda values: objective.evaluate(values).losses, the_bounds, units, settings,
+                    data_trains, recorded_amplitudes, data_path, seed, force, verbose, describe,
+                    lambda result: _cell_figure(directory, objective, result, the_bounds))
+
+
+def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settings: dict, data_trains: Trains,
+             amplitudes, data_path, seed, force: bool, verbose: bool, describe: str, figure) -> FitResult:
+    """The locked, resumable, interruptible fit of ``evaluate`` with ``settings`` into ``directory``."""
+    data_fingerprint = fingerprint({"amplitudes": None if amplitudes is None else np.asarray(amplitudes).tolist(),
+                                    "times": data_trains.times.tolist(), "offsets": data_trains.offsets.tolist()})
+    optimizer, population, generations = settings["optimizer"], settings["population"], settings["generations"]
+    restarts, patience = settings["restarts"], settings["patience"]
     directory.mkdir(parents=True, exist_ok=True)
-    with StopSignals() as signals, DirectoryLock(directory, "spikeforge fit cell"):
+    with StopSignals() as signals, DirectoryLock(directory, f"spikeforge fit {kind}"):
         previous, seed = _previous(directory, settings, data_fingerprint, seed, force, verbose)
-        settings["seed"] = seed
-        attrs = {"kind": "cell", "settings": settings, "data_fingerprint": data_fingerprint,
-                 "data_file": str(data_path), "names": list(fitted)}
-        echo(verbose, f"fitting {', '.join(fitted)} of {the_model.name} to {len(trains)} sweep(s) "
-                      f"({', '.join(str(n) for n in data.counts)} spikes) with {optimizer}, population {population}, "
-                      f"up to {generations} generations x {restarts} restart(s)")
+        settings = {**settings, "seed": seed}
+        attrs = {"kind": kind, "settings": settings, "data_fingerprint": data_fingerprint,
+                 "data_file": str(data_path), "names": list(bounds.names)}
+        echo(verbose, f"{describe} with {optimizer}, population {population}, up to {generations} generations x "
+                      f"{restarts} restart(s)")
         bar = progress_bar(restarts * generations, "fitting", "generation", verbose)
         bar.update(sum(h.generations for h in previous))
         last_save = [0.0]
 
         def record(histories):
             if time.monotonic() - last_save[0] >= SAVE_SECONDS or histories[-1].generations == 1:
-                files.write_fit(directory / files.FIT, histories, data_trains, recorded_amplitudes,
+                files.write_fit(directory / files.FIT, histories, data_trains, amplitudes,
                                 {**attrs, "status": "running"})
                 last_save[0] = time.monotonic()
 
@@ -120,20 +133,18 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
                                         f"{progress.spread:.3f}, {progress.evaluations_per_second:.0f} evaluations/s")
 
         with signals.deferred("finishing this generation, then saving the fit"), bar:
-            result = fit_cell(objective, the_bounds, optimizer, population, generations, seed, restarts, patience,
-                              previous=previous, should_stop=lambda: signals.requested is not None, report=report,
-                              record=record)
-        interrupted = signals.requested is not None
-        status = "interrupted" if interrupted else "finished"
+            result = fit(evaluate, bounds, optimizer, population, generations, seed, restarts, patience,
+                         previous=previous, should_stop=lambda: signals.requested is not None, report=report,
+                         record=record)
+        status = "interrupted" if signals.requested is not None else "finished"
         with signals.deferred("finishing the write of the results"):
-            files.write_fit(directory / files.FIT, result.histories, data_trains, recorded_amplitudes,
+            files.write_fit(directory / files.FIT, result.histories, data_trains, amplitudes,
                             {**attrs, "status": status, "stopped": list(result.stopped)})
-            units = [the_model.units[the_model.names.index(name)] for name in fitted]
-            table = files.parameters_table(fitted, units, the_bounds.low, the_bounds.high, result)
+            table = files.parameters_table(bounds.names, units, bounds.low, bounds.high, result)
             files.write_parameters(directory / files.PARAMETERS, table)
-            figure = _figure(directory, objective, result, the_bounds)
+            made = figure(result)
         _print_table(verbose, table, result, status)
-        echo(verbose, f"wrote {directory / files.FIT}, {directory / files.PARAMETERS} and {figure}")
+        echo(verbose, f"wrote {directory / files.FIT}, {directory / files.PARAMETERS} and {made}")
         signals.raise_if_requested(f"interrupted; the {sum(h.generations for h in result.histories)} completed "
                                    f"generations are in {directory / files.FIT}; the same command resumes the fit")
     return result
@@ -177,16 +188,64 @@ def _print_table(verbose: bool, table: str, result, status: str) -> None:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
 
 
-def _figure(directory: Path, objective: CellObjective, result, bounds: Bounds) -> Path:
+def _cell_figure(directory: Path, objective: CellObjective, result, bounds: Bounds) -> Path:
     from spikeforge.fit import plotting
 
     return plotting.cell_fit(directory / "fit.png", objective, result, bounds)
 
 
 def load_result(directory: str | Path):
-    """(CellFit, settings, data trains, amplitudes) of a fit directory."""
+    """(FitResult, attributes of fit.h5, data trains, amplitudes) of a fit directory."""
     path = Path(directory) / files.FIT
     histories, data, amplitudes, attrs = files.read_fit(path)
     if not histories:
         raise DataFileError(f"{str(path)!r} holds no completed generation")
     return summarise(attrs["names"], histories, attrs.get("stopped", [])), attrs, data, amplitudes
+
+
+def network(data_path: str | Path, directory: str | Path, config: networks.NetworkConfig = networks.NetworkConfig(),
+            connectivity_seed: int = 0, loss: str = "count", recorded: str = "all", bounds=None,
+            optimizer: str = "cmaes", population: int = 32, generations: int = 100, patience: int = 20,
+            restarts: int = 4, seed: int | None = None, noise_seeds: int = 5, force: bool = False,
+            verbose: bool = True) -> FitResult:
+    """Fit (sigma_ee, p_ee, sigma_ei, p_ei) of the E/I network (:mod:`spikeforge.fit.network`) to the
+    recorded trains in ``data_path``, with the connectivity of ``connectivity_seed`` frozen; results in
+    ``directory``.  Afterwards the loss of the best parameters under ``noise_seeds`` other connectivity
+    seeds is measured and printed (the noise floor of a fit that cannot know the connectivity)."""
+    from spikeforge.fit.data import load_network
+
+    directory = Path(directory)
+    config = networks.NetworkConfig(*config).check()
+    if not 0 <= int(connectivity_seed) < 2**63:
+        raise ParameterError(f"connectivity seed {connectivity_seed} must be in [0, 2**63)")
+    if noise_seeds < 0:
+        raise ParameterError(f"noise seeds = {noise_seeds}; expected >= 0")
+    _, the_bounds, _ = _check_settings(_NETWORK_MODEL, None, bounds or {}, {}, None, "spike", "search",
+                                       optimizer, population, generations, patience, restarts)
+    trains, _ = load_network(data_path, config.duration)
+    data = Trains.from_list(trains)
+    objective = networks.NetworkObjective(data, config, connectivity_seed, loss, recorded)
+    settings = {"network": {**config._asdict(), "v_init": list(config.v_init)},
+                "connectivity_seed": int(connectivity_seed), "loss": loss, "recorded": recorded,
+                "fitted": list(networks.NAMES), "low": the_bounds.low.tolist(), "high": the_bounds.high.tolist(),
+                "optimizer": optimizer, "population": int(population), "generations": int(generations),
+                "patience": int(patience), "restarts": int(restarts)}
+    describe = (f"fitting {', '.join(networks.NAMES)} of a {config.n_e} E + {config.n_i} I network to {len(trains)} "
+                f"recorded cells ({data.times.size} spikes in {config.duration:g} ms)")
+
+    def figure(result):
+        from spikeforge.fit import plotting
+
+        return plotting.network_fit(directory / "fit.png", objective, result, the_bounds)
+
+    result = _fit_run("network", directory, objective.evaluate, the_bounds, ["1"] * 4, settings, data, None,
+                      data_path, seed, force, verbose, describe, figure)
+    if noise_seeds and verbose:
+        others = [connectivity_seed + 1 + k for k in range(noise_seeds)]
+        floor = networks.noise_floor(result.best, data, config, others, loss, recorded)
+        echo(verbose, f"noise floor: the best parameters under {noise_seeds} other connectivity seeds have loss "
+                      f"{floor.mean():.3g} ± {floor.std():.2g} (this fit: {result.loss:.3g})")
+    return result
+
+
+_NETWORK_MODEL = networks.parameter_model()

@@ -138,3 +138,66 @@ def run(objective: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer
                             float(np.median(finite)) if finite.size else float("inf"),
                             float(np.mean(spread / scale)), population / max(seconds, 1e-9)))
     return history, "stalled" if _stalled(history, patience, tolerance) else "generations"
+
+
+class FitResult(NamedTuple):
+    """The result of :func:`fit`: the best of independent restarts, and their spread."""
+
+    names: tuple[str, ...]
+    best: np.ndarray  # (dim,) best parameters over all restarts
+    loss: float
+    restart_best: np.ndarray  # (restarts, dim) each restart's best
+    restart_loss: np.ndarray  # (restarts,)
+    optimizer_spread: np.ndarray  # (restarts, dim) each optimizer's final spread [parameter units]
+    histories: tuple  # one History per restart
+    stopped: tuple[str, ...]  # why each restart stopped
+
+    def restart_spread(self) -> np.ndarray:
+        """Standard deviation of the restarts' best parameters: large where the data do not
+        constrain a parameter (several parameter sets fit equally well)."""
+        return self.restart_best.std(axis=0)
+
+
+def fit(evaluate: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer: str = "cmaes",
+        population: int = 32, generations: int = 100, seed: int = 0, restarts: int = 1, patience: int = 0,
+        previous=(), should_stop: Callable[[], bool] = lambda: False, report=None, record=None) -> FitResult:
+    """Minimise ``evaluate`` (parameter values (population, dim) -> losses) with ``restarts`` independent
+    searches (optimizer streams ``("fit", "restart", k)`` of ``seed``); the best of them, and their spread.
+
+    ``previous``: the histories of an interrupted fit (restarts in order, the last one possibly
+    incomplete), replayed and continued.  ``report(restart, progress)`` after every generation;
+    ``record(histories)`` with every restart's history so far, after every generation."""
+    from spikeforge.core.rng import stream
+
+    if restarts < 1:
+        raise ParameterError(f"restarts = {restarts}; expected at least 1")
+    if len(previous) > restarts:
+        raise ParameterError(f"the saved fit has {len(previous)} restarts, more than restarts = {restarts}")
+    histories, stopped = [], []
+    for k in range(restarts):
+        def record_restart(history, k=k):
+            if record is not None:
+                record([*histories, history])
+
+        history, why = run(evaluate, bounds, optimizer, population, generations, stream(seed, "fit", "restart", k),
+                           history=previous[k] if k < len(previous) else None, patience=patience,
+                           should_stop=should_stop, record=record_restart,
+                           report=None if report is None else (lambda progress, k=k: report(k, progress)))
+        if history.generations:
+            histories.append(history)
+            stopped.append(why)
+        if why == "interrupted":
+            break
+    if not histories:
+        raise ParameterError("the fit was stopped before its first generation finished")
+    return summarise(bounds.names, histories, stopped)
+
+
+def summarise(names, histories, stopped) -> FitResult:
+    """The :class:`FitResult` of finished (or interrupted) restarts' histories."""
+    bests = [h.best() for h in histories]
+    restart_best = np.array([b[0] for b in bests])
+    restart_loss = np.array([b[1] for b in bests])
+    winner = int(np.argmin(restart_loss))
+    return FitResult(tuple(names), restart_best[winner], float(restart_loss[winner]), restart_best,
+                     restart_loss, np.array([h.spread[-1] for h in histories]), tuple(histories), tuple(stopped))
