@@ -60,6 +60,15 @@ def _amplitudes(text: str | None):
     return [_number(part, "--amplitudes") for part in text.split(",")]
 
 
+def _indices(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ParameterError(f"--sweeps {text!r} is not a comma-separated list of sweep numbers") from None
+
+
 @click.group()
 def fit() -> None:
     """Fit neuron models to recorded spike trains (SpikeNetOpt, done properly)."""
@@ -89,6 +98,8 @@ def fit() -> None:
 @click.option("--duration", default=2000.0, show_default=True, type=float, help="Length of the step [ms].")
 @click.option("--total", default=3400.0, show_default=True, type=float, help="Length of each sweep [ms].")
 @click.option("--dt", default=0.1, show_default=True, type=float, help="Time step of the simulations [ms].")
+@click.option("--sweeps", default=None, metavar="K,...",
+              help="Fit only these sweeps (0-based; the others can be held out for `fit report --data`).")
 @click.option("--unit", default=None, help="The unit to fit, when the file holds several.")
 @click.option("--trace-dt", default=None, type=float, help="Sampling interval of voltage traces in the file [ms].")
 @click.option("--threshold", default=0.0, show_default=True, type=float,
@@ -106,9 +117,9 @@ def fit() -> None:
 @user_errors
 def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
          preset: str | None, loss: str, window: float, current: str, amplitudes: str | None, delay: float,
-         duration: float, total: float, dt: float, unit: str | None, trace_dt: float | None, threshold: float,
-         optimizer: str, population: int, generations: int, patience: int, restarts: int, seed: int | None,
-         force: bool) -> None:
+         duration: float, total: float, dt: float, sweeps: str | None, unit: str | None, trace_dt: float | None,
+         threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
+         seed: int | None, force: bool) -> None:
     """Fit a single-neuron MODEL to the spikes of a recorded cell in DATA (spike times or voltage traces of
     current-step sweeps); results in DIRECTORY (fit.h5, parameters.csv, fit.png).  Ctrl-C keeps the
     completed generations; the same command resumes."""
@@ -120,4 +131,145 @@ def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: st
               loss=loss, window=window, current=current, optimizer=optimizer, population=population,
               generations=generations, patience=patience, restarts=restarts, seed=seed,
               protocol=StepProtocol(delay, duration, total, dt), amplitudes=_amplitudes(amplitudes), unit=unit,
-              trace_dt=trace_dt, threshold=threshold, force=force)
+              trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), force=force)
+
+
+def _four(text: str, option: str) -> list[float]:
+    values = [_number(part, option) for part in text.split(",")]
+    if len(values) != 4:
+        raise ParameterError(f"{option} {text!r}: expected 4 values, sigma_ee,p_ee,sigma_ei,p_ei")
+    return values
+
+
+def _network_options(command):
+    """The network's own settings (shared by `fit network` and `fit synthetic network`)."""
+    options = [
+        click.option("--n-e", default=200, show_default=True, type=int, help="Excitatory (RS) cells."),
+        click.option("--n-i", default=50, show_default=True, type=int, help="Inhibitory (FS) cells."),
+        click.option("--drive", default=11.5, show_default=True, type=float, help="Current into every E cell."),
+        click.option("--drive-spread", default=0.2, show_default=True, type=float,
+                     help="Each E cell's drive is drive x (1 + spread x U(-1, 1)); 0: the original's identical cells."),
+        click.option("--v-init", default="-75,-65", show_default=True, metavar="LOW,HIGH",
+                     help="Initial voltages uniform in [LOW, HIGH] mV; -65,-65: the original's."),
+        click.option("--duration", default=1000.0, show_default=True, type=float, help="Simulated time [ms]."),
+        click.option("--dt", default=1.0, show_default=True, type=float, help="Time step [ms] (the original's: 1)."),
+        click.option("--connectivity-seed", default=0, show_default=True, type=int,
+                     help="Seed of the frozen connectivity, drives and initial voltages."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _config(n_e, n_i, drive, drive_spread, v_init, duration, dt):
+    from spikeforge.fit.network import NetworkConfig
+
+    low, sep, high = v_init.partition(",")
+    if not sep:
+        raise ParameterError(f"--v-init {v_init!r}: expected LOW,HIGH in mV")
+    return NetworkConfig(n_e, n_i, drive, drive_spread, (_number(low, "--v-init"), _number(high, "--v-init")),
+                         duration, dt).check()
+
+
+@fit.command()
+@click.argument("data", type=PathArgument(dir_okay=False, path_type=Path))
+@click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
+@_network_options
+@click.option("--loss", default="count", show_default=True, type=click.Choice(["count", "spike", "both"]),
+              help="count: per-cell spike-count error; spike: summed SPIKE-distance (the original's); both.")
+@click.option("--recorded", default="all", show_default=True, type=click.Choice(["all", "excitatory"]),
+              help="Which cells DATA holds, in order: all (E then I) or the E cells only (the original's).")
+@click.option("--bounds", default=None, metavar="NAME=LOW:HIGH,...", help="Search ranges (default [0, 1] each).")
+@click.option("--optimizer", default="cmaes", show_default=True, type=click.Choice(["cmaes", "ga"]),
+              help="CMA-ES (the cma package) or SpikeNetOpt's genetic algorithm.")
+@click.option("--population", default=32, show_default=True, type=int, help="Candidates per generation.")
+@click.option("--generations", default=100, show_default=True, type=int, help="At most this many generations.")
+@click.option("--patience", default=30, show_default=True, type=int,
+              help="Stop a restart after this many generations without improvement (0: never).")
+@click.option("--restarts", default=4, show_default=True, type=int, help="Independent searches.")
+@click.option("--noise-seeds", default=5, show_default=True, type=int,
+              help="Connectivity seeds for the noise floor measured after the fit (0: skip).")
+@click.option("--seed", default=None, type=int, help=SEED_HELP)
+@click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
+@user_errors
+def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive_spread: float, v_init: str,
+            duration: float, dt: float, connectivity_seed: int, loss: str, recorded: str, bounds: str | None,
+            optimizer: str, population: int, generations: int, patience: int, restarts: int, noise_seeds: int,
+            seed: int | None, force: bool) -> None:
+    """Fit the connectivity (sigma_ee, p_ee, sigma_ei, p_ei) of an E/I Izhikevich network to the recorded spike
+    trains in DATA (one trial, one unit per cell), with the connectivity of --connectivity-seed frozen; results in
+    DIRECTORY.  Ctrl-C keeps the completed generations; the same command resumes."""
+    from spikeforge.fit import runs
+
+    runs.network(data, directory, _config(n_e, n_i, drive, drive_spread, v_init, duration, dt), connectivity_seed,
+                 loss=loss, recorded=recorded, bounds=_bounds(bounds), optimizer=optimizer, population=population,
+                 generations=generations, patience=patience, restarts=restarts, seed=seed, noise_seeds=noise_seeds,
+                 force=force)
+
+
+@fit.command()
+@click.argument("directory", type=PathArgument(file_okay=False, exists=True, path_type=Path))
+@click.option("--format", "formats", default="png", show_default=True, metavar="png,pdf,svg",
+              help="Figure formats, comma-separated.")
+@click.option("--data", "held_out", default=None, type=PathArgument(dir_okay=False, path_type=Path),
+              help="A cell fit only: compare with these sweeps instead (held out from the fit), at the fit's "
+                   "model current per pA.")
+@click.option("--sweeps", default=None, metavar="K,...", help="With --data: only these sweeps of it.")
+@click.option("--amplitudes", default=None, metavar="PA,...", help="With --data: its sweeps' amplitudes [pA].")
+@user_errors
+def report(directory: Path, formats: str, held_out: Path | None, sweeps: str | None, amplitudes: str | None) -> None:
+    """Compare the fit in DIRECTORY with its data (or held-out sweeps): rates, CV, LV and ISIs with Welch's t and
+    Cohen's d (effect sizes decide: |d| < 0.5 counts as matched), spike counts and Γ per sweep; report.csv and
+    report.png."""
+    from spikeforge.fit.report import report as write_report
+
+    write_report(directory, tuple(part.strip() for part in formats.split(",")), held_out=held_out,
+                 sweeps=_indices(sweeps), held_out_amplitudes=_amplitudes(amplitudes))
+
+
+@fit.group()
+def synthetic() -> None:
+    """Make data with known parameters, to try a fit on."""
+
+
+@synthetic.command("cell")
+@click.argument("output", type=PathArgument(dir_okay=False, path_type=Path))
+@click.option("--model", default="izhikevich", show_default=True, type=click.Choice(["izhikevich", "adex", "lif"]))
+@click.option("--preset", default=None, help="Izhikevich cell type (RS, IB, CH, FS, LTS, TC, RZ).")
+@click.option("--set", "fixed", default=None, metavar="NAME=VALUE,...", help="Parameter values (default: the model's).")
+@click.option("--amplitudes", required=True, metavar="PA,...", help="Current step of each sweep [pA].")
+@click.option("--gain", default=1.0, show_default=True, type=float,
+              help="Model current per pA (for Izhikevich, whose current has its own units).")
+@click.option("--delay", default=1000.0, show_default=True, type=float, help="Time before the step [ms].")
+@click.option("--duration", default=2000.0, show_default=True, type=float, help="Length of the step [ms].")
+@click.option("--total", default=3400.0, show_default=True, type=float, help="Length of each sweep [ms].")
+@click.option("--dt", default=0.1, show_default=True, type=float, help="Time step [ms].")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@user_errors
+def synthetic_cell(output: Path, model: str, preset: str | None, fixed: str | None, amplitudes: str, gain: float,
+                   delay: float, duration: float, total: float, dt: float, force: bool) -> None:
+    """Simulate a cell with known parameters on current steps; write its spikes (HDF5, with the amplitudes) to
+    OUTPUT, ready for `spikeforge fit cell`."""
+    from spikeforge.fit import synthetic as make
+    from spikeforge.fit.simulate import StepProtocol
+
+    values = {name: _number(value, f"--set {name}") for name, value in _assignments(fixed, "--set").items()}
+    make.cell(output, model, values, preset, _amplitudes(amplitudes), StepProtocol(delay, duration, total, dt), gain,
+              force)
+
+
+@synthetic.command("network")
+@click.argument("output", type=PathArgument(dir_okay=False, path_type=Path))
+@_network_options
+@click.option("--truth", default="0.5,0.8,0.5,0.8", show_default=True, metavar="S_EE,P_EE,S_EI,P_EI",
+              help="The connectivity parameters (the original's ground truth by default).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@user_errors
+def synthetic_network(output: Path, n_e: int, n_i: int, drive: float, drive_spread: float, v_init: str,
+                      duration: float, dt: float, connectivity_seed: int, truth: str, force: bool) -> None:
+    """Simulate the E/I network with known connectivity parameters; write every cell's spikes (HDF5, E cells first)
+    to OUTPUT, ready for `spikeforge fit network`."""
+    from spikeforge.fit import synthetic as make
+
+    make.network(output, _four(truth, "--truth"), _config(n_e, n_i, drive, drive_spread, v_init, duration, dt),
+                 connectivity_seed, force)

@@ -134,8 +134,10 @@ def _nwb_amplitudes(path: Path) -> list:
 
 
 def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, unit: str | None = None,
-              trace_dt: float | None = None, threshold: float = 0.0) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(amplitudes [pA] per sweep, spike times [ms] per sweep) from ``path`` (see the module docstring)."""
+              trace_dt: float | None = None, threshold: float = 0.0,
+              sweeps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(amplitudes [pA] per sweep, spike times [ms] per sweep) from ``path`` (see the module docstring);
+    ``sweeps``: indices of the sweeps to keep (all by default; ``amplitudes`` are then those sweeps')."""
     path = Path(path)
     require_file(path, "data file")
     suffix = path.suffix.lower()
@@ -169,6 +171,14 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
     else:
         raise DataFileError(f"{source} has an unknown suffix {suffix!r}; expected one of {', '.join(SPIKE_FORMATS)}")
     trains = [check_train(train, f"{source}, sweep {k}") for k, train in enumerate(trains)]
+    if sweeps is not None:
+        chosen = [int(k) for k in sweeps]
+        bad = [k for k in chosen if not 0 <= k < len(trains)]
+        if bad or len(set(chosen)) != len(chosen) or not chosen:
+            raise ParameterError(f"--sweeps {','.join(str(k) for k in chosen)}: {source} has sweeps 0 to "
+                                 f"{len(trains) - 1}; expected distinct ones among them")
+        trains = [trains[k] for k in chosen]
+        found = [found[k] for k in chosen] if len(found) > max(chosen) else []
     if amplitudes is not None:
         values = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
     elif found and all(a is not None for a in found):
@@ -202,7 +212,7 @@ def load_network(path: str | Path, duration_ms: float) -> tuple[list[np.ndarray]
     if start != 0 or stop < duration_ms:
         raise DataFileError(f"{source} covers [{start:g}, {stop:g}) ms; the network fit simulates [0, {duration_ms:g}) "
                             "ms: give --duration within the recording")
-    keep = spikes.time_ms < duration_ms
+    keep = spikes.time_ms <= duration_ms
     trains = [np.sort(spikes.time_ms[keep & (spikes.unit == k)]) for k in range(spikes.n_units)]
     return [check_train(train, f"{source}, unit {spikes.unit_ids[k]}") for k, train in enumerate(trains)], \
         spikes.unit_ids

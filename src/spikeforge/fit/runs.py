@@ -76,7 +76,7 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
          scale: float = 1.0, optimizer: str = "cmaes", population: int = 32, generations: int = 100,
          patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: StepProtocol = StepProtocol(),
          amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
-         force: bool = False, verbose: bool = True):
+         sweeps=None, force: bool = False, verbose: bool = True):
     """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
     Returns the :class:`~spikeforge.fit.search.FitResult`."""
     directory = Path(directory)
@@ -84,7 +84,7 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
     fitted, the_bounds, fixed = _check_settings(the_model, fitted, bounds or {}, dict(fixed or {}), preset, loss,
                                                 current, optimizer, population, generations, patience, restarts)
     protocol = StepProtocol(*(float(x) for x in protocol)).check()
-    recorded_amplitudes, trains = load_cell(data_path, amplitudes, protocol.total, unit, trace_dt, threshold)
+    recorded_amplitudes, trains = load_cell(data_path, amplitudes, protocol.total, unit, trace_dt, threshold, sweeps)
     data = CellData.build(recorded_amplitudes, trains, protocol)
     objective = CellObjective(the_model, data, fitted, fixed, loss=loss, current=current, scale=scale, window=window)
     data_trains = Trains.from_list(trains)
