@@ -108,6 +108,8 @@ def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settin
                                     "times": data_trains.times.tolist(), "offsets": data_trains.offsets.tolist()})
     optimizer, population, generations = settings["optimizer"], settings["population"], settings["generations"]
     restarts, patience = settings["restarts"], settings["patience"]
+    if seed is not None:
+        run_seed(seed, False)  # refused before anything is written
     directory.mkdir(parents=True, exist_ok=True)
     with StopSignals() as signals, DirectoryLock(directory, f"spikeforge fit {kind}"):
         previous, seed = _previous(directory, settings, data_fingerprint, seed, force, verbose)

@@ -1,0 +1,237 @@
+"""`spikeforge fit`: data formats, the run's guarantees (resume after Ctrl-C, refusals, --force), the
+report, and one `error:` line with exit status 2 and nothing written for every kind of bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge.cli import cli
+from spikeforge.fit.data import detect_spikes, load_cell
+
+PROTOCOL = ["--delay", "100", "--duration", "1000", "--total", "1200"]
+QUICK = [*PROTOCOL, "--population", "8", "--generations", "4", "--restarts", "2", "--seed", "3"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def cell_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fitdata") / "cell.h5"
+    result = run("fit", "synthetic", "cell", path, "--preset", "RS", "--amplitudes", "100,125,150", "--gain", "0.1",
+                 *PROTOCOL)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_synthetic_cell_file_holds_the_amplitudes_and_the_truth(cell_file):
+    amplitudes, trains = load_cell(cell_file)
+    assert amplitudes.tolist() == [100.0, 125.0, 150.0]
+    assert [t.size for t in trains] == [23, 29, 34]  # more current, more spikes
+    with h5py.File(cell_file) as handle:
+        assert '"a": 0.02' in handle.attrs["truth"] and '"d": 8.0' in handle.attrs["truth"]
+
+
+def test_fit_cell_writes_results_and_refuses_to_replace_them(cell_file, tmp_path):
+    out = tmp_path / "fit"
+    result = run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["fit.h5", "fit.png",
+                                                                                  "parameters.csv"]
+    table = (out / "parameters.csv").read_text().splitlines()
+    assert table[0].startswith("parameter,best,unit") and [row.split(",")[0] for row in table[1:]] == list("abcd")
+    with h5py.File(out / "fit.h5") as handle:
+        assert handle["restart_0/losses"].shape == (4, 8) and handle.attrs["status"] == "finished"
+    assert_user_error(run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK), "already holds a finished fit",
+                      "--force")
+    assert_user_error(run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK[:-1], "4"),
+                      "made with seed = 3, not 4")
+    assert_user_error(run("fit", "cell", cell_file, out, "--sweeps", "0,1", *QUICK), "made with data")
+    replaced = run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK[:-1], "4", "--force")
+    assert replaced.exit_code == 0, replaced.output
+    report = run("fit", "report", out, "--data", cell_file, "--sweeps", "1")
+    assert report.exit_code == 0, report.output
+    assert (out / "held_out.csv").exists() and (out / "held_out.png").exists()
+    assert "125" in (out / "held_out.csv").read_text()
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(cell_file, tmp_path):
+    args = ["fit", "cell", str(cell_file), None, "--sweeps", "0,2", *PROTOCOL, "--population", "8",
+            "--generations", "30", "--restarts", "2", "--patience", "0", "--seed", "5"]
+    whole = tmp_path / "whole"
+    assert run(*[a if a is not None else whole for a in args]).exit_code == 0
+    part = tmp_path / "part"
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", *[a if a is not None else str(part) for a in args]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (part / "fit.h5").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "the same command resumes the fit" in stderr
+    with h5py.File(part / "fit.h5") as handle:
+        assert handle.attrs["status"] == "interrupted"
+        saved = sum(handle[f"restart_{k}/losses"].shape[0] for k in range(handle.attrs["restarts_saved"]))
+    assert 1 <= saved < 60
+    resumed = run(*[a if a is not None else part for a in args])
+    assert resumed.exit_code == 0 and "resuming the fit" in resumed.output
+    with h5py.File(whole / "fit.h5") as a, h5py.File(part / "fit.h5") as b:
+        for k in range(2):
+            assert np.array_equal(a[f"restart_{k}/losses"][()], b[f"restart_{k}/losses"][()])
+            assert np.array_equal(a[f"restart_{k}/candidates"][()], b[f"restart_{k}/candidates"][()])
+
+
+def test_network_fit_and_report(tmp_path):
+    data = tmp_path / "net.h5"
+    assert run("fit", "synthetic", "network", data, "--connectivity-seed", "7").exit_code == 0
+    out = tmp_path / "netfit"
+    result = run("fit", "network", data, out, "--connectivity-seed", "7", "--population", "8", "--generations", "3",
+                 "--restarts", "1", "--seed", "1", "--noise-seeds", "2")
+    assert result.exit_code == 0, result.output
+    assert "noise floor" in result.output
+    report = run("fit", "report", out, "--format", "png,pdf")
+    assert report.exit_code == 0, report.output
+    rows = (out / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("population,measure") and {row.split(",")[0] for row in rows[1:]} == {"E", "I"}
+    assert (out / "report.pdf").exists()
+
+
+# --- data formats ---------------------------------------------------------------------------------
+
+
+def test_csv_formats(tmp_path):
+    one = tmp_path / "one.csv"
+    one.write_text("time_ms\n5.0\n10.5\n")
+    assert [t.tolist() for t in load_cell(one, [50.0])[1]] == [[5.0, 10.5]]
+    two = tmp_path / "two.csv"
+    two.write_text("0, 5.0\n1, 7.0\n0, 9.0\n")
+    amplitudes, trains = load_cell(two, [50.0, 60.0])
+    assert [t.tolist() for t in trains] == [[5.0, 9.0], [7.0]]
+
+
+def test_voltage_traces_are_detected_by_threshold(tmp_path):
+    trace = np.full(1000, -70.0)
+    trace[100:103] = [-20.0, 10.0, 20.0]  # crosses 0 mV between samples 100 and 101
+    trace[500] = 5.0
+    assert detect_spikes(trace, 0.1).tolist() == pytest.approx([(100 + 20 / 30) * 0.1, (499 + 70 / 75) * 0.1])
+    path = tmp_path / "traces.npy"
+    np.save(path, np.stack([trace, trace]))
+    amplitudes, trains = load_cell(path, [1.0, 2.0], trace_dt=0.1)
+    assert [t.size for t in trains] == [2, 2]
+
+
+def test_neo_block_with_voltage_and_amplitude_annotations(tmp_path):
+    neo = pytest.importorskip("neo")
+    import quantities as pq
+
+    block = neo.Block()
+    for amplitude in (100.0, 200.0):
+        segment = neo.Segment()
+        segment.annotate(amplitude=amplitude)
+        voltage = np.full(2000, -70.0)
+        voltage[[300, 900]] = 20.0
+        segment.analogsignals.append(neo.AnalogSignal(voltage[:, None] * pq.mV, sampling_period=0.5 * pq.ms))
+        block.segments.append(segment)
+    path = tmp_path / "cell.pkl"
+    neo.io.PickleIO(str(path)).write_block(block)
+    amplitudes, trains = load_cell(path)
+    assert amplitudes.tolist() == [100.0, 200.0]
+    assert trains[0] == pytest.approx([(299 + 70 / 90) * 0.5, (899 + 70 / 90) * 0.5])
+
+
+def test_nwb_units_and_trials_with_an_amplitude_column(tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    nwb = pynwb.NWBFile(session_description="cell", identifier="x", session_start_time=datetime.now(timezone.utc))
+    nwb.add_trial_column("amplitude", "current step [pA]")
+    nwb.add_trial(start_time=0.0, stop_time=2.0, amplitude=100.0)
+    nwb.add_trial(start_time=10.0, stop_time=12.0, amplitude=150.0)
+    nwb.add_unit(spike_times=[0.5, 1.0, 10.2, 10.4, 10.6])
+    path = tmp_path / "cell.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    amplitudes, trains = load_cell(path, total_ms=2000.0)
+    assert amplitudes.tolist() == [100.0, 150.0]
+    assert [t.tolist() for t in trains] == [[500.0, 1000.0], pytest.approx([200.0, 400.0, 600.0])]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "has no spike times"),
+    ("5\n3\n", "is not sorted: 5 ms comes before 3 ms"),
+    ("-1\n3\n", "negative spike time (-1 ms)"),
+    ("1\nnan\n", "non-finite spike time (nan)"),
+    ("1\nabc\n", "expected numbers"),
+])
+def test_bad_spike_files(tmp_path, content, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    out = tmp_path / "out"
+    assert_user_error(run("fit", "cell", path, out, "--amplitudes", "100", *QUICK), words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--bounds", "a=0.3:0.002"], "bounds of a [0.3, 0.002] need low < high"),
+    (["--fit", "a,tau"], "izhikevich has no parameter 'tau'"),
+    (["--fit", "a,b", "--set", "a=0.02"], "a is both fitted and set"),
+    (["--preset", "XX"], "preset 'XX' is not one of RS, IB"),
+    (["--sweeps", "0,7"], "has sweeps 0 to 2"),
+    (["--population", "1"], "population = 1"),
+    (["--seed", "-1"], "seed -1 must be in [0, 2**63)"),
+    (["--amplitudes", "1,2"], "2 amplitudes for the 3 sweeps"),
+])
+def test_bad_settings(cell_file, tmp_path, extra, words):
+    out = tmp_path / "out"
+    assert_user_error(run("fit", "cell", cell_file, out, *QUICK[:-2], *extra), words)
+    assert not out.exists()
+
+
+def test_unknown_model_and_loss_are_one_line_errors(cell_file, tmp_path):
+    for option, value in (("--model", "hh"), ("--loss", "rmse"), ("--optimizer", "pso")):
+        done = subprocess.run([sys.executable, "-m", "spikeforge", "fit", "cell", str(cell_file), str(tmp_path / "o"),
+                               option, value], capture_output=True, text=True)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and f"'{value}' is not one of" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_voltage_trace_without_spikes(tmp_path):
+    path = tmp_path / "flat.npy"
+    np.save(path, np.full((1, 500), -70.0))
+    assert_user_error(run("fit", "cell", path, tmp_path / "out", "--trace-dt", "0.1", "--amplitudes", "100"),
+                      "no voltage trace crosses 0 mV")
+    assert_user_error(run("fit", "cell", path, tmp_path / "out", "--amplitudes", "100"), "--trace-dt")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweeps_without_any_spike(tmp_path):
+    path = tmp_path / "empty.h5"
+    with h5py.File(path, "w") as handle:
+        handle["time"], handle["trial"], handle["unit"] = np.zeros(0), np.zeros(0, int), np.zeros(0, int)
+        handle["window"], handle["n_trials"], handle["amplitude"] = [0.0, 1200.0], [2], [100.0, 150.0]
+        handle["unit_ids"] = np.array([b"cell"])
+    assert_user_error(run("fit", "cell", path, tmp_path / "out", *QUICK), "no sweep has a spike")
