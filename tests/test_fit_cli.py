@@ -235,3 +235,36 @@ def test_sweeps_without_any_spike(tmp_path):
         handle["window"], handle["n_trials"], handle["amplitude"] = [0.0, 1200.0], [2], [100.0, 150.0]
         handle["unit_ids"] = np.array([b"cell"])
     assert_user_error(run("fit", "cell", path, tmp_path / "out", *QUICK), "no sweep has a spike")
+
+
+@pytest.mark.slow
+def test_the_fitting_tutorial_runs_as_written(tmp_path, monkeypatch):
+    """docs/fitting.md's commands, and the numbers it states."""
+    import re
+    import shlex
+
+    from spikeforge.core.store import read_h5
+
+    text = (Path(__file__).parents[1] / "docs" / "fitting.md").read_text()
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+                for line in block.splitlines() if line.strip()]
+    assert [" ".join(c.split()[1:3]) for c in commands] == ["fit synthetic", "fit cell", "fit report",
+                                                             "fit synthetic", "fit network", "fit report"]
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for line in commands:
+        result = run(*shlex.split(line)[1:])
+        assert result.exit_code == 0, (line, result.output)
+        outputs.append(result.output)
+    assert "3 sweeps, 23, 29, 34 spikes" in outputs[0]
+    cell = (tmp_path / "rs-fit" / "parameters.csv").read_text().splitlines()
+    assert cell[1].startswith("a,0.0208258,") and cell[4].startswith("d,15.9341,")
+    held_out = (tmp_path / "rs-fit" / "held_out.csv").read_text().splitlines()
+    assert held_out[-1].split(",")[3:] == ["29", "29", "0.0226", "1.0000"]  # spikes, SPIKE-distance, Γ
+    _, attrs = read_h5(tmp_path / "net-fit" / "fit.h5", [])
+    best = read_h5(tmp_path / "net-fit" / "fit.h5", ["best"])[0]["best"]
+    assert np.all(np.abs(best - [0.5, 0.8, 0.5, 0.8]) <= 0.1) and attrs["loss"] == pytest.approx(5.326, abs=1e-3)
+    floor = re.search(r"have loss ([\d.]+) ± ([\d.]+) \(this fit: ([\d.]+)\)", outputs[4])
+    assert float(floor.group(1)) > 3 * float(floor.group(3))
+    report = (tmp_path / "net-fit" / "report.csv").read_text().splitlines()
+    assert all(row.endswith(",yes") for row in report[1:])  # every measure matched, as the tutorial says

@@ -92,6 +92,8 @@ def fit() -> None:
 @click.option("--current", default="search", show_default=True, type=click.Choice(["search", "given"]),
               help="search: find each candidate's current that reproduces the reference sweep's spike count, and "
                    "scale the other sweeps alike; given: use the amplitudes as they are.")
+@click.option("--scale", default=1.0, show_default=True, type=float,
+              help="With --current given: model current per pA (for Izhikevich, whose current has its own units).")
 @click.option("--amplitudes", default=None, metavar="PA,...",
               help="Current step of each sweep [pA] (when the data file does not say).")
 @click.option("--delay", default=1000.0, show_default=True, type=float, help="Time before the step [ms].")
@@ -116,7 +118,7 @@ def fit() -> None:
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
-         preset: str | None, loss: str, window: float, current: str, amplitudes: str | None, delay: float,
+         preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None, delay: float,
          duration: float, total: float, dt: float, sweeps: str | None, unit: str | None, trace_dt: float | None,
          threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
          seed: int | None, force: bool) -> None:
@@ -128,7 +130,7 @@ def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: st
 
     values = {name: _number(value, f"--set {name}") for name, value in _assignments(fixed, "--set").items()}
     runs.cell(data, directory, model=model, fitted=_names(fitted), bounds=_bounds(bounds), fixed=values, preset=preset,
-              loss=loss, window=window, current=current, optimizer=optimizer, population=population,
+              loss=loss, window=window, current=current, scale=scale, optimizer=optimizer, population=population,
               generations=generations, patience=patience, restarts=restarts, seed=seed,
               protocol=StepProtocol(delay, duration, total, dt), amplitudes=_amplitudes(amplitudes), unit=unit,
               trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), force=force)
