@@ -78,10 +78,11 @@ def test_network_settings_are_checked():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 2])
+@pytest.mark.parametrize("seed", [2])
 def test_synthetic_network_recovers_the_four_parameters(seed):
     """Issue 13: (0.5, 0.8, 0.5, 0.8) recovered within 0.1 each, with frozen connectivity (CMA-ES,
-    population 32, up to 100 generations, 4 restarts, the count loss)."""
+    population 32, up to 100 generations, 4 restarts, the count loss).  The tutorial's test checks
+    seed 0 through the command line."""
     objective = networks.NetworkObjective(truth_trains(7), CONFIG, 7)
     result = search.fit(objective.evaluate, search.Bounds.build(networks.NAMES, networks.BOUNDS), population=32,
                         generations=100, seed=seed, restarts=4, patience=30)
