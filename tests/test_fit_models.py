@@ -117,3 +117,31 @@ def test_bad_model_inputs_are_refused():
         models.parameter_rows(models.model_named("izhikevich"), {"tau": [1.0]})
     with pytest.raises(ParameterError, match="shorter than delay"):
         StepProtocol(100.0, 1000.0, 500.0, 0.1).check()
+
+
+def test_cell_losses_with_the_current_search_are_the_same_on_torch():
+    pytest.importorskip("torch")
+    from spikeforge.fit.cell import CellData, CellObjective
+
+    protocol = StepProtocol(100.0, 1000.0, 1200.0, 0.1)
+    model = models.model_named("izhikevich")
+    rows = np.array([model.presets["RS"]])
+    trains = [simulate(model, rows, a * 0.1, protocol).trains.train(0) for a in (100.0, 150.0)]
+    data = CellData.build([100.0, 150.0], trains, protocol)
+    values = np.random.default_rng(0).uniform([0.01, 0.1, -70, 2], [0.05, 0.3, -50, 10], (6, 4))
+    on_numba = CellObjective(model, data, model.fitted).evaluate(values)
+    on_torch = CellObjective(model, data, model.fitted, backend="torch").evaluate(values)
+    assert np.array_equal(on_numba.amplitudes, on_torch.amplitudes) and np.array_equal(on_numba.losses,
+                                                                                      on_torch.losses)
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA device")
+def test_cuda_population_gives_the_cpus_spikes():
+    model = models.model_named("adex")
+    rng = np.random.default_rng(2)
+    rows = models.parameter_rows(model, {k: rng.uniform(*model.bounds[k], 16) for k in model.fitted}, 16)
+    amplitude = rng.uniform(300, 1200, 16)
+    protocol = StepProtocol(50.0, 500.0, 600.0, 0.1)
+    cpu, gpu = simulate(model, rows, amplitude, protocol), simulate_torch(model, rows, amplitude, protocol, "cuda")
+    assert np.array_equal(cpu.counts, gpu.counts)
+    assert np.allclose(cpu.trains.times, gpu.trains.times, rtol=0, atol=0.2)  # exp may round differently

@@ -46,3 +46,27 @@ def refuse_existing(path: Path, force: bool | None, what: str) -> None:
     if path.exists() and not force:
         remedy = "choose another directory" if force is None else "use --force to replace it, or another directory"
         raise DataFileError(f"{str(path)!r} already holds {what}; {remedy}")
+
+
+def torch_device(device: str):
+    """``device`` as a torch.device, or a ParameterError naming what is wrong with it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r}: CUDA is not available here; use --device cpu")
+    return parsed
+
+
+def check_backend(backend: str, device: str) -> None:
+    """ParameterError unless ``backend`` is numba on the CPU, or torch on a device that exists."""
+    if backend == "numba":
+        if device != "cpu":
+            raise ParameterError(f"--device {device!r} needs --backend torch; the numba backend runs on the CPU")
+        return
+    torch_device(device)

@@ -15,6 +15,8 @@ The objective (:class:`CellObjective`) of a population of candidates:
    sweep, PySpike's edges); ``"gamma"``: 1 - Γ (coincidence window ``window`` ms) + |Δn| / n_data;
    ``"both"``: their sum weighted by ``weights``.  A candidate whose parameters make it blow up
    (non-finite state) gets an infinite loss.
+
+The simulations run on ``backend`` "numba" (CPU threads) or "torch" (``device`` cpu or cuda).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from spikeforge.core.spikes import Trains, check_train, gamma_factors, spike_dis
 from spikeforge.errors import ParameterError
 from spikeforge.fit.current_search import search_current
 from spikeforge.fit.models import Model, parameter_rows
-from spikeforge.fit.simulate import StepProtocol, simulate
+from spikeforge.fit.simulate import StepProtocol, simulate_on
 
 LOSSES = ("spike", "gamma", "both")
 CURRENT_MODES = ("search", "given")
@@ -89,7 +91,8 @@ class CellObjective:
 
     def __init__(self, model: Model, data: CellData, fitted, fixed: dict | None = None, loss: str = "spike",
                  current: str = "search", scale: float = 1.0, reference: int | None = None, window: float = 4.0,
-                 weights: tuple[float, float] = (1.0, 1.0), search_high: float | None = None):
+                 weights: tuple[float, float] = (1.0, 1.0), search_high: float | None = None,
+                 backend: str = "numba", device: str = "cpu"):
         if loss not in LOSSES:
             raise ParameterError(f"loss {loss!r} is not one of {', '.join(LOSSES)}")
         if current not in CURRENT_MODES:
@@ -99,6 +102,7 @@ class CellObjective:
         parameter_rows(model, {name: [0.0] for name in self.fitted}, 1, self.fixed)  # unknown names refused
         self.loss, self.current, self.scale, self.window = loss, current, float(scale), float(window)
         self.weights = tuple(float(w) for w in weights)
+        self.backend, self.device = backend, device
         counts = data.counts
         if reference is None:
             with_spikes = np.flatnonzero((counts > 0) & np.array([s.amplitude != 0 for s in data.sweeps]))
@@ -122,7 +126,7 @@ class CellObjective:
         if self.current == "given":
             return np.repeat(self.scale * recorded[None, :], rows.shape[0], axis=0), 0
         found = search_current(self.model, rows, int(self.data.counts[self.reference]), self.data.protocol,
-                               high=self.search_high)
+                               high=self.search_high, backend=self.backend, device=self.device)
         per_pa = found.amplitude / recorded[self.reference]
         return per_pa[:, None] * recorded[None, :], found.simulations
 
@@ -130,7 +134,8 @@ class CellObjective:
         rows = self.rows(values)
         n, n_sweeps = rows.shape[0], len(self.data.sweeps)
         amplitudes, simulations = self.amplitudes(rows)
-        responses = simulate(self.model, np.repeat(rows, n_sweeps, axis=0), amplitudes.ravel(), self.data.protocol)
+        responses = simulate_on(self.backend, self.device, self.model, np.repeat(rows, n_sweeps, axis=0),
+                                amplitudes.ravel(), self.data.protocol)
         counts = responses.counts.reshape(n, n_sweeps)
         data = Trains(*self._tiled_data(n))
         total = self.data.protocol.total

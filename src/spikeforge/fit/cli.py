@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from spikeforge.cli_support import PathArgument, user_errors
+from spikeforge.cli_support import PathArgument, backend_options, user_errors
 from spikeforge.errors import ParameterError
 
 SEED_HELP = "Seed of every random stream, in [0, 2**63) (default: a fresh one, printed and saved)."
@@ -115,13 +115,14 @@ def fit() -> None:
 @click.option("--restarts", default=3, show_default=True, type=int,
               help="Independent searches; their spread shows which parameters the data constrain.")
 @click.option("--seed", default=None, type=int, help=SEED_HELP)
+@backend_options
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
          preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None, delay: float,
          duration: float, total: float, dt: float, sweeps: str | None, unit: str | None, trace_dt: float | None,
          threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
-         seed: int | None, force: bool) -> None:
+         seed: int | None, backend: str, device: str, force: bool) -> None:
     """Fit a single-neuron MODEL to the spikes of a recorded cell in DATA (spike times or voltage traces of
     current-step sweeps); results in DIRECTORY (fit.h5, parameters.csv, fit.png).  Ctrl-C keeps the
     completed generations; the same command resumes."""
@@ -133,7 +134,8 @@ def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: st
               loss=loss, window=window, current=current, scale=scale, optimizer=optimizer, population=population,
               generations=generations, patience=patience, restarts=restarts, seed=seed,
               protocol=StepProtocol(delay, duration, total, dt), amplitudes=_amplitudes(amplitudes), unit=unit,
-              trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), force=force)
+              trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), backend=backend, device=device,
+              force=force)
 
 
 def _four(text: str, option: str) -> list[float]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from spikeforge.errors import ParameterError
 from spikeforge.fit.models import Model
-from spikeforge.fit.simulate import StepProtocol, simulate
+from spikeforge.fit.simulate import StepProtocol, simulate_on
 
 
 class CurrentSearch(NamedTuple):
@@ -30,7 +30,7 @@ class CurrentSearch(NamedTuple):
 
 def search_current(model: Model, rows: np.ndarray, target: int, protocol: StepProtocol, low: float = 0.0,
                    high: float = 20.0, grid: int = 11, max_rounds: int = 100,
-                   max_doublings: int = 20) -> CurrentSearch:
+                   max_doublings: int = 20, backend: str = "numba", device: str = "cpu") -> CurrentSearch:
     """See the module docstring; ``target`` spikes in the protocol's step."""
     if target < 1:
         raise ParameterError(f"target spike count {target}; the current search needs at least 1 spike")
@@ -53,8 +53,9 @@ def search_current(model: Model, rows: np.ndarray, target: int, protocol: StepPr
             break
         upper = np.where(np.isnan(above[active]), top[active], above[active])
         amplitudes = below[active, None] + (upper - below[active])[:, None] * fractions[None, :]
-        counts = simulate(model, np.repeat(rows[active], grid, axis=0), amplitudes.ravel(), protocol,
-                          stop_above=target).counts.reshape(active.size, grid)
+        counts = simulate_on(backend, device, model, np.repeat(rows[active], grid, axis=0), amplitudes.ravel(),
+                             protocol, stop_above=target).counts.reshape(active.size, grid)
+        counts = np.minimum(counts, target + 1)  # "too many" is all the search needs to know
         simulations += counts.size
         rows_of = np.arange(active.size)
         miss = np.abs(counts - target)

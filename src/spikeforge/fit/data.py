@@ -149,7 +149,8 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as error:
-            raise DataFileError(f"{source} is not a readable .npy array ({' '.join(str(error).split())[:200]})") from None
+            reason = " ".join(str(error).split())[:200]
+            raise DataFileError(f"{source} is not a readable .npy array ({reason})") from None
         trains = [array] if array.ndim == 1 else _traces(array, trace_dt, threshold, source)
     elif suffix in (".h5", ".hdf5", ".npz"):
         arrays = dict(np.load(path, allow_pickle=False)) if suffix == ".npz" and _is_zip(path) else (

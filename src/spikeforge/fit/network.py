@@ -102,7 +102,8 @@ def connectivity(config: NetworkConfig, seed: int) -> Connectivity:
 
 
 @numba.njit(parallel=True, cache=True)
-def _run(params, r, u, n_e, n_i, e_cell, i_cell, drive, v_init, dt, n_steps, sigma_ie, p_ie, sigma_ii, p_ii, max_spikes):
+def _run(params, r, u, n_e, n_i, e_cell, i_cell, drive, v_init, dt, n_steps, sigma_ie, p_ie, sigma_ii, p_ii,
+         max_spikes):
     n_candidates = params.shape[0]
     n = n_e + n_i
     counts = np.zeros((n_candidates, n), dtype=np.int64)

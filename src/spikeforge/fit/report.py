@@ -82,14 +82,16 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
            held_out_amplitudes=None) -> list[Path]:
     """Write and print the report of the fit in ``directory``; return the files written.
 
-    ``held_out``: for a cell fit, a data file of other sweeps (``sweeps`` of it, at ``amplitudes`` if
-    ``held_out_amplitudes``, if the file does not say them) to compare with instead, each simulated at the fit's model current
-    per pA (the amplitude the fit found or used on its reference sweep, divided by that sweep's pA)."""
+    ``held_out``: for a cell fit, a data file of other sweeps (``sweeps`` of it, at
+    ``held_out_amplitudes`` if the file does not say them) to compare with instead, each simulated at
+    the fit's model current per pA (the amplitude the fit found or used on its reference sweep,
+    divided by that sweep's pA)."""
     directory = Path(directory)
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ParameterError(f"figure format {unknown[0] if unknown else '(none)'!r} is not one of {', '.join(FORMATS)}")
+        named = unknown[0] if unknown else "(none)"
+        raise ParameterError(f"figure format {named!r} is not one of {', '.join(FORMATS)}")
     histories, data, amplitudes, attrs = files.read_fit(directory / files.FIT)
     if not histories:
         raise ParameterError(f"{str(directory / files.FIT)!r} holds no completed generation; nothing to report")

@@ -19,7 +19,7 @@ import numpy as np
 from spikeforge.core.interrupts import StopSignals
 from spikeforge.core.lock import DirectoryLock
 from spikeforge.core.provenance import differences, fingerprint
-from spikeforge.core.run_support import echo, progress_bar, progress_line, refuse_existing, run_seed
+from spikeforge.core.run_support import check_backend, echo, progress_bar, progress_line, refuse_existing, run_seed
 from spikeforge.core.spikes import Trains
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.fit import files, optimizers
@@ -76,7 +76,7 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
          scale: float = 1.0, optimizer: str = "cmaes", population: int = 32, generations: int = 100,
          patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: StepProtocol = StepProtocol(),
          amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
-         sweeps=None, force: bool = False, verbose: bool = True):
+         sweeps=None, backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True):
     """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
     Returns the :class:`~spikeforge.fit.search.FitResult`."""
     directory = Path(directory)
@@ -84,9 +84,11 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
     fitted, the_bounds, fixed = _check_settings(the_model, fitted, bounds or {}, dict(fixed or {}), preset, loss,
                                                 current, optimizer, population, generations, patience, restarts)
     protocol = StepProtocol(*(float(x) for x in protocol)).check()
+    check_backend(backend, device)
     recorded_amplitudes, trains = load_cell(data_path, amplitudes, protocol.total, unit, trace_dt, threshold, sweeps)
     data = CellData.build(recorded_amplitudes, trains, protocol)
-    objective = CellObjective(the_model, data, fitted, fixed, loss=loss, current=current, scale=scale, window=window)
+    objective = CellObjective(the_model, data, fitted, fixed, loss=loss, current=current, scale=scale, window=window,
+                              backend=backend, device=device)
     data_trains = Trains.from_list(trains)
     settings = {"model": the_model.name, "fitted": list(fitted), "low": the_bounds.low.tolist(),
                 "high": the_bounds.high.tolist(), "fixed": fixed, "loss": loss, "window": float(window),

@@ -173,3 +173,14 @@ def simulate_torch(model: Model, rows: np.ndarray, amplitude, protocol: StepProt
     rank = np.arange(candidate.size) - np.repeat(np.cumsum(counts) - counts, counts)
     times[candidate, rank] = (step + 1) * dt
     return Responses(counts, _trains(counts, times))
+
+
+def simulate_on(backend: str, device: str, model: Model, rows: np.ndarray, amplitude, protocol: StepProtocol,
+                stop_above: int | None = None) -> Responses:
+    """:func:`simulate` (``backend = "numba"``) or :func:`simulate_torch` on ``device`` (which runs every
+    candidate to the end: ``stop_above`` only saves time, the counts it changes are all above it)."""
+    if backend == "numba":
+        return simulate(model, rows, amplitude, protocol, stop_above)
+    if backend == "torch":
+        return simulate_torch(model, rows, amplitude, protocol, device)
+    raise ParameterError(f"backend {backend!r} is not one of numba, torch")

@@ -21,7 +21,9 @@ from spikeforge.core.run_support import echo as _echo
 from spikeforge.core.run_support import progress_bar as _bar
 from spikeforge.core.run_support import progress_line as _line
 from spikeforge.core.run_support import refuse_existing as _refuse_existing
+from spikeforge.core.run_support import check_backend as _check_backend
 from spikeforge.core.run_support import run_seed as _seed
+from spikeforge.core.run_support import torch_device as _torch_device
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rate2spike import files
@@ -32,29 +34,6 @@ SUCCESS = 0.95  # the paper's "successful LIF network"
 MODEL = "model.h5"
 SEARCH = "search.h5"
 EVAL = "eval.h5"
-
-
-def _torch_device(device: str):
-    """``device`` as a torch.device, or a ParameterError naming what is wrong with it."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise ParameterError(f"device {device!r} is not one of cpu, cuda, cuda:N")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device {device!r}: CUDA is not available here; use --device cpu")
-    return parsed
-
-
-def _check_backend(backend: str, device: str) -> None:
-    if backend == "numba":
-        if device != "cpu":
-            raise ParameterError(f"--device {device!r} needs --backend torch; the numba backend runs on the CPU")
-        return
-    _torch_device(device)
 
 
 def train(directory: str | Path, task: str, config_values: dict, training_values: dict, seed: int | None = None,
