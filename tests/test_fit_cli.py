@@ -105,14 +105,24 @@ def test_network_fit_and_report(tmp_path):
     assert run("fit", "synthetic", "network", data, "--connectivity-seed", "7").exit_code == 0
     out = tmp_path / "netfit"
     result = run("fit", "network", data, out, "--connectivity-seed", "7", "--population", "8", "--generations", "3",
-                 "--restarts", "1", "--seed", "1", "--noise-seeds", "2")
+                 "--restarts", "1", "--seed", "1")
     assert result.exit_code == 0, result.output
-    assert "noise floor" in result.output
-    report = run("fit", "report", out, "--format", "png,pdf")
+    report = run("fit", "report", out, "--format", "png,pdf", "--noise-seeds", "2")
     assert report.exit_code == 0, report.output
-    rows = (out / "report.csv").read_text().splitlines()
+    assert "noise floor: the best parameters under 2 other connectivity seeds" in report.output
+    comparisons, floor = (out / "report.csv").read_text().split("\n\n")
+    rows = comparisons.splitlines()
     assert rows[0].startswith("population,measure") and {row.split(",")[0] for row in rows[1:]} == {"E", "I"}
+    assert [row.split(",")[0] for row in floor.splitlines()] == ["connectivity_seed", "8", "9", "fit"]
     assert (out / "report.pdf").exists()
+    assert_user_error(run("fit", "report", out, "--data", data), "--data (held-out sweeps) is for cell fits")
+    assert_user_error(run("fit", "network", data, tmp_path / "short", "--duration", "500", "--connectivity-seed", "7"),
+                      "spikes after 500 ms")
+    assert not (tmp_path / "short").exists()
+    spikes = tmp_path / "x.csv"
+    spikes.write_text("150\n300\n")
+    assert_user_error(run("fit", "cell", spikes, out, "--amplitudes", "1", *QUICK),
+                      "holds a network fit, not a cell fit")
 
 
 # --- data formats ---------------------------------------------------------------------------------
@@ -201,7 +211,12 @@ def test_bad_spike_files(tmp_path, content, words):
     (["--sweeps", "0,7"], "has sweeps 0 to 2"),
     (["--population", "1"], "population = 1"),
     (["--seed", "-1"], "seed -1 must be in [0, 2**63)"),
-    (["--amplitudes", "1,2"], "2 amplitudes for the 3 sweeps"),
+    (["--amplitudes", "1,2,3"], "holds the sweeps' amplitudes (100, 125, 150 pA)"),
+    (["--window", "0", "--loss", "gamma"], "coincidence window = 0 ms"),
+    (["--current", "given", "--scale", "nan"], "scale = nan"),
+    (["--population", "100000000"], "expected at most 4096"),
+    (["--dt", "5000"], "time step dt = 5000 ms; expected 0 < dt <= 1 ms"),
+    (["--total", "inf"], "protocol total = inf"),
 ])
 def test_bad_settings(cell_file, tmp_path, extra, words):
     out = tmp_path / "out"
@@ -217,6 +232,56 @@ def test_unknown_model_and_loss_are_one_line_errors(cell_file, tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and f"'{value}' is not one of" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.array(["a", "b"]), "holds text"),
+    (np.zeros((2, 2, 2)), "shape (2, 2, 2)"),
+    (np.array([1 + 1j, 2]), "holds complex numbers"),
+    (np.array([True, False]), "holds booleans"),
+])
+def test_arrays_that_are_not_spike_times(tmp_path, array, words):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    assert_user_error(run("fit", "cell", path, tmp_path / "out", "--amplitudes", "100", "--trace-dt", "0.1"), words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_amplitudes_count_the_files_sweeps_and_report_options_need_data(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("sweep,time_ms\n0,5\n1,6\n2,7\n")
+    amplitudes, trains = load_cell(path, [100.0, 125.0, 150.0], sweeps=[0, 2])
+    assert amplitudes.tolist() == [100.0, 150.0] and [t.tolist() for t in trains] == [[5.0], [7.0]]
+    one = tmp_path / "one.csv"
+    one.write_text("103.6\n")  # a number, not a header
+    assert [t.tolist() for t in load_cell(one, [1.0])[1]] == [[103.6]]
+    assert_user_error(run("fit", "report", tmp_path, "--sweeps", "1"), "need --data FILE")
+
+
+def test_repeated_spike_times_are_merged_with_a_warning(tmp_path):
+    from spikeforge.errors import SpikeforgeWarning
+
+    path = tmp_path / "repeat.csv"
+    path.write_text("10\n10\n20\n")
+    with pytest.warns(SpikeforgeWarning, match="repeats 1 spike time"):
+        assert load_cell(path, [1.0])[1][0].tolist() == [10.0, 20.0]
+
+
+def test_a_fit_stopped_before_its_first_generation_leaves_nothing(tmp_path):
+    from spikeforge.core.interrupts import Interrupted
+    from spikeforge.core.spikes import Trains
+    from spikeforge.fit import runs, search
+
+    def evaluate(values):
+        raise Interrupted(signal.SIGINT)
+
+    bounds = search.Bounds(("x",), np.zeros(1), np.ones(1))
+    settings = {"optimizer": "ga", "population": 4, "generations": 3, "restarts": 1, "patience": 0}
+    with pytest.raises(Interrupted):
+        runs._fit_run("cell", tmp_path / "new", evaluate, bounds, ["1"], settings, Trains.from_list([[1.0]]), [1.0],
+                      "data", 1, False, False, "test", lambda result: None)
+    assert not (tmp_path / "new").exists()
+    assert search.fit(lambda v: v[:, 0], bounds, "ga", 4, 3, should_stop=lambda: True) is None
 
 
 def test_a_voltage_trace_without_spikes(tmp_path):
@@ -264,7 +329,7 @@ def test_the_fitting_tutorial_runs_as_written(tmp_path, monkeypatch):
     _, attrs = read_h5(tmp_path / "net-fit" / "fit.h5", [])
     best = read_h5(tmp_path / "net-fit" / "fit.h5", ["best"])[0]["best"]
     assert np.all(np.abs(best - [0.5, 0.8, 0.5, 0.8]) <= 0.1) and attrs["loss"] == pytest.approx(5.326, abs=1e-3)
-    floor = re.search(r"have loss ([\d.]+) ± ([\d.]+) \(this fit: ([\d.]+)\)", outputs[4])
+    floor = re.search(r"have loss ([\d.]+) ± ([\d.]+) \(the fit: ([\d.]+)\)", outputs[5])
     assert float(floor.group(1)) > 3 * float(floor.group(3))
-    report = (tmp_path / "net-fit" / "report.csv").read_text().splitlines()
+    report = (tmp_path / "net-fit" / "report.csv").read_text().split("\n\n")[0].splitlines()
     assert all(row.endswith(",yes") for row in report[1:])  # every measure matched, as the tutorial says

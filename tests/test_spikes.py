@@ -181,5 +181,8 @@ def test_bad_windows_and_options_are_refused():
         spikes.gamma_factor([1.0], np.arange(1.0, 100.0, 2.0), 4.0, 100.0)
 
 
-def test_repeated_spike_times_count_once():
-    assert spikes.check_train([1.0, 1.0, 2.0]).tolist() == [1.0, 2.0]
+def test_repeated_spike_times_count_once_with_a_warning():
+    from spikeforge.errors import SpikeforgeWarning
+
+    with pytest.warns(SpikeforgeWarning, match="repeats 1 spike time"):
+        assert spikes.check_train([1.0, 1.0, 2.0]).tolist() == [1.0, 2.0]

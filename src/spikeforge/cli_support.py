@@ -40,8 +40,8 @@ def user_errors(command):
                 click.echo(f"error: {error}", err=True)
                 sys.exit(2)
             except MemoryError:
-                click.echo("error: out of memory; use a smaller network or fewer trials (for an RLS network, "
-                           "`spikeforge estimate DIR` tells what it needs)", err=True)
+                click.echo("error: out of memory; use a smaller problem (fewer neurons, trials or candidates; for an "
+                           "RLS network `spikeforge estimate DIR` tells what it needs)", err=True)
                 sys.exit(2)
             except OSError as error:  # the file system refused: a path too long, a device gone, ...
                 where = f": {error.filename!r}" if error.filename else ""

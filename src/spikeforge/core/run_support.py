@@ -13,8 +13,15 @@ from spikeforge.errors import DataFileError, ParameterError
 
 
 def echo(verbose: bool, text: str) -> None:
+    """Print ``text`` if ``verbose``.  When the reader of standard output has gone (``spikeforge ... |
+    head``), the rest of the output is dropped and the work goes on."""
     if verbose:
-        print(text, flush=True)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def progress_bar(total: int, desc: str, unit: str, verbose: bool) -> tqdm:

@@ -92,8 +92,14 @@ class Trains(NamedTuple):
 
 def check_train(times, what: str = "spike train") -> np.ndarray:
     """``times`` as a float64 array, or a ParameterError if it is not a 1-d list of finite,
-    non-negative, non-decreasing spike times [ms]; repeated times are merged into one spike."""
-    array = np.asarray(times, dtype=np.float64) if not isinstance(times, np.ndarray) else times.astype(np.float64)
+    non-negative, non-decreasing spike times [ms]; repeated times are merged into one spike (with a
+    warning)."""
+    raw = np.asarray(times)
+    if raw.dtype.kind not in "iuf" and not (raw.dtype.kind == "O" and raw.size == 0):
+        kind = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "text", "O": "Python objects"}.get(
+            raw.dtype.kind, f"values of type {raw.dtype}")
+        raise ParameterError(f"{what} holds {kind}; expected spike times in ms (real numbers)")
+    array = raw.astype(np.float64)
     if array.ndim != 1:
         raise ParameterError(f"{what} has shape {array.shape}; expected a 1-d list of spike times in ms")
     if not np.isfinite(array).all():
@@ -108,6 +114,13 @@ def check_train(times, what: str = "spike train") -> np.ndarray:
         raise ParameterError(f"{what} is not sorted: {array[where]:g} ms comes before {array[where + 1]:g} ms "
                              f"(position {where})")
     if array.size > 1 and (np.diff(array) == 0).any():
+        import warnings
+
+        from spikeforge.errors import SpikeforgeWarning
+
+        merged = int((np.diff(array) == 0).sum())
+        warnings.warn(f"{what} repeats {merged} spike time(s), e.g. {array[np.flatnonzero(np.diff(array) == 0)[0]]:g} "
+                      "ms; each counts as one spike", SpikeforgeWarning, stacklevel=2)
         array = np.unique(array)
     return array
 

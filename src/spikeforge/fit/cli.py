@@ -96,10 +96,13 @@ def fit() -> None:
               help="With --current given: model current per pA (for Izhikevich, whose current has its own units).")
 @click.option("--amplitudes", default=None, metavar="PA,...",
               help="Current step of each sweep [pA] (when the data file does not say).")
-@click.option("--delay", default=1000.0, show_default=True, type=float, help="Time before the step [ms].")
-@click.option("--duration", default=2000.0, show_default=True, type=float, help="Length of the step [ms].")
-@click.option("--total", default=3400.0, show_default=True, type=float, help="Length of each sweep [ms].")
-@click.option("--dt", default=0.1, show_default=True, type=float, help="Time step of the simulations [ms].")
+@click.option("--delay", default=None, type=float,
+              help="Time before the step [ms]  [default: the data file's, else 1000].")
+@click.option("--duration", default=None, type=float,
+              help="Length of the step [ms]  [default: the data file's, else 2000].")
+@click.option("--total", default=None, type=float, help="Length of each sweep [ms]  [default: the data file's, else 3400].")
+@click.option("--dt", default=None, type=float,
+              help="Time step of the simulations [ms], at most 1  [default: the data file's, else 0.1].")
 @click.option("--sweeps", default=None, metavar="K,...",
               help="Fit only these sweeps (0-based; the others can be held out for `fit report --data`).")
 @click.option("--unit", default=None, help="The unit to fit, when the file holds several.")
@@ -119,21 +122,21 @@ def fit() -> None:
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
-         preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None, delay: float,
-         duration: float, total: float, dt: float, sweeps: str | None, unit: str | None, trace_dt: float | None,
+         preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None,
+         delay: float | None, duration: float | None, total: float | None, dt: float | None, sweeps: str | None, unit: str | None, trace_dt: float | None,
          threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
          seed: int | None, backend: str, device: str, force: bool) -> None:
     """Fit a single-neuron MODEL to the spikes of a recorded cell in DATA (spike times or voltage traces of
     current-step sweeps); results in DIRECTORY (fit.h5, parameters.csv, fit.png).  Ctrl-C keeps the
     completed generations; the same command resumes."""
     from spikeforge.fit import runs
-    from spikeforge.fit.simulate import StepProtocol
 
     values = {name: _number(value, f"--set {name}") for name, value in _assignments(fixed, "--set").items()}
     runs.cell(data, directory, model=model, fitted=_names(fitted), bounds=_bounds(bounds), fixed=values, preset=preset,
               loss=loss, window=window, current=current, scale=scale, optimizer=optimizer, population=population,
               generations=generations, patience=patience, restarts=restarts, seed=seed,
-              protocol=StepProtocol(delay, duration, total, dt), amplitudes=_amplitudes(amplitudes), unit=unit,
+              protocol={"delay": delay, "duration": duration, "total": total, "dt": dt},
+              amplitudes=_amplitudes(amplitudes), unit=unit,
               trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), backend=backend, device=device,
               force=force)
 
@@ -191,15 +194,13 @@ def _config(n_e, n_i, drive, drive_spread, v_init, duration, dt):
 @click.option("--patience", default=30, show_default=True, type=int,
               help="Stop a restart after this many generations without improvement (0: never).")
 @click.option("--restarts", default=4, show_default=True, type=int, help="Independent searches.")
-@click.option("--noise-seeds", default=5, show_default=True, type=int,
-              help="Connectivity seeds for the noise floor measured after the fit (0: skip).")
 @click.option("--seed", default=None, type=int, help=SEED_HELP)
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive_spread: float, v_init: str,
             duration: float, dt: float, connectivity_seed: int, loss: str, recorded: str, bounds: str | None,
-            optimizer: str, population: int, generations: int, patience: int, restarts: int, noise_seeds: int,
-            seed: int | None, force: bool) -> None:
+            optimizer: str, population: int, generations: int, patience: int, restarts: int, seed: int | None,
+            force: bool) -> None:
     """Fit the connectivity (sigma_ee, p_ee, sigma_ei, p_ei) of an E/I Izhikevich network to the recorded spike
     trains in DATA (one trial, one unit per cell), with the connectivity of --connectivity-seed frozen; results in
     DIRECTORY.  Ctrl-C keeps the completed generations; the same command resumes."""
@@ -207,8 +208,7 @@ def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive
 
     runs.network(data, directory, _config(n_e, n_i, drive, drive_spread, v_init, duration, dt), connectivity_seed,
                  loss=loss, recorded=recorded, bounds=_bounds(bounds), optimizer=optimizer, population=population,
-                 generations=generations, patience=patience, restarts=restarts, seed=seed, noise_seeds=noise_seeds,
-                 force=force)
+                 generations=generations, patience=patience, restarts=restarts, seed=seed, force=force)
 
 
 @fit.command()
@@ -220,15 +220,21 @@ def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive
                    "model current per pA.")
 @click.option("--sweeps", default=None, metavar="K,...", help="With --data: only these sweeps of it.")
 @click.option("--amplitudes", default=None, metavar="PA,...", help="With --data: its sweeps' amplitudes [pA].")
+@click.option("--noise-seeds", default=5, show_default=True, type=click.IntRange(min=0),
+              help="A network fit only: other connectivity seeds under which the best parameters' loss is measured "
+                   "(the noise floor of a fit that cannot know the connectivity; 0: skip).")
 @user_errors
-def report(directory: Path, formats: str, held_out: Path | None, sweeps: str | None, amplitudes: str | None) -> None:
+def report(directory: Path, formats: str, held_out: Path | None, sweeps: str | None, amplitudes: str | None,
+           noise_seeds: int) -> None:
     """Compare the fit in DIRECTORY with its data (or held-out sweeps): rates, CV, LV and ISIs with Welch's t and
     Cohen's d (effect sizes decide: |d| < 0.5 counts as matched), spike counts and Γ per sweep; report.csv and
     report.png."""
     from spikeforge.fit.report import report as write_report
 
+    if held_out is None and (sweeps is not None or amplitudes is not None):
+        raise ParameterError("--sweeps and --amplitudes choose held-out sweeps; they need --data FILE")
     write_report(directory, tuple(part.strip() for part in formats.split(",")), held_out=held_out,
-                 sweeps=_indices(sweeps), held_out_amplitudes=_amplitudes(amplitudes))
+                 sweeps=_indices(sweeps), held_out_amplitudes=_amplitudes(amplitudes), noise_seeds=noise_seeds)
 
 
 @fit.group()

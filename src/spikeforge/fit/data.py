@@ -45,9 +45,15 @@ def detect_spikes(voltage: np.ndarray, dt: float, threshold: float = 0.0) -> np.
 
 
 def _traces(voltage: np.ndarray, dt, threshold: float, source: str) -> list[np.ndarray]:
-    if dt is None or not (np.isfinite(dt) and dt > 0):
+    if dt is None:
         raise ParameterError(f"{source} holds voltage traces; give their sampling interval with --trace-dt MS")
-    voltage = np.atleast_2d(np.asarray(voltage, dtype=np.float64))
+    if not (np.isfinite(dt) and dt > 0):
+        raise ParameterError(f"--trace-dt {dt:g}; expected the traces' sampling interval, a positive number of ms")
+    voltage = np.asarray(voltage)
+    if voltage.dtype.kind not in "iuf" or voltage.ndim not in (1, 2):
+        raise DataFileError(f"{source} holds an array of shape {voltage.shape} and type {voltage.dtype}; expected "
+                            "voltage traces [mV] of real numbers, sweeps x samples")
+    voltage = np.atleast_2d(voltage.astype(np.float64))
     trains = [detect_spikes(trace, float(dt), threshold) for trace in voltage]
     if not any(train.size for train in trains):
         raise DataFileError(f"{source}: no voltage trace crosses {threshold:g} mV, so no spike was found; check the "
@@ -62,11 +68,8 @@ def _csv(path: Path) -> list[np.ndarray]:
     def numbers(line: str) -> list[float]:
         return [float(x) for x in line.replace(",", " ").split()]
 
-    if lines:
-        try:
-            numbers(lines[0])
-        except ValueError:
-            lines = lines[1:]  # a header
+    if lines and any(ch.isalpha() and ch not in "eE" for ch in lines[0]):
+        lines = lines[1:]  # a header (words; numbers may hold an exponent's e)
     try:
         rows = [numbers(line) for line in lines]
     except ValueError as error:
@@ -151,6 +154,9 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
         except (ValueError, OSError) as error:
             reason = " ".join(str(error).split())[:200]
             raise DataFileError(f"{source} is not a readable .npy array ({reason})") from None
+        if array.ndim not in (1, 2):
+            raise DataFileError(f"{source} holds an array of shape {array.shape}; expected spike times (1-d) or "
+                                "voltage traces (sweeps x samples)")
         trains = [array] if array.ndim == 1 else _traces(array, trace_dt, threshold, source)
     elif suffix in (".h5", ".hdf5", ".npz"):
         arrays = dict(np.load(path, allow_pickle=False)) if suffix == ".npz" and _is_zip(path) else (
@@ -172,6 +178,20 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
     else:
         raise DataFileError(f"{source} has an unknown suffix {suffix!r}; expected one of {', '.join(SPIKE_FORMATS)}")
     trains = [check_train(train, f"{source}, sweep {k}") for k, train in enumerate(trains)]
+    stored = found and all(a is not None for a in found)
+    if amplitudes is not None:
+        if stored:
+            held = ", ".join(f"{float(getattr(a, 'magnitude', a)):g}" for a in found)
+            raise ParameterError(f"{source} holds the sweeps' amplitudes ({held} pA); --amplitudes is for files "
+                                 "without them")
+        values = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
+    elif stored:
+        values = np.asarray([float(getattr(a, "magnitude", a)) for a in found])
+    else:
+        raise ParameterError(f"{source} does not say the sweeps' current amplitudes; give them with --amplitudes "
+                             f"(pA, one per sweep of the file: {len(trains)})")
+    if values.size != len(trains):
+        raise ParameterError(f"{values.size} amplitudes for the {len(trains)} sweeps of {source}")
     if sweeps is not None:
         chosen = [int(k) for k in sweeps]
         bad = [k for k in chosen if not 0 <= k < len(trains)]
@@ -179,16 +199,7 @@ def load_cell(path: str | Path, amplitudes=None, total_ms: float | None = None, 
             raise ParameterError(f"--sweeps {','.join(str(k) for k in chosen)}: {source} has sweeps 0 to "
                                  f"{len(trains) - 1}; expected distinct ones among them")
         trains = [trains[k] for k in chosen]
-        found = [found[k] for k in chosen] if len(found) > max(chosen) else []
-    if amplitudes is not None:
-        values = np.atleast_1d(np.asarray(amplitudes, dtype=np.float64))
-    elif found and all(a is not None for a in found):
-        values = np.asarray([float(getattr(a, "magnitude", a)) for a in found])
-    else:
-        raise ParameterError(f"{source} does not say the sweeps' current amplitudes; give them with --amplitudes "
-                             f"(pA, {len(trains)} value{'s' if len(trains) > 1 else ''})")
-    if values.size != len(trains):
-        raise ParameterError(f"{values.size} amplitudes for the {len(trains)} sweeps of {source}")
+        values = values[chosen]
     return values, trains
 
 
@@ -213,8 +224,11 @@ def load_network(path: str | Path, duration_ms: float) -> tuple[list[np.ndarray]
     if start != 0 or stop < duration_ms:
         raise DataFileError(f"{source} covers [{start:g}, {stop:g}) ms; the network fit simulates [0, {duration_ms:g}) "
                             "ms: give --duration within the recording")
-    keep = spikes.time_ms <= duration_ms
-    trains = [np.sort(spikes.time_ms[keep & (spikes.unit == k)]) for k in range(spikes.n_units)]
+    late = spikes.time_ms > duration_ms
+    if late.any():
+        raise DataFileError(f"{source} has {int(late.sum())} spikes after {duration_ms:g} ms (up to "
+                            f"{spikes.time_ms.max():g} ms); give the recording's length with --duration")
+    trains = [np.sort(spikes.time_ms[spikes.unit == k]) for k in range(spikes.n_units)]
     return [check_train(train, f"{source}, unit {spikes.unit_ids[k]}") for k, train in enumerate(trains)], \
         spikes.unit_ids
 

@@ -15,7 +15,7 @@
   (why each restart ended), ``names`` (the fitted parameters), ``loss`` (the best loss).
 
 ``parameters.csv``: one row per fitted parameter: best value, unit, bounds, the mean and standard
-deviation over restarts, and the last optimizer spread of the best restart.
+deviation over restarts (blank for one restart), and the last optimizer spread of the best restart.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ def parameters_table(names, units, low, high, result) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["parameter", "best", "unit", "low", "high", "restart_mean", "restart_std", "optimizer_spread"])
     best_restart = int(np.argmin(result.restart_loss))
+    several = result.restart_best.shape[0] > 1  # a spread over one restart would read as certainty
     for k, name in enumerate(names):
         writer.writerow([name, f"{result.best[k]:.6g}", units[k], f"{low[k]:g}", f"{high[k]:g}",
-                         f"{result.restart_best[:, k].mean():.6g}", f"{result.restart_best[:, k].std():.6g}",
+                         f"{result.restart_best[:, k].mean():.6g}" if several else "",
+                         f"{result.restart_best[:, k].std():.6g}" if several else "",
                          f"{result.optimizer_spread[best_restart, k]:.6g}"])
     return out.getvalue()
 

@@ -71,9 +71,10 @@ class NetworkConfig(NamedTuple):
             raise ParameterError(f"network of {self.n_e} E and {self.n_i} I cells; expected n_e >= 1, n_i >= 0")
         if not (self.dt > 0 and self.duration >= self.dt):
             raise ParameterError(f"duration {self.duration:g} ms and dt {self.dt:g} ms need duration >= dt > 0")
-        if not (0 <= self.drive_spread <= 1 and self.v_init[0] <= self.v_init[1]):
-            raise ParameterError(f"drive_spread = {self.drive_spread} must be in [0, 1] and v_init {self.v_init} "
-                                 "ordered low, high")
+        if not 0 <= self.drive_spread <= 1:
+            raise ParameterError(f"drive_spread = {self.drive_spread}; expected a fraction in [0, 1]")
+        if not (np.isfinite(self.v_init).all() and self.v_init[0] <= self.v_init[1]):
+            raise ParameterError(f"v_init = {self.v_init[0]:g},{self.v_init[1]:g} mV; expected LOW,HIGH with LOW <= HIGH")
         for name in ("p_ie", "p_ii"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ParameterError(f"{name} = {getattr(self, name)} must be in [0, 1]")

@@ -66,26 +66,27 @@ def held_out_objective(objective, best, path, sweeps, amplitudes):
                          objective.fixed, loss=objective.loss, current="given", scale=per_pa, window=objective.window)
 
 
-def _cell_rows(objective, best) -> tuple[list[list], list, list]:
+def _cell_rows(objective, best, labels) -> tuple[list[list], list, list]:
     from spikeforge.fit.simulate import simulate
 
     evaluation = objective.evaluate(best[None])
     sweeps = objective.data.sweeps
     model = simulate(objective.model, np.repeat(objective.rows(best[None]), len(sweeps), axis=0),
                      evaluation.amplitudes[0], objective.data.protocol).trains.to_list()
-    rows = [[k, f"{s.amplitude:g}", f"{evaluation.amplitudes[0, k]:.4g}", s.spikes.size, int(evaluation.counts[0, k]),
+    rows = [[labels[k], f"{s.amplitude:g}", f"{evaluation.amplitudes[0, k]:.4g}", s.spikes.size, int(evaluation.counts[0, k]),
              f"{evaluation.spike_distance[0, k]:.4f}", f"{evaluation.gamma[0, k]:.4f}"] for k, s in enumerate(sweeps)]
     return rows, [s.spikes for s in sweeps], model
 
 
 def report(directory: str | Path, formats=("png",), verbose: bool = True, held_out=None, sweeps=None,
-           held_out_amplitudes=None) -> list[Path]:
+           held_out_amplitudes=None, noise_seeds: int = 5) -> list[Path]:
     """Write and print the report of the fit in ``directory``; return the files written.
 
     ``held_out``: for a cell fit, a data file of other sweeps (``sweeps`` of it, at
     ``held_out_amplitudes`` if the file does not say them) to compare with instead, each simulated at
     the fit's model current per pA (the amplitude the fit found or used on its reference sweep,
-    divided by that sweep's pA)."""
+    divided by that sweep's pA).  ``noise_seeds``: for a network fit, the loss of the best parameters
+    under that many other connectivity seeds (the seeds after the fit's) is measured and written."""
     directory = Path(directory)
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
@@ -105,9 +106,10 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
             raise ParameterError("--data (held-out sweeps) is for cell fits; a network fit is compared with its data")
         objective = held_out_objective(objective, result.best, held_out, sweeps, held_out_amplitudes)
         name = "held_out"
-    sweep_rows = None
+    sweep_rows, floor = None, None
     if attrs["kind"] == "cell":
-        sweep_rows, data_trains, model_trains = _cell_rows(objective, result.best)
+        labels = list(range(len(objective.data.sweeps))) if held_out is None or sweeps is None else list(sweeps)
+        sweep_rows, data_trains, model_trains = _cell_rows(objective, result.best, labels)
         duration = objective.data.protocol.total
         groups = {"cell": (data_trains, model_trains)}
     else:
@@ -118,20 +120,26 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
         groups = {"E": (data_trains[:n_e], model_trains[:n_e])}
         if len(data_trains) > n_e:
             groups["I"] = (data_trains[n_e:], model_trains[n_e:])
+        if noise_seeds:
+            from spikeforge.fit import network
+
+            seeds = [objective.connectivity_seed + 1 + k for k in range(noise_seeds)]
+            floor = (seeds, network.noise_floor(result.best, objective.data, objective.config, seeds,
+                                                objective.loss, objective.recorded))
     comparisons = {name: validation.compare_trains(d, m, duration) for name, (d, m) in groups.items()}
-    text = _csv(comparisons, sweep_rows)
+    text = _csv(comparisons, sweep_rows, floor, result.loss)
     with DirectoryLock(directory, "spikeforge fit report"):
         written = [directory / f"{name}.csv"]
         atomic_write_text(written[0], text)
         figure = _figure(groups, duration, comparisons)
         written += [save_figure(figure, directory / f"{name}.{fmt}") for fmt in formats]
     if verbose:
-        _print(attrs, result, comparisons, sweep_rows)
+        _print(attrs, result, comparisons, sweep_rows, floor)
         echo(verbose, "wrote " + ", ".join(str(p) for p in written))
     return written
 
 
-def _csv(comparisons: dict, sweep_rows) -> str:
+def _csv(comparisons: dict, sweep_rows, floor, loss: float) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for k, (group, rows) in enumerate(comparisons.items()):
@@ -145,10 +153,15 @@ def _csv(comparisons: dict, sweep_rows) -> str:
         writer.writerow(["sweep", "amplitude_pA", "model_amplitude", "spikes_data", "spikes_model", "spike_distance",
                          "gamma_4ms"])
         writer.writerows(sweep_rows)
+    if floor is not None:
+        out.write("\n")
+        writer.writerow(["connectivity_seed", "loss_of_best_parameters"])
+        writer.writerows([[seed, f"{value:.6g}"] for seed, value in zip(*floor)])
+        writer.writerow(["fit", f"{loss:.6g}"])
     return out.getvalue()
 
 
-def _print(attrs, result, comparisons, sweep_rows) -> None:
+def _print(attrs, result, comparisons, sweep_rows, floor) -> None:
     names = ", ".join(f"{n} = {v:.4g}" for n, v in zip(result.names, result.best))
     print(f"{attrs['kind']} fit ({attrs.get('status', '?')}), best loss {result.loss:.4g}: {names}")
     for group, rows in comparisons.items():
@@ -161,6 +174,10 @@ def _print(attrs, result, comparisons, sweep_rows) -> None:
         print("sweep  amplitude (pA)  spikes data/model  SPIKE-distance  Γ (4 ms)")
         for row in sweep_rows:
             print(f"  {row[0]:>3}  {row[1]:>14}  {row[3]:>7}/{row[4]:<7}  {row[5]:>14}  {row[6]:>8}")
+    if floor is not None:
+        seeds, values = floor
+        print(f"noise floor: the best parameters under {len(seeds)} other connectivity seeds have loss "
+              f"{values.mean():.3g} ± {values.std():.2g} (the fit: {result.loss:.3g})")
 
 
 def _figure(groups: dict, duration: float, comparisons: dict) -> Figure:

@@ -11,13 +11,14 @@ difference.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from spikeforge.core.interrupts import StopSignals
-from spikeforge.core.lock import DirectoryLock
+from spikeforge.core.lock import DirectoryBusy, DirectoryLock
 from spikeforge.core.provenance import differences, fingerprint
 from spikeforge.core.run_support import check_backend, echo, progress_bar, progress_line, refuse_existing, run_seed
 from spikeforge.core.spikes import Trains
@@ -31,6 +32,8 @@ from spikeforge.fit.search import Bounds, FitResult, fit, summarise
 from spikeforge.fit.simulate import StepProtocol
 
 SAVE_SECONDS = 10.0
+MAX_POPULATION = 4096  # candidates per generation; more than any fit needs (and the current search
+# simulates 11 amplitudes of each at once)
 OUTPUTS = (files.FIT, files.PARAMETERS, "fit.png", "report.csv", "report.png", "report.pdf")
 
 
@@ -68,22 +71,26 @@ def _check_settings(model, fitted, bounds, fixed, preset, loss, current, optimiz
                                ("restarts", restarts, 1), ("patience", patience, 0)):
         if int(value) < least:
             raise ParameterError(f"{name} = {value}; expected at least {least}")
+    if population > MAX_POPULATION:
+        raise ParameterError(f"population = {population}; expected at most {MAX_POPULATION} candidates per generation")
     return fitted, Bounds.build(fitted, model.bounds, bounds), {**base, **fixed}
 
 
 def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich", fitted=None, bounds=None,
          fixed=None, preset: str | None = None, loss: str = "spike", window: float = 4.0, current: str = "search",
          scale: float = 1.0, optimizer: str = "cmaes", population: int = 32, generations: int = 100,
-         patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: StepProtocol = StepProtocol(),
+         patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: dict | None = None,
          amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
          sweeps=None, backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True):
     """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
+    ``protocol``: the values of :class:`StepProtocol` given (the others from the data file's
+    ``protocol`` attribute, as ``fit synthetic cell`` writes it, or the defaults).
     Returns the :class:`~spikeforge.fit.search.FitResult`."""
     directory = Path(directory)
     the_model = model_named(model)
     fitted, the_bounds, fixed = _check_settings(the_model, fitted, bounds or {}, dict(fixed or {}), preset, loss,
                                                 current, optimizer, population, generations, patience, restarts)
-    protocol = StepProtocol(*(float(x) for x in protocol)).check()
+    protocol = step_protocol(data_path, protocol or {}, verbose)
     check_backend(backend, device)
     recorded_amplitudes, trains = load_cell(data_path, amplitudes, protocol.total, unit, trace_dt, threshold, sweeps)
     data = CellData.build(recorded_amplitudes, trains, protocol)
@@ -108,13 +115,27 @@ def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settin
     """The locked, resumable, interruptible fit of ``evaluate`` with ``settings`` into ``directory``."""
     data_fingerprint = fingerprint({"amplitudes": None if amplitudes is None else np.asarray(amplitudes).tolist(),
                                     "times": data_trains.times.tolist(), "offsets": data_trains.offsets.tolist()})
-    optimizer, population, generations = settings["optimizer"], settings["population"], settings["generations"]
-    restarts, patience = settings["restarts"], settings["patience"]
     if seed is not None:
         run_seed(seed, False)  # refused before anything is written
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains, amplitudes, data_path,
+                           seed, force, verbose, describe, figure, data_fingerprint)
+    except DirectoryBusy:
+        raise  # another process works there: its directory, not ours to remove
+    except BaseException:
+        if created and not (directory / files.FIT).exists():  # nothing was saved: leave nothing behind
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains, amplitudes, data_path, seed, force,
+                verbose, describe, figure, data_fingerprint) -> FitResult:
+    optimizer, population, generations = settings["optimizer"], settings["population"], settings["generations"]
+    restarts, patience = settings["restarts"], settings["patience"]
     with StopSignals() as signals, DirectoryLock(directory, f"spikeforge fit {kind}"):
-        previous, seed = _previous(directory, settings, data_fingerprint, seed, force, verbose)
+        previous, seed = _previous(directory, kind, settings, data_fingerprint, seed, force, verbose)
         settings = {**settings, "seed": seed}
         attrs = {"kind": kind, "settings": settings, "data_fingerprint": data_fingerprint,
                  "data_file": str(data_path), "names": list(bounds.names)}
@@ -140,6 +161,8 @@ def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settin
             result = fit(evaluate, bounds, optimizer, population, generations, seed, restarts, patience,
                          previous=previous, should_stop=lambda: signals.requested is not None, report=report,
                          record=record)
+        if result is None:  # stopped before the first generation finished
+            signals.raise_if_requested("interrupted before the first generation finished; nothing was saved")
         status = "interrupted" if signals.requested is not None else "finished"
         with signals.deferred("finishing the write of the results"):
             files.write_fit(directory / files.FIT, result.histories, data_trains, amplitudes,
@@ -149,12 +172,40 @@ def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settin
             made = figure(result)
         _print_table(verbose, table, result, status)
         echo(verbose, f"wrote {directory / files.FIT}, {directory / files.PARAMETERS} and {made}")
+        if status == "finished":
+            signals.raise_if_requested(f"interrupted after the fit finished; its results are complete in {directory}")
         signals.raise_if_requested(f"interrupted; the {sum(h.generations for h in result.histories)} completed "
                                    f"generations are in {directory / files.FIT}; the same command resumes the fit")
     return result
 
 
-def _previous(directory: Path, settings: dict, data_fingerprint: str, seed, force: bool, verbose: bool):
+def step_protocol(data_path, given: dict, verbose: bool) -> StepProtocol:
+    """The protocol of a cell fit: the values ``given``, the others from the data file (an HDF5 file's
+    ``protocol`` attribute) or the defaults; printed when any value was not given."""
+    from spikeforge.core.store import read_attrs
+
+    stored = {}
+    if Path(data_path).suffix.lower() in (".h5", ".hdf5") and Path(data_path).is_file():
+        stored = read_attrs(data_path).get("protocol") or {}
+        stored = stored if isinstance(stored, dict) else {}
+    values = {**StepProtocol()._asdict(), **{k: v for k, v in stored.items() if k in StepProtocol._fields},
+              **{k: v for k, v in given.items() if v is not None}}
+    try:
+        protocol = StepProtocol(**{k: float(v) for k, v in values.items()}).check()
+    except (TypeError, ValueError):
+        raise ParameterError(f"protocol {values} is not a set of numbers") from None
+    from_options = {k for k, v in given.items() if v is not None and k in StepProtocol._fields}
+    from_file = {k for k in stored if k in StepProtocol._fields} - from_options
+    from_defaults = set(StepProtocol._fields) - from_options - from_file
+    if from_file or from_defaults:
+        sources = [name for name, used in (("the options", from_options), ("the data file", from_file),
+                                           ("the defaults", from_defaults)) if used]
+        echo(verbose, f"protocol (from {' and '.join(sources)}): {protocol.delay:g} ms rest, a {protocol.duration:g}-ms "
+                      f"step, {protocol.total:g} ms in all, dt = {protocol.dt:g} ms")
+    return protocol
+
+
+def _previous(directory: Path, kind: str, settings: dict, data_fingerprint: str, seed, force: bool, verbose: bool):
     """The histories to continue (empty for a new fit) and the run's seed."""
     path = directory / files.FIT
     if force:
@@ -164,6 +215,9 @@ def _previous(directory: Path, settings: dict, data_fingerprint: str, seed, forc
     if not path.exists():
         return [], run_seed(seed, verbose)
     histories, _, _, attrs = files.read_fit(path)
+    if attrs["kind"] != kind:
+        raise ParameterError(f"{str(path)!r} holds a {attrs['kind']} fit, not a {kind} fit; use another directory, "
+                             "or --force to replace it")
     recorded = {**attrs["settings"], "data_fingerprint": attrs.get("data_fingerprint")}
     current = {**settings, "seed": recorded.get("seed") if seed is None else int(seed),
                "data_fingerprint": data_fingerprint}
@@ -210,20 +264,17 @@ def load_result(directory: str | Path):
 def network(data_path: str | Path, directory: str | Path, config: networks.NetworkConfig = networks.NetworkConfig(),
             connectivity_seed: int = 0, loss: str = "count", recorded: str = "all", bounds=None,
             optimizer: str = "cmaes", population: int = 32, generations: int = 100, patience: int = 20,
-            restarts: int = 4, seed: int | None = None, noise_seeds: int = 5, force: bool = False,
-            verbose: bool = True) -> FitResult:
+            restarts: int = 4, seed: int | None = None, force: bool = False, verbose: bool = True) -> FitResult:
     """Fit (sigma_ee, p_ee, sigma_ei, p_ei) of the E/I network (:mod:`spikeforge.fit.network`) to the
     recorded trains in ``data_path``, with the connectivity of ``connectivity_seed`` frozen; results in
-    ``directory``.  Afterwards the loss of the best parameters under ``noise_seeds`` other connectivity
-    seeds is measured and printed (the noise floor of a fit that cannot know the connectivity)."""
+    ``directory``.  (``fit report`` measures the noise floor: the loss of the best parameters under other
+    connectivity seeds.)"""
     from spikeforge.fit.data import load_network
 
     directory = Path(directory)
     config = networks.NetworkConfig(*config).check()
     if not 0 <= int(connectivity_seed) < 2**63:
         raise ParameterError(f"connectivity seed {connectivity_seed} must be in [0, 2**63)")
-    if noise_seeds < 0:
-        raise ParameterError(f"noise seeds = {noise_seeds}; expected >= 0")
     _, the_bounds, _ = _check_settings(_NETWORK_MODEL, None, bounds or {}, {}, None, "spike", "search",
                                        optimizer, population, generations, patience, restarts)
     trains, _ = load_network(data_path, config.duration)
@@ -242,14 +293,8 @@ def network(data_path: str | Path, directory: str | Path, config: networks.Netwo
 
         return plotting.network_fit(directory / "fit.png", objective, result, the_bounds)
 
-    result = _fit_run("network", directory, objective.evaluate, the_bounds, ["1"] * 4, settings, data, None,
-                      data_path, seed, force, verbose, describe, figure)
-    if noise_seeds and verbose:
-        others = [connectivity_seed + 1 + k for k in range(noise_seeds)]
-        floor = networks.noise_floor(result.best, data, config, others, loss, recorded)
-        echo(verbose, f"noise floor: the best parameters under {noise_seeds} other connectivity seeds have loss "
-                      f"{floor.mean():.3g} ± {floor.std():.2g} (this fit: {result.loss:.3g})")
-    return result
+    return _fit_run("network", directory, objective.evaluate, the_bounds, ["1"] * 4, settings, data, None,
+                    data_path, seed, force, verbose, describe, figure)
 
 
 _NETWORK_MODEL = networks.parameter_model()

@@ -160,13 +160,15 @@ class FitResult(NamedTuple):
 
 def fit(evaluate: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer: str = "cmaes",
         population: int = 32, generations: int = 100, seed: int = 0, restarts: int = 1, patience: int = 0,
-        previous=(), should_stop: Callable[[], bool] = lambda: False, report=None, record=None) -> FitResult:
+        previous=(), should_stop: Callable[[], bool] = lambda: False, report=None,
+        record=None) -> FitResult | None:
     """Minimise ``evaluate`` (parameter values (population, dim) -> losses) with ``restarts`` independent
     searches (optimizer streams ``("fit", "restart", k)`` of ``seed``); the best of them, and their spread.
 
     ``previous``: the histories of an interrupted fit (restarts in order, the last one possibly
     incomplete), replayed and continued.  ``report(restart, progress)`` after every generation;
-    ``record(histories)`` with every restart's history so far, after every generation."""
+    ``record(histories)`` with every restart's history so far, after every generation.  None if
+    ``should_stop`` stopped it before its first generation finished."""
     from spikeforge.core.rng import stream
 
     if restarts < 1:
@@ -189,7 +191,7 @@ def fit(evaluate: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer:
         if why == "interrupted":
             break
     if not histories:
-        raise ParameterError("the fit was stopped before its first generation finished")
+        return None
     return summarise(bounds.names, histories, stopped)
 
 

@@ -24,6 +24,8 @@ from spikeforge.errors import ParameterError
 from spikeforge.fit.models import ADEX, IZHIKEVICH, Model
 
 MAX_SPIKES = 2000  # spike times kept per candidate; more are counted, not stored
+MAX_DT = 1.0  # [ms] the coarsest step a fit may use (SpikeNetOpt's; spike times are then whole ms)
+MAX_CANDIDATES = 100_000  # rows of one kernel call: more would need gigabytes for the spike times
 
 
 class StepProtocol(NamedTuple):
@@ -35,8 +37,15 @@ class StepProtocol(NamedTuple):
     dt: float = 0.1
 
     def check(self) -> "StepProtocol":
-        if not (np.isfinite(self).all() and self.dt > 0 and self.delay >= 0 and self.duration > 0):
-            raise ParameterError(f"protocol {self._asdict()} needs dt > 0, delay >= 0 and duration > 0 ms")
+        for name, value in self._asdict().items():
+            if not np.isfinite(value):
+                raise ParameterError(f"protocol {name} = {value}; expected a finite number of ms")
+        if not (self.delay >= 0 and self.duration > 0):
+            raise ParameterError(f"protocol delay = {self.delay:g} ms and duration = {self.duration:g} ms; expected "
+                                 "delay >= 0 and duration > 0")
+        if not 0 < self.dt <= MAX_DT:
+            raise ParameterError(f"time step dt = {self.dt:g} ms; expected 0 < dt <= {MAX_DT:g} ms (the models "
+                                 "need steps far shorter than a spike)")
         if self.total < self.delay + self.duration:
             raise ParameterError(f"protocol total = {self.total:g} ms is shorter than delay + duration = "
                                  f"{self.delay + self.duration:g} ms")
@@ -105,6 +114,9 @@ def _check(model: Model, rows: np.ndarray, amplitude: np.ndarray, protocol: Step
     if rows.ndim != 2 or rows.shape[1] != len(model.names):
         raise ParameterError(f"parameter rows of shape {rows.shape}; expected (candidates, {len(model.names)}) "
                              f"for {model.name}")
+    if rows.shape[0] > MAX_CANDIDATES:
+        raise ParameterError(f"{rows.shape[0]} simulations in one call; at most {MAX_CANDIDATES} (use a smaller "
+                             "population)")
     if not (np.isfinite(rows).all() and np.isfinite(amplitude).all()):
         raise ParameterError("a candidate's parameters or current amplitude are not finite")
     return rows, amplitude
@@ -125,7 +137,8 @@ def simulate(model: Model, rows: np.ndarray, amplitude, protocol: StepProtocol,
     rows, amplitude = _check(model, rows, amplitude, protocol)
     on, off, n_steps = protocol.steps
     limit = np.iinfo(np.int64).max if stop_above is None else int(stop_above)
-    counts, times = _run(model.code, rows, amplitude, float(protocol.dt), on, off, n_steps, MAX_SPIKES, limit)
+    counts, times = _run(model.code, rows, amplitude, float(protocol.dt), on, off, n_steps,
+                         max(1, min(MAX_SPIKES, n_steps)), limit)
     return Responses(counts, _trains(counts, times))
 
 

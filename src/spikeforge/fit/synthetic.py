@@ -29,8 +29,10 @@ def cell(path, model: str, values: dict, preset: str | None, amplitudes, protoco
     the_model = model_named(model)
     base = {}
     if preset is not None:
+        if not the_model.presets:
+            raise ParameterError(f"{the_model.name} has no presets; --preset names an Izhikevich cell type")
         if str(preset).upper() not in the_model.presets:
-            raise ParameterError(f"preset {preset!r} is not one of {', '.join(the_model.presets) or '(none)'}")
+            raise ParameterError(f"preset {preset!r} is not one of {', '.join(the_model.presets)}")
         base = dict(zip(the_model.names, the_model.presets[str(preset).upper()]))
     rows = parameter_rows(the_model, {k: [v] for k, v in values.items()}, 1, base)
     protocol = StepProtocol(*protocol).check()

@@ -78,13 +78,18 @@ def welch(data, model) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def compare(measure: str, data, model) -> Comparison:
     x = np.asarray(data, dtype=np.float64)
     y = np.asarray(model, dtype=np.float64)
     t, p = welch(x, y)
     d, low, high = cohens_d(x, y)
-    return Comparison(measure, int(np.isfinite(x).sum()), int(np.isfinite(y).sum()), float(np.nanmean(x)) if x.size
-                      else float("nan"), float(np.nanmean(y)) if y.size else float("nan"), t, p, d, low, high)
+    return Comparison(measure, int(np.isfinite(x).sum()), int(np.isfinite(y).sum()), _mean(x), _mean(y), t, p, d,
+                      low, high)
 
 
 def per_train_measures(trains, duration: float) -> dict[str, np.ndarray]:
