@@ -123,10 +123,11 @@ def test_cell_losses_with_the_current_search_are_the_same_on_torch():
     pytest.importorskip("torch")
     from spikeforge.fit.cell import CellData, CellObjective
 
-    protocol = StepProtocol(100.0, 1000.0, 1200.0, 0.1)
+    protocol = StepProtocol(50.0, 300.0, 400.0, 0.1)
     model = models.model_named("izhikevich")
     rows = np.array([model.presets["RS"]])
     trains = [simulate(model, rows, a * 0.1, protocol).trains.train(0) for a in (100.0, 150.0)]
+    assert [t.size for t in trains] == [8, 11]
     data = CellData.build([100.0, 150.0], trains, protocol)
     values = np.random.default_rng(0).uniform([0.01, 0.1, -70, 2], [0.05, 0.3, -50, 10], (6, 4))
     on_numba = CellObjective(model, data, model.fitted).evaluate(values)
