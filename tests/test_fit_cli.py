@@ -60,6 +60,7 @@ def test_fit_cell_writes_results_and_refuses_to_replace_them(cell_file, tmp_path
     assert table[0].startswith("parameter,best,unit") and [row.split(",")[0] for row in table[1:]] == list("abcd")
     with h5py.File(out / "fit.h5") as handle:
         assert handle["restart_0/losses"].shape == (4, 8) and handle.attrs["status"] == "finished"
+        assert handle["restart_0/covariance"].shape == (4, 4, 4)
     assert_user_error(run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK), "already holds a finished fit",
                       "--force")
     assert_user_error(run("fit", "cell", cell_file, out, "--sweeps", "0,2", *QUICK[:-1], "4"),

@@ -49,6 +49,19 @@ def test_same_seed_same_history_and_resume_by_replay(optimizer):
         search.run(sphere, bounds, optimizer, 8, 12, stream(4, "fit"), history=part)
 
 
+def test_correlations_of_a_covariance():
+    covariance = np.array([[4.0, 2.0, 0.0], [2.0, 9.0, 0.0], [0.0, 0.0, 0.0]])
+    assert np.allclose(search.correlations(covariance), [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 0]])
+
+
+def test_history_keeps_the_optimizers_covariance_in_parameter_units():
+    """Bounds [0, 10] scale the unit cube's covariance by 100; the diagonal's root is the spread."""
+    bounds = search.Bounds(("x", "y"), np.zeros(2), np.full(2, 10.0))
+    history, _ = search.run(sphere, bounds, "cmaes", 8, 3, stream(0, "t"))
+    assert history.covariance.shape == (3, 2, 2)
+    assert np.allclose(np.sqrt(np.diagonal(history.covariance, axis1=1, axis2=2)), history.spread)
+
+
 def test_stall_criterion_stops_a_flat_search():
     bounds = search.Bounds(("x",), np.zeros(1), np.ones(1))
     history, why = search.run(lambda v: np.ones(len(v)), bounds, "ga", 6, 100, stream(0, "t"), patience=5)

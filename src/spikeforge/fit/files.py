@@ -6,6 +6,8 @@
   ``restart_<k>/losses`` (generations, population); ``restart_<k>/unit`` (the optimizer's [0, 1]
   coordinates, used to resume); ``restart_<k>/spread`` (generations, dim): the optimizer's own spread
   (CMA-ES: sigma sqrt(diag C)), parameter units; ``restart_<k>/seconds`` (generations,);
+  ``restart_<k>/covariance`` (generations, dim, dim): the optimizer's covariance (CMA-ES: sigma^2 C),
+  parameter units;
 * ``best`` (dim,): the best parameters over all restarts; ``data/amplitudes`` [pA], ``data/times``
   [ms] and ``data/offsets`` (sweep k's spikes are ``times[offsets[k]:offsets[k+1]]``) for a cell
   fit, the data's trains likewise for a network fit;

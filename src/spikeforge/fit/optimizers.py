@@ -7,7 +7,8 @@ sees a box of the same shape whatever the parameters' units.  The interface:
 * ``tell(candidates, losses)`` with the losses of exactly those candidates (lower is better);
 * ``spread() -> (dim,)``: the optimizer's own estimate of its uncertainty per coordinate (for CMA-ES
   sigma times the square root of the covariance's diagonal; for the GA the population's standard
-  deviation).
+  deviation), and ``covariance() -> (dim, dim)``, the whole matrix (CMA-ES: sigma^2 C; the GA: the
+  population's covariance).
 
 Both are deterministic given their seed, so a saved history can be replayed through them to resume a
 fit (:mod:`spikeforge.fit.search`): the same ``ask`` must give the saved candidates again.
@@ -120,6 +121,9 @@ class GeneticAlgorithm:
 
     def spread(self) -> np.ndarray:
         return self._next.std(axis=0)
+
+    def covariance(self) -> np.ndarray:
+        return np.atleast_2d(np.cov(self._next, rowvar=False, ddof=0))
 
 
 def make(name: str, dim: int, population: int, rng: np.random.Generator, **options):

@@ -28,7 +28,7 @@ from spikeforge.fit import network as networks
 from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective
 from spikeforge.fit.data import load_cell
 from spikeforge.fit.models import model_named
-from spikeforge.fit.search import Bounds, FitResult, fit, summarise
+from spikeforge.fit.search import Bounds, FitResult, correlations, fit, summarise
 from spikeforge.fit.simulate import StepProtocol
 
 SAVE_SECONDS = 10.0
@@ -244,6 +244,14 @@ def _print_table(verbose: bool, table: str, result, status: str) -> None:
     print(f"{status}: best loss {result.loss:.4g} (restarts: {', '.join(f'{x:.4g}' for x in result.restart_loss)})")
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+    names = result.names
+    if len(names) > 1:
+        best = result.histories[int(np.argmin(result.restart_loss))]
+        r = correlations(best.covariance[-1])
+        pairs = sorted(((abs(r[i, j]), names[i], names[j], r[i, j]) for i in range(len(names))
+                        for j in range(i + 1, len(names))), reverse=True)
+        print("the optimizer's final correlations (best restart), strongest first: " +
+              ", ".join(f"{a}-{b} {value:+.2f}" for _, a, b, value in pairs[:3]))
 
 
 def _cell_figure(directory: Path, objective: CellObjective, result, bounds: Bounds) -> Path:

@@ -52,16 +52,17 @@ class History(NamedTuple):
     losses: np.ndarray  # (generations, population)
     spread: np.ndarray  # (generations, dim) optimizer's spread, in parameter units
     seconds: np.ndarray  # (generations,) wall time of each generation's evaluation
+    covariance: np.ndarray  # (generations, dim, dim) the optimizer's covariance, in parameter units
 
     @classmethod
     def empty(cls, population: int, dim: int) -> "History":
         return cls(np.zeros((0, population, dim)), np.zeros((0, population, dim)), np.zeros((0, population)),
-                   np.zeros((0, dim)), np.zeros(0))
+                   np.zeros((0, dim)), np.zeros(0), np.zeros((0, dim, dim)))
 
-    def append(self, candidates, unit, losses, spread, seconds) -> "History":
+    def append(self, candidates, unit, losses, spread, seconds, covariance) -> "History":
         return History(np.concatenate([self.candidates, candidates[None]]), np.concatenate([self.unit, unit[None]]),
                        np.concatenate([self.losses, losses[None]]), np.concatenate([self.spread, spread[None]]),
-                       np.append(self.seconds, seconds))
+                       np.append(self.seconds, seconds), np.concatenate([self.covariance, covariance[None]]))
 
     @property
     def generations(self) -> int:
@@ -129,7 +130,7 @@ def run(objective: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer
         losses = np.where(np.isfinite(losses), losses, np.inf)
         search.tell(unit, losses)
         spread = search.spread() * scale
-        history = history.append(values, unit, losses, spread, seconds)
+        history = history.append(values, unit, losses, spread, seconds, search.covariance() * np.outer(scale, scale))
         if record is not None:
             record(history)
         if report is not None:
@@ -203,3 +204,11 @@ def summarise(names, histories, stopped) -> FitResult:
     winner = int(np.argmin(restart_loss))
     return FitResult(tuple(names), restart_best[winner], float(restart_loss[winner]), restart_best,
                      restart_loss, np.array([h.spread[-1] for h in histories]), tuple(histories), tuple(stopped))
+
+
+def correlations(covariance: np.ndarray) -> np.ndarray:
+    """The correlation matrix of a covariance matrix (0 where a variance is 0): values near +-1 mark
+    parameters that trade off against each other (the data constrain a combination, not each)."""
+    sd = np.sqrt(np.clip(np.diag(covariance), 0, None))
+    outer = np.outer(sd, sd)
+    return np.divide(covariance, outer, out=np.zeros_like(covariance), where=outer > 0)
