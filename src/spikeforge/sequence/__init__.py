@@ -1,0 +1,6 @@
+"""Sequence learning in a grid of winner-take-all circuits with STDP (Klampfl & Maass 2013).
+
+Modules: :mod:`~spikeforge.sequence.connectivity` (the grid, circuit sizes, distance-dependent circuit
+links) and :mod:`~spikeforge.sequence.plasticity` (STDP, variance-tracking learning rates, short-term
+plasticity); the neuron is :mod:`spikeforge.core.cells.wta`.
+"""
