@@ -3,6 +3,9 @@
 Modules: :mod:`~spikeforge.sequence.connectivity` (the grid, circuit sizes, distance-dependent circuit
 links) and :mod:`~spikeforge.sequence.plasticity` (STDP, variance-tracking learning rates, short-term
 plasticity), :mod:`~spikeforge.sequence.inputs` (frozen Poisson patterns in noise, sequences, switching
-modes, time warp); the neuron is :mod:`spikeforge.core.cells.wta`.  (Work in progress: the network
-kernel, training and testing, the recorder and analysis come next.)
+modes, time warp), :mod:`~spikeforge.sequence.network` (the numba step kernel; its plain NumPy twin is
+:mod:`~spikeforge.sequence.reference`) and :mod:`~spikeforge.sequence.analysis` (ordering, selectivity,
+readouts, reliability); the neuron is :mod:`spikeforge.core.cells.wta`.  (Work in progress: the
+``Network`` / ``InputGenerator`` / ``Recorder`` API, the training driver, figures and the command come
+next.)
 """
