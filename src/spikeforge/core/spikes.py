@@ -89,6 +89,12 @@ class Trains(NamedTuple):
         """Spikes per train."""
         return np.diff(self.offsets)
 
+    def tile(self, n: int) -> "Trains":
+        """These trains repeated ``n`` times, in order (to pair them with n candidates' trains)."""
+        offsets = np.zeros(len(self) * n + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(np.tile(self.counts, n))
+        return Trains(np.tile(self.times, n), offsets)
+
 
 def check_train(times, what: str = "spike train") -> np.ndarray:
     """``times`` as a float64 array, or a ParameterError if it is not a 1-d list of finite,
@@ -204,6 +210,24 @@ def _events(e1, e2, t_start, t_end):
 
 
 @numba.njit(cache=True)
+def _segments(e1, e2, events):
+    """For each interval between consecutive events, the index in each extended train of the spike
+    that precedes it (the interval lies within [e[k], e[k + 1]))."""
+    k1 = np.empty(events.size - 1, dtype=np.int64)
+    k2 = np.empty(events.size - 1, dtype=np.int64)
+    i1 = 0
+    i2 = 0
+    for m in range(events.size - 1):
+        while e1[i1 + 1] <= events[m]:
+            i1 += 1
+        while e2[i2 + 1] <= events[m]:
+            i2 += 1
+        k1[m] = i1
+        k2[m] = i2
+    return k1, k2
+
+
+@numba.njit(cache=True)
 def _spike_distance_pair(a, b, t_start, t_end, edges):
     auxiliary = edges == 1
     e1 = _extended(a, t_start, t_end, auxiliary)
@@ -211,16 +235,13 @@ def _spike_distance_pair(a, b, t_start, t_end, edges):
     d1 = _nearest_distances(e1, e2, auxiliary, t_start)
     d2 = _nearest_distances(e2, e1, auxiliary, t_start)
     events = _events(e1, e2, t_start, t_end)
-    k1 = 0
-    k2 = 0
+    before1, before2 = _segments(e1, e2, events)
     total = 0.0
     for m in range(events.size - 1):
         lo = events[m]
         hi = events[m + 1]
-        while e1[k1 + 1] <= lo:
-            k1 += 1
-        while e2[k2 + 1] <= lo:
-            k2 += 1
+        k1 = before1[m]
+        k2 = before2[m]
         x1 = e1[k1 + 1] - e1[k1]
         x2 = e2[k2 + 1] - e2[k2]
         norm = 2.0 / ((x1 + x2) * (x1 + x2))
@@ -238,15 +259,12 @@ def _isi_distance_pair(a, b, t_start, t_end):
     e1 = _extended(a, t_start, t_end, False)
     e2 = _extended(b, t_start, t_end, False)
     events = _events(e1, e2, t_start, t_end)
-    k1 = 0
-    k2 = 0
+    before1, before2 = _segments(e1, e2, events)
     total = 0.0
     for m in range(events.size - 1):
         lo = events[m]
-        while e1[k1 + 1] <= lo:
-            k1 += 1
-        while e2[k2 + 1] <= lo:
-            k2 += 1
+        k1 = before1[m]
+        k2 = before2[m]
         x1 = e1[k1 + 1] - e1[k1]
         x2 = e2[k2 + 1] - e2[k2]
         total += abs(x1 - x2) / max(x1, x2) * (events[m + 1] - lo)

@@ -141,7 +141,7 @@ class CellObjective:
         responses = simulate_on(self.backend, self.device, self.model, np.repeat(rows, n_sweeps, axis=0),
                                 amplitudes.ravel(), self.data.protocol)
         counts = responses.counts.reshape(n, n_sweeps)
-        data = Trains(*self._tiled_data(n))
+        data = self._data_trains.tile(n)
         total = self.data.protocol.total
         distance = spike_distances(responses.trains, data, 0.0, total).reshape(n, n_sweeps)
         gamma = gamma_factors(responses.trains, data, self.window, total).reshape(n, n_sweeps)
@@ -152,11 +152,3 @@ class CellObjective:
                   "both": self.weights[0] * spike_loss + self.weights[1] * gamma_loss}[self.loss]
         losses = np.where(np.isfinite(losses), losses, np.inf)
         return Evaluation(losses, amplitudes, counts, distance, gamma, simulations + n * n_sweeps)
-
-    def _tiled_data(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The data's trains repeated for n candidates, in the order of the simulated rows."""
-        trains = self._data_trains
-        counts = np.tile(trains.counts, n)
-        offsets = np.zeros(counts.size + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(counts)
-        return np.tile(trains.times, n), offsets

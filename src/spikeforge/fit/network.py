@@ -45,6 +45,7 @@ from spikeforge.core import rng as streams
 from spikeforge.core.cells import izhikevich
 from spikeforge.core.spikes import Trains, spike_distances
 from spikeforge.errors import ParameterError
+from spikeforge.fit.simulate import trains_of
 
 NAMES = ("sigma_ee", "p_ee", "sigma_ei", "p_ei")
 TRUTH = (0.5, 0.8, 0.5, 0.8)  # the original's ground truth
@@ -131,20 +132,16 @@ def _run(params, r, u, n_e, n_i, e_cell, i_cell, drive, v_init, dt, n_steps, sig
                 if k < max_spikes:
                     times[c, j, k] = (s + 1) * dt
                 counts[c, j] = k + 1
-                if j < n_e:
-                    for i in range(n_e):
-                        if r[i, j] < p_ee:
-                            v[i] += sigma_ee * u[i, j]
-                    for i in range(n_e, n):
-                        if r[i, j] < p_ei:
-                            v[i] += sigma_ei * u[i, j]
+                if j < n_e:  # the block parameters of j's outgoing synapses: to E cells, to I cells
+                    sigma_e, p_e, sigma_i, p_i = sigma_ee, p_ee, sigma_ei, p_ei
                 else:
-                    for i in range(n_e):
-                        if r[i, j] < p_ie:
-                            v[i] += sigma_ie * u[i, j]
-                    for i in range(n_e, n):
-                        if r[i, j] < p_ii:
-                            v[i] += sigma_ii * u[i, j]
+                    sigma_e, p_e, sigma_i, p_i = sigma_ie, p_ie, sigma_ii, p_ii
+                for i in range(n):
+                    if i < n_e:
+                        if r[i, j] < p_e:
+                            v[i] += sigma_e * u[i, j]
+                    elif r[i, j] < p_i:
+                        v[i] += sigma_i * u[i, j]
     return counts, times
 
 
@@ -166,11 +163,7 @@ def simulate_network(values: np.ndarray, config: NetworkConfig, wiring: Connecti
     counts, times = _run(values, wiring.r, wiring.u, config.n_e, config.n_i, e_cell, i_cell, wiring.drive,
                          wiring.v_init, config.dt, n_steps, config.sigma_ie, config.p_ie, config.sigma_ii,
                          config.p_ii, max_spikes)
-    flat_counts = np.minimum(counts.ravel(), max_spikes)
-    offsets = np.zeros(flat_counts.size + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(flat_counts)
-    mask = np.arange(max_spikes)[None, :] < flat_counts[:, None]
-    return NetworkResponses(counts, Trains(times.reshape(-1, max_spikes)[mask], offsets))
+    return NetworkResponses(counts, trains_of(counts.ravel(), times.reshape(-1, max_spikes)))
 
 
 def recorded_cells(config: NetworkConfig, recorded: str) -> np.ndarray:
@@ -196,9 +189,7 @@ def spike_loss(model: Trains, data: Trains, duration: float) -> np.ndarray:
     cells trains in order, ``data`` one network's); a cell silent in one and not the other counts 1."""
     n_cells = len(data)
     n_networks = len(model) // n_cells
-    tiled = Trains(np.tile(data.times, n_networks),
-                   np.concatenate([[0], np.cumsum(np.tile(data.counts, n_networks))]).astype(np.int64))
-    distance = spike_distances(model, tiled, 0.0, duration).reshape(n_networks, n_cells)
+    distance = spike_distances(model, data.tile(n_networks), 0.0, duration).reshape(n_networks, n_cells)
     model_silent = (model.counts == 0).reshape(n_networks, n_cells)
     data_silent = np.broadcast_to(data.counts == 0, model_silent.shape)
     distance = np.where(model_silent != data_silent, 1.0, np.where(model_silent & data_silent, 0.0, distance))

@@ -122,7 +122,9 @@ def _check(model: Model, rows: np.ndarray, amplitude: np.ndarray, protocol: Step
     return rows, amplitude
 
 
-def _trains(counts: np.ndarray, times: np.ndarray) -> Trains:
+def trains_of(counts: np.ndarray, times: np.ndarray) -> Trains:
+    """Trains from spike counts (n,) and a (n, max spikes) array of times, of which each row's first
+    min(count, max spikes) are kept."""
     kept = np.minimum(counts, times.shape[1])
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(kept)
@@ -139,7 +141,7 @@ def simulate(model: Model, rows: np.ndarray, amplitude, protocol: StepProtocol,
     limit = np.iinfo(np.int64).max if stop_above is None else int(stop_above)
     counts, times = _run(model.code, rows, amplitude, float(protocol.dt), on, off, n_steps,
                          max(1, min(MAX_SPIKES, n_steps)), limit)
-    return Responses(counts, _trains(counts, times))
+    return Responses(counts, trains_of(counts, times))
 
 
 def simulate_torch(model: Model, rows: np.ndarray, amplitude, protocol: StepProtocol, device: str = "cpu",
@@ -185,7 +187,7 @@ def simulate_torch(model: Model, rows: np.ndarray, amplitude, protocol: StepProt
     candidate, step = np.nonzero(spiked)
     rank = np.arange(candidate.size) - np.repeat(np.cumsum(counts) - counts, counts)
     times[candidate, rank] = (step + 1) * dt
-    return Responses(counts, _trains(counts, times))
+    return Responses(counts, trains_of(counts, times))
 
 
 def simulate_on(backend: str, device: str, model: Model, rows: np.ndarray, amplitude, protocol: StepProtocol,
