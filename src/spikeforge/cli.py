@@ -18,6 +18,7 @@ from spikeforge.core.interrupts import Interrupted, StopSignals
 from spikeforge.core.selection import parse_neurons
 from spikeforge.fit import cli as fit_commands
 from spikeforge.rate2spike import cli as rate_commands
+from spikeforge.sequence import cli as sequence_commands
 
 # same in-degree as the default model (k = 205, 58 plastic inputs) with half the neurons
 QUICKSTART_PARAMS = {"n_cells": 2048, "pree": 0.2, "seed": 2026}
@@ -192,6 +193,7 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
 
 cli.add_command(rate_commands.rate)
 cli.add_command(fit_commands.fit)
+cli.add_command(sequence_commands.sequence)
 
 
 def run(args: list[str] | None, signals: StopSignals) -> int:

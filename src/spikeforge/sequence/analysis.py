@@ -69,6 +69,28 @@ def fit_readout(features: np.ndarray, target: np.ndarray, ridge: float = 1.0) ->
     return np.linalg.solve(gram, design.T @ np.asarray(target, dtype=np.float64))
 
 
+RIDGES = (0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def fit_readout_cv(features: np.ndarray, target: np.ndarray, ridges=RIDGES, folds: int = 5) -> np.ndarray:
+    """:func:`fit_readout` with the ridge penalty among ``ridges`` whose readouts, fitted on all but one of
+    ``folds`` contiguous blocks of samples and tested on that block, err least (mean squared error).  Only
+    the fitting run is used: the held-out run stays unseen."""
+    n = features.shape[0]
+    block = np.arange(n) * folds // n
+    target = np.asarray(target, dtype=np.float64)
+    errors = []
+    for ridge in ridges:
+        error = 0.0
+        for fold in range(folds):
+            held = block == fold
+            coefficients = fit_readout(features[~held], target[~held], ridge)
+            output = np.column_stack([features[held], np.ones(held.sum())]) @ coefficients
+            error += float(np.sum((output - target[held]) ** 2))
+        errors.append(error)
+    return fit_readout(features, target, ridges[int(np.argmin(errors))])
+
+
 def readout_correlation(coefficients: np.ndarray, features: np.ndarray, target: np.ndarray) -> float:
     """Pearson correlation of the readout's output with ``target`` (0 when either is constant)."""
     output = np.column_stack([features, np.ones(features.shape[0])]) @ coefficients

@@ -105,11 +105,62 @@ class Inputs(NamedTuple):
     phases: tuple[Phase, ...]
 
 
-class InputGenerator:
-    """Frozen patterns (from ``seed``'s stream ``("sequence", "patterns")``) and runs built from them."""
+ALIASES = {"r_input": "r_pattern"}  # the original's names for InputConfig fields
+_TUPLE_FIELDS = ("t_pattern", "t_noise_range", "p_sequences", "time_warp")
 
-    def __init__(self, config: InputConfig = InputConfig(), seed: int = 0):
-        self.config = config.check()
+
+def config_from(settings: dict, base: InputConfig = InputConfig()) -> InputConfig:
+    """``base`` with ``settings`` (InputConfig fields or the original's names, lists allowed) replaced,
+    checked.  A single pattern length stands for every pattern."""
+    import dataclasses
+    import difflib
+
+    names = [field.name for field in dataclasses.fields(InputConfig)]
+    values = {}
+    for name, value in settings.items():
+        field = ALIASES.get(name, name)
+        if field not in names:
+            close = difflib.get_close_matches(name, names + list(ALIASES), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(names)}"
+            raise ParameterError(f"the input generator has no setting {name!r}{hint}")
+        values[field] = value
+    try:
+        if "pattern_sequences" in values:
+            values["pattern_sequences"] = tuple(tuple(int(p) for p in sequence)
+                                                for sequence in values["pattern_sequences"])
+        for field in _TUPLE_FIELDS:
+            if values.get(field) is not None and not np.isscalar(values[field]):
+                values[field] = tuple(float(v) for v in values[field])
+        n_patterns = int(values.get("n_patterns", base.n_patterns))
+        if "t_pattern" in values and np.isscalar(values["t_pattern"]):
+            values["t_pattern"] = (float(values["t_pattern"]),) * n_patterns
+        elif "n_patterns" in values and "t_pattern" not in values and len(set(base.t_pattern)) == 1:
+            values["t_pattern"] = base.t_pattern[:1] * n_patterns
+    except (TypeError, ValueError):
+        raise ParameterError(f"input settings {settings} hold a value of the wrong kind (numbers, or lists of "
+                             "numbers, expected)") from None
+    return dataclasses.replace(base, **values).check()
+
+
+class InputGenerator:
+    """Frozen patterns (from ``seed``'s stream ``("sequence", "patterns")``) and runs built from them.
+
+    ``InputGenerator(config, seed)`` with an :class:`InputConfig`, or, as in the original,
+    ``InputGenerator(network, r_noise=5, r_input=5, r_noise_pattern=2, t_noise_range=[500, 800],
+    n_patterns=2, t_pattern=[300] * 2, pattern_sequences=[[0], [1]])``: the channels and the seed are the
+    network's, and keywords replace the defaults of :class:`InputConfig` (``r_input`` is
+    ``r_pattern``)."""
+
+    def __init__(self, config=None, seed: int | None = None, **settings):
+        if config is not None and not isinstance(config, InputConfig):
+            if not (hasattr(config, "n_inputs") and hasattr(config, "seed")):
+                raise ParameterError(f"InputGenerator takes an InputConfig or a Network, not {type(config).__name__}")
+            settings = {"n_inputs": config.n_inputs, **settings}
+            seed = config.seed if seed is None else seed
+            config = None
+        config = config_from(settings, config or InputConfig())
+        seed = 0 if seed is None else int(seed)
+        self.config, self.seed = config, seed
         rng = streams.stream(seed, "sequence", "patterns")
         self.patterns = [[np.sort(rng.uniform(0.0, t, rng.poisson(config.r_pattern * t / 1000.0)))
                           for _ in range(config.n_inputs)] for t in config.t_pattern]
@@ -145,6 +196,13 @@ class InputGenerator:
                 step += length
         return phases
 
+    def longest_cycle_ms(self) -> float:
+        """The longest noise phase plus the longest sequence at the largest time warp [ms]: a run at least
+        this long shows every sequence it draws in full."""
+        c = self.config
+        longest = max(sum(c.t_pattern[p] for p in sequence) for sequence in c.pattern_sequences)
+        return float(c.t_noise_range[1] + longest * c.time_warp[1])
+
     def generate(self, duration_ms: float, rng: np.random.Generator) -> Inputs:
         """The inputs of a run of ``duration_ms`` (noise first), drawn with ``rng``."""
         c = self.config
@@ -176,3 +234,12 @@ class InputGenerator:
             spikes[chunk] |= from_pattern[chunk]
         kept = tuple(p for p in phases if p.start < n_steps)
         return Inputs(spikes, pattern_of, sequence_of, from_pattern, kept)
+
+
+def window(inputs: Inputs, start: int, stop: int) -> Inputs:
+    """Steps [start, stop) of ``inputs``; the phases that overlap them, with starts relative to ``start``."""
+    phases = tuple(p._replace(start=p.start - start) for p in inputs.phases
+                   if p.start < stop and p.start + p.length > start)
+    return Inputs(inputs.spikes[start:stop], inputs.pattern[start:stop], inputs.sequence[start:stop],
+                  inputs.from_pattern[start:stop], phases)
+

@@ -77,7 +77,7 @@ class Network:
             array[:] = 0.0
         s.stp_u[:] = self.stp_parameters[0]
         s.stp_r[:] = 1.0
-        s.last_spike[:] = -1
+        s.last_spike[:] = s.step[0] - 1  # a first spike's interval counts from the step before this run
 
     def run(self, inputs: Inputs, spiking: np.random.Generator, train: bool = True,
             record_rates: bool = False) -> Run:

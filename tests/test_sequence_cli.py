@@ -1,0 +1,175 @@
+"""`spikeforge sequence`: the configuration file, the run's files and guarantees (the Python API's result,
+resume after a signal equal to an uninterrupted run, refusals, --force), and one `error:` line with exit
+status 2 and nothing written for every kind of bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge.cli import cli
+
+SMALL = """\
+seed = 4
+training_s = {training_s}
+test_s = 2.0
+tests = 2
+snapshot_every_s = 10
+
+[network]
+grid_shape = [{rows}, 3]
+k_min = 2
+k_max = 4
+n_inputs = 20
+n_links = 20
+
+[inputs]
+t_noise_range = [200.0, 300.0]
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def write_config(tmp_path: Path, name="small.toml", training_s=20, rows=3, extra="") -> Path:
+    path = tmp_path / name
+    path.write_text(SMALL.format(training_s=training_s, rows=rows) + extra)
+    return path
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_new_writes_the_full_scale_configuration(tmp_path):
+    from spikeforge.sequence import config
+
+    path = tmp_path / "full.toml"
+    assert invoke("sequence", "new", path, "--training-s", "50").exit_code == 0
+    loaded = config.load(path)
+    assert loaded.training_s == 50 and loaded.seed is None and loaded.tests == 2
+    network, training, testing = loaded.build()
+    assert network.grid.shape == (10, 5) and network.n_inputs == 100 and network.links.sum() == 1000
+    assert training.config.t_noise_range == (300.0, 500.0) and testing.config.t_noise_range == (300.0, 800.0)
+    assert training.config.r_pattern == 5.0 and training.config.mode == "random_switching"
+    assert_user_error(invoke("sequence", "new", path), "already holds a file", "--force")
+
+
+def test_run_writes_its_files_and_agrees_with_the_python_api(tmp_path):
+    from spikeforge.sequence import config, experiment, files
+
+    path = write_config(tmp_path)
+    result = invoke("sequence", "run", path)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "small"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        ["run.h5", "scores.csv", "raster.png", "raster-untrained.png", "circuits.png", "weights.png",
+         "selectivity.png"])
+    # the same experiment through the Python API
+    network, training, testing = config.load(path).build()
+    untrained = [experiment.test_run(network, testing, 4, k, 2000.0) for k in range(2)]
+    experiment.train(network, training, 4, 20_000.0)
+    trained = [experiment.test_run(network, testing, 4, 2 + k, 2000.0) for k in range(2)]
+    with h5py.File(out / "run.h5") as handle:
+        assert handle.attrs["status"] == "finished" and handle.attrs["seed"] == 4
+        assert np.array_equal(handle["state/weight"][()], network.state.weight)
+        assert handle["training/weights"].shape == (3, network.synapses.pre.size)  # 0, 10, 20 s
+        assert np.array_equal(handle["training/snapshot_ms"][()], [0.0, 10_000.0, 20_000.0])
+    for name, runs in (("trained", trained), ("untrained", untrained)):
+        saved = files.tests(out / "run.h5", name)
+        assert len(saved) == 2
+        for ours, theirs in zip(saved, runs):
+            assert np.array_equal(ours.spikes, theirs.spikes)
+            assert np.array_equal(ours.inputs.spikes, theirs.inputs.spikes)
+            assert np.array_equal(ours.inputs.from_pattern, theirs.inputs.from_pattern)
+            assert ours.inputs.phases == theirs.inputs.phases
+    expected = experiment.scores(trained[0], trained[1]).readout
+    rows = dict(line.split(",", 1) for line in (out / "scores.csv").read_text().splitlines())
+    assert float(rows["readout"].split(",")[1]) == pytest.approx(expected, rel=1e-5)
+    # a finished run is kept; a changed configuration is named; --force replaces
+    assert_user_error(invoke("sequence", "run", path), "already holds a finished run")
+    changed = write_config(tmp_path, training_s=30)
+    assert_user_error(invoke("sequence", "run", changed), "made with training_s = 20", "not 30")
+    assert invoke("sequence", "run", changed, "--force").exit_code == 0
+    with h5py.File(out / "run.h5") as handle:
+        assert handle.attrs["trained_steps"] == 30_000
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    path = write_config(tmp_path, training_s=60, rows=8)
+    whole = tmp_path / "whole"
+    assert invoke("sequence", "run", path, "--out", whole).exit_code == 0
+    part = tmp_path / "part"
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", "sequence", "run", str(path), "--out", str(part)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (part / "run.h5").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "the same command resumes the run" in stderr
+    with h5py.File(part / "run.h5") as handle:
+        assert handle.attrs["status"] == "interrupted"
+        saved = handle.attrs["trained_steps"]
+    assert saved % 10_000 == 0 and 0 < saved < 60_000
+    resumed = invoke("sequence", "run", path, "--out", part)
+    assert resumed.exit_code == 0 and "resuming the run" in resumed.output
+    with h5py.File(whole / "run.h5") as a, h5py.File(part / "run.h5") as b:
+        for name in ("state/weight", "training/spike_ms", "training/spike_neuron", "trained/test_1/spike_ms",
+                     "training/weights"):
+            assert np.array_equal(a[name][()], b[name][()]), name
+    assert (whole / "scores.csv").read_text() == (part / "scores.csv").read_text()
+
+
+@pytest.mark.parametrize("old, new, fragments", [
+    ("k_min = 2", "k_min = 5", ["k_min = 5, k_max = 4"]),
+    ("n_inputs = 20", "n_inputs = -3", ["n_inputs = -3"]),
+    ("n_links = 20", "grid_typo = 1", ["[network] has no setting 'grid_typo'"]),
+    ("[inputs]", "[test]\nmode = \"shuffle\"\n[inputs]", ["switching mode 'shuffle'"]),
+    ("[inputs]", "[inputs]\nr_noise = -1.0", ["r_noise = -1.0 Hz", "rate >= 0"]),
+    ("[inputs]", "[inputs]\nt_pattern = [3000.0]", ["test_s = 2 s is shorter than a noise phase and a pattern "
+                                                     "sequence"]),
+])
+def test_bad_network_and_input_settings(tmp_path, old, new, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(SMALL.format(training_s=20, rows=3).replace(old, new))
+    assert_user_error(invoke("sequence", "run", path), *fragments)
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("text, fragments", [
+    (SMALL.format(training_s=20, rows=3).replace("[3, 3]", "[0, 3]"), ["grid shape 0 x 3 is empty"]),
+    ("seed = 1\ntraining = 5\n", ["has no setting 'training'", "training_s"]),
+    ("tests = 1\n", ["tests = 1; expected >= 2"]),
+    ("training_s = -5\n", ["training_s = -5"]),
+    ("seed = -1\n", ["seed = -1"]),
+    ("[network\n", ["is not valid TOML"]),
+    ("network = 3\n", ["network must be a table"]),
+])
+def test_bad_configuration_files(tmp_path, text, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert_user_error(invoke("sequence", "run", path), *fragments)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_missing_configuration_and_a_file_in_the_way(tmp_path):
+    assert_user_error(invoke("sequence", "run", tmp_path / "none.toml"), "does not exist")
+    path = write_config(tmp_path)
+    (tmp_path / "small").write_text("not a directory")
+    assert_user_error(invoke("sequence", "run", path), "is a file")
