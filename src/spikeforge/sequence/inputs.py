@@ -73,7 +73,8 @@ class InputConfig:
                                  "indices such as [[0], [1]]")
         bad = [p for sequence in self.pattern_sequences for p in sequence if not 0 <= p < self.n_patterns]
         if bad:
-            raise ParameterError(f"pattern_sequences name pattern {bad[0]}; the patterns are 0 to {self.n_patterns - 1}")
+            raise ParameterError(f"pattern_sequences name pattern {bad[0]}; the patterns are 0 to "
+                                 f"{self.n_patterns - 1}")
         if self.mode not in MODES:
             raise ParameterError(f"switching mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not 0 <= self.p_switch <= 1:
