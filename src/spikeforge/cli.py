@@ -191,6 +191,34 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
     click.echo("figures:\n  " + "\n  ".join(str(f) for f in figures if f.suffix == ".png"))
 
 
+@cli.command()
+@click.argument("directory", type=PathArgument(file_okay=False, path_type=Path))
+@click.option("--set", "swept", multiple=True, required=True, metavar="NAME=V1,V2,...",
+              help="A swept parameter and its values (repeatable; the grid is every combination).")
+@click.option("--fix", "fixed", multiple=True, metavar="NAME=VALUE",
+              help="A parameter every point shares (repeatable), e.g. --fix seed=1.")
+@click.option("--nloops", type=click.IntRange(min=1), default=1, show_default=True, help="Training loops per point.")
+@click.option("--ntrials", type=click.IntRange(min=1), default=1, show_default=True, help="Test trials per point.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="A running Dask scheduler (tcp://host:8786); default $SPIKEFORGE_SCHEDULER, else a local cluster.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local cluster (default: one per core).")
+@click.option("--force", is_flag=True, help="Recompute points whose results exist.")
+@user_errors
+def sweep(directory: Path, swept: tuple[str, ...], fixed: tuple[str, ...], nloops: int, ntrials: int,
+          scheduler: str | None, workers: int | None, force: bool) -> None:
+    """Train one RLS network per point of a parameter grid, as independent Dask jobs.
+
+    Each point is a data directory under DIRECTORY/points; finished points are kept, so the same
+    command after a crash or Ctrl-C runs only the rest. Writes summary.csv, summary.h5 and summary.png.
+    """
+    from spikeforge.core.params import parse_assignment
+    from spikeforge.rls.sweep import parse_grid, sweep as run_sweep
+
+    run_sweep(directory, parse_grid(swept), nloops, ntrials, dict(parse_assignment(text) for text in fixed),
+              scheduler=scheduler, workers=workers, force=force)
+
+
 cli.add_command(rate_commands.rate)
 cli.add_command(fit_commands.fit)
 cli.add_command(sequence_commands.sequence)

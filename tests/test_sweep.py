@@ -1,0 +1,129 @@
+"""Batches on Dask (issue 15): a sweep of RLS networks whose summary holds every point, a failing point
+that does not stop the others, a re-run that recomputes nothing, a killed worker that loses no finished
+result, and one `error:` line for a bad sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import cloudpickle
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge.cli import cli
+from spikeforge.core.executor import Cluster, Job, read_result, result_path, run_jobs
+from spikeforge.errors import ParameterError
+
+from conftest import SMALL
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def slow_square(x: int, seconds: float) -> dict:
+    time.sleep(seconds)
+    if x < 0:
+        raise ValueError(f"negative input {x}")
+    return {"square": x * x, "pid": os.getpid(), "trace": np.arange(x + 1.0)}
+
+
+FIXED = [arg for name, value in SMALL.items() if name not in ("penlambda", "pree")
+         for arg in ("--fix", f"{name}={value}")]
+
+
+@pytest.mark.slow
+def test_a_sweep_summarises_every_point_and_a_rerun_recomputes_nothing(tmp_path):
+    from spikeforge import rls
+
+    out = tmp_path / "sweep"
+    result = invoke("sweep", out, "--set", "penlambda=0.02,0.5", "--set", "pree=0.2,1.5", *FIXED, "--nloops", "2",
+                    "--workers", "2")
+    assert result.exit_code == 0, result.output
+    lines = (out / "summary.csv").read_text().splitlines()
+    assert lines[0] == "penlambda,pree,status,correlation,firing_rate_hz,seconds,error"
+    rows = [line.split(",", 6) for line in lines[1:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("0.02", "0.2", "done"), ("0.02", "1.5", "failed"),
+                                                  ("0.5", "0.2", "done"), ("0.5", "1.5", "failed")]
+    assert all("pree" in r[6] for r in rows if r[2] == "failed")  # the error names the bad value
+    # each done point is an ordinary data directory whose learning curve ends at the summary's value
+    for r in rows:
+        if r[2] == "done":
+            point = out / "points" / f"penlambda={r[0]},pree={r[1]}"
+            curve = rls.train(point, nloops=1, verbose=False)  # one more loop works on it
+            assert curve.loops == [3]
+            with h5py.File(out / "summary.h5") as handle:
+                assert np.isfinite(handle["correlation"][()]).sum() == 2
+            assert float(r[3]) == pytest.approx(read_result(out / "results", point.name)[1]["correlation"], rel=1e-5)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.h5")}
+    again = invoke("sweep", out, "--set", "penlambda=0.02,0.5", "--set", "pree=0.2,1.5", *FIXED, "--nloops", "2",
+                   "--workers", "2")
+    assert again.exit_code == 0 and "2 of 4 points already done (kept)" in again.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.h5")} == stamps
+    assert_user_error(invoke("sweep", out, "--set", "penlambda=0.02,0.5", "--set", "pree=0.2,1.5", *FIXED,
+                             "--nloops", "3"), "made with nloops = 2, not 3", "--force")
+
+
+def test_the_executor_keeps_every_result_when_a_worker_is_killed(tmp_path):
+    jobs = [Job(f"x={x}", slow_square, (x, 1.0), {"x": x}) for x in range(6)]
+    killed = []
+
+    with Cluster(workers=2) as cluster:
+        pids = list(cluster.client.run(os.getpid).values())
+
+        def kill_once(line_job_done):  # after the first result, kill one worker
+            if not killed:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        outcomes = run_jobs(jobs, tmp_path / "results", cluster, verbose=False, on_result=kill_once)
+    assert killed and [o.status for o in outcomes] == ["done"] * 6
+    assert [o.values["square"] for o in outcomes] == [x * x for x in range(6)]
+    for x in range(6):
+        arrays, values, inputs = read_result(tmp_path / "results", f"x={x}")
+        assert np.array_equal(arrays["trace"], np.arange(x + 1.0)) and inputs == {"x": x}
+
+
+def test_the_executor_reports_a_failing_job_and_retries_it_next_time(tmp_path):
+    jobs = [Job("bad", slow_square, (-1, 0.0), {"x": -1}), Job("good", slow_square, (3, 0.0), {"x": 3})]
+    with Cluster(workers=1) as cluster:
+        first = run_jobs(jobs, tmp_path, cluster, verbose=False)
+        assert [o.status for o in first] == ["failed", "done"] and first[0].error == "ValueError: negative input -1"
+        assert (tmp_path / "bad.error.txt").read_text().startswith("ValueError: negative input -1")
+        second = run_jobs(jobs, tmp_path, cluster, verbose=False)
+        assert [o.status for o in second] == ["failed", "kept"]
+        with pytest.raises(ParameterError, match="made with x = 3, not 4"):
+            run_jobs([Job("good", slow_square, (4, 0.0), {"x": 4})], tmp_path, cluster, verbose=False)
+        assert run_jobs([Job("good", slow_square, (4, 0.0), {"x": 4})], tmp_path, cluster, force=True,
+                        verbose=False)[0].values["square"] == 16
+    assert not result_path(tmp_path, "bad").exists()
+    with pytest.raises(ParameterError, match="not a safe file name"):
+        run_jobs([Job("../escape", slow_square, (1, 0.0))], tmp_path, verbose=False)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--set", "n_cels=1,2"], ["unknown parameter 'n_cels'", "n_cells"]),
+    (["--set", "pree=0.1,", "--nloops", "1"], ["empty value"]),
+    (["--set", "pree=0.1", "--set", "pree=0.2"], ["names 'pree' twice"]),
+    (["--set", "pree=0.1,0.1"], ["repeats a value"]),
+    (["--set", "pree=0.1", "--fix", "pree=0.2"], ["both swept and fixed"]),
+    (["--set", "pree=0.1", "--scheduler", " "], ["scheduler address is empty"]),
+])
+def test_bad_sweeps(tmp_path, args, fragments):
+    assert_user_error(invoke("sweep", tmp_path / "s", *args), *fragments)
+    assert not (tmp_path / "s").exists()
