@@ -173,3 +173,26 @@ def test_a_missing_configuration_and_a_file_in_the_way(tmp_path):
     path = write_config(tmp_path)
     (tmp_path / "small").write_text("not a directory")
     assert_user_error(invoke("sequence", "run", path), "is a file")
+
+
+def test_seeds_run_as_dask_jobs_and_their_table_matches_each_run(tmp_path):
+    path = write_config(tmp_path, training_s=10)
+    out = tmp_path / "seeds"
+    result = invoke("sequence", "run", path, "--out", out, "--seeds", "5,6", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    lines = (out / "seeds.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    table = {row.split(",")[0]: dict(zip(header, row.split(","))) for row in lines[1:]}
+    assert set(table) == {"5", "6", "mean", "sd"}
+    for seed in ("5", "6"):
+        scores = dict(line.split(",", 1) for line in (out / f"seed-{seed}" / "scores.csv").read_text().splitlines())
+        untrained, trained = (float(v) for v in scores["readout"].split(","))
+        assert float(table[seed]["trained_readout"]) == pytest.approx(trained, rel=1e-5)
+        assert float(table[seed]["untrained_readout"]) == pytest.approx(untrained, rel=1e-5)
+        with h5py.File(out / f"seed-{seed}" / "run.h5") as handle:
+            assert handle.attrs["seed"] == int(seed)
+    mean = (float(table["5"]["trained_readout"]) + float(table["6"]["trained_readout"])) / 2
+    assert float(table["mean"]["trained_readout"]) == pytest.approx(mean, rel=1e-5)
+    again = invoke("sequence", "run", path, "--out", out, "--seeds", "5,6", "--workers", "2")
+    assert again.exit_code == 0 and "2 of 2 seeds already done (kept)" in again.output
+    assert_user_error(invoke("sequence", "run", path, "--seeds", "5,5"), "expected distinct seeds")

@@ -41,11 +41,28 @@ def new(config: Path, training_s: float, seed: int | None, force: bool) -> None:
 @click.option("--out", "directory", type=PathArgument(file_okay=False, path_type=Path), default=None,
               help="Directory of the results (default: CONFIG without .toml).")
 @click.option("--force", is_flag=True, help="Replace a finished or different run in the directory.")
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="Run once per seed, as parallel Dask jobs: DIR/seed-<k>/ each, and seeds.csv with their scores.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --seeds: a running Dask scheduler (default $SPIKEFORGE_SCHEDULER, else a local cluster).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --seeds: worker processes of the local cluster (default: one per core).")
 @user_errors
-def run(config: Path, directory: Path | None, force: bool) -> None:
+def run(config: Path, directory: Path | None, force: bool, seeds: str | None, scheduler: str | None,
+        workers: int | None) -> None:
     """Test the untrained network, train it, test it again; save run.h5, scores.csv and figures.
 
     Ctrl-C (or SIGTERM) saves the training done so far; the same command resumes it."""
+    from spikeforge.errors import ParameterError
     from spikeforge.sequence import runs
 
-    runs.run(config, directory, force=force)
+    if seeds is None:
+        if scheduler is not None or workers is not None:
+            raise ParameterError("--scheduler and --workers go with --seeds (one Dask job per seed)")
+        runs.run(config, directory, force=force)
+        return
+    try:
+        values = [int(part) for part in seeds.split(",")]
+    except ValueError:
+        raise ParameterError(f"--seeds {seeds!r} is not a comma-separated list of whole numbers") from None
+    runs.run_seeds(config, values, directory, scheduler=scheduler, workers=workers, force=force)

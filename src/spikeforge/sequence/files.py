@@ -171,3 +171,27 @@ def write_scores(path: Path, scores: dict) -> None:
     for name in scores["trained"]:
         writer.writerow([name, f"{scores['untrained'][name]:.6g}", f"{scores['trained'][name]:.6g}"])
     atomic_write_text(path, buffer.getvalue())
+
+
+def write_seed_table(path: Path, rows: list[dict]) -> None:
+    """One row per seed (its scores, status, error), then the mean and standard deviation of every score."""
+    names = sorted({name for row in rows for name in row} - {"seed", "status", "error"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["seed", "status", *names, "error"])
+    for row in rows:
+        writer.writerow([row["seed"], row["status"], *(f"{row[n]:.6g}" if n in row else "" for n in names),
+                         row["error"]])
+    done = [row for row in rows if row["status"] == "done"]
+    if done:
+        statistics = [mean_and_sd([row[n] for row in done]) for n in names]
+        for label, k in (("mean", 0), ("sd", 1)):
+            writer.writerow([label, "", *(f"{values[k]:.6g}" for values in statistics), ""])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def mean_and_sd(values) -> tuple[float, float]:
+    """Mean and standard deviation over the finite values (NaN, NaN when there are none)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return (float(values.mean()), float(values.std())) if values.size else (float("nan"), float("nan"))

@@ -46,10 +46,12 @@ def default_directory(config_path) -> Path:
     return path.with_suffix("") if path.suffix else path.with_name(path.name + "-run")
 
 
-def run(config_path, directory=None, force: bool = False, verbose: bool = True) -> dict:
-    """Run the configuration in ``config_path``; results in ``directory`` (see the module docstring).
-    Returns the scores: {"untrained": {...}, "trained": {...}}."""
+def run(config_path, directory=None, force: bool = False, verbose: bool = True, seed: int | None = None) -> dict:
+    """Run the configuration in ``config_path`` (with ``seed`` instead of its own, if given); results in
+    ``directory`` (see the module docstring).  Returns the scores: {"untrained": {...}, "trained": {...}}."""
     config = configs.load(config_path)  # every value checked before anything is written
+    if seed is not None:
+        config = configs.RunConfig(**{**config.__dict__, "seed": int(seed)})
     directory = Path(directory) if directory is not None else default_directory(config_path)
     if directory.exists() and not directory.is_dir():
         raise ParameterError(f"{str(directory)!r} is a file; expected a directory for the results")
@@ -209,3 +211,48 @@ def _figures(directory: Path, network: Network, state, verbose: bool) -> list[st
     plotting.weights(directory / "weights.png", [w for _, w in state.snapshots], times_s)
     plotting.selectivity(directory / "selectivity.png", state.trained[-1].rates, state.trained[-1].inputs)
     return made + ["circuits.png", "weights.png", "selectivity.png"]
+
+
+def seed_job(config_path: str, directory: str, seed: int) -> dict:
+    """One seed of :func:`run_seeds` (a Dask job): the run in ``directory``, resumed if a crash left it
+    unfinished; the scores as "untrained_<name>" and "trained_<name>"."""
+    scores = run(config_path, directory, verbose=False, seed=seed)
+    return {f"{when}_{name}": value for when, values in scores.items() for name, value in values.items()}
+
+
+def run_seeds(config_path, seeds, directory=None, scheduler: str | None = None, workers: int | None = None,
+              force: bool = False, verbose: bool = True) -> list[dict]:
+    """The configuration once per seed, each an independent Dask job (:mod:`spikeforge.core.executor`):
+    ``<directory>/seed-<k>/`` is an ordinary run directory; ``seeds.csv`` holds every seed's scores and
+    their mean and standard deviation.  Finished seeds are kept on a re-run."""
+    from spikeforge.core.executor import Cluster, Job, run_jobs, scheduler_address
+
+    config = configs.load(config_path)
+    seeds = [run_seed(seed, False) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seeds {seeds}; expected distinct seeds")
+    scheduler = scheduler_address(scheduler)
+    directory = Path(directory) if directory is not None else default_directory(config_path)
+    if directory.exists() and not directory.is_dir():
+        raise ParameterError(f"{str(directory)!r} is a file; expected a directory for the results")
+    inputs = {"config": config.as_dict()}
+    jobs = [Job(f"seed-{seed}", seed_job, (str(Path(config_path).resolve()), str(directory / f"seed-{seed}"), seed),
+                {**inputs, "seed": seed}) for seed in seeds]
+    directory.mkdir(parents=True, exist_ok=True)
+    with StopSignals(), DirectoryLock(directory, "spikeforge sequence run --seeds"):
+        echo(verbose, f"{len(seeds)} seed(s) of {config_path}: {config.training_s:g} s of training each")
+        with Cluster(scheduler, workers) as cluster:
+            outcomes = run_jobs(jobs, directory / "results", cluster, force=force, verbose=verbose, what="seed")
+        rows = [{"seed": seed, "status": "failed" if o.status == "failed" else "done", **o.values,
+                 "error": o.error or ""} for seed, o in zip(seeds, outcomes)]
+        files.write_seed_table(directory / "seeds.csv", rows)
+    done = [row for row in rows if row["status"] == "done"]
+    if verbose and done:
+        for name in [name for name in done[0] if name.startswith("trained_")]:
+            score = name[len("trained_"):]
+            trained = files.mean_and_sd([row[name] for row in done])
+            untrained = files.mean_and_sd([row[f"untrained_{score}"] for row in done])
+            print(f"{score:18} {trained[0]:.3f} +- {trained[1]:.3f} (trained, {len(done)} seed(s); untrained "
+                  f"{untrained[0]:.3f})")
+    echo(verbose, f"{len(done)} seed(s) done, {len(rows) - len(done)} failed; wrote {directory / 'seeds.csv'}")
+    return rows
