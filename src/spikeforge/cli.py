@@ -8,7 +8,9 @@ SIGINT (Ctrl-C) and SIGTERM stop a command in order and exit with status 130 and
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from pathlib import Path
 
 import click
@@ -107,10 +109,13 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 @backend_options
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="On CUDA, replay each learning interval from a captured CUDA graph.")
+@click.option("--distributed", is_flag=True,
+              help="One rank of a run started by torchrun: the RLS state is sharded across the ranks "
+                   "(docs/scaling.md).")
 @user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
           restore: str | None, discard_later: bool, checkpoint_every: int, monitor_resources: float | None,
-          backend: str, device: str, cuda_graphs: bool) -> None:
+          backend: str, device: str, cuda_graphs: bool, distributed: bool) -> None:
     """Train the plastic weights of DIRECTORY with RLS, continuing from its latest checkpoint.
 
     SIGINT (Ctrl-C) or SIGTERM finishes the loop in progress, saves checkpoint <loop>i and exits
@@ -118,11 +123,22 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
     """
     from spikeforge.rls import train as rls_train
 
-    result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
-                       save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
-                       discard_later=discard_later, checkpoint_every=checkpoint_every,
-                       monitor_resources=monitor_resources, backend=backend, device=device, cuda_graphs=cuda_graphs)
-    click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
+    first_rank = not distributed or os.environ.get("RANK", "0") == "0"
+    try:
+        result = rls_train(directory, nloops=nloops, correlation_interval=correlation_interval,
+                           save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
+                           discard_later=discard_later, checkpoint_every=checkpoint_every,
+                           monitor_resources=monitor_resources, backend=backend, device=device,
+                           cuda_graphs=cuda_graphs, distributed=distributed)
+    except Interrupted as interrupted:
+        if not first_rank:  # rank 0 says what was saved
+            sys.exit(interrupted.exit_status)
+        if distributed:
+            raise Interrupted(interrupted.signum, f"{interrupted} (under torchrun, with --distributed; any number "
+                                                  "of ranks)") from None
+        raise
+    if first_rank:
+        click.echo(f"saved {directory / f'ckpt-{result.checkpoint}.h5'} and {directory / 'learning-curve.h5'}")
 
 
 @cli.command()

@@ -147,12 +147,20 @@ def _check_disk_space(run: RunDir, model: Model, n_checkpoints: int) -> None:
 class _Session:
     """The state of one train call: the model on its backend, the learner and the checkpoints written."""
 
-    def __init__(self, run: RunDir, model: Model, engine, curve: LearningCurve, verbose: bool):
+    def __init__(self, run: RunDir, model: Model, engine, curve: LearningCurve, verbose: bool, group=None):
         self.run, self.model, self.engine, self.curve, self.verbose = run, model, engine, curve, verbose
+        self.group = group  # the ranks of a --distributed run (spikeforge.rls.distributed), or None
+        self.writes = group is None or group.rank == 0  # only rank 0 writes files
         p = model.p
         net, in_to_out = model.connectivity()
         self.net, self.const = engine.put(net), engine.put(network_parameters(p, model.cells))
-        self.learner = self._on_backend(learner_for(model, self.net.plastic_weight, in_to_out))
+        learner = learner_for(model, self.net.plastic_weight, in_to_out)
+        if group is not None:
+            from spikeforge.rls.distributed import sharded
+
+            learner = sharded(learner, group, p.n_cells)
+            model.P = None  # each rank keeps its block only; rank 0 gathers the whole P for a checkpoint
+        self.learner = self._on_backend(learner)
         self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
         self.last_saved = model.label  # the last good checkpoint
         self.periodic: str | None = None  # label of this call's latest periodic checkpoint
@@ -224,10 +232,19 @@ class _Session:
         learner, model, engine = self.learner, self.model, self.engine
         if model.p.p_compute != "small":
             _, nonfinite = engine.count_p_faults(learner.P)
+            if self.group is not None:
+                nonfinite = int(self.group.any(nonfinite > 0))
             if nonfinite:
                 raise TrainingDiverged(f"loop {model.loop}: {nonfinite} entries of P are NaN or infinite; checkpoint "
                                        f"{label!r} was not saved; the last good checkpoint is {self.last_saved!r}")
-        if engine.name != "numba":
+        if self.group is not None:
+            model.P = learner.gather_p(engine)  # the whole P on rank 0 (a collective: every rank comes here)
+            model.plastic.weight[...] = engine.get(learner.weights_in)
+            if not self.writes:
+                model.P = None
+                self.last_saved = label
+                return self.run.checkpoint_file(label)
+        elif engine.name != "numba":
             model.P[...] = engine.get(learner.P)
             model.plastic.weight[...] = engine.get(learner.weights_in)
         if learner.history is not None:
@@ -238,6 +255,9 @@ class _Session:
                                           "segment": self.curve.segment["segment"]})
         except DataFileError as error:
             raise DataFileError(f"{error}; the last good checkpoint is {self.last_saved!r}") from None
+        finally:
+            if self.group is not None:
+                model.P = None
         self.last_saved = label
         self.curve.saved(label)
         try:  # the learning curve goes with every checkpoint, so a crash loses no saved loop's row
@@ -253,7 +273,7 @@ class _Session:
             return
         label = f"{row['loop']}-cor{correlation:.3f}"
         self.save(label, correlation)
-        for old in self.best_labels:
+        for old in self.best_labels if self.writes else ():
             self.run.checkpoint_file(old).unlink(missing_ok=True)
         self.best_correlation, self.best_labels = correlation, [label]
 
@@ -261,13 +281,13 @@ class _Session:
         """Save ``<loop>`` and delete this call's previous periodic checkpoint."""
         previous, self.periodic = self.periodic, str(row["loop"])
         self.save(self.periodic, row["correlation"])
-        if previous is not None:
+        if previous is not None and self.writes:
             self.run.checkpoint_file(previous).unlink(missing_ok=True)
 
     def save_final(self, label: str, correlation: float) -> None:
         """Save the final checkpoint; the periodic ones of this call are then superfluous."""
         self.save(label, correlation)
-        if self.periodic is not None and self.periodic != label:
+        if self.periodic is not None and self.periodic != label and self.writes:
             self.run.checkpoint_file(self.periodic).unlink(missing_ok=True)
 
 
@@ -284,6 +304,7 @@ def train(
     discard_later: bool = False,
     checkpoint_every: int = 0,
     monitor_resources: float | None = None,
+    distributed: bool = False,
 ) -> TrainResult:
     """Train the network in ``directory`` for ``nloops`` loops.
 
@@ -308,6 +329,9 @@ def train(
             it (:mod:`spikeforge.core.backends.torch_graphs`); False runs the plain loop.
         monitor_resources: every this many seconds print a line with the CPU use, memory and
             (on CUDA) device memory and utilisation (:mod:`spikeforge.core.resources`); None: no.
+        distributed: this process is one rank of a run started by ``torchrun``: the neurons' RLS
+            state is sharded across the ranks (:mod:`spikeforge.rls.distributed`); results equal a
+            single process's.
 
     Returns:
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
@@ -325,28 +349,58 @@ def train(
                                               and 0 < monitor_resources < float("inf")):
         raise ParameterError(f"monitor_resources = {monitor_resources!r} must be a number of seconds > 0")
     run = RunDir(directory)
-    with StopSignals() as signals, run.lock("spikeforge train"):
-        p = run.params()
-        label, later = starting_point(run, restore_from_checkpoint, discard_later)
-        engine = as_backend(backend, device, cuda_graphs)
-        model = Model.load(run, label, p)
-        check_host_memory(p, model.plastic.count, model.n_tasks)
-        check_device_memory(engine, model)
-        _check_disk_space(run, model, 1 + 2 * save_best_checkpoint + (checkpoint_every > 0))
-        curve = LearningCurve(run, model.network_id, model.label, model.loop + 1)
-        session = _Session(run, model, engine, curve, verbose)
-        if verbose and restore_from_checkpoint is None and label != "init":
-            print(f"continuing from checkpoint {label!r} (loop {model.loop})")
-        signals.raise_if_requested()  # a signal some library swallowed during start-up
-        with ResourceMonitor(monitor_resources, write=tqdm.write):
-            return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
-                                checkpoint_every)
+    group = None
+    if distributed:
+        from spikeforge.rls.distributed import Group
+
+        group = Group(device=backend.device if isinstance(backend, Backend) else device)
+        if group.rank != 0:
+            verbose, monitor_resources = False, None
+        if group.cuda:
+            device = group.device
+    try:
+        lock = run.lock("spikeforge train") if group is None or group.rank == 0 else contextlib.nullcontext()
+        with StopSignals() as signals, lock:
+            p = run.params()
+            label, later = starting_point(run, restore_from_checkpoint, discard_later)
+            engine = as_backend(backend, device, cuda_graphs)
+            model = Model.load(run, label, p)
+            check_host_memory(p, model.plastic.count, model.n_tasks)
+            check_device_memory(engine, model)
+            _check_disk_space(run, model, 1 + 2 * save_best_checkpoint + (checkpoint_every > 0))
+            curve = LearningCurve(run, model.network_id, model.label, model.loop + 1)
+            session = _Session(run, model, engine, curve, verbose, group)
+            if verbose and restore_from_checkpoint is None and label != "init":
+                print(f"continuing from checkpoint {label!r} (loop {model.loop})")
+            if verbose and group is not None:
+                sizes = sorted(set(session.learner.sizes))
+                print(f"{group.world} ranks, each holding the P of {' or '.join(map(str, sizes))} neurons")
+            signals.raise_if_requested()  # a signal some library swallowed during start-up
+            with ResourceMonitor(monitor_resources, write=tqdm.write):
+                try:
+                    return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
+                                        checkpoint_every)
+                except SpikeforgeError as error:
+                    if group is None or type(error).__name__ != "DistributedError":
+                        raise
+                    raise type(error)(f"{error}; the last checkpoint, {session.last_saved!r}, stays valid: run the "
+                                      "same command again to continue from it") from None
+    finally:
+        if group is not None:
+            group.close()
 
 
 def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nloops: int, correlation_interval: int,
                  save_best: bool, checkpoint_every: int) -> TrainResult:
     """The loops of a train call, its checkpoints, and the learning curve whatever happens."""
     run, model, curve, verbose = session.run, session.model, session.curve, session.verbose
+    group, writes = session.group, session.writes
+
+    def stop_requested() -> bool:  # every rank of a distributed run stops at the same loop, for the same signal
+        if group is not None:
+            signals.requested = group.largest(signals.requested or 0) or None
+        return signals.requested is not None
+
     first_loop = model.loop + 1
     last_loop = first_loop + nloops - 1
     if verbose:
@@ -358,7 +412,7 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
     ended, label = "running", ""
     try:
         with signals.deferred("finishing this loop, then saving a checkpoint"):
-            for old in discard:
+            for old in discard if writes else ():
                 run.checkpoint_file(old).unlink(missing_ok=True)
             for loop in range(first_loop, last_loop + 1):
                 row = session.run_loop(loop, measure=loop % correlation_interval == 0)
@@ -372,21 +426,23 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 session.check_health(row)
                 if save_best:
                     session.save_if_best(row)
-                if checkpoint_every and loop % checkpoint_every == 0 and loop < last_loop and not signals.requested:
+                stop = stop_requested()
+                if checkpoint_every and loop % checkpoint_every == 0 and loop < last_loop and not stop:
                     session.save_periodic(row)
-                if signals.requested:
+                if stop:
                     break
             label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
             session.save_final(label, curve.rows["correlation"][-1])
             ended = "interrupted" if signals.requested else "completed"
             try:
-                curve.write(ended)
+                if writes:
+                    curve.write(ended)
             except DataFileError as error:
                 raise DataFileError(f"{error}; checkpoint {label!r} was saved") from None
     except BaseException as error:
         if ended == "running":  # the segment's end is not recorded yet: record how it ended
             ended = "stopped at once" if isinstance(error, Interrupted) else f"failed: {type(error).__name__}: {error}"
-            if curve.rows["loop"]:
+            if curve.rows["loop"] and writes:
                 with contextlib.suppress(SpikeforgeError):
                     curve.write(ended)
         raise

@@ -1,0 +1,169 @@
+"""RLS training of one network sharded across processes with ``torch.distributed`` (``spikeforge train
+DIR --distributed`` under ``torchrun``).
+
+What is sharded (this first version): the neurons' RLS state.  Rank k of R owns a contiguous block of
+neurons (:func:`shard_of`); it holds only their P matrices (the memory of training: N Lmax^2 numbers)
+and runs only their RLS updates (the work of training: O(N Lmax^2) per learning step).  After each
+learning step the ranks exchange the plastic weights of their neurons (an all-gather of N x Lmax
+numbers).  The network's dynamics (O(N k) per step) run on every rank from the same random streams, so
+every rank sees the same spikes without exchanging them; sharding the dynamics too (spikes exchanged
+every step) is the next step for networks whose connectivity does not fit one process.
+
+Results do not depend on the number of ranks: each neuron's update is independent of the others', and
+float64 runs equal a single process's to the last bit.  Checkpoints hold the whole network (rank 0
+gathers P), so a run resumes on any number of ranks.  Only rank 0 prints, locks the directory and writes
+files.  Every rank agrees after each loop whether a signal asked to stop, so all stop at the same loop.
+A rank that dies breaks the others' next collective operation: they stop with an error naming the
+last checkpoint, which stays valid; ``timeout_s`` bounds a hang.
+
+Communication: gloo for CPU arrays (the numba backend and torch on the CPU), NCCL for CUDA tensors
+(rank k on ``cuda:<local rank>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from spikeforge.errors import ParameterError, SpikeforgeError
+from spikeforge.rls.learner import Learner
+
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class DistributedError(SpikeforgeError):
+    """Another rank failed or cannot be reached."""
+
+
+class Shard(NamedTuple):
+    rank: int
+    world: int
+    lo: int  # first neuron owned
+    hi: int  # one past the last
+
+
+def shard_of(n_cells: int, rank: int, world: int) -> Shard:
+    """Rank ``rank``'s block of neurons: contiguous, sizes differing by at most one."""
+    if not 0 <= rank < world:
+        raise ParameterError(f"rank {rank} of {world}")
+    if world > n_cells:
+        raise ParameterError(f"{world} ranks for {n_cells} neurons; expected at most one rank per neuron")
+    base, extra = divmod(n_cells, world)
+    lo = rank * base + min(rank, extra)
+    return Shard(rank, world, lo, lo + base + (rank < extra))
+
+
+class Group:
+    """The process group of this run (from torchrun's environment), and the collective operations
+    training needs, on NumPy arrays."""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, device: str = "cpu"):
+        missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+        if missing:
+            raise ParameterError(f"--distributed needs torchrun's environment ({', '.join(missing)} missing); start "
+                                 "it as: torchrun --nproc-per-node R -m spikeforge train DIR --distributed")
+        import torch
+        import torch.distributed as dist
+
+        self.torch, self.dist = torch, dist
+        self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.cuda = device.startswith("cuda")
+        self.device = f"cuda:{self.local_rank}" if self.cuda else "cpu"
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        import numba
+
+        if local_world > 1 and numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS:  # not set by --threads
+            numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // local_world))  # the ranks share the cores
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.cuda else "gloo",
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+
+    def close(self) -> None:
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+    def _tensor(self, array: np.ndarray):
+        tensor = self.torch.from_numpy(np.ascontiguousarray(array))
+        return tensor.to(self.device) if self.cuda else tensor
+
+    def _run(self, what: str, operation):
+        try:
+            return operation()
+        except RuntimeError as error:  # a peer died or timed out: gloo/NCCL raise RuntimeError
+            raise DistributedError(f"rank {self.rank}: {what} with the other ranks failed ({' '.join(str(error).split())[:200]})"
+                                   ) from None
+
+    def gather_blocks(self, local: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+        """Every rank's ``local`` block (first axis ``sizes[k]`` on rank k), on every rank."""
+        width = max(sizes)
+        padded = np.zeros((width,) + local.shape[1:], dtype=local.dtype)
+        padded[:local.shape[0]] = local
+        tensor = self._tensor(padded)
+        out = [self.torch.empty_like(tensor) for _ in range(self.world)]
+        self._run("exchanging the plastic weights", lambda: self.dist.all_gather(out, tensor))
+        return [block.cpu().numpy()[:size] for block, size in zip(out, sizes)]
+
+    def largest(self, value: int, what: str = "agreeing whether to stop") -> int:
+        """The largest of every rank's ``value``, on every rank."""
+        tensor = self._tensor(np.array([int(value)], dtype=np.int64))
+        self._run(what, lambda: self.dist.all_reduce(tensor, op=self.dist.ReduceOp.MAX))
+        return int(tensor.cpu().item())
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any."""
+        return bool(self.largest(1 if flag else 0, "comparing a check"))
+
+    def barrier(self) -> None:
+        self._run("waiting for the other ranks", lambda: self.dist.barrier())
+
+
+@dataclasses.dataclass
+class ShardedLearner(Learner):
+    """A :class:`Learner` holding the P of its shard's neurons only; its update runs their RLS and then
+    shares the new weights with the other ranks.  The per-neuron arrays other than P stay whole."""
+
+    shard: Shard | None = None
+    group: Group | None = None
+    sizes: list = dataclasses.field(default_factory=list)
+
+    def update(self, backend, r, u_bal, target) -> None:
+        lo, hi = self.shard.lo, self.shard.hi
+        backend.rls_update(self.P, self.weights_in[lo:hi], self.plastic_index[lo:hi], self.plastic_count[lo:hi],
+                           self.in_to_out[lo:hi], self.weights_out, r, u_bal[lo:hi], target[lo:hi], self.p_scale,
+                           self.gain_with_den, self.storage, self.apply)
+        if not self.apply:
+            return
+        blocks = self.group.gather_blocks(backend.get(self.weights_in[lo:hi]), self.sizes)
+        starts = np.concatenate([[0], np.cumsum(self.sizes)])
+        for k, block in enumerate(blocks):
+            if k == self.shard.rank:
+                continue
+            rows = slice(starts[k], starts[k + 1])
+            self.weights_in[rows] = backend.put(block)
+            counts = backend.get(self.plastic_count[rows])
+            used = np.arange(block.shape[1])[None, :] < counts[:, None]
+            where = backend.get(self.in_to_out[rows])[used]
+            self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
+                backend.put(block[used]) if backend.name != "numba" else block[used])
+
+    def gather_p(self, backend) -> np.ndarray | None:
+        """The whole P on rank 0 (None elsewhere), for a checkpoint."""
+        blocks = self.group.gather_blocks(backend.get(self.P), self.sizes)
+        return np.concatenate(blocks) if self.shard.rank == 0 else None
+
+
+def sharded(learner: Learner, group: Group, n_cells: int) -> ShardedLearner:
+    """``learner`` with only this rank's block of P (the rest is dropped)."""
+    if learner.history is not None:
+        raise ParameterError("p_compute = 'small' keeps a history of filtered spike trains, not P; --distributed "
+                             "shards P, so it needs p_compute = 'full'")
+    shard = shard_of(n_cells, group.rank, group.world)
+    sizes = [shard_of(n_cells, k, group.world).hi - shard_of(n_cells, k, group.world).lo for k in range(group.world)]
+    fields = {f.name: getattr(learner, f.name) for f in dataclasses.fields(Learner)}
+    fields["P"] = learner.P[shard.lo:shard.hi].copy()
+    return ShardedLearner(**fields, shard=shard, group=group, sizes=sizes)

@@ -1,0 +1,128 @@
+"""`spikeforge train --distributed` under torchrun (issue 15): two ranks give one rank's result, a
+checkpoint of two ranks resumes on one and on three with the same result, a killed rank ends the other
+within seconds with an error naming the valid checkpoint, and a run outside torchrun is refused."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge import rls
+from spikeforge.cli import cli
+from spikeforge.rls.distributed import shard_of
+
+from conftest import SMALL
+
+FLOAT64 = {**SMALL, "p_precision": "float64"}
+
+
+def torchrun(ranks: int, *args: str, wait: bool = True):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", "-m",
+               "spikeforge", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def checkpoint(directory: Path, label: str) -> dict:
+    with h5py.File(directory / f"ckpt-{label}.h5") as handle:
+        return {"P": handle["P"][()], "weight": handle["plastic/weight"][()]}
+
+
+def curve(directory: Path) -> dict:
+    with h5py.File(directory / "learning-curve.h5") as handle:
+        return {name: handle[name][()] for name in ("loop", "correlation", "firing_rate")}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-9, atol=0, err_msg=name)
+
+
+def test_shards_cover_the_neurons_once():
+    for n, world in ((1024, 1), (1024, 3), (10, 4), (7, 7)):
+        shards = [shard_of(n, k, world) for k in range(world)]
+        assert shards[0].lo == 0 and shards[-1].hi == n
+        assert all(a.hi == b.lo for a, b in zip(shards, shards[1:]))
+        sizes = [s.hi - s.lo for s in shards]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_distributed_outside_torchrun_is_refused(small_run):
+    result = CliRunner().invoke(cli, ["train", str(small_run), "--distributed"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --distributed needs torchrun's environment")
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_and_their_checkpoint_resumes_on_one_and_three(tmp_path):
+    single, double = tmp_path / "single", tmp_path / "double"
+    for directory in (single, double):
+        rls.new(directory, FLOAT64)
+        rls.init(directory, verbose=False)
+    assert CliRunner().invoke(cli, ["train", str(single), "--nloops", "2"]).exit_code == 0
+    done = torchrun(2, "train", str(double), "--nloops", "2", "--distributed")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("saved ") == 1  # only rank 0 prints
+    assert_same(checkpoint(single, "2"), checkpoint(double, "2"))
+    assert_same(curve(single), curve(double))  # the same spikes: rates and correlations of every loop
+    # the two-rank checkpoint continues on one rank and on three
+    on_one, on_three = tmp_path / "on_one", tmp_path / "on_three"
+    shutil.copytree(double, on_one)
+    shutil.copytree(double, on_three)
+    assert CliRunner().invoke(cli, ["train", str(single), "--nloops", "2"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["train", str(on_one), "--nloops", "2"]).exit_code == 0
+    done = torchrun(3, "train", str(on_three), "--nloops", "2", "--distributed")
+    assert done.returncode == 0, done.stderr
+    assert "3 ranks, each holding the P of 341 or 342 neurons" in done.stdout
+    for directory in (on_one, on_three):
+        assert_same(checkpoint(single, "4"), checkpoint(directory, "4"))
+        assert_same(curve(single), curve(directory))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_other_with_a_clear_error(tmp_path):
+    directory = tmp_path / "net"
+    rls.new(directory, FLOAT64)
+    rls.init(directory, verbose=False)
+    assert CliRunner().invoke(cli, ["train", str(directory), "--nloops", "1"]).exit_code == 0
+    process = torchrun(2, "train", str(directory), "--nloops", "500", "--checkpoint-every", "1", "--distributed",
+                       wait=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:  # until the ranks have trained two loops
+        if any(int(p.stem[5:]) >= 3 for p in directory.glob("ckpt-*.h5") if p.stem[5:].isdigit()):
+            break
+        time.sleep(0.1)
+    ranks = children(process.pid)
+    assert len(ranks) == 2
+    os.kill(max(ranks), signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - killed < 20 and process.returncode != 0
+    assert "with the other ranks failed" in stderr
+    valid = re.search(r"the last checkpoint, '(\d+)', stays valid", stderr)
+    assert valid, stderr[-2000:]
+    assert checkpoint(directory, valid.group(1))["P"].shape[0] == SMALL["n_cells"]  # complete and readable
