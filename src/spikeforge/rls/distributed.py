@@ -95,8 +95,8 @@ class Group:
         try:
             return operation()
         except RuntimeError as error:  # a peer died or timed out: gloo/NCCL raise RuntimeError
-            raise DistributedError(f"rank {self.rank}: {what} with the other ranks failed ({' '.join(str(error).split())[:200]})"
-                                   ) from None
+            reason = " ".join(str(error).split())[:200]
+            raise DistributedError(f"rank {self.rank}: {what} with the other ranks failed ({reason})") from None
 
     def gather_blocks(self, local: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
         """Every rank's ``local`` block (first axis ``sizes[k]`` on rank k), on every rank."""
