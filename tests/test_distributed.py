@@ -126,3 +126,16 @@ def test_a_killed_rank_ends_the_other_with_a_clear_error(tmp_path):
     valid = re.search(r"the last checkpoint, '(\d+)', stays valid", stderr)
     assert valid, stderr[-2000:]
     assert checkpoint(directory, valid.group(1))["P"].shape[0] == SMALL["n_cells"]  # complete and readable
+
+
+def test_estimate_per_rank_divides_p_only(small_run):
+    from spikeforge.rls.estimate import estimate, per_rank
+
+    p = rls.Params(SMALL)
+    e = estimate(p)
+    p_all, rest = e.p_memory[e.chosen], e.total(*e.chosen) - e.p_memory[e.chosen]
+    steady, start, gather = per_rank(e, 4)
+    assert steady == rest + p_all // 4 and start == gather == rest + p_all + p_all // 4  # 1024 neurons: 256 each
+    assert per_rank(e, 1)[0] == e.total(*e.chosen)
+    out = CliRunner().invoke(cli, ["estimate", str(small_run), "--ranks", "4"]).output
+    assert "train --distributed over 4 ranks" in out and "per rank while training" in out

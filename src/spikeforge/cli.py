@@ -174,12 +174,14 @@ def plot(test_file: Path, neurons: str | None) -> None:
 
 @cli.command()
 @click.argument("directory", type=PathArgument(path_type=Path))
+@click.option("--ranks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Also the memory of each rank of `train --distributed` over this many ranks.")
 @user_errors
-def estimate(directory: Path) -> None:
+def estimate(directory: Path, ranks: int) -> None:
     """Print the memory the model of DIRECTORY needs, for every P storage and precision."""
     from spikeforge.rls.estimate import report
 
-    click.echo(report(directory))
+    click.echo(report(directory, ranks))
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -71,6 +72,7 @@ class Group:
 
         self.torch, self.dist = torch, dist
         self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        self.seconds = 0.0  # spent in collective operations (waiting for the slowest rank included)
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.cuda = device.startswith("cuda")
         self.device = f"cuda:{self.local_rank}" if self.cuda else "cpu"
@@ -92,11 +94,14 @@ class Group:
         return tensor.to(self.device) if self.cuda else tensor
 
     def _run(self, what: str, operation):
+        started = time.perf_counter()
         try:
             return operation()
         except RuntimeError as error:  # a peer died or timed out: gloo/NCCL raise RuntimeError
             reason = " ".join(str(error).split())[:200]
             raise DistributedError(f"rank {self.rank}: {what} with the other ranks failed ({reason})") from None
+        finally:
+            self.seconds += time.perf_counter() - started
 
     def gather_blocks(self, local: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
         """Every rank's ``local`` block (first axis ``sizes[k]`` on rank k), on every rank."""

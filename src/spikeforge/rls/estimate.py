@@ -125,8 +125,20 @@ def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_task
                              f"{human_bytes(free)} available; see `spikeforge estimate` for smaller choices")
 
 
-def report(directory: str | Path) -> str:
-    """A printable table of the memory the model in ``directory`` needs."""
+def per_rank(e: Estimate, ranks: int) -> tuple[int, int, int]:
+    """Memory of one rank of ``train --distributed`` over ``ranks`` ranks, P as chosen: (steady, at the
+    start, on rank 0 while it writes a checkpoint) [bytes].  Each rank keeps the P of its block of neurons
+    and a whole copy of everything else (connectivity, weights, state); at the start every rank reads the
+    whole P before keeping its block, and rank 0 gathers the whole P to write a checkpoint."""
+    p_all = e.p_memory[e.chosen]
+    rest = e.total(*e.chosen) - p_all
+    block = -(-p_all // ranks)
+    return rest + block, rest + p_all + block, rest + p_all + block
+
+
+def report(directory: str | Path, ranks: int = 1) -> str:
+    """A printable table of the memory the model in ``directory`` needs (and, for ``ranks`` > 1, what
+    each rank of ``train --distributed`` needs)."""
     run = RunDir(directory)
     p = run.params()
     count, n_tasks = None, 1
@@ -150,6 +162,11 @@ def report(directory: str | Path) -> str:
               f"targets and stimulus ({n_tasks} task{'s' if n_tasks > 1 else ''}): {human_bytes(e.targets_and_stimulus)}",
               f"simulation state: {human_bytes(e.simulation_state)}",
               f"test recording, per trial and task (all neurons): {human_bytes(e.test_recording_per_trial)}"]
+    if ranks > 1:
+        steady, start, gather = per_rank(e, ranks)
+        lines += ["", f"train --distributed over {ranks} ranks (P as in params.toml): {human_bytes(steady)} per rank "
+                      f"while training; {human_bytes(start)} at the start (the whole P is read) and "
+                      f"{human_bytes(gather)} on rank 0 while it writes a checkpoint (it gathers the whole P)"]
     free = available_memory()
     if free is not None:
         lines.append(f"available on this machine: {human_bytes(free)}")

@@ -378,8 +378,13 @@ def train(
             signals.raise_if_requested()  # a signal some library swallowed during start-up
             with ResourceMonitor(monitor_resources, write=tqdm.write):
                 try:
-                    return _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
-                                        checkpoint_every)
+                    result = _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
+                                          checkpoint_every)
+                    if verbose and group is not None:
+                        total = sum(result.elapsed_time)
+                        print(f"rank 0 spent {group.seconds:.2f} s of the {total:.2f} s of its loops exchanging "
+                              f"weights and checks with the other ranks ({100 * group.seconds / max(total, 1e-9):.0f} %)")
+                    return result
                 except SpikeforgeError as error:
                     if group is None or type(error).__name__ != "DistributedError":
                         raise
@@ -429,6 +434,7 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 stop = stop_requested()
                 if checkpoint_every and loop % checkpoint_every == 0 and loop < last_loop and not stop:
                     session.save_periodic(row)
+                    stop = stop_requested()  # a signal during that save: this loop is saved, stop here
                 if stop:
                     break
             label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
