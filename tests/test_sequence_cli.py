@@ -64,8 +64,8 @@ def test_new_writes_the_full_scale_configuration(tmp_path):
     network, training, testing = loaded.build()
     assert network.grid.shape == (10, 5) and network.n_inputs == 100 and network.links.sum() == 1000
     assert training.config.t_noise_range == (300.0, 500.0) and testing.config.t_noise_range == (300.0, 800.0)
-    assert training.config.r_pattern == 5.0 and training.config.mode == "random_switching"
-    assert_user_error(invoke("sequence", "new", path), "already holds a file", "--force")
+    assert training.config.r_input == 5.0 and training.config.mode == "random_switching"
+    assert_user_error(invoke("sequence", "new", path), "already exists", "--force")
 
 
 def test_run_writes_its_files_and_agrees_with_the_python_api(tmp_path):
@@ -103,6 +103,9 @@ def test_run_writes_its_files_and_agrees_with_the_python_api(tmp_path):
     assert_user_error(invoke("sequence", "run", path), "already holds a finished run")
     changed = write_config(tmp_path, training_s=30)
     assert_user_error(invoke("sequence", "run", changed), "made with training_s = 20", "not 30")
+    nested = write_config(tmp_path, name="nested.toml")
+    nested.write_text(nested.read_text().replace("n_links = 20\n", "n_links = 20\neta0 = 0.06\n"))
+    assert_user_error(invoke("sequence", "run", nested, "--out", out), "made with [network] eta0 = (unset), not 0.06")
     assert invoke("sequence", "run", changed, "--force").exit_code == 0
     with h5py.File(out / "run.h5") as handle:
         assert handle.attrs["trained_steps"] == 30_000
@@ -141,7 +144,13 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     ("n_inputs = 20", "n_inputs = -3", ["n_inputs = -3"]),
     ("n_links = 20", "grid_typo = 1", ["[network] has no setting 'grid_typo'"]),
     ("[inputs]", "[test]\nmode = \"shuffle\"\n[inputs]", ["switching mode 'shuffle'"]),
-    ("[inputs]", "[inputs]\nr_noise = -1.0", ["r_noise = -1.0 Hz", "rate >= 0"]),
+    ("[inputs]", "[inputs]\nr_noise = -1.0", ["[inputs] r_noise = -1.0 Hz", "rate >= 0"]),
+    ("k_min = 2", "k_min = 2.5", ["[network] k_min = 2.5; expected a whole number"]),
+    ("[inputs]", "[test]\nt_noise_rnge = [1.0, 2.0]\n[inputs]", ["[test] the inputs have no setting 't_noise_rnge'",
+                                                                   "did you mean 't_noise_range'"]),
+    ("[inputs]", "[inputs]\ndt = 0.5", ["[inputs] dt is the network's"]),
+    ("[inputs]", "[inputs]\ntime_warp = 1.0", ["[inputs] time_warp = 1.0; expected two numbers"]),
+    ("n_inputs = 20", "n_inputs = 10000000", ["this run needs about", "available"]),
     ("[inputs]", "[inputs]\nt_pattern = [3000.0]", ["test_s = 2 s is shorter than a noise phase and a pattern "
                                                      "sequence"]),
 ])
@@ -155,7 +164,8 @@ def test_bad_network_and_input_settings(tmp_path, old, new, fragments):
 @pytest.mark.parametrize("text, fragments", [
     (SMALL.format(training_s=20, rows=3).replace("[3, 3]", "[0, 3]"), ["grid shape 0 x 3 is empty"]),
     ("seed = 1\ntraining = 5\n", ["has no setting 'training'", "training_s"]),
-    ("tests = 1\n", ["tests = 1; expected >= 2"]),
+    ("tests = 1\n", ["tests = 1; expected a finite number >= 2"]),
+    ("training_s = inf\n", ["training_s = inf; expected a finite number >= 0"]),
     ("training_s = -5\n", ["training_s = -5"]),
     ("seed = -1\n", ["seed = -1"]),
     ("[network\n", ["is not valid TOML"]),

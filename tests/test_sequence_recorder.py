@@ -21,7 +21,7 @@ def test_input_generator_takes_the_readme_call():
                                t_noise_range=[500.0, 800.0], n_patterns=2, t_pattern=[300.0] * 2,
                                pattern_sequences=[[0], [1]])
     c = generator.config
-    assert (c.n_inputs, c.r_pattern, c.t_noise_range, c.pattern_sequences) == (20, 5.0, (500.0, 800.0), ((0,), (1,)))
+    assert (c.n_inputs, c.r_input, c.t_noise_range, c.pattern_sequences) == (20, 5.0, (500.0, 800.0), ((0,), (1,)))
     assert generator.seed == grid.seed
     # same as the explicit form: the patterns are the network seed's
     explicit = InputGenerator(InputConfig(n_inputs=20, r_noise_pattern=2.0, t_noise_range=(500.0, 800.0), n_patterns=2,
@@ -36,7 +36,17 @@ def test_input_generator_takes_the_readme_call():
     ({"r_noise": -1}, "r_noise = -1"),
     ({"mode": "shuffle"}, "switching mode 'shuffle'"),
     ({"pattern_sequences": [[0], [2]]}, "name pattern 2"),
-    ({"t_pattern": "long"}, "wrong kind"),
+    ({"t_pattern": "long"}, "t_pattern = 'long'; expected a list of numbers"),
+    ({"r_noise": [5.0]}, r"r_noise = \[5.0\]; expected a number"),
+    ({"time_warp": 1.0}, "time_warp = 1.0; expected two numbers"),
+    ({"t_noise_range": [300, 400, 500]}, "expected two numbers"),
+    ({"pattern_sequences": [[0.5], [0]]}, "expected lists of pattern numbers"),
+    ({"n_patterns": 0}, "n_patterns = 0; expected at least 1 pattern"),
+    ({"n_patterns": 2.5}, "n_patterns = 2.5; expected a whole number"),
+    ({"use_noise": 1}, "use_noise = 1; expected true or false"),
+    ({"dt": 0.5}, "dt is the network's"),
+    ({"n_inputs": 7}, "n_inputs is the network's"),
+    ({"r_pattern": 7.0}, "no setting 'r_pattern'"),
 ])
 def test_input_generator_names_the_bad_setting(settings, message):
     with pytest.raises(ParameterError, match=message):
@@ -105,6 +115,20 @@ def test_bad_recorder_settings():
     grid = small()
     with pytest.raises(ParameterError, match="expected ids in 0"):
         Recorder(grid, neurons=[grid.n_neurons])
+    for neurons, message in (([0.5], "whole-number neuron ids"), (np.ones(3, bool), "boolean mask"),
+                             ([1, 1], "names a neuron twice"), ([], "neurons is empty")):
+        with pytest.raises(ParameterError, match=message):
+            Recorder(grid, neurons=neurons)
+    with pytest.raises(ParameterError, match="seed = -1"):
+        small(seed=-1)
+    with pytest.raises(ParameterError, match="k_min = 2.5; expected a whole number"):
+        Network(grid_shape=(2, 2), k_min=2.5, n_links=2)
+    with pytest.raises(ParameterError, match="the default, 1000, suits the 10 x 5 grid"):
+        Network(grid_shape=(3, 3))
+    with pytest.raises(ParameterError, match="expected an InputGenerator"):
+        Recorder(grid).run_network(None, 100.0)
+    with pytest.raises(ParameterError, match="t_sim = '100'; expected a duration in ms"):
+        Recorder(grid).run_network(InputGenerator(grid), "100")
     with pytest.raises(ParameterError, match="dt_rec = 0.5 ms"):
         Recorder(grid).run_network(InputGenerator(grid), 100.0, dt_rec=0.5)
     with pytest.raises(ParameterError, match="has 100 channels; the network has 20"):

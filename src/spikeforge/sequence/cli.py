@@ -27,11 +27,13 @@ def sequence() -> None:
 @user_errors
 def new(config: Path, training_s: float, seed: int | None, force: bool) -> None:
     """Write CONFIG, a configuration with every value of the full-scale experiment (edit it, then run it)."""
-    from spikeforge.core.run_support import refuse_existing
     from spikeforge.core.store import atomic_write_text
     from spikeforge.sequence import config as configs
 
-    refuse_existing(config, force, "a file")
+    if config.exists() and not force:
+        from spikeforge.errors import DataFileError
+
+        raise DataFileError(f"{str(config)!r} already exists; use --force to replace it, or another name")
     atomic_write_text(config, configs.template(training_s=training_s, seed=seed))
     click.echo(f"wrote {config}; run it with `spikeforge sequence run {config}`")
 

@@ -24,6 +24,7 @@ from spikeforge.errors import DataFileError, ParameterError
 
 NETWORK_KEYS = ("grid_shape", "k_min", "k_max", "n_inputs", "n_links", "lam", "use_stp", "use_variance_tracking",
                 "eta0", "paper_stdp", "stdp_c", "random_initial_weights")
+WHOLE_NUMBERS = ("k_min", "k_max", "n_inputs", "n_links")
 TOP_KEYS = ("seed", "training_s", "test_s", "tests", "snapshot_every_s", "network", "inputs", "test")
 TEST_DEFAULTS = {"t_noise_range": [300.0, 800.0]}
 
@@ -88,7 +89,7 @@ class RunConfig:
     def build(self):
         """(network, training input generator, test input generator), every value checked (seed 0 when the
         configuration sets none)."""
-        from spikeforge.sequence.inputs import InputGenerator
+        from spikeforge.sequence.inputs import InputConfig, InputGenerator, config_from
         from spikeforge.sequence.model import Network
 
         seed = 0 if self.seed is None else self.seed
@@ -96,8 +97,11 @@ class RunConfig:
             network = Network(**self.network, seed=seed)
         except TypeError as error:
             raise ParameterError(f"[network] holds a value of the wrong kind ({error})") from None
-        training = InputGenerator(network, **self.inputs)
-        testing = InputGenerator(network, **{**self.inputs, **TEST_DEFAULTS, **self.test})
+        base = InputConfig(n_inputs=network.n_inputs, dt=network.neuron.dt)
+        training_config = config_from(self.inputs, base, "[inputs] ", network_given=True)
+        test_config = config_from({**TEST_DEFAULTS, **self.test}, training_config, "[test] ", network_given=True)
+        training, testing = InputGenerator(training_config, seed), InputGenerator(test_config, seed)
+        check_memory(network, self, training_config)
         for name, run_ms, generator in (("test_s", self.test_s * 1000.0, testing),
                                         ("training_s", self.training_s * 1000.0, training)):
             if name == "training_s" and run_ms == 0:
@@ -122,7 +126,7 @@ def _number(values: dict, name: str, low: float, integer: bool = False, allow_ze
         raise ParameterError(f"{name} = {value!r}; expected {'a whole number' if integer else 'a number'}")
     if not math.isfinite(value) or value < low or (not allow_zero and value == 0):
         bound = f"> {low:g}" if not allow_zero else f">= {low:g}"
-        raise ParameterError(f"{name} = {value}; expected {bound}")
+        raise ParameterError(f"{name} = {value}; expected a finite number {bound}")
     return value
 
 
@@ -143,6 +147,8 @@ def parse(values: dict) -> RunConfig:
         if name == "grid_shape":
             if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)):
                 raise ParameterError(f"[network] grid_shape = {value!r}; expected two whole numbers [rows, columns]")
+        elif name in WHOLE_NUMBERS and type(value) is not int:
+            raise ParameterError(f"[network] {name} = {value!r}; expected a whole number")
         elif not flag and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ParameterError(f"[network] {name} = {value!r}; expected a number")
     settings = {**RunConfig().as_dict(), **{k: v for k, v in values.items() if k != "seed"}}
@@ -178,3 +184,20 @@ def template(training_s: float = 100.0, test_s: float = 3.0, tests: int = 2, sna
     seed_line += " " * max(1, 26 - len(seed_line)) + "# every random stream (unset: a fresh seed, printed and saved)"
     return TEMPLATE.format(seed_line=seed_line, training_s=f"{training_s:g}", test_s=f"{test_s:g}", tests=tests,
                            snapshot_every_s=f"{snapshot_every_s:g}")
+
+
+def check_memory(network, config: RunConfig, inputs) -> None:
+    """ParameterError, naming the sizes, when a run would need more memory than this machine has: the
+    training inputs (two bytes per channel and step) and the tests' spikes and rates (five bytes per
+    neuron and step, four tests at a time)."""
+    from spikeforge.core.resources import human_bytes
+    from spikeforge.rls.estimate import available_memory
+
+    steps = config.training_s * 1000.0 / inputs.dt
+    need = 2 * steps * inputs.n_inputs + 2 * config.tests * (config.test_s * 1000.0 / inputs.dt) * (
+        5 * network.n_neurons + 2 * inputs.n_inputs) + 16 * network.synapses.pre.size
+    free = available_memory()
+    if free is not None and need > free:
+        raise ParameterError(f"this run needs about {human_bytes(need)} of memory ({network.n_neurons} neurons, "
+                             f"{inputs.n_inputs} inputs, training_s = {config.training_s:g}, test_s = "
+                             f"{config.test_s:g}), but this machine has {human_bytes(free)} available")

@@ -23,6 +23,7 @@ import numpy as np
 
 from spikeforge.errors import ParameterError
 
+MAX_CIRCUITS = 4096  # 64 x 64: a 16.8-million-entry distance table
 MAX_DRAWS_PER_LINK = 10_000  # a distance distribution that never reaches the pairs would loop forever
 
 
@@ -68,16 +69,19 @@ def circuit_links(positions: np.ndarray, n_links: int, lam: float, rng: np.rando
     n = positions.shape[0]
     possible = n * (n - 1)
     if not 0 <= n_links <= possible:
-        raise ParameterError(f"{n_links} circuit links on a grid of {n} circuits; expected 0 to {possible} (every "
-                             "ordered pair of distinct circuits)")
+        raise ParameterError(f"n_links = {n_links} on a grid of {n} circuits; expected 0 to {possible} (every "
+                             "ordered pair of distinct circuits; the default, 1000, suits the 10 x 5 grid)")
+    if n > MAX_CIRCUITS:
+        raise ParameterError(f"a grid of {n} circuits; at most {MAX_CIRCUITS} are supported (the link draw keeps a "
+                             "table of the distances of every pair of circuits)")
     if not (np.isfinite(lam) and lam > 0):
         raise ParameterError(f"lam = {lam}; expected a positive rate per grid unit")
     distance = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=2).ravel()
     order = np.argsort(distance, kind="stable")
     sorted_distance = distance[order]
     links = np.zeros(n * n, dtype=bool)
-    draws = 0
-    while links.sum() < n_links:
+    draws = placed = 0
+    while placed < n_links:
         draws += 1
         if draws > MAX_DRAWS_PER_LINK * max(n_links, 1):
             raise ParameterError(f"cannot place {n_links} links with lam = {lam} on this grid: the drawn distances "
@@ -87,8 +91,9 @@ def circuit_links(positions: np.ndarray, n_links: int, lam: float, rng: np.rando
         hi = np.searchsorted(sorted_distance, d + 1.0, side="right")  # D <= d + 1
         if hi > lo:
             pair = order[lo + rng.integers(hi - lo)]
-            if pair // n != pair % n:
+            if pair // n != pair % n and not links[pair]:
                 links[pair] = True
+                placed += 1
     return links.reshape(n, n)
 
 

@@ -1,7 +1,7 @@
 """Input spike trains for the WTA grid: frozen Poisson patterns embedded in Poisson noise (sequence.md 5).
 
 A run alternates noise phases and pattern sequences.  A *pattern* p is a frozen Poisson spike train on
-every input channel, ``t_pattern[p]`` ms long at ``r_pattern`` Hz, drawn once from the stream
+every input channel, ``t_pattern[p]`` ms long at ``r_input`` Hz, drawn once from the stream
 ``("sequence", "patterns")``.  A *sequence* is a list of patterns shown back to back
 (``pattern_sequences``, e.g. ``[[0], [1]]`` or ``[[0, 1], [2]]``).  The run (per 1-ms step):
 
@@ -40,7 +40,7 @@ MODES = ("random_switching", "random_ind", "alternating", "random_iterate")
 class InputConfig:
     n_inputs: int = 100
     r_noise: float = 5.0  # rate of every channel in noise phases [Hz]
-    r_pattern: float = 5.0  # rate of the frozen patterns [Hz]
+    r_input: float = 5.0  # rate of the frozen patterns [Hz]
     r_noise_pattern: float = 2.0  # extra noise during patterns [Hz]
     use_noise: bool = True  # the extra noise during patterns
     n_patterns: int = 1
@@ -56,11 +56,13 @@ class InputConfig:
     def check(self) -> "InputConfig":
         if self.n_inputs < 1:
             raise ParameterError(f"n_inputs = {self.n_inputs}; expected at least 1 input channel")
-        for name in ("r_noise", "r_pattern", "r_noise_pattern"):
+        for name in ("r_noise", "r_input", "r_noise_pattern"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name} = {value} Hz; expected a rate >= 0")
-        if self.n_patterns < 1 or len(self.t_pattern) != self.n_patterns:
+        if self.n_patterns < 1:
+            raise ParameterError(f"n_patterns = {self.n_patterns}; expected at least 1 pattern")
+        if len(self.t_pattern) != self.n_patterns:
             raise ParameterError(f"{len(self.t_pattern)} pattern lengths for n_patterns = {self.n_patterns}; "
                                  "expected one length per pattern")
         if not all(np.isfinite(t) and t >= self.dt for t in self.t_pattern):
@@ -106,41 +108,88 @@ class Inputs(NamedTuple):
     phases: tuple[Phase, ...]
 
 
-ALIASES = {"r_input": "r_pattern"}  # the original's names for InputConfig fields
-_TUPLE_FIELDS = ("t_pattern", "t_noise_range", "p_sequences", "time_warp")
+# what each setting must be: "number", "count" (a whole number >= 1), "flag", "text", "pair" (two
+# numbers), "numbers" (a list of numbers, or one number for every pattern), "sequences" (lists of whole
+# numbers), "optional numbers"
+KINDS = {"n_inputs": "count", "r_noise": "number", "r_input": "number", "r_noise_pattern": "number",
+         "use_noise": "flag", "n_patterns": "count", "t_pattern": "numbers", "t_noise_range": "pair",
+         "pattern_sequences": "sequences", "mode": "text", "p_switch": "number",
+         "p_sequences": "optional numbers", "time_warp": "pair", "dt": "number"}
+FROM_NETWORK = ("n_inputs", "dt")  # the network's, not a setting of its inputs
 
 
-def config_from(settings: dict, base: InputConfig = InputConfig()) -> InputConfig:
-    """``base`` with ``settings`` (InputConfig fields or the original's names, lists allowed) replaced,
-    checked.  A single pattern length stands for every pattern."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _coerce(name: str, value, where: str):
+    """``value`` as setting ``name`` holds it, or a ParameterError naming what was expected."""
+    kind = KINDS[name]
+    wrong = f"{where}{name} = {value!r}; expected "
+    if kind == "number":
+        if not _is_number(value):
+            raise ParameterError(wrong + "a number")
+        return float(value)
+    if kind == "count":
+        if not _is_whole(value):
+            raise ParameterError(wrong + "a whole number")
+        return int(value)
+    if kind == "flag":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ParameterError(wrong + "true or false")
+        return bool(value)
+    if kind == "text":
+        if not isinstance(value, str):
+            raise ParameterError(wrong + "a text")
+        return value
+    if kind == "optional numbers" and value is None:
+        return None
+    if kind == "sequences":
+        if not (isinstance(value, (list, tuple)) and all(isinstance(seq, (list, tuple)) for seq in value)
+                and all(_is_whole(p) for seq in value for p in seq)):
+            raise ParameterError(wrong + "lists of pattern numbers, such as [[0], [1]]")
+        return tuple(tuple(int(p) for p in seq) for seq in value)
+    if not (isinstance(value, (list, tuple)) and all(_is_number(v) for v in value)):
+        if kind == "numbers" and _is_number(value):
+            return float(value)  # one length for every pattern
+        raise ParameterError(wrong + ("two numbers [low, high]" if kind == "pair" else "a list of numbers"))
+    if kind == "pair" and len(value) != 2:
+        raise ParameterError(wrong + "two numbers [low, high]")
+    return tuple(float(v) for v in value)
+
+
+def config_from(settings: dict, base: InputConfig = InputConfig(), where: str = "",
+                network_given: bool = False) -> InputConfig:
+    """``base`` with ``settings`` replaced (lists allowed), each of the right kind, then checked.  A single
+    pattern length stands for every pattern.  ``where``: words that place the settings in error messages
+    (e.g. "[test] "); ``network_given``: the channels and dt are the network's, not settings."""
     import dataclasses
     import difflib
 
-    names = [field.name for field in dataclasses.fields(InputConfig)]
+    public = [name for name in KINDS if not (network_given and name in FROM_NETWORK)]
     values = {}
     for name, value in settings.items():
-        field = ALIASES.get(name, name)
-        if field not in names:
-            close = difflib.get_close_matches(name, names + list(ALIASES), 1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(names)}"
-            raise ParameterError(f"the input generator has no setting {name!r}{hint}")
-        values[field] = value
+        if name not in public:
+            if name in KINDS:
+                raise ParameterError(f"{where}{name} is the network's ({'its input channels' if name == 'n_inputs' else 'its time step'}); "
+                                     "it is not a setting of the inputs")
+            close = difflib.get_close_matches(name, public, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(public)}"
+            raise ParameterError(f"{where}the inputs have no setting {name!r}{hint}")
+        values[name] = _coerce(name, value, where)
+    n_patterns = values.get("n_patterns", base.n_patterns)
+    if isinstance(values.get("t_pattern"), float):
+        values["t_pattern"] = (values["t_pattern"],) * n_patterns
+    elif "n_patterns" in values and "t_pattern" not in values and len(set(base.t_pattern)) == 1:
+        values["t_pattern"] = base.t_pattern[:1] * n_patterns
     try:
-        if "pattern_sequences" in values:
-            values["pattern_sequences"] = tuple(tuple(int(p) for p in sequence)
-                                                for sequence in values["pattern_sequences"])
-        for field in _TUPLE_FIELDS:
-            if values.get(field) is not None and not np.isscalar(values[field]):
-                values[field] = tuple(float(v) for v in values[field])
-        n_patterns = int(values.get("n_patterns", base.n_patterns))
-        if "t_pattern" in values and np.isscalar(values["t_pattern"]):
-            values["t_pattern"] = (float(values["t_pattern"]),) * n_patterns
-        elif "n_patterns" in values and "t_pattern" not in values and len(set(base.t_pattern)) == 1:
-            values["t_pattern"] = base.t_pattern[:1] * n_patterns
-    except (TypeError, ValueError):
-        raise ParameterError(f"input settings {settings} hold a value of the wrong kind (numbers, or lists of "
-                             "numbers, expected)") from None
-    return dataclasses.replace(base, **values).check()
+        return dataclasses.replace(base, **values).check()
+    except ParameterError as error:
+        raise ParameterError(f"{where}{error}") from None
 
 
 class InputGenerator:
@@ -149,21 +198,23 @@ class InputGenerator:
     ``InputGenerator(config, seed)`` with an :class:`InputConfig`, or, as in the original,
     ``InputGenerator(network, r_noise=5, r_input=5, r_noise_pattern=2, t_noise_range=[500, 800],
     n_patterns=2, t_pattern=[300] * 2, pattern_sequences=[[0], [1]])``: the channels and the seed are the
-    network's, and keywords replace the defaults of :class:`InputConfig` (``r_input`` is
-    ``r_pattern``)."""
+    network's, and keywords replace the defaults of :class:`InputConfig`."""
 
     def __init__(self, config=None, seed: int | None = None, **settings):
         if config is not None and not isinstance(config, InputConfig):
             if not (hasattr(config, "n_inputs") and hasattr(config, "seed")):
                 raise ParameterError(f"InputGenerator takes an InputConfig or a Network, not {type(config).__name__}")
-            settings = {"n_inputs": config.n_inputs, **settings}
             seed = config.seed if seed is None else seed
-            config = None
-        config = config_from(settings, config or InputConfig())
-        seed = 0 if seed is None else int(seed)
-        self.config, self.seed = config, seed
+            network_config = InputConfig(n_inputs=config.n_inputs, dt=config.neuron.dt)
+            config = config_from(settings, network_config, network_given=True)
+        else:
+            config = config_from(settings, config or InputConfig())
+        seed = 0 if seed is None else seed
+        if not (_is_whole(seed) and 0 <= seed < 2**63):
+            raise ParameterError(f"seed = {seed!r}; expected a whole number in [0, 2**63)")
+        self.config, self.seed = config, int(seed)
         rng = streams.stream(seed, "sequence", "patterns")
-        self.patterns = [[np.sort(rng.uniform(0.0, t, rng.poisson(config.r_pattern * t / 1000.0)))
+        self.patterns = [[np.sort(rng.uniform(0.0, t, rng.poisson(config.r_input * t / 1000.0)))
                           for _ in range(config.n_inputs)] for t in config.t_pattern]
 
     def _schedule(self, n_steps: int, rng: np.random.Generator) -> list[Phase]:

@@ -42,6 +42,12 @@ class Network:
             wta.check(neuron)
         except ValueError as error:
             raise ParameterError(str(error)) from None
+        for name, value in (("k_min", k_min), ("k_max", k_max), ("n_inputs", n_inputs), ("n_links", n_links),
+                            ("seed", seed)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise ParameterError(f"{name} = {value!r}; expected a whole number")
+        if not 0 <= seed < 2**63:
+            raise ParameterError(f"seed = {seed}; expected a whole number in [0, 2**63)")
         if int(n_inputs) < 1:
             raise ParameterError(f"n_inputs = {n_inputs}; expected at least 1 input channel")
         if not (np.isfinite(eta0) and eta0 > 0):

@@ -254,8 +254,9 @@ def draw_weights(ax, snapshots, times_s, labels=None) -> np.ndarray:
         raise ValueError(f"{len(snapshots)} weight snapshots but {len(labels)} labels; expected one label each")
     edges = weight_bins(snapshots)
     clipped = [np.maximum(s[np.isfinite(s)], LOG_WEIGHT_LOW) for s in snapshots]
-    for weights_now, label in zip(clipped, labels):  # per snapshot (ax.hist of a list reverses the legend)
-        ax.stairs(np.histogram(weights_now, bins=edges)[0], edges, label=label, linewidth=1.2)
+    shades = colormaps["viridis"](np.linspace(0.0, 0.9, len(clipped)))  # early dark, late light: one colour each
+    for weights_now, label, shade in zip(clipped, labels, shades):  # per snapshot (ax.hist reverses the legend)
+        ax.stairs(np.histogram(weights_now, bins=edges)[0], edges, label=label, linewidth=1.2, color=shade)
     ax.set(xlabel="log weight w", ylabel="synapses", xlim=(edges[0], edges[-1]))
     ax.legend(fontsize=7)
     return edges

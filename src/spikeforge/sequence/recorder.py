@@ -74,11 +74,17 @@ class Recorder:
         n = self.network.n_neurons
         if neurons is None:
             return np.arange(n)
-        chosen = np.unique(np.asarray(neurons, dtype=np.int64).ravel())
-        if chosen.size == 0 or chosen[0] < 0 or chosen[-1] >= n:
-            raise ParameterError(f"recorded neurons {list(np.asarray(neurons).ravel()[:5])}...; expected ids "
-                                 f"in 0..{n - 1}")
-        return chosen
+        given = np.asarray(neurons).ravel()
+        if given.size == 0:
+            raise ParameterError("neurons is empty; expected neuron ids, or None for all")
+        if given.dtype.kind not in "iu":
+            raise ParameterError(f"neurons {given[:5].tolist()}; expected whole-number neuron ids (a boolean mask: "
+                                 "pass np.flatnonzero(mask))")
+        if given.min() < 0 or given.max() >= n:
+            raise ParameterError(f"neurons {given.min()}..{given.max()}; expected ids in 0..{n - 1}")
+        if np.unique(given).size != given.size:
+            raise ParameterError("neurons names a neuron twice")
+        return np.sort(given.astype(np.int64))
 
     def set(self, neurons=None) -> None:
         """Change what is recorded between runs."""
@@ -90,6 +96,11 @@ class Recorder:
         """Simulate ``t_sim`` ms of ``inpgen``'s inputs (or the given ``inputs``), STDP on when ``train``;
         snapshots at the start, every ``dt_rec`` ms (None: only at the start and the end) and at the end."""
         network = self.network
+        if not isinstance(inpgen, InputGenerator):
+            raise ParameterError(f"inpgen is {type(inpgen).__name__}; expected an InputGenerator")
+        if inputs is None and not (isinstance(t_sim, (int, float, np.integer, np.floating))
+                                   and not isinstance(t_sim, bool)):
+            raise ParameterError(f"t_sim = {t_sim!r}; expected a duration in ms")
         if inpgen.config.n_inputs != network.n_inputs:
             raise ParameterError(f"the input generator has {inpgen.config.n_inputs} channels; the network has "
                                  f"{network.n_inputs}")
@@ -133,6 +144,8 @@ class Recorder:
         """The ordered network raster above the input raster (pattern spikes in red)."""
         from spikeforge.sequence import plotting
 
+        if not isinstance(recording, Recording):
+            raise ParameterError(f"recording is {type(recording).__name__}; expected what run_network returned")
         order = recording.order() if order_neurons else None
         return plotting.raster(path, recording.spikes, recording.inputs, order=order, title=title)
 

@@ -34,7 +34,7 @@ from spikeforge.sequence import experiment, files
 from spikeforge.sequence.inputs import window
 from spikeforge.sequence.model import Network, Run
 
-SAVE_SECONDS = 10.0
+SAVE_SECONDS = 2.0  # wall seconds between saves during training (a crash loses at most this)
 CHUNK_S = 10.0  # simulated seconds between the points where a run can stop and save
 OUTPUTS = (files.RUN, files.SCORES, "raster.png", "raster-untrained.png", "circuits.png", "weights.png",
            "selectivity.png")
@@ -80,12 +80,12 @@ def _previous(directory: Path, config: configs.RunConfig, force: bool, verbose: 
     if not path.exists():
         return None, run_seed(config.seed, verbose)
     saved = files.read_run(path)
-    recorded = {**saved.attrs["config"], "seed": saved.attrs["seed"]}
-    current = {**config.as_dict(), "seed": saved.attrs["seed"] if config.seed is None else config.seed}
-    changed = differences(recorded, current, list(current))
+    recorded = _flat({**saved.attrs["config"], "seed": saved.attrs["seed"]})
+    current = _flat({**config.as_dict(), "seed": saved.attrs["seed"] if config.seed is None else config.seed})
+    changed = differences(recorded, current, list(dict.fromkeys([*recorded, *current])))
     finished = saved.attrs.get("status") == "finished"
     if changed:
-        name, old, new = changed[0]
+        name, old, new = (value if value is not None else "(unset)" for value in changed[0])
         what = "a finished run" if finished else "an interrupted run"
         raise ParameterError(f"{str(path)!r} holds {what} made with {name} = {old}, not {new}; use --force to "
                              "replace it" + ("" if finished else ", or undo the change to resume it"))
@@ -93,6 +93,17 @@ def _previous(directory: Path, config: configs.RunConfig, force: bool, verbose: 
         refuse_existing(path, False, "a finished run of this configuration (see scores.csv)")
     echo(verbose, f"resuming the run in {path}: {saved.trained_steps / 1000.0:g} s of training saved")
     return saved, int(saved.attrs["seed"])
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """{"network": {"eta0": 0.05}} -> {"[network] eta0": 0.05}, so a refusal names the setting."""
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"[{name}] "))
+        else:
+            out[prefix + name] = value
+    return out
 
 
 def _locked_run(config, config_path: Path, directory: Path, force: bool, verbose: bool, signals) -> dict:
@@ -105,7 +116,10 @@ def _locked_run(config, config_path: Path, directory: Path, force: bool, verbose
                   f"{network.n_inputs} inputs; {config.training_s:g} s of training, {n_tests} tests of "
                   f"{config.test_s:g} s before and after")
     if saved is None:
-        untrained = [experiment.test_run(network, test_inputs, seed, k, test_ms) for k in range(n_tests)]
+        with signals.deferred("finishing the tests of the untrained network, then stopping (nothing is saved "
+                              "before they end)"):
+            untrained = [experiment.test_run(network, test_inputs, seed, k, test_ms) for k in range(n_tests)]
+        signals.raise_if_requested("interrupted before the tests of the untrained network ended; nothing was saved")
         state = files.Progress(untrained=untrained, trained_steps=0, training_spikes=files.empty_spikes(),
                                snapshots=[(0.0, network.state.weight.astype(np.float32))], spiking_state=None)
     else:
