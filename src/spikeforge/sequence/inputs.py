@@ -175,8 +175,8 @@ def config_from(settings: dict, base: InputConfig = InputConfig(), where: str = 
     for name, value in settings.items():
         if name not in public:
             if name in KINDS:
-                raise ParameterError(f"{where}{name} is the network's ({'its input channels' if name == 'n_inputs' else 'its time step'}); "
-                                     "it is not a setting of the inputs")
+                what = "its input channels" if name == "n_inputs" else "its time step"
+                raise ParameterError(f"{where}{name} is the network's ({what}); it is not a setting of the inputs")
             close = difflib.get_close_matches(name, public, 1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; the settings are {', '.join(public)}"
             raise ParameterError(f"{where}the inputs have no setting {name!r}{hint}")
