@@ -30,7 +30,9 @@ def dense(synapses, values, n, width):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("options", [network.Options(), network.Options(variance_tracking=False),
                                      network.Options(stp=False), network.Options(paper_stdp=True, stdp_c=0.5,
-                                                                                 linear_escape=True)])
+                                                                                 linear_escape=True),
+                                     network.Options(intrinsic=True),
+                                     network.Options(intrinsic=True, variance_tracking=False)])
 def test_kernel_equals_the_plain_numpy_step(seed, options):
     n_inputs = 20
     grid, links, synapses, stp = small_grid(seed, n_inputs=n_inputs)
@@ -44,12 +46,16 @@ def test_kernel_equals_the_plain_numpy_step(seed, options):
     w, s, q = np.zeros((n, n_inputs + n)), np.zeros((n, n_inputs + n)), np.ones((n, n_inputs + n))
     plain = [np.zeros(n), np.zeros(n_inputs + n), np.zeros(n_inputs + n), stp[0].copy(), np.ones(n),
              np.full(n, -1), np.zeros(n)]
-    plain_spikes, plain_rates = reference.run(mask, grid.starts, *stp, w, s, q, *plain, 0, inputs, uniforms, options)
+    bias_s, bias_q = np.zeros(n), np.ones(n)
+    plain_spikes, plain_rates = reference.run(mask, grid.starts, *stp, w, s, q, *plain, 0, inputs, uniforms, options,
+                                              bias_s, bias_q)
     assert spikes.sum() > 100
     assert np.array_equal(spikes, plain_spikes)
     assert np.allclose(rates, plain_rates, rtol=1e-10)
     assert np.allclose(dense(synapses, state.weight, n, n_inputs + n)[mask], w[mask], rtol=1e-9, atol=1e-12)
     assert np.allclose(state.stp_u, plain[3]) and np.allclose(state.readout, plain[6])
+    assert np.allclose(state.bias, plain[0], rtol=1e-9, atol=1e-12) and np.allclose(state.bias_s, bias_s)
+    assert np.any(state.bias != 0) == options.intrinsic  # the bias moves only with intrinsic plasticity
     for c in range(grid.n_circuits):  # the rates of every circuit add up to r_max at every step
         assert np.allclose(rates[:, grid.starts[c]:grid.starts[c + 1]].sum(axis=1), options.r_max)
 
@@ -128,3 +134,19 @@ def test_recurrent_epsp_carries_the_stp_amplitude(k, stp_on):
     assert trace == pytest.approx(expected, rel=1e-12)
     if stp_on:
         assert expected_amplitudes[0] == 0.5 and expected_amplitudes[1] < 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_intrinsic_plasticity_drives_each_bias_to_log_of_its_spike_probability(seed):
+    """The legacy bias rule's fixed point: e^(w_k0) = P(neuron k spikes in a step) (sequence.md 3.3)."""
+    from spikeforge.core import rng as streams
+    from spikeforge.sequence.inputs import InputGenerator
+    from spikeforge.sequence.model import Network
+
+    net = Network(grid_shape=(3, 2), k_min=2, k_max=4, n_inputs=20, n_links=10, seed=seed,
+                  use_intrinsic_plasticity=True)
+    inputs = InputGenerator(net).generate(60_000.0, streams.stream(seed, "sequence", "train"))
+    run = net.run(inputs, streams.stream(seed, "sequence", "spiking"), train=True)
+    probability = run.spikes[-30_000:].mean(axis=0)
+    assert np.corrcoef(np.exp(net.state.bias), probability)[0, 1] > 0.9
+    assert np.allclose(np.exp(net.state.bias), probability, rtol=0.25)

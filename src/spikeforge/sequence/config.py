@@ -23,7 +23,7 @@ from spikeforge.core.store import require_file
 from spikeforge.errors import DataFileError, ParameterError
 
 NETWORK_KEYS = ("grid_shape", "k_min", "k_max", "n_inputs", "n_links", "lam", "use_stp", "use_variance_tracking",
-                "eta0", "paper_stdp", "stdp_c", "random_initial_weights")
+                "eta0", "paper_stdp", "stdp_c", "random_initial_weights", "use_intrinsic_plasticity")
 WHOLE_NUMBERS = ("k_min", "k_max", "n_inputs", "n_links")
 TOP_KEYS = ("seed", "training_s", "test_s", "tests", "snapshot_every_s", "network", "inputs", "test")
 TEST_DEFAULTS = {"t_noise_range": [300.0, 800.0]}
@@ -50,6 +50,7 @@ use_variance_tracking = true   # adaptive learning rates (else eta0 / t)
 eta0 = 0.05
 paper_stdp = false        # the paper's rule c e^-w y - 1 instead of the code's
 random_initial_weights = false
+use_intrinsic_plasticity = false   # the legacy bias rule (off in every published run)
 
 [inputs]
 r_noise = 5.0             # [Hz] every channel in noise phases

@@ -40,7 +40,8 @@ from spikeforge.sequence.model import Run
 
 RUN = "run.h5"
 SCORES = "scores.csv"
-STATE_FIELDS = ("weight", "s", "q", "bias", "decay", "rise", "stp_u", "stp_r", "last_spike", "readout", "step")
+STATE_FIELDS = ("weight", "s", "q", "bias", "decay", "rise", "stp_u", "stp_r", "last_spike", "readout", "step",
+                "bias_s", "bias_q")
 
 
 class Progress(NamedTuple):

@@ -37,7 +37,8 @@ class Network:
     def __init__(self, grid_shape=(10, 5), k_min: int = 2, k_max: int = 10, n_inputs: int = 100,
                  n_links: int = 1000, lam: float = 0.088, seed: int = 0, neuron: wta.Parameters = wta.Parameters(),
                  use_stp: bool = True, use_variance_tracking: bool = True, eta0: float = 0.05,
-                 paper_stdp: bool = False, stdp_c: float = 1.0, random_initial_weights: bool = False):
+                 paper_stdp: bool = False, stdp_c: float = 1.0, random_initial_weights: bool = False,
+                 use_intrinsic_plasticity: bool = False):
         try:
             wta.check(neuron)
         except ValueError as error:
@@ -69,7 +70,8 @@ class Network:
         self.options = network.Options(dt=neuron.dt, decay_factor=neuron.decay_factor, rise_factor=neuron.rise_factor,
                                        r_max=neuron.r_max, linear_escape=neuron.escape == "linear",
                                        variance_tracking=use_variance_tracking, eta0=eta0, paper_stdp=paper_stdp,
-                                       stdp_c=stdp_c, stp=use_stp, state_decay=neuron.dt / 20.0)
+                                       stdp_c=stdp_c, stp=use_stp, state_decay=neuron.dt / 20.0,
+                                       intrinsic=bool(use_intrinsic_plasticity))
 
     @property
     def n_neurons(self) -> int:

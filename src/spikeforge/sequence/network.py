@@ -16,6 +16,8 @@ One step (the legacy simulator's order, sequence.md 2.3):
 5. the filtered state: ``state <- state + Z - state dt / tau_state``;
 6. in training, STDP at every neuron that spiked, over all its synapses, with the Y of step 1
    (:mod:`~spikeforge.sequence.plasticity`), with variance tracking or the eta0 / t rate;
+   and (``intrinsic``, the legacy bias rule) every neuron's bias w_k0 moves by the same rule with y = Z_k,
+   towards log P(spike in a step), with its own variance tracking;
 7. the short-term plasticity of every neuron that spiked advances, with the interval since its previous
    spike (its first spike counts from step -1).
 
@@ -56,6 +58,7 @@ class Options(NamedTuple):
     stdp_c: float = 1.0  # c of the paper's rule
     stp: bool = True  # short-term plasticity on recurrent synapses
     state_decay: float = 0.05  # dt / tau of the readout state (tau 20 ms)
+    intrinsic: bool = False  # the legacy bias rule (intrinsic plasticity; off in every published run)
 
 
 class State(NamedTuple):
@@ -70,12 +73,15 @@ class State(NamedTuple):
     last_spike: np.ndarray  # int64 (neurons,) step of the last spike (-1: none yet)
     readout: np.ndarray  # float64 (neurons,) low-pass filtered spikes
     step: np.ndarray  # int64 (1,) steps simulated so far (the eta0 / t schedule counts them)
+    bias_s: np.ndarray  # float64 (neurons,) variance tracking of the bias: running mean of w_k0
+    bias_q: np.ndarray  # float64 (neurons,) running mean of w_k0^2
 
 
 @numba.njit(parallel=True, cache=True)
 def run_steps(offsets, pre, starts, U, D, F, weight, s, q, bias, decay, rise, stp_u, stp_r, last_spike, readout,
-              step, input_spikes, uniforms, spikes_out, rates_out, record_rates, dt, decay_factor, rise_factor, r_max,
-              linear_escape, train, variance_tracking, eta0, paper_stdp, stdp_c, stp, state_decay):
+              step, bias_s, bias_q, input_spikes, uniforms, spikes_out, rates_out, record_rates, dt, decay_factor,
+              rise_factor, r_max, linear_escape, train, variance_tracking, eta0, paper_stdp, stdp_c, stp, state_decay,
+              intrinsic):
     """Run ``input_spikes.shape[0]`` steps; spikes into ``spikes_out`` (bool, steps x neurons), rates [Hz]
     into ``rates_out`` when ``record_rates``.  Every state array is updated in place."""
     n_steps, n_inputs = input_spikes.shape
@@ -123,6 +129,12 @@ def run_steps(offsets, pre, starts, U, D, F, weight, s, q, bias, decay, rise, st
                         weight[j] += plasticity.stdp_step(weight[j], y[pre[j]], eta)
                     if variance_tracking:
                         s[j], q[j] = plasticity.track(s[j], q[j], weight[j], eta)
+            if intrinsic:  # every neuron, every step: w_k0 moves towards log P(spike in a step)
+                for k in range(n):
+                    eta = plasticity.tracked_rate(bias_s[k], bias_q[k], eta0) if variance_tracking else eta0 / current
+                    bias[k] += plasticity.stdp_step(bias[k], 1.0 if fired[k] else 0.0, eta)
+                    if variance_tracking:
+                        bias_s[k], bias_q[k] = plasticity.track(bias_s[k], bias_q[k], bias[k], eta)
         if stp:
             for k in range(n):
                 if fired[k]:
@@ -142,7 +154,7 @@ def initial_state(synapses: Synapses, n_inputs: int, n_neurons: int, U: np.ndarr
     return State(weight, np.zeros(n_synapses), np.ones(n_synapses), np.zeros(n_neurons),
                  np.zeros(n_inputs + n_neurons), np.zeros(n_inputs + n_neurons), np.array(U, dtype=np.float64),
                  np.ones(n_neurons), np.full(n_neurons, -1, dtype=np.int64), np.zeros(n_neurons),
-                 np.zeros(1, dtype=np.int64))
+                 np.zeros(1, dtype=np.int64), np.zeros(n_neurons), np.ones(n_neurons))
 
 
 def run(synapses: Synapses, starts: np.ndarray, stp_parameters: tuple[np.ndarray, np.ndarray, np.ndarray],

@@ -14,7 +14,8 @@ from spikeforge.sequence.network import Options
 def run(mask: np.ndarray, starts: np.ndarray, U, D, F, weight: np.ndarray, s: np.ndarray, q: np.ndarray,
         bias: np.ndarray, decay: np.ndarray, rise: np.ndarray, stp_u: np.ndarray, stp_r: np.ndarray,
         last_spike: np.ndarray, readout: np.ndarray, step: int, input_spikes: np.ndarray, uniforms: np.ndarray,
-        options: Options = Options()) -> tuple[np.ndarray, np.ndarray]:
+        options: Options = Options(), bias_s: np.ndarray | None = None,
+        bias_q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the steps; ``weight``, ``s``, ``q`` are dense (neurons x presynaptic) arrays, ``mask`` says which
     synapses exist.  Arrays are updated in place; returns (spikes, rates)."""
     n_steps, n_inputs = input_spikes.shape
@@ -51,6 +52,16 @@ def run(mask: np.ndarray, starts: np.ndarray, U, D, F, weight: np.ndarray, s: np
             if options.variance_tracking:
                 s[rows] += eta[rows] * (weight[rows] - s[rows])
                 q[rows] += eta[rows] * (weight[rows] ** 2 - q[rows])
+        if options.train and options.intrinsic:
+            if options.variance_tracking:
+                eta_b = options.eta0 * (bias_q - bias_s * bias_s) / (np.exp(-bias_s) + 1.0)
+            else:
+                eta_b = np.full(n, options.eta0 / (step + 1))
+            strength = np.exp(bias)
+            bias += eta_b * (fired - strength) / np.maximum(strength, eta_b)
+            if options.variance_tracking:
+                bias_s += eta_b * (bias - bias_s)
+                bias_q += eta_b * (bias ** 2 - bias_q)
         if options.stp and fired.any():
             interval = (step - last_spike[fired] - 1) * options.dt
             u_old, r_old = stp_u[fired], stp_r[fired]
