@@ -27,3 +27,42 @@ def small_run(tmp_path):
     rls.new(directory, SMALL)
     rls.init(directory, verbose=False)
     return directory
+
+
+def invoke(*args):
+    """Run the ``spikeforge`` command line in this process with ``args`` (paths and numbers as text)."""
+    from click.testing import CliRunner
+
+    from spikeforge.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments, allow_warnings: bool = False) -> str:
+    """The command failed as a user error: exit status 2 and one ``error:`` line (besides ``warning:``
+    lines when ``allow_warnings``) holding every fragment.  Returns that line."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    if allow_warnings:
+        lines = [line for line in lines if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def stop_once_written(args, written, signum, timeout: float = 120.0) -> tuple[int, str]:
+    """Run ``python -m spikeforge *args`` and send it ``signum`` as soon as file ``written`` exists (or it
+    ended); returns (exit status, stderr)."""
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "spikeforge", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not written.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr

@@ -10,25 +10,11 @@ import time
 
 import h5py
 import pytest
-from click.testing import CliRunner
 
-from spikeforge.cli import cli, parse_neurons
+from spikeforge.cli import parse_neurons
 from spikeforge.errors import ParameterError
 
-from conftest import SMALL
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from conftest import SMALL, assert_user_error, invoke as run
 
 
 def files_in(directory):

@@ -25,15 +25,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from spikeforge import rls
-from spikeforge.cli import cli
 from spikeforge.core import store
 from spikeforge.core.store import TEMPORARY_SUFFIX, read_h5
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 
-from conftest import SMALL
+import conftest
+from conftest import SMALL, invoke
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file modes")
 
@@ -148,18 +147,8 @@ def assert_clean_exit(stderr: str) -> None:
     assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def assert_user_error(result, *fragments) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if not line.startswith("warning: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
+    return conftest.assert_user_error(result, *fragments, allow_warnings=True)  # bad inputs may also warn
 
 
 # --- 1, 2: signals -------------------------------------------------------------------------------

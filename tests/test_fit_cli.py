@@ -6,31 +6,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from spikeforge.cli import cli
+from conftest import assert_user_error, invoke as run, stop_once_written
 from spikeforge.fit.data import detect_spikes, load_cell
 
 PROTOCOL = ["--delay", "100", "--duration", "1000", "--total", "1200"]
 QUICK = [*PROTOCOL, "--population", "8", "--generations", "4", "--restarts", "2", "--seed", "3"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +66,8 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(cell_file, tmp_path
     whole = tmp_path / "whole"
     assert run(*[a if a is not None else whole for a in args]).exit_code == 0
     part = tmp_path / "part"
-    process = subprocess.Popen([sys.executable, "-m", "spikeforge", *[a if a is not None else str(part) for a in args]],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (part / "fit.h5").exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    status, stderr = stop_once_written([a if a is not None else part for a in args], part / "fit.h5", signal.SIGINT)
+    assert status == 130, stderr
     assert "the same command resumes the fit" in stderr
     with h5py.File(part / "fit.h5") as handle:
         assert handle.attrs["status"] == "interrupted"

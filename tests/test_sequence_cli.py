@@ -5,17 +5,13 @@ status 2 and nothing written for every kind of bad input."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from spikeforge.cli import cli
+from conftest import assert_user_error, invoke, stop_once_written
 
 SMALL = """\
 seed = 4
@@ -36,22 +32,10 @@ t_noise_range = [200.0, 300.0]
 """
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def write_config(tmp_path: Path, name="small.toml", training_s=20, rows=3, extra="") -> Path:
     path = tmp_path / name
     path.write_text(SMALL.format(training_s=training_s, rows=rows) + extra)
     return path
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_new_writes_the_full_scale_configuration(tmp_path):
@@ -117,14 +101,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     whole = tmp_path / "whole"
     assert invoke("sequence", "run", path, "--out", whole).exit_code == 0
     part = tmp_path / "part"
-    process = subprocess.Popen([sys.executable, "-m", "spikeforge", "sequence", "run", str(path), "--out", str(part)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (part / "run.h5").exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
+    status, stderr = stop_once_written(["sequence", "run", path, "--out", part], part / "run.h5", signal.SIGTERM)
+    assert status == 143, stderr
     assert "the same command resumes the run" in stderr
     with h5py.File(part / "run.h5") as handle:
         assert handle.attrs["status"] == "interrupted"

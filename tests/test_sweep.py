@@ -13,27 +13,13 @@ import cloudpickle
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from spikeforge.cli import cli
 from spikeforge.core.executor import Cluster, Job, read_result, result_path, run_jobs
 from spikeforge.errors import ParameterError
 
-from conftest import SMALL
+from conftest import SMALL, assert_user_error, invoke
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def slow_square(x: int, seconds: float) -> dict:
