@@ -17,7 +17,7 @@ import pytest
 from spikeforge.core.executor import Cluster, Job, read_result, result_path, run_jobs
 from spikeforge.errors import ParameterError
 
-from conftest import SMALL, assert_user_error, invoke
+from conftest import SMALL, assert_user_error, invoke, stop_once_written
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
 
@@ -113,3 +113,18 @@ def test_the_executor_reports_a_failing_job_and_retries_it_next_time(tmp_path):
 def test_bad_sweeps(tmp_path, args, fragments):
     assert_user_error(invoke("sweep", tmp_path / "s", *args), *fragments)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_points_and_the_same_command_runs_the_rest(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", out, "--set", "penlambda=0.02,0.05,0.1,0.2", *FIXED, "--nloops", "2", "--workers", "1"]
+    status, stderr = stop_once_written(args, out / "results" / "penlambda=0.02.h5", signal.SIGINT)
+    assert status == 130, stderr
+    assert "finished point(s) are kept" in stderr and "the same command runs the rest" in stderr
+    kept = sorted(p.name for p in (out / "results").glob("*.h5"))
+    assert 1 <= len(kept) < 4
+    again = invoke(*args)
+    assert again.exit_code == 0 and f"{len(kept)} of 4 points already done (kept)" in again.output
+    lines = (out / "summary.csv").read_text().splitlines()[1:]
+    assert [line.split(",")[1] for line in lines] == ["done"] * 4

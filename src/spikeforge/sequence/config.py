@@ -94,6 +94,7 @@ class RunConfig:
         from spikeforge.sequence.model import Network
 
         seed = 0 if self.seed is None else self.seed
+        check_memory(self)  # before anything large is built
         try:
             network = Network(**self.network, seed=seed)
         except TypeError as error:
@@ -102,7 +103,6 @@ class RunConfig:
         training_config = config_from(self.inputs, base, "[inputs] ", network_given=True)
         test_config = config_from({**TEST_DEFAULTS, **self.test}, training_config, "[test] ", network_given=True)
         training, testing = InputGenerator(training_config, seed), InputGenerator(test_config, seed)
-        check_memory(network, self, training_config)
         for name, run_ms, generator in (("test_s", self.test_s * 1000.0, testing),
                                         ("training_s", self.training_s * 1000.0, training)):
             if name == "training_s" and run_ms == 0:
@@ -187,18 +187,25 @@ def template(training_s: float = 100.0, test_s: float = 3.0, tests: int = 2, sna
                            snapshot_every_s=f"{snapshot_every_s:g}")
 
 
-def check_memory(network, config: RunConfig, inputs) -> None:
-    """ParameterError, naming the sizes, when a run would need more memory than this machine has: the
-    training inputs (two bytes per channel and step) and the tests' spikes and rates (five bytes per
-    neuron and step, four tests at a time)."""
+def check_memory(config: RunConfig) -> None:
+    """ParameterError, naming the sizes, when a run would need more memory than this machine has, from the
+    configuration's values alone (checked before the network is built): the synapses (32 bytes each:
+    index, weight, two variance-tracking moments), the training inputs (two bytes per channel and 1-ms
+    step) and the tests' spikes, rates and inputs (all tests kept)."""
     from spikeforge.core.resources import human_bytes
     from spikeforge.rls.estimate import available_memory
 
-    steps = config.training_s * 1000.0 / inputs.dt
-    need = 2 * steps * inputs.n_inputs + 2 * config.tests * (config.test_s * 1000.0 / inputs.dt) * (
-        5 * network.n_neurons + 2 * inputs.n_inputs) + 16 * network.synapses.pre.size
+    values = {"grid_shape": [10, 5], "k_min": 2, "k_max": 10, "n_inputs": 100, "n_links": 1000, **config.network}
+    rows, columns = values["grid_shape"]
+    circuits = max(rows * columns, 1)
+    mean_size = (values["k_min"] + values["k_max"]) / 2.0
+    neurons = circuits * mean_size
+    synapses = neurons * (values["n_inputs"] + mean_size * values["n_links"] / circuits)
+    test_steps = 2 * config.tests * config.test_s * 1000.0
+    need = 32 * synapses + 2 * config.training_s * 1000.0 * values["n_inputs"] + test_steps * (
+        5 * neurons + 2 * values["n_inputs"])
     free = available_memory()
     if free is not None and need > free:
-        raise ParameterError(f"this run needs about {human_bytes(need)} of memory ({network.n_neurons} neurons, "
-                             f"{inputs.n_inputs} inputs, training_s = {config.training_s:g}, test_s = "
+        raise ParameterError(f"this run needs about {human_bytes(need)} of memory (about {neurons:.0f} neurons, "
+                             f"{values['n_inputs']} inputs, training_s = {config.training_s:g}, test_s = "
                              f"{config.test_s:g}), but this machine has {human_bytes(free)} available")
