@@ -268,7 +268,9 @@ def test_init_interrupted_leaves_the_previous_network_and_results(base, tmp_path
     directory = copy_of(base, tmp_path / "net")
     rls.train(directory, nloops=1, verbose=False)
     before = snapshot(directory)
-    for index, delay in enumerate((0.6, 1.4)):  # importing, then running the init run
+    # importing, then running the init run; the whole init of this small network takes about 2 s on an idle
+    # machine, so a later signal could come after the new network is written (as one CI run saw)
+    for index, delay in enumerate((0.3, 0.9)):
         process = start("init", directory, "--force", started=tmp_path / f"started-{index}")
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
