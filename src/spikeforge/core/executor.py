@@ -36,7 +36,7 @@ import numpy as np
 from spikeforge.core.provenance import differences
 from spikeforge.core.run_support import echo, progress_bar, progress_line
 from spikeforge.core.store import atomic_write_text, read_h5, write_h5
-from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
+from spikeforge.errors import ParameterError, SpikeforgeError
 
 SCHEDULER_VARIABLE = "SPIKEFORGE_SCHEDULER"
 SAFE_KEY = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_.,+-")
@@ -239,12 +239,6 @@ def _run_pending(pending: list[Job], results: Path, cluster: Cluster, outcomes: 
         for future in futures:
             if not future.done():
                 future.cancel()
-
-
-def check_result_directory(results: Path) -> None:
-    """DataFileError unless ``results`` is a directory (or does not exist yet)."""
-    if results.exists() and not results.is_dir():
-        raise DataFileError(f"{str(results)!r} is a file; expected a directory for the results")
 
 
 __all__ = ["Job", "Outcome", "Cluster", "run_jobs", "read_result", "result_path", "scheduler_address"]

@@ -27,7 +27,6 @@ import numpy as np
 
 from spikeforge.core import rng as streams
 from spikeforge.errors import ParameterError
-from spikeforge.sequence import analysis
 from spikeforge.sequence.inputs import InputGenerator, Inputs, window
 
 
@@ -149,8 +148,3 @@ class Recorder:
         order = recording.order() if order_neurons else None
         return plotting.raster(path, recording.spikes, recording.inputs, order=order, title=title)
 
-
-def selective_fraction(recording: Recording) -> float:
-    """The fraction of pattern-selective neurons in a recording (:func:`analysis.selective`)."""
-    activity = recording.rates if recording.rates is not None else recording.spikes
-    return float(analysis.selective(activity, recording.inputs.pattern >= 0).mean())
