@@ -51,18 +51,23 @@ def assert_user_error(result, *fragments, allow_warnings: bool = False) -> str:
     return lines[0]
 
 
-def stop_once_written(args, written, signum, timeout: float = 120.0) -> tuple[int, str]:
+def stop_once_written(args, written, signum, timeout: float = 120.0, group: bool = False) -> tuple[int, str]:
     """Run ``python -m spikeforge *args`` and send it ``signum`` as soon as file ``written`` exists (or it
-    ended); returns (exit status, stderr)."""
+    ended); with ``group``, to its whole process group, as Ctrl-C in a terminal does.  Returns (exit
+    status, stderr)."""
+    import os
     import subprocess
     import sys
     import time
 
     process = subprocess.Popen([sys.executable, "-m", "spikeforge", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=group)
     deadline = time.monotonic() + timeout
     while not written.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    process.send_signal(signum)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, stderr = process.communicate(timeout=timeout)
     return process.returncode, stderr

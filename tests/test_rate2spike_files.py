@@ -255,6 +255,12 @@ def test_an_interrupted_map_keeps_the_finished_factors_and_resumes_to_the_uninte
         np.testing.assert_array_equal(resumed[0][name], whole[0][name])
     np.testing.assert_array_equal(resumed[0]["all_perfs"][:done], partial["all_perfs"][:done])
     assert resumed[1]["complete"] is True
+    # one Dask job per factor gives the same search, and leaves no job results behind
+    assert spikeforge(*args[:2], tmp_path / "dask", *args[2:], "--workers", 2) == 0
+    on_dask = read_h5(tmp_path / "dask" / "search.h5")
+    for name in ("all_perfs", "opt_scaling_factor", "held_out_accuracy"):
+        np.testing.assert_array_equal(on_dask[0][name], whole[0][name])
+    assert not (tmp_path / "dask" / "search-factors").exists()
 
 
 def mat_variant(tmp_path, name, **changes):

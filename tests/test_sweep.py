@@ -128,3 +128,51 @@ def test_ctrl_c_keeps_the_finished_points_and_the_same_command_runs_the_rest(tmp
     assert again.exit_code == 0 and f"{len(kept)} of 4 points already done (kept)" in again.output
     lines = (out / "summary.csv").read_text().splitlines()[1:]
     assert [line.split(",")[1] for line in lines] == ["done"] * 4
+
+
+def _datasets(path) -> dict:
+    with h5py.File(path) as handle:
+        return {name: handle[name][()] for name in handle if isinstance(handle[name], h5py.Dataset)}
+
+
+@pytest.mark.slow
+def test_test_trials_on_dask_equal_those_in_one_process_and_a_stop_keeps_the_finished_ones(tmp_path):
+    from spikeforge import rls
+
+    directory = tmp_path / "net"
+    rls.new(directory, SMALL)
+    rls.init(directory, verbose=False)
+    rls.train(directory, nloops=2, verbose=False)
+    ntrials = 120
+    rls.test(directory, ntrials=ntrials, neurons=range(0, 1024, 8), plot=False, verbose=False)
+    alone = _datasets(directory / "test.h5")
+    # Ctrl-C (to the process group, workers included) as soon as the first trial's result is saved: the finished
+    # trials stay, test.h5 holds the leading ones, and no worker prints a traceback
+    args = ["test", directory, "--ntrials", ntrials, "--neurons", "0:1024:8", "--no-plot", "--workers", "2"]
+    status, stderr = stop_once_written(args, directory / "test-trials" / "trial-00000.h5", signal.SIGINT, group=True)
+    assert status == 130, stderr
+    assert "the same command runs the rest" in stderr and "Traceback" not in stderr
+    kept = len(list((directory / "test-trials").glob("trial-*.h5")))
+    assert 1 <= kept < ntrials
+    with h5py.File(directory / "test.h5") as handle:
+        assert 1 <= handle.attrs["ntrials"] <= kept
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert f"{kept} of {ntrials} trials already done (kept)" in again.output
+    assert not (directory / "test-trials").exists()  # test.h5 holds them all now
+    on_dask = _datasets(directory / "test.h5")
+    assert sorted(on_dask) == sorted(alone)
+    for name in alone:
+        np.testing.assert_array_equal(on_dask[name], alone[name], err_msg=name)
+
+
+def test_trials_whose_cell_state_carries_over_are_refused_on_dask(tmp_path):
+    from spikeforge import rls
+
+    directory = tmp_path / "net"
+    rls.new(directory, {**SMALL, "cell_model": "glif4", "cell_state_persists": True})
+    rls.init(directory, verbose=False)
+    rls.train(directory, nloops=1, verbose=False)
+    assert_user_error(invoke("test", directory, "--workers", "2"), "carries over from trial to trial",
+                      "without --scheduler and --workers")
+    assert not (directory / "test.h5").exists()

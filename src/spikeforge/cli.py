@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from spikeforge.cli_support import backend_options, PathArgument, user_errors
+from spikeforge.cli_support import backend_options, dask_options, PathArgument, user_errors
 from spikeforge.core.interrupts import Interrupted, StopSignals
 from spikeforge.core.selection import parse_neurons
 from spikeforge.fit import cli as fit_commands
@@ -149,14 +149,19 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
               help="Checkpoint to test (default: the highest loop).")
 @click.option("--no-plot", is_flag=True, help="Do not write the figures.")
 @backend_options
+@dask_options("the trials")
 @user_errors
 def test(directory: Path, ntrials: int, neurons: str, restore: str | None, no_plot: bool, backend: str,
-         device: str) -> None:
-    """Run frozen-weight trials of DIRECTORY and save test.h5 (and figures)."""
+         device: str, scheduler: str | None, workers: int | None) -> None:
+    """Run frozen-weight trials of DIRECTORY and save test.h5 (and figures).
+
+    With --scheduler or --workers, every trial is a Dask job whose result is kept under
+    DIRECTORY/test-trials until test.h5 is written, so the same command after a crash or Ctrl-C
+    runs only the missing trials."""
     from spikeforge.rls import test as rls_test
 
     path = rls_test(directory, ntrials=ntrials, neurons=parse_neurons(neurons), restore_from_checkpoint=restore,
-                    plot=not no_plot, backend=backend, device=device)
+                    plot=not no_plot, backend=backend, device=device, scheduler=scheduler, workers=workers)
     click.echo(f"wrote {path}")
 
 
@@ -217,10 +222,7 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
               help="A parameter every point shares (repeatable), e.g. --fix seed=1.")
 @click.option("--nloops", type=click.IntRange(min=1), default=1, show_default=True, help="Training loops per point.")
 @click.option("--ntrials", type=click.IntRange(min=1), default=1, show_default=True, help="Test trials per point.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="A running Dask scheduler (tcp://host:8786); default $SPIKEFORGE_SCHEDULER, else a local cluster.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes of the local cluster (default: one per core).")
+@dask_options("the points")
 @click.option("--force", is_flag=True, help="Recompute points whose results exist.")
 @user_errors
 def sweep(directory: Path, swept: tuple[str, ...], fixed: tuple[str, ...], nloops: int, ntrials: int,

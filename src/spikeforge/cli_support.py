@@ -66,3 +66,15 @@ def backend_options(command):
                            help="Device of the torch backend: cpu, cuda or cuda:N.")(command)
     return click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True,
                         help="Kernels: numba (CPU) or torch (CPU or CUDA).")(command)
+
+
+def dask_options(what: str):
+    """--scheduler and --workers of a command whose ``what`` (e.g. "the trials") can run as Dask jobs."""
+    def decorate(command):
+        command = click.option("--workers", type=click.IntRange(min=1), default=None,
+                               help=f"Run {what} as Dask jobs on a local cluster of this many single-threaded "
+                                    "worker processes (default: one per core).")(command)
+        return click.option("--scheduler", default=None, metavar="ADDRESS",
+                            help=f"Run {what} as Dask jobs on a running scheduler (tcp://host:8786; default "
+                                 "$SPIKEFORGE_SCHEDULER, else a local cluster).")(command)
+    return decorate

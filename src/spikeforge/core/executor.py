@@ -11,7 +11,8 @@ What the batch guarantees (:func:`run_jobs`):
 * each finished job's result is written to ``<results>/<key>.h5`` atomically as it arrives, with the
   job's inputs; a crash of the client or of a worker loses only the jobs then running;
 * a job whose result file exists with the same inputs is not run again; one whose file holds other
-  inputs is refused before any work (``force`` recomputes it);
+  inputs is refused before any work (``force`` recomputes it), or recomputed where the caller says that
+  such results are a cache (``changed="recompute"``);
 * a job that raises is reported (its error in the outcome and in ``<key>.error.txt``) and does not
   stop the others; the next run of the batch tries it again;
 * one progress bar for the batch; SIGINT or SIGTERM stops it with every finished result kept.
@@ -55,7 +56,7 @@ class Job:
 
 class Outcome(NamedTuple):
     key: str
-    status: str  # "done" (this run), "kept" (an earlier run's result), "failed"
+    status: str  # "done" (this run), "kept" (an earlier run's result), "failed", "stopped" (not run: a stop)
     values: dict  # the scalar results (empty when failed)
     error: str | None  # "ErrorType: message" when failed
 
@@ -100,7 +101,11 @@ class Cluster:
         else:
             import dask
 
-            with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
+            # Ctrl-C in a terminal signals the whole process group: the local workers ignore SIGINT
+            # (spikeforge.core.dask_worker), so only this process sees it and stops the batch in order
+            settings = {"distributed.worker.daemon": False, "logging.distributed": "error",
+                        "distributed.worker.preload": ["spikeforge.core.dask_worker"]}
+            with dask.config.set(settings):
                 self._cluster = distributed.LocalCluster(n_workers=self.workers,
                                                          threads_per_worker=self.threads_per_worker,
                                                          processes=True, dashboard_address=":0",
@@ -160,7 +165,7 @@ def read_result(results: Path, key: str) -> tuple[dict, dict, dict]:
     return arrays, attrs.get("values") or {}, attrs.get("inputs") or {}
 
 
-def _existing(results: Path, job: Job, force: bool) -> Outcome | None:
+def _existing(results: Path, job: Job, force: bool, on_changed: str) -> Outcome | None:
     path = result_path(results, job.key)
     if not path.exists():
         return None
@@ -169,6 +174,9 @@ def _existing(results: Path, job: Job, force: bool) -> Outcome | None:
         return None
     _, values, inputs = read_result(results, job.key)
     changed = differences(inputs, dict(job.inputs), list(job.inputs))
+    if changed and on_changed == "recompute":
+        path.unlink()
+        return None
     if changed:
         name, old, new = changed[0]
         raise ParameterError(f"{str(path)!r} holds the result of {job.key} made with {name} = {old}, not {new}; "
@@ -177,11 +185,15 @@ def _existing(results: Path, job: Job, force: bool) -> Outcome | None:
 
 
 def run_jobs(jobs: Iterable[Job], results: str | Path, cluster: Cluster | None = None, force: bool = False,
-             verbose: bool = True, what: str = "job", on_result: Callable[[Outcome], None] | None = None
-             ) -> list[Outcome]:
+             verbose: bool = True, what: str = "job", on_result: Callable[[Outcome], None] | None = None,
+             changed: str = "refuse", should_stop: Callable[[], bool] | None = None) -> list[Outcome]:
     """Run ``jobs`` (see the module docstring) on ``cluster`` (default: a LocalCluster for this call);
-    results under ``results``; ``on_result`` is called with each new outcome once it is saved.  Returns
-    one outcome per job, in the jobs' order."""
+    results under ``results``; ``on_result`` is called with each new outcome once it is saved.
+    ``changed``: "refuse" a result file made with other inputs, or "recompute" it.  ``should_stop`` is
+    asked after each result: a true answer cancels the jobs not yet finished (their outcome: "stopped").
+    Returns one outcome per job, in the jobs' order."""
+    if changed not in ("refuse", "recompute"):
+        raise ParameterError(f"changed = {changed!r}; expected 'refuse' or 'recompute'")
     jobs = list(jobs)
     keys = [job.key for job in jobs]
     for key in keys:
@@ -191,7 +203,7 @@ def run_jobs(jobs: Iterable[Job], results: str | Path, cluster: Cluster | None =
         raise ParameterError(f"job keys repeat: {sorted(k for k in set(keys) if keys.count(k) > 1)[:3]}")
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    outcomes = {job.key: _existing(results, job, force) for job in jobs}  # refusals before any work
+    outcomes = {job.key: _existing(results, job, force, changed) for job in jobs}  # refusals before any work
     pending = [job for job in jobs if outcomes[job.key] is None]
     kept = len(jobs) - len(pending)
     if kept:
@@ -199,13 +211,13 @@ def run_jobs(jobs: Iterable[Job], results: str | Path, cluster: Cluster | None =
     if pending:
         if cluster is None:
             with Cluster() as own:
-                return run_jobs(jobs, results, own, False, verbose, what, on_result)
-        _run_pending(pending, results, cluster, outcomes, verbose, what, on_result)
-    return [outcomes[key] for key in keys]
+                return run_jobs(jobs, results, own, False, verbose, what, on_result, changed, should_stop)
+        _run_pending(pending, results, cluster, outcomes, verbose, what, on_result, should_stop)
+    return [outcomes[key] or Outcome(key, "stopped", {}, None) for key in keys]
 
 
 def _run_pending(pending: list[Job], results: Path, cluster: Cluster, outcomes: dict, verbose: bool,
-                 what: str, on_result) -> None:
+                 what: str, on_result, should_stop) -> None:
     distributed = _import_distributed()
     client = cluster.client
     echo(verbose, f"running {len(pending)} {what}(s) on {cluster.describe()}")
@@ -235,6 +247,8 @@ def _run_pending(pending: list[Job], results: Path, cluster: Cluster, outcomes: 
                 bar.update(1)
                 if on_result is not None:
                     on_result(outcomes[job.key])
+                if should_stop is not None and should_stop():
+                    break
     finally:
         for future in futures:
             if not future.done():

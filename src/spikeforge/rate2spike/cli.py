@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from spikeforge.cli_support import PathArgument, backend_options, user_errors
+from spikeforge.cli_support import PathArgument, backend_options, dask_options, user_errors
 from spikeforge.errors import ParameterError
 
 MAX_FACTORS = 1000  # as spikeforge.rate2spike.runs.MAX_FACTORS (not imported: it would load numba at start-up)
@@ -116,13 +116,16 @@ def train(directory: Path, task: str, n: int, gain: float, p_inh: float, p_rec: 
 @click.option("--force", is_flag=True,
               help="Replace an earlier search in DIRECTORY (its figure and evaluation are removed).")
 @backend_options
+@dask_options("the scaling factors")
 @user_errors
 def map_(directory: Path, model_file: Path | None, task: str | None, scaling_factors: str, trials: int,
-         held_out: int, seed: int | None, force: bool, backend: str, device: str) -> None:
+         held_out: int, seed: int | None, force: bool, backend: str, device: str, scheduler: str | None,
+         workers: int | None) -> None:
     """Search the scaling factor 1/lambda of the LIF network (search.h5, search.png)."""
     from spikeforge.rate2spike import runs
 
-    runs.search(directory, _grid(scaling_factors), trials, held_out, seed, model_file, task, backend, device, force)
+    runs.search(directory, _grid(scaling_factors), trials, held_out, seed, model_file, task, backend, device, force,
+                scheduler=scheduler, workers=workers)
 
 
 @rate.command(name="eval")

@@ -9,6 +9,7 @@ and after ``map`` ``search.h5`` and ``search.png``, after ``eval`` ``eval.h5`` a
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from spikeforge.core.run_support import check_backend as _check_backend
 from spikeforge.core.run_support import run_seed as _seed
 from spikeforge.core.run_support import torch_device as _torch_device
 from spikeforge.core.store import read_h5, write_h5
-from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
 from spikeforge.rate2spike import files
 from spikeforge.rate2spike.tasks import task_named
 
@@ -141,8 +142,13 @@ def _drop_stale_outputs(directory: Path) -> list[str]:
 
 def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: int = 100, seed: int | None = None,
            model_file: str | Path | None = None, task: str | None = None, backend: str = "numba",
-           device: str = "cpu", force: bool = False, verbose: bool = True) -> dict:
+           device: str = "cpu", force: bool = False, verbose: bool = True, scheduler: str | None = None,
+           workers: int | None = None) -> dict:
     """The scaling-factor grid search and the held-out accuracy at the chosen factor.
+
+    With ``scheduler`` (an address) or ``workers`` (a local cluster's size), each scaling factor is a
+    Dask job (:mod:`spikeforge.core.executor`); every factor draws from its own stream, so the numbers
+    are those of a run in this process.
 
     SIGINT or SIGTERM lets the step in progress (a factor, or the held-out trials) finish, then
     saves the finished factors in an incomplete ``search.h5``; the same command (without
@@ -224,8 +230,12 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
             with bar:
                 if known is not None:
                     bar.update(int(np.sum(~np.isnan(known))) * trials)
-                grid = grid_accuracy(mapped, the_task, seed, factors, trials, backend=backend, device=device,
-                                     known=known, progress=progress, should_stop=stopped)
+                if scheduler is not None or workers is not None:
+                    grid = _grid_on_dask(directory, model_path, inputs, seed, factors, known, progress, stopped,
+                                         scheduler, workers, verbose)
+                else:
+                    grid = grid_accuracy(mapped, the_task, seed, factors, trials, backend=backend, device=device,
+                                         known=known, progress=progress, should_stop=stopped)
                 result = None if stopped() else conclude(mapped, the_task, seed, factors, grid, held_out,
                                                          backend=backend, device=device)
             seconds = earlier_seconds + time.perf_counter() - start
@@ -242,11 +252,58 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
                       "opt_scaling_factor": np.float64(result.best),
                       "held_out_accuracy": np.float64(result.held_out_accuracy)}
             write_h5(directory / SEARCH, arrays, {**attrs, "complete": True, "seconds": seconds})
+            shutil.rmtree(directory / "search-factors", ignore_errors=True)  # Dask jobs' results, now in search.h5
             figure = plotting.search_curve(directory / "search.png", result, model.task)
         _report_search(result, held_out, seconds, verbose)
         _echo(verbose, f"wrote {directory / SEARCH} and {figure}")
         signals.raise_if_requested(f"interrupted; the search is complete in {directory / SEARCH}")
     return {"best": result.best, "grid": result.accuracy, "held_out": result.held_out_accuracy}
+
+
+def factor_job(model_path: str, task: str, seed: int, factor: float, trials: int, backend: str, device: str) -> dict:
+    """The grid accuracy at one scaling factor, as a Dask job (the model is read in the worker)."""
+    from spikeforge.rate2spike.lif_network import from_arrays
+    from spikeforge.rate2spike.search import accuracy, factor_stream
+
+    model = files.read_model(Path(model_path), task)
+    scores = accuracy(from_arrays(model), task_named(model.task), [factor], trials, factor_stream(seed, factor),
+                      backend=backend, device=device)
+    return {"accuracy": float(scores[0])}
+
+
+def _grid_on_dask(directory: Path, model_path: Path, inputs: dict, seed: int, factors: np.ndarray, known,
+                  progress, stopped, scheduler: str | None, workers: int | None, verbose: bool) -> np.ndarray:
+    """The grid's accuracies with one Dask job per factor not in ``known``; NaN for those a stop left out.
+    Finished factors are kept under ``search-factors/`` until the search is saved."""
+    from spikeforge.core.executor import Cluster, Job, run_jobs
+
+    grid = np.full(factors.size, np.nan) if known is None else np.array(known, dtype=np.float64)
+    todo = [k for k in range(factors.size) if np.isnan(grid[k])]
+    shared = {name: inputs[name] for name in ("model_sha256", "task", "trials", "backend", "device")}
+    jobs = [Job(f"sf={factors[k]:g}", factor_job, (str(model_path), inputs["task"], seed, float(factors[k]),
+                                                   inputs["trials"], inputs["backend"], inputs["device"]),
+                {**shared, "seed": seed, "scaling_factor": float(factors[k])}) for k in todo]
+    position = {job.key: k for job, k in zip(jobs, todo)}
+
+    def record(outcome) -> None:
+        if outcome.status == "done":
+            grid[position[outcome.key]] = outcome.values["accuracy"]
+            progress(float(factors[position[outcome.key]]), outcome.values["accuracy"])
+
+    with Cluster(scheduler, workers) as cluster:
+        _echo(verbose, f"running {len(jobs)} scaling factor(s) on {cluster.describe()}")
+        outcomes = run_jobs(jobs, directory / "search-factors", cluster, verbose=False, what="scaling factor",
+                            on_result=record, changed="recompute", should_stop=stopped)
+    for outcome in outcomes:
+        if outcome.status == "kept":
+            grid[position[outcome.key]] = outcome.values["accuracy"]
+            progress(float(factors[position[outcome.key]]), outcome.values["accuracy"])
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if failed and not stopped():
+        raise SpikeforgeError(f"{len(failed)} of {len(jobs)} scaling factors failed ({failed[0].key}: "
+                              f"{failed[0].error}); the finished ones are kept in {directory / 'search-factors'}, "
+                              "and the same command runs the rest")
+    return grid
 
 
 def _report_search(result, held_out: int, seconds: float, verbose: bool) -> None:

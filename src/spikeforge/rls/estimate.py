@@ -109,14 +109,18 @@ def available_memory() -> int | None:
         return None
 
 
-def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1) -> None:
+def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1,
+                      with_p: bool = True) -> None:
     """Raise ParameterError, with the estimate, if the model needs more memory than this machine
-    has available (checked before anything large is allocated)."""
+    has available (checked before anything large is allocated); ``with_p=False``: for frozen-weight
+    trials, which do not load P."""
     from spikeforge.errors import ParameterError
 
     e = estimate(p, plastic_count, n_tasks)
     need = e.total(*e.chosen)
-    if p.p_compute == "small":  # no P, a short history of filtered spike trains instead
+    if not with_p:
+        need -= e.p_memory[e.chosen]
+    elif p.p_compute == "small":  # no P, a short history of filtered spike trains instead
         need += max(1, round(p.p_history / p.learn_every)) * (p.n_cells + p.lx) * 8 - e.p_memory[e.chosen]
     free = available_memory()
     if free is not None and need > free:

@@ -56,6 +56,11 @@ class RunDir:
     def test_file(self) -> Path:
         return self.path / "test.h5"
 
+    @property
+    def test_trials_dir(self) -> Path:
+        """Results of test trials run as Dask jobs, kept until test.h5 holds them all."""
+        return self.path / "test-trials"
+
     def checkpoint_file(self, label: str) -> Path:
         return self.path / f"ckpt-{label}.h5"
 

@@ -33,7 +33,9 @@ completed trials to ``test.h5`` and raises :class:`~spikeforge.core.interrupts.I
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import numbers
+import shutil
 import sys
 import threading
 import time
@@ -47,10 +49,11 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TEST
+from spikeforge.core.executor import Cluster, Job, read_result, result_path, run_jobs
 from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
-from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
 from spikeforge.core.resources import human_bytes
 from spikeforge.rls import rate_evaluation
 from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
@@ -94,6 +97,8 @@ def test(
     backend: "str | Backend" = "numba",
     device: str = "cpu",
     devices: Sequence[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Run ``ntrials`` trials of every task with the weights of a checkpoint; save ``test.h5``.
 
@@ -107,6 +112,9 @@ def test(
             trials are spread over every visible GPU (one thread and one copy of the model each); or
             a :class:`~spikeforge.core.backends.Backend` with options of its own.
         devices: the devices to spread trials over, instead of those ``device`` implies.
+        scheduler, workers: run each trial as a Dask job (:mod:`spikeforge.core.executor`) on the scheduler at
+            this address, or on a local cluster of ``workers`` processes; finished trials are kept under
+            ``test-trials/`` until test.h5 is written, so a re-run after a crash or a stop runs only the others.
 
     Returns:
         Path of ``test.h5``.  SIGINT or SIGTERM keeps the trials completed so far.
@@ -119,18 +127,28 @@ def test(
         indices = neuron_indices(neurons, p.n_cells)
         label = latest_checkpoint(run) if restore_from_checkpoint is None else str(restore_from_checkpoint)
         checkpoint_loop(label)
-        model = Model.load(run, label, p)
-        check_host_memory(p, model.plastic.count, model.n_tasks)
+        model = Model.load(run, label, p, with_p=False)
+        check_host_memory(p, model.plastic.count, model.n_tasks, with_p=False)
         _check_room(run, model, ntrials, indices.size)
         signals.raise_if_requested()  # a signal some library swallowed during start-up
+        on_dask = scheduler is not None or workers is not None
         with signals.deferred("finishing this trial, then saving the completed trials"):
-            completed, recorded = _run_trials(model, label, indices, ntrials, signals, verbose, backend, device, devices)
+            if on_dask:
+                records = _run_trials_on_dask(run, model, label, indices, ntrials, signals, verbose, backend, device,
+                                              scheduler, workers)
+            else:
+                records = _run_trials(model, indices, ntrials, signals, verbose, backend, device, devices)
+            completed = records.completed
             if completed:
                 stale_figures = run.test_figures()
-                write_h5(run.test_file, *recorded,
+                write_h5(run.test_file, *_test_file(model, label, indices, records, verbose),
                          before_commit=lambda: [figure.unlink(missing_ok=True) for figure in stale_figures])
+            if on_dask and completed == ntrials:
+                shutil.rmtree(run.test_trials_dir, ignore_errors=True)
         if signals.requested:
             kept = f"kept the {completed} completed trials in {run.test_file}" if completed else "no trial was complete"
+            if on_dask:
+                kept += f"; the finished trials stay in {run.test_trials_dir} and the same command runs the rest"
             raise Interrupted(signals.requested, f"interrupted by {signal_name(signals.requested)}: {kept}")
         if plot:
             _plot(run, verbose)
@@ -165,80 +183,148 @@ def _check_room(run: RunDir, model: Model, ntrials: int, n_neurons: int) -> None
     check_disk(run.path, need, f"test.h5 of {ntrials} trials of {n_neurons} neurons")
 
 
-def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, signals: StopSignals, verbose: bool,
-                backend, device: str, devices: Sequence[str] | None) -> tuple[int, tuple[dict, dict]]:
-    """Run trials 0, 1, ... until ``ntrials`` are done or a stop is requested; return the number of
-    consecutive completed trials and the (arrays, attributes) of test.h5 for them."""
-    p = model.p
-    n_bins, n_tasks = p.steps.learn_nsteps, model.n_tasks
-    u_total = np.zeros((ntrials, n_tasks, n_bins, indices.size))
-    u_plastic = np.zeros_like(u_total)
-    spikes: dict[int, list[np.ndarray]] = {}  # per trial: rows (step, trial, task, neuron)
-    done = np.zeros(ntrials, dtype=bool)
+class _Records:
+    """What the completed trials recorded, filled trial by trial (in any order)."""
 
-    def setup(device_name: str):
-        engine = as_backend(backend, device_name)
-        check_device_memory(engine, model)
-        net, _ = model.connectivity()
-        return engine, engine.put(net), engine.put(network_parameters(p, model.cells)), engine.put(model.stimulus)
+    def __init__(self, model: Model, indices: np.ndarray, ntrials: int):
+        shape = (ntrials, model.n_tasks, model.p.steps.learn_nsteps, indices.size)
+        self.u_total, self.u_plastic = np.zeros(shape), np.zeros(shape)
+        self.spikes: dict[int, np.ndarray] = {}  # per trial: rows (step, trial, task, neuron)
+        self.done = np.zeros(ntrials, dtype=bool)
+        self.max_rate = model.p.max_rate
 
-    def run_one(trial: int, on) -> None:
-        engine, net, const, stimulus = on
-        rows = []
-        for task in range(n_tasks):
-            started = time.perf_counter()
-            rng = streams.stream(p.seed, "test", trial, task)
-            result = run_trial(p, net, const, TEST, initial_voltage(p, rng, model.cells), stimulus[task], rng,
-                               ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
-            if p.cell_state_persists:
-                model.cell_state = result.cell_state
-            u_total[trial, task] = result.u_rolling[0][:, indices]
-            u_plastic[trial, task] = result.u_rolling[1][:, indices]
-            dropped = int(np.maximum(result.spike_count[indices] - result.spike_steps.shape[1], 0).sum())
+    def add(self, trial: int, answer: dict) -> None:
+        self.u_total[trial], self.u_plastic[trial] = answer["u_total"], answer["u_plastic"]
+        self.spikes[trial] = np.asarray(answer["spikes"], dtype=np.int64).reshape(-1, 4)
+        for task, dropped in enumerate(np.asarray(answer["dropped"]).tolist()):
             if dropped:
-                warnings.warn(f"trial {trial}, task {task}: {dropped} spikes beyond max_rate = {p.max_rate} Hz "
-                              f"({result.spike_steps.shape[1]} per neuron and trial) were not stored; raise max_rate",
-                              SpikeforgeWarning, stacklevel=2)
-            for neuron in indices:
-                count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
-                rows.append(np.stack([result.spike_steps[neuron, :count], np.full(count, trial),
-                                      np.full(count, task), np.full(count, neuron)], axis=1))
-            if verbose:
-                print(f"trial {trial}, task {task}: {time.perf_counter() - started:.2f} s ({engine.device})")
-        spikes[trial] = rows
-        done[trial] = True
+                warnings.warn(f"trial {trial}, task {task}: {dropped} spikes beyond max_rate = {self.max_rate} Hz "
+                              "were not stored; raise max_rate", SpikeforgeWarning, stacklevel=2)
+        self.done[trial] = True
 
-    names = devices or _devices(backend, device, p)
+    @property
+    def completed(self) -> int:
+        """Number of consecutive completed trials from trial 0."""
+        return self.done.size if self.done.all() else int(np.argmin(self.done))
+
+
+def _engine(model: Model, backend, device_name: str) -> tuple:
+    """(backend, connectivity, constants, stimulus) of ``model`` on ``device_name``."""
+    engine = as_backend(backend, device_name)
+    check_device_memory(engine, model)
+    net, _ = model.connectivity()
+    return engine, engine.put(net), engine.put(network_parameters(model.p, model.cells)), engine.put(model.stimulus)
+
+
+def _one_trial(model: Model, trial: int, indices: np.ndarray, on: tuple, verbose: bool) -> dict:
+    """Every task of test trial ``trial`` on ``on`` (from :func:`_engine`): the boxcar currents
+    (tasks, learn_nsteps, n) of ``indices``, their spikes as rows (step, trial, task, neuron) and the
+    spikes per task that did not fit the buffers.  A GLIF cell state that persists carries over in ``model``."""
+    p, (engine, net, const, stimulus) = model.p, on
+    u_total, u_plastic, rows, dropped = [], [], [], []
+    for task in range(model.n_tasks):
+        started = time.perf_counter()
+        rng = streams.stream(p.seed, "test", trial, task)
+        result = run_trial(p, net, const, TEST, initial_voltage(p, rng, model.cells), stimulus[task], rng,
+                           ff_probability=model.ff_probability, cell_state=model.cell_state, backend=engine)
+        if p.cell_state_persists:
+            model.cell_state = result.cell_state
+        u_total.append(result.u_rolling[0][:, indices])
+        u_plastic.append(result.u_rolling[1][:, indices])
+        dropped.append(int(np.maximum(result.spike_count[indices] - result.spike_steps.shape[1], 0).sum()))
+        for neuron in indices:
+            count = min(int(result.spike_count[neuron]), result.spike_steps.shape[1])
+            rows.append(np.stack([result.spike_steps[neuron, :count], np.full(count, trial),
+                                  np.full(count, task), np.full(count, neuron)], axis=1))
+        if verbose:
+            print(f"trial {trial}, task {task}: {time.perf_counter() - started:.2f} s ({engine.device})")
+    return {"u_total": np.stack(u_total), "u_plastic": np.stack(u_plastic),
+            "spikes": np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 4), dtype=np.int64),
+            "dropped": np.asarray(dropped, dtype=np.int64)}
+
+
+def trial_job(directory: str, label: str, trial: int, indices: np.ndarray, backend: str, device: str) -> dict:
+    """Test trial ``trial`` of checkpoint ``label`` of ``directory``, as one Dask job (the model is read in the
+    worker, without P)."""
+    run = RunDir(directory)
+    model = Model.load(run, label, run.params(), with_p=False)
+    return _one_trial(model, trial, indices, _engine(model, backend, device), verbose=False)
+
+
+def _run_trials(model: Model, indices: np.ndarray, ntrials: int, signals: StopSignals, verbose: bool,
+                backend, device: str, devices: Sequence[str] | None) -> _Records:
+    """Run trials 0, 1, ... in this process until ``ntrials`` are done or a stop is requested."""
+    records = _Records(model, indices, ntrials)
+    names = devices or _devices(backend, device, model.p)
     if len(names) == 1:
-        on = setup(names[0])
+        on = _engine(model, backend, names[0])
         for trial in tqdm(range(ntrials), desc="testing", unit="trial", file=sys.stderr,
                           disable=not (verbose and sys.stderr.isatty()), leave=False):
             if signals.requested:
                 break
-            run_one(trial, on)
+            records.add(trial, _one_trial(model, trial, indices, on, verbose))
     else:  # one thread per device, each taking the next trial; streams make the order irrelevant
         queue = iter(range(ntrials))
         lock = threading.Lock()
 
         def worker(device_name: str) -> None:
-            on = setup(device_name)
+            on = _engine(model, backend, device_name)
             while not signals.requested:
                 with lock:
                     trial = next(queue, None)
                 if trial is None:
                     return
-                run_one(trial, on)
+                answer = _one_trial(model, trial, indices, on, verbose)
+                with lock:
+                    records.add(trial, answer)
 
         with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
             for future in [pool.submit(worker, name) for name in names]:
                 future.result()
-    completed = ntrials if done.all() else int(np.argmin(done))
-    spikes = [rows for trial in range(completed) for rows in spikes[trial]]
+    return records
+
+
+def _run_trials_on_dask(run: RunDir, model: Model, label: str, indices: np.ndarray, ntrials: int,
+                        signals: StopSignals, verbose: bool, backend, device: str, scheduler: str | None,
+                        workers: int | None) -> _Records:
+    """One Dask job per trial; each result is kept under ``run.test_trials_dir`` (with the weights' and the
+    recorded neurons' digests, so results of other weights are recomputed), so a re-run after a crash or a stop
+    runs only the missing trials.  A failed trial raises after the others finished."""
+    if not isinstance(backend, str):
+        raise ParameterError("trials on Dask take the backend by name ('numba' or 'torch'), not a Backend object")
+    if model.p.cell_state_persists:
+        raise ParameterError("this model's GLIF cell state carries over from trial to trial, so its trials run in "
+                             "order, in one process; run `spikeforge test` without --scheduler and --workers")
+    inputs = {"checkpoint": label, "network_id": model.network_id, "backend": backend, "device": device,
+              "weights": hashlib.sha256(np.ascontiguousarray(model.plastic.weight).tobytes()).hexdigest()[:16],
+              "neurons": hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]}
+    jobs = [Job(f"trial-{trial:05d}", trial_job, (str(run.path), label, trial, indices, backend, device),
+                {**inputs, "trial": trial}) for trial in range(ntrials)]
+    with Cluster(scheduler, workers) as cluster:
+        outcomes = run_jobs(jobs, run.test_trials_dir, cluster, verbose=verbose, what="trial", changed="recompute",
+                            should_stop=lambda: signals.requested is not None)
+    records = _Records(model, indices, ntrials)
+    for trial, job in enumerate(jobs):
+        if result_path(run.test_trials_dir, job.key).is_file():
+            records.add(trial, read_result(run.test_trials_dir, job.key)[0])
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if failed and signals.requested is None:  # after a stop, a failure may be the stop's: the re-run retries it
+        raise SpikeforgeError(f"{len(failed)} of {ntrials} trials failed ({failed[0].key}: {failed[0].error}); the "
+                              f"{int(records.done.sum())} finished ones are kept in {run.test_trials_dir}, and the "
+                              "same command runs the rest")
+    return records
+
+
+def _test_file(model: Model, label: str, indices: np.ndarray, records: _Records, verbose: bool
+               ) -> tuple[dict, dict]:
+    """The (arrays, attributes) of test.h5 for the consecutive completed trials of ``records``."""
+    p, n_tasks, completed = model.p, model.n_tasks, records.completed
+    spikes = [records.spikes[trial] for trial in range(completed)]
     table = np.concatenate(spikes).astype(np.int64) if spikes else np.zeros((0, 4), dtype=np.int64)
     arrays = {
         "neurons": indices, "spike_step": table[:, 0].astype(np.int32), "spike_trial": table[:, 1].astype(np.int32),
         "spike_task": table[:, 2].astype(np.int32), "spike_neuron": table[:, 3].astype(np.int32),
-        "u_total": u_total[:completed], "u_plastic": u_plastic[:completed],
+        "u_total": records.u_total[:completed], "u_plastic": records.u_plastic[:completed],
         "target": model.targets[:, :, indices], "learn_times": learning_times(p),
     }
     attrs = {"dt": p.dt, "stim_off": p.stim_off, "train_time": p.train_time, "learn_every": p.learn_every,
@@ -255,4 +341,4 @@ def _run_trials(model: Model, label: str, indices: np.ndarray, ntrials: int, sig
         attrs["psth_smoothing_ms"] = smoothing
         if verbose:
             print(scored.summary(completed))
-    return completed, (arrays, attrs)
+    return arrays, attrs

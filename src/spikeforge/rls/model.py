@@ -153,8 +153,9 @@ def check_init_arrays(arrays: dict[str, np.ndarray], p: Params, path: Path, dire
         raise check.fail(f"neuron {repeated[0]} has the same plastic input twice in plastic/index")
     check.shape(arrays, "plastic/weight", (n, lmax))
     check.finite(arrays, "plastic/weight")
-    check.shape(arrays, "P", _p_shape(p, n, lmax))
-    check.finite(arrays, "P")
+    if "P" in arrays:  # left out when a caller does not need it
+        check.shape(arrays, "P", _p_shape(p, n, lmax))
+        check.finite(arrays, "P")
     targets = arrays["targets"]
     if targets.ndim != 3 or targets.shape[0] < 1 or targets.shape[1:] != (s.learn_nsteps, n):
         raise check.fail(f"targets has shape {targets.shape}, expected (tasks, {s.learn_nsteps}, {n})")
@@ -301,15 +302,18 @@ class Model:
         return path
 
     @classmethod
-    def load(cls, run: RunDir, checkpoint: str | int | None = None, p: Params | None = None) -> "Model":
+    def load(cls, run: RunDir, checkpoint: str | int | None = None, p: Params | None = None,
+             with_p: bool = True) -> "Model":
         """Load ``init.h5`` and, if given, the weights and P of checkpoint ``checkpoint``
-        (``None`` or ``"init"``: the initial weights), checking both against the parameters."""
+        (``None`` or ``"init"``: the initial weights), checking both against the parameters.
+        ``with_p=False`` leaves P out (an empty array): frozen-weight trials do not need it."""
         p = run.params() if p is None else p
         run.require_init()
         present = dataset_names(run.init_file, "init file")
         optional = [name for name in present if name in ("target_rates", "units/id", "units/neuron")
                     or name.startswith("cell/")]
-        arrays, attrs = read_h5(run.init_file, _INIT_DATASETS + optional, what="init file")
+        names = [name for name in _INIT_DATASETS if with_p or name != "P"]
+        arrays, attrs = read_h5(run.init_file, names + optional, what="init file")
         check_params_unchanged(attrs, p, run.init_file, run.path)
         check_init_arrays(arrays, p, run.init_file, run.path)
         dtype = float_dtype(p)
@@ -318,7 +322,7 @@ class Model:
             static=OutLayout(arrays["static/ptr"], arrays["static/post"], arrays["static/weight"].astype(dtype)),
             plastic=PlasticInputs(arrays["plastic/index"], arrays["plastic/count"],
                                   arrays["plastic/weight"].astype(dtype)),
-            P=_p_in_memory(arrays["P"], p, run.init_file),
+            P=_p_in_memory(arrays["P"], p, run.init_file) if with_p else np.zeros(0, dtype=p.p_precision),
             targets=arrays["targets"],
             stimulus=arrays["stimulus"].astype(dtype),
             init_stats={"spike_count": arrays["init/spike_count"], "u_mean": arrays["init/u_mean"],
@@ -333,14 +337,14 @@ class Model:
             model.cells = {name[len("cell/"):]: values for name, values in arrays.items() if name.startswith("cell/")}
             model.cells["model"] = model.cells["model"].astype(str)
         if checkpoint is not None and str(checkpoint) != "init":
-            model._restore(run, str(checkpoint))
+            model._restore(run, str(checkpoint), with_p)
         return model
 
-    def _restore(self, run: RunDir, label: str) -> None:
-        """Replace the initial weights and P by those of checkpoint ``label``, after checking it."""
+    def _restore(self, run: RunDir, label: str, with_p: bool = True) -> None:
+        """Replace the initial weights (and P, if ``with_p``) by those of checkpoint ``label``, after checking it."""
         p, path = self.p, run.checkpoint_file(label)
         loop = checkpoint_loop(label)
-        names = ["plastic/weight", "P"] + (["history"] if p.p_compute == "small" else [])
+        names = ["plastic/weight"] + (["P"] if with_p else []) + (["history"] if p.p_compute == "small" else [])
         present = dataset_names(path, "checkpoint")
         names += [name for name in _CELL_STATE if p.cell_state_persists and name in present]
         arrays, attrs = read_h5(path, names, what="checkpoint")
@@ -355,8 +359,9 @@ class Model:
         n, lmax = self.plastic.weight.shape
         check.shape(arrays, "plastic/weight", (n, lmax))
         check.finite(arrays, "plastic/weight")
-        stored = check.shape(arrays, "P", self.stored_p().shape)
-        check.finite(arrays, "P")
+        if with_p:
+            stored = check.shape(arrays, "P", self.stored_p().shape)
+            check.finite(arrays, "P")
         if p.p_compute == "small":
             history = check.shape(arrays, "history", self.history[0].shape)
             filled, next_row = attrs.get("history_filled"), attrs.get("history_next")
@@ -371,5 +376,6 @@ class Model:
                 check.shape(arrays, name, shape)
             self.cell_state = tuple(arrays[name] for name in _CELL_STATE)
         self.plastic = self.plastic._replace(weight=arrays["plastic/weight"].astype(float_dtype(p)))
-        self.P = _p_in_memory(stored, p, path)
+        if with_p:
+            self.P = _p_in_memory(stored, p, path)
         self.loop, self.label = loop, label

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from spikeforge.cli_support import PathArgument, user_errors
+from spikeforge.cli_support import dask_options, PathArgument, user_errors
 
 
 @click.group()
@@ -45,10 +45,7 @@ def new(config: Path, training_s: float, seed: int | None, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace a finished or different run in the directory.")
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               help="Run once per seed, as parallel Dask jobs: DIR/seed-<k>/ each, and seeds.csv with their scores.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="With --seeds: a running Dask scheduler (default $SPIKEFORGE_SCHEDULER, else a local cluster).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="With --seeds: worker processes of the local cluster (default: one per core).")
+@dask_options("the seeds (with --seeds)")
 @user_errors
 def run(config: Path, directory: Path | None, force: bool, seeds: str | None, scheduler: str | None,
         workers: int | None) -> None:

@@ -1,0 +1,17 @@
+"""Dask preload of the local cluster's worker processes (:class:`spikeforge.core.executor.Cluster`).
+
+Ctrl-C in a terminal sends SIGINT to every process of the foreground group, the workers included.
+A worker that took it would print a traceback and drop its job; the client process already stops
+the batch in order (finished results kept), so the workers ignore SIGINT.  SIGTERM (a scheduler's
+kill) still ends them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
