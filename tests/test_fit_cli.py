@@ -75,8 +75,25 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(cell_file, tmp_path
     assert 1 <= saved < 60
     resumed = run(*[a if a is not None else part for a in args])
     assert resumed.exit_code == 0 and "resuming the fit" in resumed.output
-    with h5py.File(whole / "fit.h5") as a, h5py.File(part / "fit.h5") as b:
-        for k in range(2):
+    assert_same_fit(whole, part)
+    # restarts as Dask jobs: Ctrl-C (process group) after the first restart keeps it; the same command, even
+    # without --seed, takes the kept restart's seed, runs the other and gives the fit of one process
+    on_dask = tmp_path / "dask"
+    dask_args = [a if a is not None else on_dask for a in args] + ["--workers", "1"]
+    status, stderr = stop_once_written(dask_args, on_dask / "restarts" / "restart-0.h5", signal.SIGINT, group=True)
+    assert status == 130 and "Traceback" not in stderr, stderr
+    assert "finished restarts are kept" in stderr and not (on_dask / "fit.h5").exists()
+    finished = run(*[a for a in dask_args if a not in ("--seed", "5")])
+    assert finished.exit_code == 0, finished.output
+    assert "restarts are in" in finished.output and "(seed 5)" in finished.output
+    assert not (on_dask / "restarts").exists()
+    assert_same_fit(whole, on_dask)
+
+
+def assert_same_fit(first, second):
+    with h5py.File(first / "fit.h5") as a, h5py.File(second / "fit.h5") as b:
+        assert a.attrs["restarts_saved"] == b.attrs["restarts_saved"]
+        for k in range(a.attrs["restarts_saved"]):
             assert np.array_equal(a[f"restart_{k}/losses"][()], b[f"restart_{k}/losses"][()])
             assert np.array_equal(a[f"restart_{k}/candidates"][()], b[f"restart_{k}/candidates"][()])
 

@@ -40,6 +40,7 @@ from spikeforge.core.store import atomic_write_text, read_h5, write_h5
 from spikeforge.errors import ParameterError, SpikeforgeError
 
 SCHEDULER_VARIABLE = "SPIKEFORGE_SCHEDULER"
+POLL_SECONDS = 0.25  # how often a batch checks for a stop while its jobs run
 SAFE_KEY = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_.,+-")
 
 
@@ -224,35 +225,46 @@ def _run_pending(pending: list[Job], results: Path, cluster: Cluster, outcomes: 
     futures = {client.submit(_call, job.function, job.arguments, cluster.threads_per_worker, key=f"{job.key}-{id(job)}",
                              pure=False): job for job in pending}
     bar = progress_bar(len(pending), f"{what}s", what, verbose)
+    remaining = set(futures)
     try:
         with bar:
-            for future in distributed.as_completed(futures):
-                job = futures[future]
-                try:
-                    answer = future.result()
-                except Exception as error:  # the worker died too often, or the job could not be sent
-                    answer = {"ok": False, "error": f"{type(error).__name__}: {error}", "trace": None}
-                error_file = results / f"{job.key}.error.txt"
-                if answer["ok"]:
-                    arrays, values = _split(answer["result"])
-                    write_h5(result_path(results, job.key), arrays,
-                             {"job": job.key, "inputs": dict(job.inputs), "values": values})
-                    error_file.unlink(missing_ok=True)
-                    outcomes[job.key] = Outcome(job.key, "done", values, None)
-                    progress_line(bar, verbose, f"{job.key}: done")
-                else:
-                    atomic_write_text(error_file, answer["error"] + "\n" + (answer.get("trace") or ""))
-                    outcomes[job.key] = Outcome(job.key, "failed", {}, answer["error"])
-                    progress_line(bar, verbose, f"{job.key}: failed: {answer['error']}")
-                bar.update(1)
-                if on_result is not None:
-                    on_result(outcomes[job.key])
+            while remaining:
+                try:  # wake up now and then, so that a stop is seen while long jobs run
+                    finished = distributed.wait(remaining, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    finished = set()
+                remaining -= finished
+                for future in finished:
+                    _record(future, futures[future], results, outcomes, bar, verbose, on_result)
                 if should_stop is not None and should_stop():
                     break
     finally:
         for future in futures:
             if not future.done():
                 future.cancel()
+
+
+def _record(future, job: Job, results: Path, outcomes: dict, bar, verbose: bool, on_result) -> None:
+    """Save the result of ``job`` (or its error) from its finished ``future``."""
+    try:
+        answer = future.result()
+    except Exception as error:  # the worker died too often, or the job could not be sent
+        answer = {"ok": False, "error": f"{type(error).__name__}: {error}", "trace": None}
+    error_file = results / f"{job.key}.error.txt"
+    if answer["ok"]:
+        arrays, values = _split(answer["result"])
+        write_h5(result_path(results, job.key), arrays,
+                 {"job": job.key, "inputs": dict(job.inputs), "values": values})
+        error_file.unlink(missing_ok=True)
+        outcomes[job.key] = Outcome(job.key, "done", values, None)
+        progress_line(bar, verbose, f"{job.key}: done")
+    else:
+        atomic_write_text(error_file, answer["error"] + "\n" + (answer.get("trace") or ""))
+        outcomes[job.key] = Outcome(job.key, "failed", {}, answer["error"])
+        progress_line(bar, verbose, f"{job.key}: failed: {answer['error']}")
+    bar.update(1)
+    if on_result is not None:
+        on_result(outcomes[job.key])
 
 
 __all__ = ["Job", "Outcome", "Cluster", "run_jobs", "read_result", "result_path", "scheduler_address"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from spikeforge.cli_support import PathArgument, backend_options, user_errors
+from spikeforge.cli_support import PathArgument, backend_options, dask_options, user_errors
 from spikeforge.errors import ParameterError
 
 SEED_HELP = "Seed of every random stream, in [0, 2**63) (default: a fresh one, printed and saved)."
@@ -119,13 +119,14 @@ def fit() -> None:
               help="Independent searches; their spread shows which parameters the data constrain.")
 @click.option("--seed", default=None, type=int, help=SEED_HELP)
 @backend_options
+@dask_options("the restarts")
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
          preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None,
          delay: float | None, duration: float | None, total: float | None, dt: float | None, sweeps: str | None, unit: str | None, trace_dt: float | None,
          threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
-         seed: int | None, backend: str, device: str, force: bool) -> None:
+         seed: int | None, backend: str, device: str, scheduler: str | None, workers: int | None, force: bool) -> None:
     """Fit a single-neuron MODEL to the spikes of a recorded cell in DATA (spike times or voltage traces of
     current-step sweeps); results in DIRECTORY (fit.h5, parameters.csv, fit.png).  Ctrl-C keeps the
     completed generations; the same command resumes."""
@@ -138,6 +139,7 @@ def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: st
               protocol={"delay": delay, "duration": duration, "total": total, "dt": dt},
               amplitudes=_amplitudes(amplitudes), unit=unit,
               trace_dt=trace_dt, threshold=threshold, sweeps=_indices(sweeps), backend=backend, device=device,
+              scheduler=scheduler, workers=workers,
               force=force)
 
 
@@ -195,12 +197,13 @@ def _config(n_e, n_i, drive, drive_spread, v_init, duration, dt):
               help="Stop a restart after this many generations without improvement (0: never).")
 @click.option("--restarts", default=4, show_default=True, type=int, help="Independent searches.")
 @click.option("--seed", default=None, type=int, help=SEED_HELP)
+@dask_options("the restarts")
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive_spread: float, v_init: str,
             duration: float, dt: float, connectivity_seed: int, loss: str, recorded: str, bounds: str | None,
             optimizer: str, population: int, generations: int, patience: int, restarts: int, seed: int | None,
-            force: bool) -> None:
+            scheduler: str | None, workers: int | None, force: bool) -> None:
     """Fit the connectivity (sigma_ee, p_ee, sigma_ei, p_ei) of an E/I Izhikevich network to the recorded spike
     trains in DATA (one trial, one unit per cell), with the connectivity of --connectivity-seed frozen; results in
     DIRECTORY.  Ctrl-C keeps the completed generations; the same command resumes."""
@@ -208,7 +211,8 @@ def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive
 
     runs.network(data, directory, _config(n_e, n_i, drive, drive_spread, v_init, duration, dt), connectivity_seed,
                  loss=loss, recorded=recorded, bounds=_bounds(bounds), optimizer=optimizer, population=population,
-                 generations=generations, patience=patience, restarts=restarts, seed=seed, force=force)
+                 generations=generations, patience=patience, restarts=restarts, seed=seed, force=force,
+                 scheduler=scheduler, workers=workers)
 
 
 @fit.command()

@@ -22,7 +22,7 @@ from spikeforge.core.lock import DirectoryBusy, DirectoryLock
 from spikeforge.core.provenance import differences, fingerprint
 from spikeforge.core.run_support import check_backend, echo, progress_bar, progress_line, refuse_existing, run_seed
 from spikeforge.core.spikes import Trains
-from spikeforge.errors import DataFileError, ParameterError
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
 from spikeforge.fit import files, optimizers
 from spikeforge.fit import network as networks
 from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective
@@ -32,6 +32,7 @@ from spikeforge.fit.search import Bounds, FitResult, correlations, fit, summaris
 from spikeforge.fit.simulate import StepProtocol
 
 SAVE_SECONDS = 10.0
+RESTARTS = "restarts"  # finished restarts of a fit on Dask, kept until fit.h5 holds them all
 MAX_POPULATION = 4096  # candidates per generation; more than any fit needs (and the current search
 # simulates 11 amplitudes of each at once)
 OUTPUTS = (files.FIT, files.PARAMETERS, "fit.png", "report.csv", "report.png", "report.pdf")
@@ -81,8 +82,10 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
          scale: float = 1.0, optimizer: str = "cmaes", population: int = 32, generations: int = 100,
          patience: int = 20, restarts: int = 3, seed: int | None = None, protocol: dict | None = None,
          amplitudes=None, unit: str | None = None, trace_dt: float | None = None, threshold: float = 0.0,
-         sweeps=None, backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True):
+         sweeps=None, backend: str = "numba", device: str = "cpu", force: bool = False, verbose: bool = True,
+         scheduler: str | None = None, workers: int | None = None):
     """Fit ``model`` to the cell in ``data_path``; results in ``directory`` (see the module docstring).
+    ``scheduler``, ``workers``: run each restart as a Dask job (:func:`_fit_on_dask`).
     ``protocol``: the values of :class:`StepProtocol` given (the others from the data file's
     ``protocol`` attribute, as ``fit synthetic cell`` writes it, or the defaults).
     Returns the :class:`~spikeforge.fit.search.FitResult`."""
@@ -107,11 +110,12 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
     units = [the_model.units[the_model.names.index(name)] for name in fitted]
     return _fit_run("cell", directory, lambda values: objective.evaluate(values).losses, the_bounds, units, settings,
                     data_trains, recorded_amplitudes, data_path, seed, force, verbose, describe,
-                    lambda result: _cell_figure(directory, objective, result, the_bounds))
+                    lambda result: _cell_figure(directory, objective, result, the_bounds), (scheduler, workers))
 
 
 def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settings: dict, data_trains: Trains,
-             amplitudes, data_path, seed, force: bool, verbose: bool, describe: str, figure) -> FitResult:
+             amplitudes, data_path, seed, force: bool, verbose: bool, describe: str, figure,
+             dask: tuple = (None, None)) -> FitResult:
     """The locked, resumable, interruptible fit of ``evaluate`` with ``settings`` into ``directory``."""
     data_fingerprint = fingerprint({"amplitudes": None if amplitudes is None else np.asarray(amplitudes).tolist(),
                                     "times": data_trains.times.tolist(), "offsets": data_trains.offsets.tolist()})
@@ -121,17 +125,17 @@ def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settin
     directory.mkdir(parents=True, exist_ok=True)
     try:
         return _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains, amplitudes, data_path,
-                           seed, force, verbose, describe, figure, data_fingerprint)
+                           seed, force, verbose, describe, figure, data_fingerprint, dask)
     except DirectoryBusy:
         raise  # another process works there: its directory, not ours to remove
     except BaseException:
-        if created and not (directory / files.FIT).exists():  # nothing was saved: leave nothing behind
+        if created and not (directory / files.FIT).exists() and not (directory / RESTARTS).exists():  # nothing saved
             shutil.rmtree(directory, ignore_errors=True)
         raise
 
 
 def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains, amplitudes, data_path, seed, force,
-                verbose, describe, figure, data_fingerprint) -> FitResult:
+                verbose, describe, figure, data_fingerprint, dask) -> FitResult:
     optimizer, population, generations = settings["optimizer"], settings["population"], settings["generations"]
     restarts, patience = settings["restarts"], settings["patience"]
     with StopSignals() as signals, DirectoryLock(directory, f"spikeforge fit {kind}"):
@@ -157,19 +161,30 @@ def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains,
                                         f"loss {progress.best:.4g}, median {progress.median:.4g}, spread "
                                         f"{progress.spread:.3f}, {progress.evaluations_per_second:.0f} evaluations/s")
 
-        with signals.deferred("finishing this generation, then saving the fit"), bar:
-            result = fit(evaluate, bounds, optimizer, population, generations, seed, restarts, patience,
-                         previous=previous, should_stop=lambda: signals.requested is not None, report=report,
-                         record=record)
+        if dask != (None, None):
+            with signals.deferred("cancelling the restarts in progress, keeping the finished ones"), bar:
+                result = _fit_on_dask(directory, evaluate, bounds, {**attrs, "settings": settings}, previous, bar,
+                                      verbose, lambda: signals.requested is not None, *dask)
+            if result is None:
+                signals.raise_if_requested(f"interrupted; the finished restarts are kept in {directory / RESTARTS} "
+                                           "and the same command runs the rest")
+        else:
+            with signals.deferred("finishing this generation, then saving the fit"), bar:
+                result = fit(evaluate, bounds, optimizer, population, generations, seed, restarts, patience,
+                             previous=previous, should_stop=lambda: signals.requested is not None, report=report,
+                             record=record)
         if result is None:  # stopped before the first generation finished
             signals.raise_if_requested("interrupted before the first generation finished; nothing was saved")
-        status = "interrupted" if signals.requested is not None else "finished"
+        # on Dask, a result means that every restart ran to its end
+        status = "interrupted" if signals.requested is not None and dask == (None, None) else "finished"
         with signals.deferred("finishing the write of the results"):
             files.write_fit(directory / files.FIT, result.histories, data_trains, amplitudes,
                             {**attrs, "status": status, "stopped": list(result.stopped)})
             table = files.parameters_table(bounds.names, units, bounds.low, bounds.high, result)
             files.write_parameters(directory / files.PARAMETERS, table)
             made = figure(result)
+            if status == "finished":
+                shutil.rmtree(directory / RESTARTS, ignore_errors=True)  # the Dask jobs' results, now in fit.h5
         _print_table(verbose, table, result, status)
         echo(verbose, f"wrote {directory / files.FIT}, {directory / files.PARAMETERS} and {made}")
         if status == "finished":
@@ -177,6 +192,45 @@ def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains,
         signals.raise_if_requested(f"interrupted; the {sum(h.generations for h in result.histories)} completed "
                                    f"generations are in {directory / files.FIT}; the same command resumes the fit")
     return result
+
+
+def _fit_on_dask(directory: Path, evaluate, bounds: Bounds, attrs: dict, previous, bar, verbose: bool, stopped,
+                 scheduler: str | None, workers: int | None) -> FitResult | None:
+    """The restarts of a fit as Dask jobs (the objective travels to the workers by cloudpickle), each continuing
+    its history in ``previous`` if any.  Every finished restart is kept under ``restarts/`` (with the fit's
+    settings and data) until fit.h5 holds them all; a stop cancels the restarts in progress and returns None."""
+    from spikeforge.core.executor import Cluster, Job, read_result, run_jobs
+    from spikeforge.fit.search import History, restart_job
+
+    settings = attrs["settings"]
+    shared = {"settings": settings, "data_fingerprint": attrs["data_fingerprint"]}
+    jobs = [Job(f"restart-{k}", restart_job, (evaluate, bounds, settings["optimizer"], settings["population"],
+                                               settings["generations"], settings["seed"], k, settings["patience"],
+                                               previous[k] if k < len(previous) else None), {**shared, "restart": k})
+            for k in range(settings["restarts"])]
+
+    def report(outcome) -> None:
+        if outcome.status == "done":
+            losses = read_result(directory / RESTARTS, outcome.key)[0]["losses"]
+            k = int(outcome.key.rsplit("-", 1)[1])
+            bar.update(losses.shape[0] - (previous[k].generations if k < len(previous) else 0))
+            progress_line(bar, verbose, f"{outcome.key}: best loss {float(np.min(losses)):.4g} after "
+                                        f"{losses.shape[0]} generations ({outcome.values['stopped']})")
+
+    with Cluster(scheduler, workers) as cluster:
+        echo(verbose, f"running {len(jobs)} restart(s) on {cluster.describe()}")
+        outcomes = run_jobs(jobs, directory / RESTARTS, cluster, verbose=False, what="restart", on_result=report,
+                            changed="recompute", should_stop=stopped)
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if failed and not stopped():
+        raise SpikeforgeError(f"{len(failed)} of {len(jobs)} restarts failed ({failed[0].key}: {failed[0].error}); "
+                              f"the finished ones are kept in {directory / RESTARTS}, and the same command runs the rest")
+    if any(outcome.status != "done" and outcome.status != "kept" for outcome in outcomes):
+        return None
+    histories = [History(**{name: read_result(directory / RESTARTS, job.key)[0][name] for name in History._fields})
+                 for job in jobs]
+    bar.update(sum(h.generations for h in histories) - bar.n)
+    return summarise(bounds.names, histories, [outcome.values["stopped"] for outcome in outcomes])
 
 
 def step_protocol(data_path, given: dict, verbose: bool) -> StepProtocol:
@@ -213,6 +267,9 @@ def _previous(directory: Path, kind: str, settings: dict, data_fingerprint: str,
             (directory / name).unlink(missing_ok=True)
         return [], run_seed(seed, verbose)
     if not path.exists():
+        if seed is None and (kept := _seed_of_restarts(directory)) is not None:
+            echo(verbose, f"continuing the fit whose finished restarts are in {directory / RESTARTS} (seed {kept})")
+            seed = kept
         return [], run_seed(seed, verbose)
     histories, _, _, attrs = files.read_fit(path)
     if attrs["kind"] != kind:
@@ -234,6 +291,18 @@ def _previous(directory: Path, kind: str, settings: dict, data_fingerprint: str,
         refuse_existing(path, False, "a finished fit with these settings (see parameters.csv)")
     echo(verbose, f"resuming the fit in {path}: {sum(h.generations for h in histories)} generations saved")
     return histories, int(recorded["seed"])
+
+
+def _seed_of_restarts(directory: Path) -> int | None:
+    """The seed of the restarts a stopped fit on Dask left in ``restarts/`` (None if there are none), so that the
+    same command without --seed runs the rest of that fit."""
+    from spikeforge.core.executor import read_result
+
+    for path in sorted((directory / RESTARTS).glob("restart-*.h5")):
+        seed = (read_result(path.parent, path.stem)[2].get("settings") or {}).get("seed")
+        if isinstance(seed, int):
+            return seed
+    return None
 
 
 def _print_table(verbose: bool, table: str, result, status: str) -> None:
@@ -272,7 +341,8 @@ def load_result(directory: str | Path):
 def network(data_path: str | Path, directory: str | Path, config: networks.NetworkConfig = networks.NetworkConfig(),
             connectivity_seed: int = 0, loss: str = "count", recorded: str = "all", bounds=None,
             optimizer: str = "cmaes", population: int = 32, generations: int = 100, patience: int = 20,
-            restarts: int = 4, seed: int | None = None, force: bool = False, verbose: bool = True) -> FitResult:
+            restarts: int = 4, seed: int | None = None, force: bool = False, verbose: bool = True,
+            scheduler: str | None = None, workers: int | None = None) -> FitResult:
     """Fit (sigma_ee, p_ee, sigma_ei, p_ei) of the E/I network (:mod:`spikeforge.fit.network`) to the
     recorded trains in ``data_path``, with the connectivity of ``connectivity_seed`` frozen; results in
     ``directory``.  (``fit report`` measures the noise floor: the loss of the best parameters under other
@@ -302,7 +372,7 @@ def network(data_path: str | Path, directory: str | Path, config: networks.Netwo
         return plotting.network_fit(directory / "fit.png", objective, result, the_bounds)
 
     return _fit_run("network", directory, objective.evaluate, the_bounds, ["1"] * 4, settings, data, None,
-                    data_path, seed, force, verbose, describe, figure)
+                    data_path, seed, force, verbose, describe, figure, (scheduler, workers))
 
 
 _NETWORK_MODEL = networks.parameter_model()

@@ -196,6 +196,17 @@ def fit(evaluate: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer:
     return summarise(bounds.names, histories, stopped)
 
 
+def restart_job(evaluate: Callable[[np.ndarray], np.ndarray], bounds: Bounds, optimizer: str, population: int,
+                generations: int, seed: int, restart: int, patience: int, previous: History | None = None) -> dict:
+    """Restart ``restart`` of :func:`fit` alone, as one Dask job (from the history ``previous`` of an
+    interrupted fit, if given): its :class:`History` fields and why it stopped."""
+    from spikeforge.core.rng import stream
+
+    history, why = run(evaluate, bounds, optimizer, population, generations, stream(seed, "fit", "restart", restart),
+                       history=previous, patience=patience)
+    return {**history._asdict(), "stopped": why}
+
+
 def summarise(names, histories, stopped) -> FitResult:
     """The :class:`FitResult` of finished (or interrupted) restarts' histories."""
     bests = [h.best() for h in histories]
