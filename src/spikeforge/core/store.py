@@ -26,7 +26,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -139,16 +139,28 @@ def _to_attr(value: Any) -> Any:
     return value
 
 
+class Pieces(NamedTuple):
+    """A dataset written piece by piece, never whole in memory: ``fill(dataset)`` writes every part of the
+    created ``shape`` x ``dtype`` dataset (e.g. row blocks received one at a time)."""
+
+    shape: tuple
+    dtype: Any
+    fill: Callable[[h5py.Dataset], None]
+
+
 def write_h5(path: str | os.PathLike, arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
              before_commit: Callable[[], None] | None = None) -> None:
-    """Write ``arrays`` (name -> array; '/' in a name makes groups) and root ``attrs`` to ``path`` atomically
-    (``before_commit``: see :func:`atomic_output`).
+    """Write ``arrays`` (name -> array or :class:`Pieces`; '/' in a name makes groups) and root ``attrs`` to
+    ``path`` atomically (``before_commit``: see :func:`atomic_output`).
 
     Dicts, lists and None in ``attrs`` are stored as JSON strings and decoded by :func:`read_h5`.
     """
     with atomic_output(path, before_commit) as temporary:
         with h5py.File(temporary, "w") as handle:
             for name, array in arrays.items():
+                if isinstance(array, Pieces):
+                    array.fill(handle.create_dataset(name, shape=array.shape, dtype=array.dtype))
+                    continue
                 handle.create_dataset(name, data=np.asarray(array))
             for name, value in (attrs or {}).items():
                 handle.attrs[name] = _to_attr(value)
@@ -184,6 +196,19 @@ def read_attrs(path: str | os.PathLike, what: str = "data file") -> dict[str, An
 def dataset_names(path: str | os.PathLike, what: str = "data file") -> list[str]:
     """The names of every dataset in HDF5 file ``path`` (nothing is read)."""
     return _open(Path(path), what, lambda handle: _all_datasets(handle))
+
+
+def read_rows(path: str | os.PathLike, name: str, lo: int, hi: int, what: str = "data file") -> np.ndarray:
+    """Rows ``lo:hi`` of dataset ``name`` of HDF5 file ``path`` (only those are read)."""
+    def rows(handle):
+        if name not in handle or not isinstance(handle[name], h5py.Dataset):
+            raise DataFileError(f"{what} {str(path)!r} has no dataset {name!r}")
+        dataset = handle[name]
+        if dataset.ndim == 0 or not 0 <= lo <= hi <= dataset.shape[0]:
+            raise DataFileError(f"{what} {str(path)!r}: {name} has shape {dataset.shape}, without rows {lo}:{hi}")
+        return dataset[lo:hi]
+
+    return _open(Path(path), what, rows)
 
 
 def dataset_shapes(path: str | os.PathLike, what: str = "data file") -> dict[str, tuple]:

@@ -10,8 +10,9 @@ every rank sees the same spikes without exchanging them; sharding the dynamics t
 every step) is the next step for networks whose connectivity does not fit one process.
 
 Results do not depend on the number of ranks: each neuron's update is independent of the others', and
-float64 runs equal a single process's to the last bit.  Checkpoints hold the whole network (rank 0
-gathers P), so a run resumes on any number of ranks.  Only rank 0 prints, locks the directory and writes
+float64 runs equal a single process's to the last bit.  Each rank reads only its rows of P from the
+checkpoint it starts from; checkpoints hold the whole network (rank 0 writes P block by block as the other
+ranks send theirs, holding at most two blocks), so a run resumes on any number of ranks.  Only rank 0 prints, locks the directory and writes
 files.  Every rank agrees after each loop whether a signal asked to stop, so all stop at the same loop.
 A rank that dies breaks the others' next collective operation: they stop with an error naming the
 last checkpoint, which stays valid; ``timeout_s`` bounds a hang.
@@ -30,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from spikeforge.core.store import Pieces
 from spikeforge.errors import ParameterError, SpikeforgeError
 from spikeforge.rls.learner import Learner
 
@@ -123,6 +125,17 @@ class Group:
         """True on every rank when ``flag`` is true on any."""
         return bool(self.largest(1 if flag else 0, "comparing a check"))
 
+    def send(self, block: np.ndarray, to: int) -> None:
+        """Send ``block`` to rank ``to`` (which receives it with :meth:`receive`)."""
+        tensor = self._tensor(block)
+        self._run(f"sending a block to rank {to}", lambda: self.dist.send(tensor, dst=to))
+
+    def receive(self, shape: tuple, dtype, source: int) -> np.ndarray:
+        """The block of ``shape`` and ``dtype`` that rank ``source`` sends."""
+        tensor = self._tensor(np.empty(shape, dtype=dtype))
+        self._run(f"receiving a block from rank {source}", lambda: self.dist.recv(tensor, src=source))
+        return tensor.cpu().numpy()
+
     def barrier(self) -> None:
         self._run("waiting for the other ranks", lambda: self.dist.barrier())
 
@@ -156,19 +169,39 @@ class ShardedLearner(Learner):
             self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
                 backend.put(block[used]) if backend.name != "numba" else block[used])
 
-    def gather_p(self, backend) -> np.ndarray | None:
-        """The whole P on rank 0 (None elsewhere), for a checkpoint."""
-        blocks = self.group.gather_blocks(backend.get(self.P), self.sizes)
-        return np.concatenate(blocks) if self.shard.rank == 0 else None
+    def p_pieces(self, backend, file_layout) -> Pieces | None:
+        """The whole P for a checkpoint, block by block: on rank 0, a :class:`~spikeforge.core.store.Pieces`
+        that writes its own block and then receives and writes every other rank's, one at a time (rank 0 never
+        holds more than two blocks); on the other ranks, their block is sent to rank 0 (and None returned).
+        ``file_layout(block)``: a block of P in the files' layout.  Every rank must come here."""
+        own = file_layout(backend.get(self.P))
+        if self.shard.rank != 0:
+            self.group.send(own, 0)
+            return None
+        starts = np.concatenate([[0], np.cumsum(self.sizes)]).tolist()
+
+        def fill(dataset) -> None:
+            dataset[starts[0]:starts[1]] = own
+            for k in range(1, self.shard.world):
+                dataset[starts[k]:starts[k + 1]] = self.group.receive((self.sizes[k],) + own.shape[1:], own.dtype, k)
+
+        return Pieces((starts[-1],) + own.shape[1:], own.dtype, fill)
 
 
 def sharded(learner: Learner, group: Group, n_cells: int) -> ShardedLearner:
-    """``learner`` with only this rank's block of P (the rest is dropped)."""
+    """``learner`` with only this rank's block of P (given as that block, or whole: the rest is dropped)."""
     if learner.history is not None:
         raise ParameterError("p_compute = 'small' keeps a history of filtered spike trains, not P; --distributed "
                              "shards P, so it needs p_compute = 'full'")
     shard = shard_of(n_cells, group.rank, group.world)
     sizes = [shard_of(n_cells, k, group.world).hi - shard_of(n_cells, k, group.world).lo for k in range(group.world)]
     fields = {f.name: getattr(learner, f.name) for f in dataclasses.fields(Learner)}
-    fields["P"] = learner.P[shard.lo:shard.hi].copy()
+    size = shard.hi - shard.lo
+    if learner.P.shape[0] == size:  # already this rank's block (read with Model.load(p_rows=...))
+        fields["P"] = learner.P
+    elif learner.P.shape[0] == n_cells:
+        fields["P"] = learner.P[shard.lo:shard.hi].copy()
+    else:
+        raise ParameterError(f"P has {learner.P.shape[0]} rows: neither the {n_cells} neurons nor rank "
+                             f"{group.rank}'s block of {size}")
     return ShardedLearner(**fields, shard=shard, group=group, sizes=sizes)

@@ -110,15 +110,18 @@ def available_memory() -> int | None:
 
 
 def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_tasks: int = 1,
-                      with_p: bool = True) -> None:
+                      with_p: bool = True, ranks: int = 1, ranks_here: int = 1) -> None:
     """Raise ParameterError, with the estimate, if the model needs more memory than this machine
     has available (checked before anything large is allocated); ``with_p=False``: for frozen-weight
-    trials, which do not load P."""
+    trials, which do not load P; ``ranks``: for one of the ranks of ``train --distributed``, of which
+    ``ranks_here`` share this machine."""
     from spikeforge.errors import ParameterError
 
     e = estimate(p, plastic_count, n_tasks)
     need = e.total(*e.chosen)
-    if not with_p:
+    if ranks > 1:
+        need = max(per_rank(e, ranks)) * ranks_here
+    elif not with_p:
         need -= e.p_memory[e.chosen]
     elif p.p_compute == "small":  # no P, a short history of filtered spike trains instead
         need += max(1, round(p.p_history / p.learn_every)) * (p.n_cells + p.lx) * 8 - e.p_memory[e.chosen]
@@ -130,14 +133,14 @@ def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_task
 
 
 def per_rank(e: Estimate, ranks: int) -> tuple[int, int, int]:
-    """Memory of one rank of ``train --distributed`` over ``ranks`` ranks, P as chosen: (steady, at the
-    start, on rank 0 while it writes a checkpoint) [bytes].  Each rank keeps the P of its block of neurons
-    and a whole copy of everything else (connectivity, weights, state); at the start every rank reads the
-    whole P before keeping its block, and rank 0 gathers the whole P to write a checkpoint."""
+    """Memory of one rank of ``train --distributed`` over ``ranks`` ranks, P as chosen: (while it trains,
+    on rank 0 while it writes a checkpoint) [bytes].  Each rank reads and keeps the P of its block of
+    neurons only, and a whole copy of everything else (connectivity, weights, state); rank 0 writes a
+    checkpoint's P block by block, holding its own block and one received block at a time."""
     p_all = e.p_memory[e.chosen]
     rest = e.total(*e.chosen) - p_all
     block = -(-p_all // ranks)
-    return rest + block, rest + p_all + block, rest + p_all + block
+    return rest + block, rest + 2 * block
 
 
 def report(directory: str | Path, ranks: int = 1) -> str:
@@ -167,10 +170,10 @@ def report(directory: str | Path, ranks: int = 1) -> str:
               f"simulation state: {human_bytes(e.simulation_state)}",
               f"test recording, per trial and task (all neurons): {human_bytes(e.test_recording_per_trial)}"]
     if ranks > 1:
-        steady, start, gather = per_rank(e, ranks)
+        steady, writing = per_rank(e, ranks)
         lines += ["", f"train --distributed over {ranks} ranks (P as in params.toml): {human_bytes(steady)} per rank "
-                      f"while training; {human_bytes(start)} at the start (the whole P is read) and "
-                      f"{human_bytes(gather)} on rank 0 while it writes a checkpoint (it gathers the whole P)"]
+                      f"while training, and {human_bytes(writing)} on rank 0 while it writes a checkpoint (it "
+                      "receives the other ranks' blocks of P one at a time)"]
     free = available_memory()
     if free is not None:
         lines.append(f"available on this machine: {human_bytes(free)}")

@@ -45,7 +45,7 @@ import numpy as np
 import spikeforge
 from spikeforge.core.backends.layout import Connectivity
 from spikeforge.core.provenance import differences, fingerprint
-from spikeforge.core.store import dataset_names, read_h5, write_h5
+from spikeforge.core.store import dataset_names, read_h5, read_rows, write_h5
 from spikeforge.errors import DataFileError
 from spikeforge.rls import p_matrix
 from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
@@ -256,7 +256,9 @@ class Model:
     def checkpoint_bytes(self) -> int:
         """Size of one checkpoint file (about)."""
         history = self.history[0].nbytes if self.history is not None else 0
-        return self.stored_p().nbytes + self.plastic.weight.nbytes + history + (1 << 16)
+        p_bytes = int(np.prod(_p_shape(self.p, self.p.n_cells, self.plastic.weight.shape[1]))) * np.dtype(
+            self.p.p_precision).itemsize  # the whole P, whether this process holds it or one rank's block
+        return p_bytes + self.plastic.weight.nbytes + history + (1 << 16)
 
     def save_init(self, run: RunDir, attrs: dict[str, Any], replaces: list[Path] = ()) -> None:
         """Write init.h5 (with the provenance attributes); ``replaces``: files of the previous
@@ -287,9 +289,10 @@ class Model:
         write_h5(run.init_file, arrays, {**scalars, **attrs, **provenance}, before_commit=remove_replaced)
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan"),
-                        attrs: dict[str, Any] | None = None) -> Path:
-        """Write checkpoint ``label`` of the current weights and P; return its path."""
-        arrays = {"plastic/weight": self.plastic.weight, "P": self.stored_p()}
+                        attrs: dict[str, Any] | None = None, p_pieces=None) -> Path:
+        """Write checkpoint ``label`` of the current weights and P (or, from a sharded run, the P that
+        ``p_pieces``, a :class:`~spikeforge.core.store.Pieces`, writes block by block); return its path."""
+        arrays = {"plastic/weight": self.plastic.weight, "P": self.stored_p() if p_pieces is None else p_pieces}
         attrs = {"loop": self.loop, "correlation": correlation, "network_id": self.network_id,
                  "spikeforge_version": spikeforge.__version__, **(attrs or {})}
         if self.cell_state is not None:
@@ -303,10 +306,15 @@ class Model:
 
     @classmethod
     def load(cls, run: RunDir, checkpoint: str | int | None = None, p: Params | None = None,
-             with_p: bool = True) -> "Model":
+             with_p: bool = True, p_rows: tuple[int, int] | None = None) -> "Model":
         """Load ``init.h5`` and, if given, the weights and P of checkpoint ``checkpoint``
         (``None`` or ``"init"``: the initial weights), checking both against the parameters.
-        ``with_p=False`` leaves P out (an empty array): frozen-weight trials do not need it."""
+        ``with_p=False`` leaves P out (an empty array): frozen-weight trials do not need it.
+        ``p_rows=(lo, hi)``: only the P of neurons lo .. hi - 1 is read (a rank of a sharded run)."""
+        if p_rows is not None:
+            model = cls.load(run, checkpoint, p, with_p=False)
+            model.P = model._p_rows(run, *p_rows)
+            return model
         p = run.params() if p is None else p
         run.require_init()
         present = dataset_names(run.init_file, "init file")
@@ -339,6 +347,18 @@ class Model:
         if checkpoint is not None and str(checkpoint) != "init":
             model._restore(run, str(checkpoint), with_p)
         return model
+
+    def _p_rows(self, run: RunDir, lo: int, hi: int) -> np.ndarray:
+        """Rows lo:hi of the P of the loaded weights' file, checked, in the kernels' layout."""
+        if self.p.p_compute == "small":
+            return np.zeros(0, dtype=self.p.p_precision)
+        path = run.init_file if self.label == "init" else run.checkpoint_file(self.label)
+        what = "init file" if self.label == "init" else "checkpoint"
+        block = {"P": read_rows(path, "P", lo, hi, what)}
+        check = _Checker(path, what, "delete it, or rebuild the network with `spikeforge init --force`")
+        check.shape(block, "P", (hi - lo,) + _p_shape(self.p, self.p.n_cells, self.plastic.weight.shape[1])[1:])
+        check.finite(block, "P")
+        return _p_in_memory(block["P"], self.p, path)
 
     def _restore(self, run: RunDir, label: str, with_p: bool = True) -> None:
         """Replace the initial weights (and P, if ``with_p``) by those of checkpoint ``label``, after checking it."""

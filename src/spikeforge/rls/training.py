@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -46,7 +47,7 @@ from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.resources import ResourceMonitor, peak_rss_bytes
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
-from spikeforge.rls import rate_evaluation
+from spikeforge.rls import p_matrix, rate_evaluation
 from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
 from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
 from spikeforge.rls.evaluation import network_correlation
@@ -158,8 +159,7 @@ class _Session:
         if group is not None:
             from spikeforge.rls.distributed import sharded
 
-            learner = sharded(learner, group, p.n_cells)
-            model.P = None  # each rank keeps its block only; rank 0 gathers the whole P for a checkpoint
+            learner = sharded(learner, group, p.n_cells)  # each rank holds its block of P only
         self.learner = self._on_backend(learner)
         self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
         self.last_saved = model.label  # the last good checkpoint
@@ -237,11 +237,12 @@ class _Session:
             if nonfinite:
                 raise TrainingDiverged(f"loop {model.loop}: {nonfinite} entries of P are NaN or infinite; checkpoint "
                                        f"{label!r} was not saved; the last good checkpoint is {self.last_saved!r}")
+        pieces = None
         if self.group is not None:
-            model.P = learner.gather_p(engine)  # the whole P on rank 0 (a collective: every rank comes here)
+            # rank 0 writes P block by block as the others send theirs (every rank comes here)
+            pieces = learner.p_pieces(engine, lambda block: p_matrix.to_file_from_memory(block, model.p.p_storage))
             model.plastic.weight[...] = engine.get(learner.weights_in)
             if not self.writes:
-                model.P = None
                 self.last_saved = label
                 return self.run.checkpoint_file(label)
         elif engine.name != "numba":
@@ -252,12 +253,9 @@ class _Session:
         try:
             path = model.save_checkpoint(self.run, label, correlation,
                                          {"restored_from": self.curve.segment["restored_from"],
-                                          "segment": self.curve.segment["segment"]})
+                                          "segment": self.curve.segment["segment"]}, pieces)
         except DataFileError as error:
             raise DataFileError(f"{error}; the last good checkpoint is {self.last_saved!r}") from None
-        finally:
-            if self.group is not None:
-                model.P = None
         self.last_saved = label
         self.curve.saved(label)
         try:  # the learning curve goes with every checkpoint, so a crash loses no saved loop's row
@@ -364,8 +362,16 @@ def train(
             p = run.params()
             label, later = starting_point(run, restore_from_checkpoint, discard_later)
             engine = as_backend(backend, device, cuda_graphs)
-            model = Model.load(run, label, p)
-            check_host_memory(p, model.plastic.count, model.n_tasks)
+            if group is None:
+                model = Model.load(run, label, p)
+                check_host_memory(p, model.plastic.count, model.n_tasks)
+            else:  # each rank reads only its neurons' P
+                from spikeforge.rls.distributed import shard_of
+
+                shard = shard_of(p.n_cells, group.rank, group.world)
+                model = Model.load(run, label, p, p_rows=(shard.lo, shard.hi))
+                check_host_memory(p, model.plastic.count, model.n_tasks, ranks=group.world,
+                                  ranks_here=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
             check_device_memory(engine, model)
             _check_disk_space(run, model, 1 + 2 * save_best_checkpoint + (checkpoint_every > 0))
             curve = LearningCurve(run, model.network_id, model.label, model.loop + 1)
@@ -390,6 +396,14 @@ def train(
                         raise
                     raise type(error)(f"{error}; the last checkpoint, {session.last_saved!r}, stays valid: run the "
                                       "same command again to continue from it") from None
+                except Interrupted as stop:
+                    if group is None or isinstance(stop, TrainingInterrupted):
+                        raise
+                    # a signal outside a loop's end: torchrun also sends SIGTERM to every rank when one fails
+                    raise Interrupted(stop.signum, f"{stop} (torchrun sends it to every rank when one rank fails: "
+                                                   f"see its report); the last checkpoint, {session.last_saved!r}, "
+                                                   "stays valid: run the same command again to continue from it"
+                                      ) from None
     finally:
         if group is not None:
             group.close()
