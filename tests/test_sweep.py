@@ -176,3 +176,16 @@ def test_trials_whose_cell_state_carries_over_are_refused_on_dask(tmp_path):
     assert_user_error(invoke("test", directory, "--workers", "2"), "carries over from trial to trial",
                       "without --scheduler and --workers")
     assert not (directory / "test.h5").exists()
+
+
+def test_a_failed_job_of_a_batch_is_one_error_naming_it_and_the_kept_results(tmp_path):
+    from spikeforge.core.executor import Outcome, raise_failures
+    from spikeforge.errors import SpikeforgeError
+
+    done = Outcome("trial-00000", "done", {}, None)
+    raise_failures([done, Outcome("trial-00001", "kept", {}, None)], "trial", tmp_path)  # nothing failed: no error
+    with pytest.raises(SpikeforgeError) as error:
+        raise_failures([done, Outcome("trial-00001", "failed", {}, "ValueError: bad"),
+                        Outcome("trial-00002", "failed", {}, "OSError: gone")], "trial", tmp_path)
+    assert str(error.value) == (f"2 of 3 trials failed (trial-00001: ValueError: bad); the finished ones are kept in "
+                                f"{tmp_path}, and the same command runs the rest")

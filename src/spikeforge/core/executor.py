@@ -244,6 +244,15 @@ def _run_pending(pending: list[Job], results: Path, cluster: Cluster, outcomes: 
                 future.cancel()
 
 
+def raise_failures(outcomes: list[Outcome], what: str, results: Path) -> None:
+    """Raise SpikeforgeError naming the first failed job of a batch, if one failed (the finished jobs' results
+    are kept in ``results``, and the next run of the batch retries the failed ones)."""
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if failed:
+        raise SpikeforgeError(f"{len(failed)} of {len(outcomes)} {what}s failed ({failed[0].key}: {failed[0].error}); "
+                              f"the finished ones are kept in {results}, and the same command runs the rest")
+
+
 def _record(future, job: Job, results: Path, outcomes: dict, bar, verbose: bool, on_result) -> None:
     """Save the result of ``job`` (or its error) from its finished ``future``."""
     try:
@@ -267,4 +276,5 @@ def _record(future, job: Job, results: Path, outcomes: dict, bar, verbose: bool,
         on_result(outcomes[job.key])
 
 
-__all__ = ["Job", "Outcome", "Cluster", "run_jobs", "read_result", "result_path", "scheduler_address"]
+__all__ = ["Job", "Outcome", "Cluster", "run_jobs", "read_result", "result_path", "scheduler_address",
+           "raise_failures"]

@@ -22,7 +22,7 @@ from spikeforge.core.lock import DirectoryBusy, DirectoryLock
 from spikeforge.core.provenance import differences, fingerprint
 from spikeforge.core.run_support import check_backend, echo, progress_bar, progress_line, refuse_existing, run_seed
 from spikeforge.core.spikes import Trains
-from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
+from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.fit import files, optimizers
 from spikeforge.fit import network as networks
 from spikeforge.fit.cell import CURRENT_MODES, LOSSES, CellData, CellObjective
@@ -199,7 +199,7 @@ def _fit_on_dask(directory: Path, evaluate, bounds: Bounds, attrs: dict, previou
     """The restarts of a fit as Dask jobs (the objective travels to the workers by cloudpickle), each continuing
     its history in ``previous`` if any.  Every finished restart is kept under ``restarts/`` (with the fit's
     settings and data) until fit.h5 holds them all; a stop cancels the restarts in progress and returns None."""
-    from spikeforge.core.executor import Cluster, Job, read_result, run_jobs
+    from spikeforge.core.executor import Cluster, Job, raise_failures, read_result, run_jobs
     from spikeforge.fit.search import History, restart_job
 
     settings = attrs["settings"]
@@ -221,10 +221,8 @@ def _fit_on_dask(directory: Path, evaluate, bounds: Bounds, attrs: dict, previou
         echo(verbose, f"running {len(jobs)} restart(s) on {cluster.describe()}")
         outcomes = run_jobs(jobs, directory / RESTARTS, cluster, verbose=False, what="restart", on_result=report,
                             changed="recompute", should_stop=stopped)
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-    if failed and not stopped():
-        raise SpikeforgeError(f"{len(failed)} of {len(jobs)} restarts failed ({failed[0].key}: {failed[0].error}); "
-                              f"the finished ones are kept in {directory / RESTARTS}, and the same command runs the rest")
+    if not stopped():
+        raise_failures(outcomes, "restart", directory / RESTARTS)
     if any(outcome.status != "done" and outcome.status != "kept" for outcome in outcomes):
         return None
     histories = [History(**{name: read_result(directory / RESTARTS, job.key)[0][name] for name in History._fields})

@@ -26,7 +26,7 @@ from spikeforge.core.run_support import check_backend as _check_backend
 from spikeforge.core.run_support import run_seed as _seed
 from spikeforge.core.run_support import torch_device as _torch_device
 from spikeforge.core.store import read_h5, write_h5
-from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError
+from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rate2spike import files
 from spikeforge.rate2spike.tasks import task_named
 
@@ -275,7 +275,7 @@ def _grid_on_dask(directory: Path, model_path: Path, inputs: dict, seed: int, fa
                   progress, stopped, scheduler: str | None, workers: int | None, verbose: bool) -> np.ndarray:
     """The grid's accuracies with one Dask job per factor not in ``known``; NaN for those a stop left out.
     Finished factors are kept under ``search-factors/`` until the search is saved."""
-    from spikeforge.core.executor import Cluster, Job, run_jobs
+    from spikeforge.core.executor import Cluster, Job, raise_failures, run_jobs
 
     grid = np.full(factors.size, np.nan) if known is None else np.array(known, dtype=np.float64)
     todo = [k for k in range(factors.size) if np.isnan(grid[k])]
@@ -298,11 +298,8 @@ def _grid_on_dask(directory: Path, model_path: Path, inputs: dict, seed: int, fa
         if outcome.status == "kept":
             grid[position[outcome.key]] = outcome.values["accuracy"]
             progress(float(factors[position[outcome.key]]), outcome.values["accuracy"])
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-    if failed and not stopped():
-        raise SpikeforgeError(f"{len(failed)} of {len(jobs)} scaling factors failed ({failed[0].key}: "
-                              f"{failed[0].error}); the finished ones are kept in {directory / 'search-factors'}, "
-                              "and the same command runs the rest")
+    if not stopped():
+        raise_failures(outcomes, "scaling factor", directory / "search-factors")
     return grid
 
 

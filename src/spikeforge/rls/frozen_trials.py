@@ -49,11 +49,11 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TEST
-from spikeforge.core.executor import Cluster, Job, read_result, result_path, run_jobs
+from spikeforge.core.executor import Cluster, Job, raise_failures, read_result, result_path, run_jobs
 from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
-from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
+from spikeforge.errors import DataFileError, ParameterError, SpikeforgeWarning
 from spikeforge.core.resources import human_bytes
 from spikeforge.rls import rate_evaluation
 from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
@@ -307,11 +307,8 @@ def _run_trials_on_dask(run: RunDir, model: Model, label: str, indices: np.ndarr
     for trial, job in enumerate(jobs):
         if result_path(run.test_trials_dir, job.key).is_file():
             records.add(trial, read_result(run.test_trials_dir, job.key)[0])
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-    if failed and signals.requested is None:  # after a stop, a failure may be the stop's: the re-run retries it
-        raise SpikeforgeError(f"{len(failed)} of {ntrials} trials failed ({failed[0].key}: {failed[0].error}); the "
-                              f"{int(records.done.sum())} finished ones are kept in {run.test_trials_dir}, and the "
-                              "same command runs the rest")
+    if signals.requested is None:  # after a stop, a failure may be the stop's: the re-run retries it
+        raise_failures(outcomes, "trial", run.test_trials_dir)
     return records
 
 
