@@ -154,3 +154,5 @@ def test_estimate_per_rank_divides_p_only(small_run):
     assert per_rank(e, 1)[0] == e.total(*e.chosen)
     out = CliRunner().invoke(cli, ["estimate", str(small_run), "--ranks", "4"]).output
     assert "train --distributed over 4 ranks" in out and "per rank while training" in out
+    too_many = CliRunner().invoke(cli, ["estimate", str(small_run), "--ranks", "1025"])
+    assert too_many.exit_code == 2 and "--ranks 1025 for 1024 neurons" in too_many.stderr

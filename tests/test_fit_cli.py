@@ -83,6 +83,9 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(cell_file, tmp_path
     status, stderr = stop_once_written(dask_args, on_dask / "restarts" / "restart-0.h5", signal.SIGINT, group=True)
     assert status == 130 and "Traceback" not in stderr, stderr
     assert "finished restarts are kept" in stderr and not (on_dask / "fit.h5").exists()
+    changed = [a if a != "30" else "31" for a in dask_args]  # --generations 30 -> 31: the kept restart is not lost
+    assert_user_error(run(*changed), "made with generations = 30, not 31", "--force")
+    assert (on_dask / "restarts" / "restart-0.h5").exists()
     finished = run(*[a for a in dask_args if a not in ("--seed", "5")])
     assert finished.exit_code == 0, finished.output
     assert "restarts are in" in finished.output and "(seed 5)" in finished.output

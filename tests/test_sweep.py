@@ -109,6 +109,9 @@ def test_the_executor_reports_a_failing_job_and_retries_it_next_time(tmp_path):
     (["--set", "pree=0.1,0.1"], ["repeats a value"]),
     (["--set", "pree=0.1", "--fix", "pree=0.2"], ["both swept and fixed"]),
     (["--set", "pree=0.1", "--scheduler", " "], ["scheduler address is empty"]),
+    (["--set", "pree=0.1", "--scheduler", "bogus"], ["'bogus' is not a Dask scheduler address", "tcp://host:port"]),
+    (["--set", "pree=0.1", "--scheduler", "tcp://localhost"], ["is not a Dask scheduler address"]),
+    (["--set", "pree=0.1", "--scheduler", "tcp://h:1", "--workers", "2"], ["give one of them"]),
 ])
 def test_bad_sweeps(tmp_path, args, fragments):
     assert_user_error(invoke("sweep", tmp_path / "s", *args), *fragments)
@@ -189,3 +192,40 @@ def test_a_failed_job_of_a_batch_is_one_error_naming_it_and_the_kept_results(tmp
                         Outcome("trial-00002", "failed", {}, "OSError: gone")], "trial", tmp_path)
     assert str(error.value) == (f"2 of 3 trials failed (trial-00001: ValueError: bad); the finished ones are kept in "
                                 f"{tmp_path}, and the same command runs the rest")
+
+
+def test_a_malformed_scheduler_in_the_environment_is_one_error_and_workers_mean_a_local_cluster(small_run,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("SPIKEFORGE_SCHEDULER", "bogus")
+    assert_user_error(invoke("test", small_run), "$SPIKEFORGE_SCHEDULER = 'bogus' is not a Dask scheduler address")
+    from spikeforge.core.executor import scheduler_address, uses_dask
+
+    assert scheduler_address(None, workers=2) is None and uses_dask(None, 2)  # --workers: a local cluster
+    monkeypatch.setenv("SPIKEFORGE_SCHEDULER", "tcp://10.1.2.3:8786")
+    assert scheduler_address(None) == "tcp://10.1.2.3:8786" and uses_dask(None, None)
+    monkeypatch.delenv("SPIKEFORGE_SCHEDULER")
+    assert not uses_dask(None, None)
+
+
+def test_a_sweep_never_deletes_a_point_directory_it_did_not_leave_half_done(tmp_path):
+    import json
+
+    from spikeforge.errors import DataFileError
+    from spikeforge.rls.sweep import POINT_MARK, run_point
+
+    point = tmp_path / "points" / "pree=0.2"
+    point.mkdir(parents=True)
+    (point / "ckpt-5.h5").write_text("the user's own work")
+    with pytest.raises(DataFileError, match="was not left half-done by this sweep"):
+        run_point(str(point), dict(SMALL), 1, 1)
+    assert (point / "ckpt-5.h5").read_text() == "the user's own work"
+    (point / POINT_MARK).write_text(json.dumps({"state": "running"}))  # a job cut short: started again
+    first = run_point(str(point), dict(SMALL), 1, 1)
+    assert np.isfinite(first["correlation"]) and not (point / "ckpt-5.h5").exists()
+    # finished, but its result never reached the sweep: the same job gives it again without recomputing
+    (point / "ckpt-1.h5").rename(point / "moved.h5")
+    again = run_point(str(point), dict(SMALL), 1, 1)
+    assert again["correlation"] == first["correlation"] and not (point / "ckpt-1.h5").exists()
+    with pytest.raises(DataFileError, match="use --force to replace it"):  # other settings: refused
+        run_point(str(point), dict(SMALL), 2, 1)
+    assert run_point(str(point), dict(SMALL), 2, 1, replace=True)["learning_curve"].size == 2

@@ -62,12 +62,30 @@ class Outcome(NamedTuple):
     error: str | None  # "ErrorType: message" when failed
 
 
-def scheduler_address(given: str | None) -> str | None:
-    """The scheduler to use: ``given``, else ``$SPIKEFORGE_SCHEDULER``, else None (a LocalCluster)."""
-    address = given if given is not None else os.environ.get(SCHEDULER_VARIABLE) or None
+def scheduler_address(given: str | None, workers: int | None = None) -> str | None:
+    """The scheduler to use: ``given``, else ``$SPIKEFORGE_SCHEDULER`` unless ``workers`` asks for a local
+    cluster, else None (a LocalCluster)."""
+    if given is not None and workers is not None:
+        raise ParameterError("--workers sets the size of a local cluster and --scheduler names a running one; "
+                             "give one of them")
+    address = given if given is not None else (os.environ.get(SCHEDULER_VARIABLE) or None if workers is None
+                                               else None)
+    where = "the scheduler address" if given is not None else f"${SCHEDULER_VARIABLE}"
     if address is not None and not str(address).strip():
-        raise ParameterError("the scheduler address is empty; expected e.g. tcp://host:8786")
+        raise ParameterError(f"{where} is empty; expected e.g. tcp://host:8786")
+    if address is not None:
+        scheme, _, rest = str(address).strip().rpartition("://")
+        host, colon, port = rest.rpartition(":")
+        if scheme not in ("", "tcp", "tls", "ucx", "ws", "wss", "inproc") or not (colon and host and port.isdigit()):
+            raise ParameterError(f"{where} = {address!r} is not a Dask scheduler address; expected "
+                                 "tcp://host:port, e.g. tcp://10.1.2.3:8786")
     return address
+
+
+def uses_dask(scheduler: str | None, workers: int | None) -> bool:
+    """Whether a command whose batches can run in its own process goes to Dask: when given ``--scheduler``
+    or ``--workers``, or when ``$SPIKEFORGE_SCHEDULER`` names a cluster."""
+    return workers is not None or scheduler_address(scheduler, workers) is not None
 
 
 def _import_distributed():
@@ -83,7 +101,7 @@ class Cluster:
     processes (default: one per core).  A context manager; the LocalCluster ends with it."""
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
-        self.address = scheduler_address(scheduler)
+        self.address = scheduler_address(scheduler, workers)
         if workers is not None and int(workers) < 1:
             raise ParameterError(f"workers = {workers}; expected at least 1")
         if int(threads_per_worker) < 1:
@@ -97,7 +115,7 @@ class Cluster:
         if self.address is not None:
             try:
                 self.client = distributed.Client(self.address, timeout="10s")
-            except (OSError, TimeoutError) as error:
+            except (OSError, TimeoutError, ValueError) as error:
                 raise ParameterError(f"cannot reach the Dask scheduler at {self.address!r} ({error})") from None
         else:
             import dask
@@ -277,4 +295,4 @@ def _record(future, job: Job, results: Path, outcomes: dict, bar, verbose: bool,
 
 
 __all__ = ["Job", "Outcome", "Cluster", "run_jobs", "read_result", "result_path", "scheduler_address",
-           "raise_failures"]
+           "raise_failures", "uses_dask"]

@@ -116,7 +116,11 @@ def cell(data_path: str | Path, directory: str | Path, model: str = "izhikevich"
 def _fit_run(kind: str, directory: Path, evaluate, bounds: Bounds, units, settings: dict, data_trains: Trains,
              amplitudes, data_path, seed, force: bool, verbose: bool, describe: str, figure,
              dask: tuple = (None, None)) -> FitResult:
-    """The locked, resumable, interruptible fit of ``evaluate`` with ``settings`` into ``directory``."""
+    """The locked, resumable, interruptible fit of ``evaluate`` with ``settings`` into ``directory``; ``dask``:
+    (scheduler, workers) to run the restarts on Dask."""
+    from spikeforge.core.executor import uses_dask
+
+    dask = dask if uses_dask(*dask) else None  # a bad address or choice is refused before any work
     data_fingerprint = fingerprint({"amplitudes": None if amplitudes is None else np.asarray(amplitudes).tolist(),
                                     "times": data_trains.times.tolist(), "offsets": data_trains.offsets.tolist()})
     if seed is not None:
@@ -161,7 +165,7 @@ def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains,
                                         f"loss {progress.best:.4g}, median {progress.median:.4g}, spread "
                                         f"{progress.spread:.3f}, {progress.evaluations_per_second:.0f} evaluations/s")
 
-        if dask != (None, None):
+        if dask is not None:
             with signals.deferred("cancelling the restarts in progress, keeping the finished ones"), bar:
                 result = _fit_on_dask(directory, evaluate, bounds, {**attrs, "settings": settings}, previous, bar,
                                       verbose, lambda: signals.requested is not None, *dask)
@@ -176,7 +180,7 @@ def _locked_fit(kind, directory, evaluate, bounds, units, settings, data_trains,
         if result is None:  # stopped before the first generation finished
             signals.raise_if_requested("interrupted before the first generation finished; nothing was saved")
         # on Dask, a result means that every restart ran to its end
-        status = "interrupted" if signals.requested is not None and dask == (None, None) else "finished"
+        status = "interrupted" if signals.requested is not None and dask is None else "finished"
         with signals.deferred("finishing the write of the results"):
             files.write_fit(directory / files.FIT, result.histories, data_trains, amplitudes,
                             {**attrs, "status": status, "stopped": list(result.stopped)})
@@ -203,7 +207,7 @@ def _fit_on_dask(directory: Path, evaluate, bounds: Bounds, attrs: dict, previou
     from spikeforge.fit.search import History, restart_job
 
     settings = attrs["settings"]
-    shared = {"settings": settings, "data_fingerprint": attrs["data_fingerprint"]}
+    shared = {**settings, "data_fingerprint": attrs["data_fingerprint"]}  # a change is refused, naming it
     jobs = [Job(f"restart-{k}", restart_job, (evaluate, bounds, settings["optimizer"], settings["population"],
                                                settings["generations"], settings["seed"], k, settings["patience"],
                                                previous[k] if k < len(previous) else None), {**shared, "restart": k})
@@ -220,7 +224,7 @@ def _fit_on_dask(directory: Path, evaluate, bounds: Bounds, attrs: dict, previou
     with Cluster(scheduler, workers) as cluster:
         echo(verbose, f"running {len(jobs)} restart(s) on {cluster.describe()}")
         outcomes = run_jobs(jobs, directory / RESTARTS, cluster, verbose=False, what="restart", on_result=report,
-                            changed="recompute", should_stop=stopped)
+                            should_stop=stopped)
     if not stopped():
         raise_failures(outcomes, "restart", directory / RESTARTS)
     if any(outcome.status != "done" and outcome.status != "kept" for outcome in outcomes):
@@ -263,6 +267,7 @@ def _previous(directory: Path, kind: str, settings: dict, data_fingerprint: str,
     if force:
         for name in OUTPUTS:
             (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(directory / RESTARTS, ignore_errors=True)
         return [], run_seed(seed, verbose)
     if not path.exists():
         if seed is None and (kept := _seed_of_restarts(directory)) is not None:
@@ -297,7 +302,7 @@ def _seed_of_restarts(directory: Path) -> int | None:
     from spikeforge.core.executor import read_result
 
     for path in sorted((directory / RESTARTS).glob("restart-*.h5")):
-        seed = (read_result(path.parent, path.stem)[2].get("settings") or {}).get("seed")
+        seed = read_result(path.parent, path.stem)[2].get("seed")
         if isinstance(seed, int):
             return seed
     return None

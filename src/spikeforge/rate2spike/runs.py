@@ -25,6 +25,7 @@ from spikeforge.core.run_support import refuse_existing as _refuse_existing
 from spikeforge.core.run_support import check_backend as _check_backend
 from spikeforge.core.run_support import run_seed as _seed
 from spikeforge.core.run_support import torch_device as _torch_device
+from spikeforge.core.executor import uses_dask
 from spikeforge.core.store import read_h5, write_h5
 from spikeforge.errors import DataFileError, ParameterError
 from spikeforge.rate2spike import files
@@ -174,6 +175,7 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
     if trials < 1 or held_out < 1:
         raise ParameterError(f"trials = {trials} and held-out trials = {held_out} must be >= 1")
     _check_backend(backend, device)
+    on_dask = uses_dask(scheduler, workers)  # a bad address or choice is refused before any work
     if seed is not None:
         seed = _seed(seed, verbose)
     inputs = {"scaling_factors": factors.tolist(), "trials": trials, "held_out_trials": held_out,
@@ -230,7 +232,7 @@ def search(directory: str | Path, scaling_factors, trials: int = 100, held_out: 
             with bar:
                 if known is not None:
                     bar.update(int(np.sum(~np.isnan(known))) * trials)
-                if scheduler is not None or workers is not None:
+                if on_dask:
                     grid = _grid_on_dask(directory, model_path, inputs, seed, factors, known, progress, stopped,
                                          scheduler, workers, verbose)
                 else:

@@ -148,6 +148,10 @@ def report(directory: str | Path, ranks: int = 1) -> str:
     each rank of ``train --distributed`` needs)."""
     run = RunDir(directory)
     p = run.params()
+    if ranks > p.n_cells:
+        from spikeforge.errors import ParameterError
+
+        raise ParameterError(f"--ranks {ranks} for {p.n_cells} neurons; expected at most one rank per neuron")
     count, n_tasks = None, 1
     if run.init_file.is_file():
         arrays, _ = read_h5(run.init_file, ["plastic/count"], what="init file")

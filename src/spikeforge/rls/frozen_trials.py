@@ -49,7 +49,8 @@ from tqdm import tqdm
 from spikeforge.core import rng as streams
 from spikeforge.core.backends import Backend, as_backend
 from spikeforge.core.backends.layout import TEST
-from spikeforge.core.executor import Cluster, Job, raise_failures, read_result, result_path, run_jobs
+from spikeforge.core.executor import Cluster, Job, raise_failures, read_result, result_path, run_jobs, uses_dask
+from spikeforge.core.run_support import check_backend
 from spikeforge.core.selection import neuron_indices
 from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.store import write_h5
@@ -121,6 +122,9 @@ def test(
     """
     if isinstance(ntrials, bool) or not isinstance(ntrials, numbers.Integral) or ntrials < 1:
         raise ParameterError(f"ntrials = {ntrials!r} must be an integer >= 1")
+    on_dask = uses_dask(scheduler, workers)  # a bad address or choice is refused before any work
+    if on_dask and isinstance(backend, str):  # in the jobs, a bad device would fail every trial
+        check_backend(backend, device)
     run = RunDir(directory)
     with StopSignals() as signals, run.lock("spikeforge test"):
         p = run.params()
@@ -131,7 +135,6 @@ def test(
         check_host_memory(p, model.plastic.count, model.n_tasks, with_p=False)
         _check_room(run, model, ntrials, indices.size)
         signals.raise_if_requested()  # a signal some library swallowed during start-up
-        on_dask = scheduler is not None or workers is not None
         with signals.deferred("finishing this trial, then saving the completed trials"):
             if on_dask:
                 records = _run_trials_on_dask(run, model, label, indices, ntrials, signals, verbose, backend, device,

@@ -5,7 +5,10 @@ Point ``n_cells=512,pree=0.1`` lives in ``DIR/points/n_cells=512,pree=0.1/``: an
 (``new``, ``init``, ``train --nloops N``, ``test``), so every command works on it afterwards.  Its result
 (final correlation, firing rate, wall time) goes to ``DIR/results/<point>.h5`` as soon as it finishes;
 a re-run of the sweep skips finished points and retries failed ones, and a point whose directory was
-left half-done by a crash is started again from scratch.  A point that fails (an invalid value, a
+left half-done by a crash is started again from scratch.  A point that finished but whose result never
+reached ``results/`` gives its recorded result again; a point directory the sweep did not make (or made
+with other settings) is never deleted without ``--force``: that point fails, saying so.  Every point has the same seed (``--fix seed=S``; default
+:data:`DEFAULT_SEED`), so that the grid shows the effect of the swept values, not of the seeds.  A point that fails (an invalid value, a
 network that cannot be built, a crash) is reported with its error in the summary; the others go on.
 
 Summary (rewritten after every sweep run): ``summary.csv`` (one row per point: the swept values,
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import math
 import shutil
 import time
@@ -36,6 +40,8 @@ from spikeforge.core.store import atomic_write_text, save_figure, write_h5
 from spikeforge.errors import DataFileError, ParameterError
 
 SUMMARY_COLUMNS = ("status", "correlation", "firing_rate_hz", "seconds", "error")
+DEFAULT_SEED = 1  # the seed of every point unless the sweep fixes or sweeps one
+POINT_MARK = ".spikeforge-sweep-point"  # in a point directory: its job's state, inputs and result (JSON)
 
 
 def split_values(text: str) -> list[str]:
@@ -90,22 +96,48 @@ def point_key(point: dict[str, Any]) -> str:
     return "".join(char if char.isalnum() or char in "=_.,+-" else "_" for char in key)
 
 
-def run_point(directory: str, overrides: dict, nloops: int, ntrials: int) -> dict:
-    """One grid point, from scratch: new, init, train ``nloops``, test ``ntrials`` (a Dask job)."""
+def run_point(directory: str, overrides: dict, nloops: int, ntrials: int, replace: bool = False) -> dict:
+    """One grid point, from scratch: new, init, train ``nloops``, test ``ntrials`` (a Dask job).
+
+    The point directory records its job in :data:`POINT_MARK` (JSON: the state, the inputs and, once done,
+    the result), so a point that finished but whose result never reached the sweep (a stop, a lost client,
+    a deleted result file) gives that result again without being recomputed.  An existing directory is
+    removed only if its job was cut short (or ``replace``); one made by hand, or by other inputs, is refused."""
     from spikeforge import rls
 
     started = time.monotonic()
-    path = Path(directory)
-    if path.exists():  # a crash left it half-done: its result was never recorded
-        shutil.rmtree(path)
+    path, inputs = Path(directory), {"parameters": overrides, "nloops": nloops, "ntrials": ntrials}
+    if path.exists() and not replace:
+        mark = _point_mark(path)
+        if mark.get("state") == "done" and mark.get("inputs") == inputs:
+            return {**mark["result"], "learning_curve": np.asarray(mark["result"]["learning_curve"], dtype=float)}
+        if mark.get("state") != "running":
+            raise DataFileError(f"{str(path)!r} exists and was not left half-done by this sweep (a directory made "
+                                "by hand, or by a sweep of other settings); move it away, or use --force to replace "
+                                "it")
+    if path.exists():
+        shutil.rmtree(path)  # a crash left it half-done: its result was never recorded
+    path.mkdir(parents=True)
+    atomic_write_text(path / POINT_MARK, json.dumps({"state": "running", "inputs": inputs}))
     rls.new(path, overrides)
     rls.init(path, verbose=False)
     result = rls.train(path, nloops=nloops, verbose=False)
     rls.test(path, ntrials=ntrials, verbose=False, plot=False)
     correlation = [c for c in result.correlation if not math.isnan(c)]
-    return {"correlation": correlation[-1] if correlation else float("nan"),
-            "firing_rate_hz": float(result.firing_rate[-1]), "seconds": time.monotonic() - started,
-            "learning_curve": np.asarray(result.correlation, dtype=np.float64)}
+    values = {"correlation": correlation[-1] if correlation else float("nan"),
+              "firing_rate_hz": float(result.firing_rate[-1]), "seconds": time.monotonic() - started,
+              "learning_curve": [float(c) for c in result.correlation]}
+    atomic_write_text(path / POINT_MARK, json.dumps({"state": "done", "inputs": inputs, "result": values}))
+    return {**values, "learning_curve": np.asarray(values["learning_curve"], dtype=np.float64)}
+
+
+def _point_mark(path: Path) -> dict:
+    """The job record of a point directory ({} if it has none or it is unreadable)."""
+    try:
+        mark = json.loads((path / POINT_MARK).read_text())
+    except (OSError, ValueError):
+        return {}
+    return mark if isinstance(mark, dict) else {}
 
 
 def sweep(directory: str | Path, grid: dict[str, list[Any]], nloops: int, ntrials: int = 1,
@@ -120,17 +152,20 @@ def sweep(directory: str | Path, grid: dict[str, list[Any]], nloops: int, ntrial
             raise ParameterError(f"{name} = {value!r}; expected a whole number >= 1")
     fixed = dict(fixed or {})
     SCHEMA.check_names(fixed)
+    if "seed" not in fixed and "seed" not in grid:
+        fixed["seed"] = DEFAULT_SEED
+        echo(verbose, f"every point has seed {DEFAULT_SEED} (--fix seed=S for another)")
     both = sorted(set(fixed) & set(grid))
     if both:
         raise ParameterError(f"{both[0]!r} is both swept and fixed; choose one")
-    scheduler = scheduler_address(scheduler)
+    scheduler_address(scheduler, workers)  # a bad address or choice is refused before any work
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise DataFileError(f"{str(directory)!r} is a file; expected a directory for the sweep")
     names = list(grid)
     points = [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
     jobs = [Job(point_key(point), run_point, (str(directory / "points" / point_key(point)), {**fixed, **point},
-                                              nloops, ntrials),
+                                              nloops, ntrials, force),
                 {"parameters": {**fixed, **point}, "nloops": nloops, "ntrials": ntrials}) for point in points]
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
@@ -157,8 +192,9 @@ def _locked_sweep(directory: Path, names, points, jobs, scheduler, workers, forc
                                     what="point")
         except Interrupted as stop:
             done = len(list((directory / "results").glob("*.h5")))
-            raise Interrupted(stop.signum, f"interrupted by {signal_name(stop.signum)}; the {done} finished "
-                                           f"point(s) are kept in {directory / 'results'}; the same command "
+            kept = (f"the {done} finished point(s) are kept in {directory / 'results'}" if done
+                    else "no point had finished")
+            raise Interrupted(stop.signum, f"interrupted by {signal_name(stop.signum)}; {kept}; the same command "
                                            "runs the rest") from None
         signals.raise_if_requested()
         rows = [{**point, "status": outcome.status if outcome.status != "kept" else "done",

@@ -245,7 +245,7 @@ def run_seeds(config_path, seeds, directory=None, scheduler: str | None = None, 
     seeds = [run_seed(seed, False) for seed in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ParameterError(f"seeds {seeds}; expected distinct seeds")
-    scheduler = scheduler_address(scheduler)
+    scheduler_address(scheduler, workers)  # a bad address or choice is refused before any work
     directory = Path(directory) if directory is not None else default_directory(config_path)
     if directory.exists() and not directory.is_dir():
         raise ParameterError(f"{str(directory)!r} is a file; expected a directory for the results")
