@@ -270,7 +270,8 @@ def test_replayed_learning_intervals_equal_the_plain_loop(tmp_path, monkeypatch,
     graph) run on the CPU gives numba's weights, with and without recording."""
     from spikeforge.core.backends import torch_graphs
 
-    overrides = {**FLOAT64, "lx": 5, "wpx": 0.3, "sig": 0.3, "noise_model": "current", "p_storage": "full"}
+    overrides = {**FLOAT64, "lx": 5, "wpx": 0.3, "sig": 0.3, "noise_model": "current", "p_storage": "full",
+                 "train_duration": 100.0}  # 10 learning steps a loop: enough intervals of every shape
     monkeypatch.setattr(torch_graphs, "capture_cuda_graph", _RecordedWork)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "shared pool")
     monkeypatch.setattr(torch_graphs, "warm_up", lambda work: work())
@@ -314,11 +315,11 @@ def test_a_failed_capture_falls_back_to_running_without_graphs(tmp_path, monkeyp
         rls.new(tmp_path / mode, {**SMALL, **FLOAT64})
         rls.init(tmp_path / mode, verbose=False)
         if mode == "graph":
-            with pytest.warns(RuntimeWarning, match="training goes on without CUDA graphs"):
-                rls.train(tmp_path / mode, nloops=2, verbose=False, backend=backend)
+            with pytest.warns(RuntimeWarning, match="training goes on without CUDA graphs"):  # in the first loop
+                rls.train(tmp_path / mode, nloops=1, verbose=False, backend=backend)
         else:
-            rls.train(tmp_path / mode, nloops=2, verbose=False, backend=backend)
-        weights[mode] = read_h5(tmp_path / mode / "ckpt-2.h5")[0]["plastic/weight"]
+            rls.train(tmp_path / mode, nloops=1, verbose=False, backend=backend)
+        weights[mode] = read_h5(tmp_path / mode / "ckpt-1.h5")[0]["plastic/weight"]
     np.testing.assert_array_equal(weights["graph"], weights["off"])
 
 
