@@ -85,7 +85,8 @@ def scheduler_address(given: str | None, workers: int | None = None) -> str | No
 def uses_dask(scheduler: str | None, workers: int | None) -> bool:
     """Whether a command whose batches can run in its own process goes to Dask: when given ``--scheduler``
     or ``--workers``, or when ``$SPIKEFORGE_SCHEDULER`` names a cluster."""
-    return workers is not None or scheduler_address(scheduler, workers) is not None
+    address = scheduler_address(scheduler, workers)  # validates both, whatever is given
+    return workers is not None or address is not None
 
 
 def _import_distributed():
