@@ -4,8 +4,9 @@
 
 1. The default model (``--cells`` neurons, every other parameter at its default, P float32 symmetric),
    after one warm-up loop: ``spikeforge train`` in one process (1 numba thread, then all) against
-   ``torchrun --nproc-per-node 2 ... --distributed`` (one thread per rank), the same loops from the same
-   checkpoint; s/loop from the learning curves, and the share of rank 0's time spent in collective
+   ``torchrun --nproc-per-node 2 ... --distributed`` (one thread per rank), with and without
+   ``--shard-network``, the same loops from the same checkpoint; s/loop from the learning curves, and the
+   share of rank 0's time spent in collective
    operations (as ``train --distributed`` prints it).
 2. The executor: the seconds to start a LocalCluster of one worker per core, and the wall time per job of
    ``--jobs`` jobs that return at once, i.e. what Dask adds to every job of a sweep.
@@ -57,14 +58,16 @@ def sharded(cells: int, loops: int) -> None:
             shutil.copytree(base, one)
             spikeforge("--threads", str(threads), "train", str(one), "--nloops", str(loops))
             rows.append((f"1 process, {threads} numba thread(s)", seconds_per_loop(one, loops), None))
-        two = Path(scratch) / "two"
-        shutil.copytree(base, two)
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                               "-m", "spikeforge", "train", str(two), "--nloops", str(loops), "--distributed"],
-                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        share = re.search(r"\((\d+) %\)", done.stdout)
-        rows.append(("2 ranks (torchrun, gloo), 1 thread each", seconds_per_loop(two, loops),
-                     int(share.group(1)) if share else None))
+        for name, extra in (("2 ranks (torchrun, gloo), 1 thread each", ()),
+                            ("2 ranks, --shard-network (spikes exchanged every step)", ("--shard-network",))):
+            two = Path(scratch) / f"two{len(extra)}"
+            shutil.copytree(base, two)
+            done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                                   "-m", "spikeforge", "train", str(two), "--nloops", str(loops), "--distributed",
+                                   *extra], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            share = re.search(r"\((\d+) %\)", done.stdout)
+            rows.append((name, seconds_per_loop(two, loops), int(share.group(1)) if share else None))
     print(f"default model, {cells} neurons, mean of {loops} loops after a warm-up loop:")
     for name, value, communication in rows:
         extra = f"; rank 0 in collectives: {communication} %" if communication is not None else ""

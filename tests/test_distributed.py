@@ -63,17 +63,89 @@ def test_shards_cover_the_neurons_once():
 def test_distributed_outside_torchrun_is_refused(small_run):
     result = CliRunner().invoke(cli, ["train", str(small_run), "--distributed"])
     assert result.exit_code == 2 and result.stderr.startswith("error: --distributed needs torchrun's environment")
+    result = CliRunner().invoke(cli, ["train", str(small_run), "--shard-network"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --shard-network shards the network across the "
+                                                              "ranks of a --distributed run; add --distributed")
+
+
+def test_a_sharded_network_on_the_torch_backend_is_refused():
+    from spikeforge.core.backends import get_backend
+    from spikeforge.errors import ParameterError
+    from spikeforge.rls.distributed import ShardedDynamics
+
+    pytest.importorskip("torch")
+    with pytest.raises(ParameterError, match="--shard-network runs on the numba backend, not on 'torch'"):
+        ShardedDynamics(get_backend("torch"), None, shard_of(8, 0, 2), [4, 4])
+
+
+def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run):
+    """The two phases of a sharded step (update own neurons; exchange spikes; deliver onto own neurons through
+    the owned synapses only) reproduce the whole network's step exactly, run here in one process with the
+    exchange done by hand: the spikes, voltages, currents, filtered trains and rolling sums of a whole trial
+    with current noise."""
+    from spikeforge.core import rng as streams
+    from spikeforge.core.backends import numba_network
+    from spikeforge.core.backends.layout import TRAIN_RECORD
+    from spikeforge.rls.distributed import owned_synapses
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.model import Model
+    from spikeforge.rls.network_parameters import initial_voltage, network_parameters
+    from spikeforge.rls.trial import new_recording, new_state
+
+    model = Model.load(RunDir(small_run))
+    p, n = model.p, model.p.n_cells
+    net, in_to_out = model.connectivity()
+    const = network_parameters(p, model.cells)
+    const = const._replace(drive=const.drive._replace(noise_scale=np.full(n, 0.02)))
+    rng = streams.stream(1, "test")
+    v0, noise = initial_voltage(p, rng, model.cells), rng.standard_normal((p.steps.n_steps, n))
+    no_ff = np.zeros((0, 0), dtype=np.uint8)
+    x_stim = model.stimulus[0]
+
+    whole, whole_rec = new_state(p, v0), new_recording(p, TRAIN_RECORD)
+    numba_network.run_steps(whole, net, const, whole_rec, x_stim, noise, no_ff, 1, p.steps.n_steps, TRAIN_RECORD)
+    assert whole.spike_count.sum() > 1000  # the comparison below sees spikes and their deliveries
+
+    shards = [shard_of(n, k, 2) for k in range(2)]
+    owned = [owned_synapses(net, in_to_out, shard) for shard in shards]
+    assert sum(len(o.static_post) for o, _ in owned) == len(net.static_post)
+    for shard, (o, o_in_to_out) in zip(shards, owned):  # the RLS write-back finds each own synapse's weight
+        assert np.all((o.static_post >= shard.lo) & (o.static_post < shard.hi))
+        rows = slice(shard.lo, shard.hi)
+        np.testing.assert_array_equal(o.plastic_weight[o_in_to_out[rows]], net.plastic_weight[in_to_out[rows]])
+    states = [new_state(p, v0) for _ in shards]
+    recs = [new_recording(p, TRAIN_RECORD) for _ in shards]
+    for ti in range(1, p.steps.n_steps + 1):
+        for phase in (numba_network.UPDATE, numba_network.DELIVER):
+            for shard, (o, _), state, rec in zip(shards, owned, states, recs):
+                numba_network.run_steps(state, o, const, rec, x_stim, noise[ti - 1:ti], no_ff, ti, ti, TRAIN_RECORD,
+                                        owned=(shard.lo, shard.hi), phase=phase)
+            if phase == numba_network.UPDATE:  # the exchange
+                for shard, state in zip(shards, states):
+                    for other in states:
+                        other.spiked[shard.lo:shard.hi] = state.spiked[shard.lo:shard.hi]
+    for shard, state, rec in zip(shards, states, recs):
+        rows = slice(shard.lo, shard.hi)
+        for name in ("v", "u_bal", "u_plas", "last_spike"):
+            np.testing.assert_array_equal(getattr(state, name)[rows], getattr(whole, name)[rows], err_msg=name)
+        for name in ("r", "spike_count", "spiked"):  # known on every rank for every neuron
+            np.testing.assert_array_equal(getattr(state, name), getattr(whole, name), err_msg=name)
+        np.testing.assert_array_equal(rec.spike_steps, whole_rec.spike_steps)
+        np.testing.assert_array_equal(rec.roll_sum[:, :, rows], whole_rec.roll_sum[:, :, rows])
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_and_their_checkpoint_resumes_on_one_and_three(tmp_path):
+    """Two ranks shard the network (its synapses, dynamics and RLS state; spikes exchanged every step); three
+    ranks continue with the dynamics replicated and the RLS state sharded: both equal one process."""
     single, double = tmp_path / "single", tmp_path / "double"
     for directory in (single, double):
         rls.new(directory, FLOAT64)
         rls.init(directory, verbose=False)
     assert CliRunner().invoke(cli, ["train", str(single), "--nloops", "2"]).exit_code == 0
-    done = torchrun(2, "train", str(double), "--nloops", "2", "--distributed")
+    done = torchrun(2, "train", str(double), "--nloops", "2", "--distributed", "--shard-network")
     assert done.returncode == 0, done.stderr
+    assert "each holding the P of 512 neurons and the synapses onto them" in done.stdout
     assert done.stdout.count("saved ") == 1  # only rank 0 prints
     assert_same(checkpoint(single, "2"), checkpoint(double, "2"))
     assert_same(curve(single), curve(double))  # the same spikes: rates and correlations of every loop
@@ -152,7 +224,9 @@ def test_estimate_per_rank_divides_p_only(small_run):
     steady, writing = per_rank(e, 4)
     assert steady == rest + p_all // 4 and writing == rest + 2 * (p_all // 4)  # 1024 neurons: 256 each
     assert per_rank(e, 1)[0] == e.total(*e.chosen)
+    assert per_rank(e, 4, shard_network=True)[0] == steady - e.connectivity + -(-e.connectivity // 4)
     out = CliRunner().invoke(cli, ["estimate", str(small_run), "--ranks", "4"]).output
     assert "train --distributed over 4 ranks" in out and "per rank while training" in out
+    assert "with --shard-network" in out
     too_many = CliRunner().invoke(cli, ["estimate", str(small_run), "--ranks", "1025"])
     assert too_many.exit_code == 2 and "--ranks 1025 for 1024 neurons" in too_many.stderr

@@ -112,10 +112,13 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 @click.option("--distributed", is_flag=True,
               help="One rank of a run started by torchrun: the RLS state is sharded across the ranks "
                    "(docs/scaling.md).")
+@click.option("--shard-network", is_flag=True,
+              help="With --distributed: also shard the synapses and the neurons' dynamics, exchanging spikes every "
+                   "step (numba backend; for networks whose synapses do not fit one process; docs/scaling.md).")
 @user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
           restore: str | None, discard_later: bool, checkpoint_every: int, monitor_resources: float | None,
-          backend: str, device: str, cuda_graphs: bool, distributed: bool) -> None:
+          backend: str, device: str, cuda_graphs: bool, distributed: bool, shard_network: bool) -> None:
     """Train the plastic weights of DIRECTORY with RLS, continuing from its latest checkpoint.
 
     SIGINT (Ctrl-C) or SIGTERM finishes the loop in progress, saves checkpoint <loop>i and exits
@@ -129,7 +132,7 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
                            save_best_checkpoint=save_best_checkpoint, restore_from_checkpoint=restore,
                            discard_later=discard_later, checkpoint_every=checkpoint_every,
                            monitor_resources=monitor_resources, backend=backend, device=device,
-                           cuda_graphs=cuda_graphs, distributed=distributed)
+                           cuda_graphs=cuda_graphs, distributed=distributed, shard_network=shard_network)
     except Interrupted as interrupted:
         if not first_rank:  # rank 0 says what was saved
             sys.exit(interrupted.exit_status)

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from spikeforge.core.backends.layout import Connectivity, Recording, State
 from spikeforge.core.store import Pieces
 from spikeforge.errors import ParameterError, SpikeforgeError
 from spikeforge.rls.learner import Learner
@@ -43,10 +44,16 @@ class DistributedError(SpikeforgeError):
 
 
 class Shard(NamedTuple):
+    """Rank ``rank`` of ``world`` owns neurons ``lo .. hi - 1``."""
+
     rank: int
     world: int
     lo: int  # first neuron owned
     hi: int  # one past the last
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
 
 
 def shard_of(n_cells: int, rank: int, world: int) -> Shard:
@@ -58,6 +65,28 @@ def shard_of(n_cells: int, rank: int, world: int) -> Shard:
     base, extra = divmod(n_cells, world)
     lo = rank * base + min(rank, extra)
     return Shard(rank, world, lo, lo + base + (rank < extra))
+
+
+def shard_sizes(n_cells: int, world: int) -> list[int]:
+    """The number of neurons of every rank's shard."""
+    return [shard_of(n_cells, k, world).size for k in range(world)]
+
+
+def owned_synapses(net: Connectivity, in_to_out: np.ndarray, shard: Shard) -> tuple[Connectivity, np.ndarray]:
+    """The synapses of ``net`` onto the neurons of ``shard`` (order kept, so every neuron receives its
+    charges in the same order as in the whole network), and ``in_to_out`` of the shard's rows pointing
+    into the kept plastic synapses (the other rows point at position 0 and are never used)."""
+
+    def kept(ptr, post, weight):
+        keep = (post >= shard.lo) & (post < shard.hi)
+        before = np.concatenate([[0], np.cumsum(keep)])  # kept synapses before each position
+        return before[ptr].astype(ptr.dtype), post[keep], weight[keep], before
+
+    static_ptr, static_post, static_weight, _ = kept(net.static_ptr, net.static_post, net.static_weight)
+    plastic_ptr, plastic_post, plastic_weight, before = kept(net.plastic_ptr, net.plastic_post, net.plastic_weight)
+    owned_in_to_out = np.zeros_like(in_to_out)
+    owned_in_to_out[shard.lo:shard.hi] = before[in_to_out[shard.lo:shard.hi]]
+    return Connectivity(static_ptr, static_post, static_weight, plastic_ptr, plastic_post, plastic_weight), owned_in_to_out
 
 
 class Group:
@@ -105,14 +134,15 @@ class Group:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def gather_blocks(self, local: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    def gather_blocks(self, local: np.ndarray, sizes: list[int], what: str = "exchanging the plastic weights"
+                      ) -> list[np.ndarray]:
         """Every rank's ``local`` block (first axis ``sizes[k]`` on rank k), on every rank."""
         width = max(sizes)
         padded = np.zeros((width,) + local.shape[1:], dtype=local.dtype)
         padded[:local.shape[0]] = local
         tensor = self._tensor(padded)
         out = [self.torch.empty_like(tensor) for _ in range(self.world)]
-        self._run("exchanging the plastic weights", lambda: self.dist.all_gather(out, tensor))
+        self._run(what, lambda: self.dist.all_gather(out, tensor))
         return [block.cpu().numpy()[:size] for block, size in zip(out, sizes)]
 
     def largest(self, value: int, what: str = "agreeing whether to stop") -> int:
@@ -140,21 +170,108 @@ class Group:
         self._run("waiting for the other ranks", lambda: self.dist.barrier())
 
 
+class SpikeExchange:
+    """Every step's spikes of every rank's neurons, on every rank: one all-gather of each rank's block of
+    ``spiked`` packed as a bitmask (bench/spike_exchange.py: one collective per step costs about a
+    millisecond on gloo whatever it carries, so one collective of a fixed size is the cheapest form, and
+    its N/8 bytes only matter from about 10^7 neurons).  The buffers are made once and reused every step."""
+
+    def __init__(self, group: Group, shard: Shard, sizes: list[int]):
+        self.group, self.shard, self.sizes = group, shard, sizes
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        width = -(-max(sizes) // 8)
+        torch = group.torch
+        self.send = torch.zeros(width, dtype=torch.uint8, device=group.device)
+        self.received = [torch.zeros(width, dtype=torch.uint8, device=group.device) for _ in sizes]
+
+    def __call__(self, spiked: np.ndarray) -> None:
+        """Replace the other ranks' neurons' entries of ``spiked`` (N + lx,) by the spikes they had this step."""
+        lo, hi = self.shard.lo, self.shard.hi
+        packed = np.packbits(spiked[lo:hi])
+        self.send[:packed.size].copy_(self.group.torch.from_numpy(packed))
+        self.group._run("exchanging spikes", lambda: self.group.dist.all_gather(self.received, self.send))
+        for k, block in enumerate(self.received):
+            if k != self.shard.rank:
+                spiked[self.starts[k]:self.starts[k + 1]] = np.unpackbits(block.cpu().numpy(), count=self.sizes[k])
+
+
+class ShardedDynamics:
+    """Runs the steps of a network whose neurons and synapses are sharded across the ranks
+    (``train --distributed --shard-network``).
+
+    Each rank holds the synapses onto its own neurons (:func:`owned_synapses`) and updates only its own
+    neurons; per step it runs the update phase of the numba kernel (:mod:`~spikeforge.core.backends.numba_network`),
+    exchanges the spikes (:class:`SpikeExchange`), and runs the delivery phase, in which every rank counts
+    every neuron's spikes and delivers them onto its own neurons.  The filtered spike trains ``r`` of every
+    neuron are therefore known on every rank, as each neuron's RLS update needs them; the rolling sums of
+    the currents are gathered once at the end of a trial.  Every neuron receives the same charges in the
+    same order as in one process, so results are identical to one process's.
+    """
+
+    @classmethod
+    def of(cls, backend, group: Group, n_cells: int) -> "ShardedDynamics":
+        """The sharded dynamics of this rank's block of ``n_cells`` neurons."""
+        return cls(backend, group, shard_of(n_cells, group.rank, group.world), shard_sizes(n_cells, group.world))
+
+    def __init__(self, backend, group: Group, shard: Shard, sizes: list[int]):
+        if backend.name != "numba":
+            raise ParameterError(f"--shard-network runs on the numba backend, not on {backend.name!r}; "
+                                 "leave out --shard-network (the RLS state stays sharded) or use --backend numba")
+        from spikeforge.core.backends import numba_network
+
+        self.backend, self.group, self.shard, self.sizes = backend, group, shard, sizes
+        self.kernel, self.phases = numba_network.run_steps, (numba_network.UPDATE, numba_network.DELIVER)
+        self.exchange = SpikeExchange(group, shard, sizes)
+
+    def run_steps(self, state: State, net: Connectivity, const, rec: Recording, x_stim, noise, ff_spikes,
+                  first_step: int, last_step: int, kind: int) -> None:
+        """Steps ``first_step .. last_step`` (the arguments of :meth:`Backend.run_steps`), one exchange per step."""
+        owned, (update, deliver) = (self.shard.lo, self.shard.hi), self.phases
+        for ti in range(first_step, last_step + 1):
+            row = ti - first_step
+            noise_now = noise[row:row + 1] if noise.shape[0] else noise
+            ff_now = ff_spikes[row:row + 1] if ff_spikes.shape[0] else ff_spikes
+            self.kernel(state, net, const, rec, x_stim, noise_now, ff_now, ti, ti, kind, self.backend.options, owned,
+                        update)
+            self.exchange(state.spiked)
+            self.kernel(state, net, const, rec, x_stim, noise_now, ff_now, ti, ti, kind, self.backend.options, owned,
+                        deliver)
+
+    def complete(self, state: State, rec: Recording) -> tuple[State, Recording]:
+        """``state`` and ``rec`` (NumPy) at the end of a trial with every rank's neurons' GLIF adaptation state
+        and rolling sums of the currents (each rank updated its own; spike counts and times are whole already)."""
+        lo, hi = self.shard.lo, self.shard.hi
+        own = [state.thresh_s[lo:hi, None], state.thresh_v[lo:hi, None], state.asc[lo:hi]]
+        if rec.roll_sum.shape[1]:
+            own.append(rec.roll_sum[:, :, lo:hi].transpose(2, 0, 1).reshape(hi - lo, -1))
+        whole = np.concatenate(self.group.gather_blocks(np.concatenate(own, axis=1), self.sizes,
+                                                        "exchanging the neurons' final state"))
+        n_asc = state.asc.shape[1]
+        state.thresh_s[:], state.thresh_v[:], state.asc[:] = whole[:, 0], whole[:, 1], whole[:, 2:2 + n_asc]
+        if rec.roll_sum.shape[1]:
+            rec.roll_sum[...] = whole[:, 2 + n_asc:].reshape(-1, *rec.roll_sum.shape[:2]).transpose(1, 2, 0)
+        return state, rec
+
+
 @dataclasses.dataclass
 class ShardedLearner(Learner):
-    """A :class:`Learner` holding the P of its shard's neurons only; its update runs their RLS and then
-    shares the new weights with the other ranks.  The per-neuron arrays other than P stay whole."""
+    """A :class:`Learner` holding the P of its shard's neurons only; its update runs their RLS.  With
+    ``shares_weights`` (the dynamics run whole on every rank) it then shares the new weights with the other
+    ranks; otherwise (``--shard-network``) each rank's dynamics need only its own neurons' weights, and
+    the others' are gathered for checkpoints only (:meth:`whole_weights`).  The per-neuron arrays other
+    than P stay whole."""
 
     shard: Shard | None = None
     group: Group | None = None
     sizes: list = dataclasses.field(default_factory=list)
+    shares_weights: bool = True
 
     def update(self, backend, r, u_bal, target) -> None:
         lo, hi = self.shard.lo, self.shard.hi
         backend.rls_update(self.P, self.weights_in[lo:hi], self.plastic_index[lo:hi], self.plastic_count[lo:hi],
                            self.in_to_out[lo:hi], self.weights_out, r, u_bal[lo:hi], target[lo:hi], self.p_scale,
                            self.gain_with_den, self.storage, self.apply)
-        if not self.apply:
+        if not self.apply or not self.shares_weights:
             return
         blocks = self.group.gather_blocks(backend.get(self.weights_in[lo:hi]), self.sizes)
         starts = np.concatenate([[0], np.cumsum(self.sizes)])
@@ -168,6 +285,13 @@ class ShardedLearner(Learner):
             where = backend.get(self.in_to_out[rows])[used]
             self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
                 backend.put(block[used]) if backend.name != "numba" else block[used])
+
+    def whole_weights(self, backend) -> np.ndarray:
+        """The (N, Lmax) plastic weights of every neuron, on every rank (every rank must come here)."""
+        if self.shares_weights:
+            return backend.get(self.weights_in)
+        lo, hi = self.shard.lo, self.shard.hi
+        return np.concatenate(self.group.gather_blocks(backend.get(self.weights_in[lo:hi]), self.sizes))
 
     def p_pieces(self, backend, file_layout) -> Pieces | None:
         """The whole P for a checkpoint, block by block: on rank 0, a :class:`~spikeforge.core.store.Pieces`
@@ -188,15 +312,16 @@ class ShardedLearner(Learner):
         return Pieces((starts[-1],) + own.shape[1:], own.dtype, fill)
 
 
-def sharded(learner: Learner, group: Group, n_cells: int) -> ShardedLearner:
-    """``learner`` with only this rank's block of P (given as that block, or whole: the rest is dropped)."""
+def sharded(learner: Learner, group: Group, n_cells: int, shares_weights: bool = True) -> ShardedLearner:
+    """``learner`` with only this rank's block of P (given as that block, or whole: the rest is dropped);
+    ``shares_weights``: see :class:`ShardedLearner`."""
     if learner.history is not None:
         raise ParameterError("p_compute = 'small' keeps a history of filtered spike trains, not P; --distributed "
                              "shards P, so it needs p_compute = 'full'")
     shard = shard_of(n_cells, group.rank, group.world)
-    sizes = [shard_of(n_cells, k, group.world).hi - shard_of(n_cells, k, group.world).lo for k in range(group.world)]
+    sizes = shard_sizes(n_cells, group.world)
     fields = {f.name: getattr(learner, f.name) for f in dataclasses.fields(Learner)}
-    size = shard.hi - shard.lo
+    size = shard.size
     if learner.P.shape[0] == size:  # already this rank's block (read with Model.load(p_rows=...))
         fields["P"] = learner.P
     elif learner.P.shape[0] == n_cells:
@@ -204,4 +329,4 @@ def sharded(learner: Learner, group: Group, n_cells: int) -> ShardedLearner:
     else:
         raise ParameterError(f"P has {learner.P.shape[0]} rows: neither the {n_cells} neurons nor rank "
                              f"{group.rank}'s block of {size}")
-    return ShardedLearner(**fields, shard=shard, group=group, sizes=sizes)
+    return ShardedLearner(**fields, shard=shard, group=group, sizes=sizes, shares_weights=shares_weights)

@@ -132,13 +132,17 @@ def check_host_memory(p: Params, plastic_count: np.ndarray | None = None, n_task
                              f"{human_bytes(free)} available; see `spikeforge estimate` for smaller choices")
 
 
-def per_rank(e: Estimate, ranks: int) -> tuple[int, int, int]:
+def per_rank(e: Estimate, ranks: int, shard_network: bool = False) -> tuple[int, int]:
     """Memory of one rank of ``train --distributed`` over ``ranks`` ranks, P as chosen: (while it trains,
     on rank 0 while it writes a checkpoint) [bytes].  Each rank reads and keeps the P of its block of
     neurons only, and a whole copy of everything else (connectivity, weights, state); rank 0 writes a
-    checkpoint's P block by block, holding its own block and one received block at a time."""
+    checkpoint's P block by block, holding its own block and one received block at a time.  With
+    ``shard_network`` a rank keeps only the synapses onto its neurons while it trains (it reads them all
+    at start-up)."""
     p_all = e.p_memory[e.chosen]
     rest = e.total(*e.chosen) - p_all
+    if shard_network:
+        rest -= e.connectivity - -(-e.connectivity // ranks)
     block = -(-p_all // ranks)
     return rest + block, rest + 2 * block
 
@@ -177,7 +181,9 @@ def report(directory: str | Path, ranks: int = 1) -> str:
         steady, writing = per_rank(e, ranks)
         lines += ["", f"train --distributed over {ranks} ranks (P as in params.toml): {human_bytes(steady)} per rank "
                       f"while training, and {human_bytes(writing)} on rank 0 while it writes a checkpoint (it "
-                      "receives the other ranks' blocks of P one at a time)"]
+                      "receives the other ranks' blocks of P one at a time); with --shard-network, "
+                      f"{human_bytes(per_rank(e, ranks, shard_network=True)[0])} per rank while training (each keeps "
+                      "the synapses onto its own neurons)"]
     free = available_memory()
     if free is not None:
         lines.append(f"available on this machine: {human_bytes(free)}")

@@ -102,6 +102,7 @@ def run_trial(
     ff_probability: np.ndarray | None = None,
     cell_state: tuple | None = None,
     backend=None,
+    dynamics=None,
 ) -> TrialResult:
     """Run one trial of ``kind`` from voltages ``v0``.
 
@@ -116,6 +117,9 @@ def run_trial(
             (learn_nsteps, N) targets.
         backend: a :class:`spikeforge.core.backends.Backend` (default numba); ``net``, ``const``,
             ``x_stim``, ``target``, ``ff_probability`` and the learner must already be its arrays.
+        dynamics: runs the steps instead of ``backend`` (its ``run_steps`` takes the same arguments, and
+            ``complete(state, rec)`` makes the neurons' final state and recording whole): the sharded network of
+            :class:`spikeforge.rls.distributed.ShardedDynamics`, whose ``net`` holds one rank's synapses.
     """
     if backend is None:
         from spikeforge.core.backends import get_backend
@@ -125,7 +129,8 @@ def run_trial(
     with backend.activated():  # CUDA graphs, streams and Triton act on the current device
         state = backend.put(new_state(p, v0, cell_state, const.glif.asc_decay.shape[1]))
         rec = backend.put(new_recording(p, kind))
-        replay = backend.interval_replay(learner) if learning else None
+        replay = backend.interval_replay(learner) if learning and dynamics is None else None
+        run_steps = backend.run_steps if dynamics is None else dynamics.run_steps
         if replay is not None:
             state, rec = replay.adopt(state, rec, kind)
         inputs = _BlockInputs(p, backend, rng, ff_probability if kind != INIT else None)
@@ -138,10 +143,12 @@ def run_trial(
             block_first = first
             while block_first <= last:
                 block_last = min(last, block_first + BLOCK_STEPS - 1) if inputs.drawn else last
-                backend.run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first,
-                                  block_last, kind)
+                run_steps(state, net, const, rec, x_stim, *inputs.draw(block_first, block_last), block_first, block_last,
+                          kind)
                 block_first = block_last + 1
         state, rec = backend.get(state), backend.get(rec)
+        if dynamics is not None:
+            state, rec = dynamics.complete(state, rec)
     result = TrialResult(spike_count=state.spike_count.copy(), cell_state=cell_state_of(state))
     if kind in (TRAIN_RECORD, TEST):
         result.spike_steps = rec.spike_steps

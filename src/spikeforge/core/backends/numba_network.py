@@ -17,6 +17,12 @@ Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 
 Neuron updates are independent and the propagation is serial, so results do not depend
 on the number of threads.
+
+Sharded networks (:mod:`spikeforge.rls.distributed`): a process that owns neurons ``lo .. hi - 1``
+runs each step in two calls with a spike exchange in between: phase ``UPDATE`` (1-2 above for its
+own neurons, and the filtered trains ``r`` of every neuron from the spikes exchanged after the
+previous step) and phase ``DELIVER`` (3 above for every neuron that spiked, onto the synapses its
+connectivity holds: those onto its own neurons).  ``BOTH`` with ``lo, hi = 0, N`` is one process.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from spikeforge.core.backends.layout import (GLIF, INIT, NOISE_CURRENT, NOISE_NO
                                              TRAIN_RECORD, Connectivity, Drive,
                                              NetworkParameters, Recording, State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif, synapse
+
+BOTH, UPDATE, DELIVER = 0, 1, 2  # which phases of each step a kernel call runs (see the module docstring)
 
 
 @numba.njit(cache=True)
@@ -61,18 +69,19 @@ def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
 
 
 @functools.lru_cache(maxsize=None)
-def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
+def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH):
     """The step kernel specialised for one configuration.
 
     The arguments are closure constants, so numba removes the branches a configuration does
     not take (which halves the time of a step) and caches each variant separately (closure
-    values are part of its cache key).  ``noise_mode``: NOISE_NONE, NOISE_VOLTAGE or NOISE_CURRENT.
+    values are part of its cache key).  ``noise_mode``: NOISE_NONE, NOISE_VOLTAGE or NOISE_CURRENT;
+    ``phase``: BOTH, UPDATE or DELIVER.
     """
 
     @numba.njit(parallel=parallel, cache=True)
     def run_steps(state: State, net: Connectivity, lif_p: lif.Parameters, glif_p: glif.Parameters, syn: Synapses,
                   drive: Drive, timeline: Timeline, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
-                  ff_spikes: np.ndarray, first_step: int, last_step: int) -> None:
+                  ff_spikes: np.ndarray, first_step: int, last_step: int, lo: int, hi: int) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
         Args:
@@ -83,6 +92,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
             noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
             ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
+            lo, hi: the neurons this call updates (and whose currents it records): ``lo .. hi - 1``.
         """
         # numba loses writes made through NamedTuple attributes inside prange: unpack what the loops write
         v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
@@ -109,6 +119,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
         recording = kind == TRAIN_RECORD or kind == TEST
         with_noise = noise_mode != NOISE_NONE
         noise_on_voltage = noise_mode == NOISE_VOLTAGE
+        updates, delivers = phase != DELIVER, phase != UPDATE
         n_bins = roll_count.shape[0]
         max_times = spike_steps.shape[1]
         for ti in range(first_step, last_step + 1):
@@ -117,91 +128,103 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int):
             stim_row = ti - timeline.stim_on_step - 1
             stimulated = plastic and timeline.stim_on_step < ti < timeline.stim_off_step
             noise_row = ti - first_step
-            # element-wise, branch-free update of every neuron (vectorises); spike bookkeeping is below
-            for i in numba.prange(n):
-                q_e = inputs_e[prev, i]
-                q_i = inputs_i[prev, i]
-                inputs_e[prev, i] = 0.0
-                inputs_i[prev, i] = 0.0
-                u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
-                u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
-                u_bale_all[i] = u_bale
-                u_bali_all[i] = u_bali
-                u_bal = u_bale + u_bali
-                if with_noise and not noise_on_voltage:
-                    u_bal += noise_scale[i] * noise[noise_row, i]
-                u_bal_all[i] = u_bal
-                u = u_bal
-                if plastic:
-                    q_p = inputs_p[prev, i]
-                    inputs_p[prev, i] = 0.0
-                    u_plas = synapse.step(u_plas_all[i], q_p, decay_plastic[i], kick_plastic[i])
-                    u_plas_all[i] = u_plas
-                    u += u_plas
-                if learning:
-                    r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
-                total_drive = x_bal[i] + u
-                if stimulated:
-                    total_drive += x_stim[stim_row, i]
-                v = v_all[i]
-                if with_noise and noise_on_voltage:
-                    v += noise_scale[i] * noise[noise_row, i]
-                active = lif.is_active(ti, last_spike[i], refrac_steps)
-                if glif_cell:
-                    v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
-                else:
-                    v, fired = lif.step(v, total_drive, active, dt_over_tau[i], thresh[i], vre)
-                v_all[i] = v
-                spiked_all[i] = fired
-            if kind == INIT and ti > timeline.u0_skip_steps:
-                for i in numba.prange(n):
-                    u = u_bal_all[i]
-                    u_sum[i] += u
-                    u_sumsq[i] += u * u
-            if recording and ti % timeline.steps_per_ms == 0 and ti > timeline.stim_off_step:
-                lo, hi = _rolling_bins(ti, timeline, n_bins)
-                for b in range(lo, hi + 1):
-                    roll_count[b] += 1
-                    for i in numba.prange(n):
-                        roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
-                        roll_sum[1, b, i] += u_plas_all[i]
-            # serial, in neuron order: spike counts and times, and propagation to next step's inputs
-            for j in range(n):
-                if spiked_all[j]:
-                    last_spike[j] = ti
-                    count = spike_count[j] + 1
-                    spike_count[j] = count
-                    if recording and count <= max_times:
-                        spike_steps[j, count - 1] = ti
-                    _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
+            if updates:
+                # element-wise, branch-free update of the neurons lo .. hi - 1 (vectorises)
+                for i in numba.prange(lo, hi):
+                    q_e = inputs_e[prev, i]
+                    q_i = inputs_i[prev, i]
+                    inputs_e[prev, i] = 0.0
+                    inputs_i[prev, i] = 0.0
+                    u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
+                    u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
+                    u_bale_all[i] = u_bale
+                    u_bali_all[i] = u_bali
+                    u_bal = u_bale + u_bali
+                    if with_noise and not noise_on_voltage:
+                        u_bal += noise_scale[i] * noise[noise_row, i]
+                    u_bal_all[i] = u_bal
+                    u = u_bal
                     if plastic:
-                        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
-            if plastic:
-                for c_ff in range(ff_spikes.shape[1]):
-                    j = n + c_ff
+                        q_p = inputs_p[prev, i]
+                        inputs_p[prev, i] = 0.0
+                        u_plas = synapse.step(u_plas_all[i], q_p, decay_plastic[i], kick_plastic[i])
+                        u_plas_all[i] = u_plas
+                        u += u_plas
                     if learning:
-                        r[j] = synapse.step(r[j], spiked_all[j], decay_plastic[j], kick_plastic[j])
-                    fired = ff_spikes[ti - first_step, c_ff]
-                    spiked_all[j] = fired
-                    if fired:
-                        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
+                    total_drive = x_bal[i] + u
+                    if stimulated:
+                        total_drive += x_stim[stim_row, i]
+                    v = v_all[i]
+                    if with_noise and noise_on_voltage:
+                        v += noise_scale[i] * noise[noise_row, i]
+                    active = lif.is_active(ti, last_spike[i], refrac_steps)
+                    if glif_cell:
+                        v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
+                    else:
+                        v, fired = lif.step(v, total_drive, active, dt_over_tau[i], thresh[i], vre)
+                    v_all[i] = v
+                    spiked_all[i] = fired
+                if learning:  # the neurons other processes own: their spikes of the previous step were exchanged
+                    for i in range(0, lo):
+                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
+                    for i in range(hi, n):
+                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
+                if kind == INIT and ti > timeline.u0_skip_steps:
+                    for i in numba.prange(lo, hi):
+                        u = u_bal_all[i]
+                        u_sum[i] += u
+                        u_sumsq[i] += u * u
+                if recording and ti % timeline.steps_per_ms == 0 and ti > timeline.stim_off_step:
+                    first_bin, last_bin = _rolling_bins(ti, timeline, n_bins)
+                    for b in range(first_bin, last_bin + 1):
+                        roll_count[b] += 1
+                        for i in numba.prange(lo, hi):
+                            roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
+                            roll_sum[1, b, i] += u_plas_all[i]
+            if delivers:
+                # serial, in neuron order: spike counts and times, and propagation to next step's inputs
+                for j in range(n):
+                    if spiked_all[j]:
+                        last_spike[j] = ti
+                        count = spike_count[j] + 1
+                        spike_count[j] = count
+                        if recording and count <= max_times:
+                            spike_steps[j, count - 1] = ti
+                        _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
+                        if plastic:
+                            _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+                if plastic:
+                    for c_ff in range(ff_spikes.shape[1]):
+                        j = n + c_ff
+                        if learning:
+                            r[j] = synapse.step(r[j], spiked_all[j], decay_plastic[j], kick_plastic[j])
+                        fired = ff_spikes[ti - first_step, c_ff]
+                        spiked_all[j] = fired
+                        if fired:
+                            _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
 
     return run_steps
 
 
 def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
               ff_spikes: np.ndarray, first_step: int, last_step: int, kind: int,
-              options: KernelOptions = KernelOptions()) -> None:
+              options: KernelOptions = KernelOptions(), owned: tuple[int, int] | None = None,
+              phase: int = BOTH) -> None:
     """Advance ``state`` through steps ``first_step .. last_step`` (see the module docstring).
 
     Networks of ``options.parallel_min_neurons`` or more neurons update them in parallel threads;
     smaller ones run on one thread, where a step (microseconds) is too short to share out.
+    ``owned``: the neurons ``(lo, hi)`` this process updates (default: all); ``phase``: BOTH,
+    UPDATE or DELIVER (a sharded network's step is two calls with a spike exchange between them).
     """
-    threads = numba.get_num_threads() > 1 and state.v.shape[0] >= options.parallel_min_neurons
+    n = state.v.shape[0]
+    lo, hi = (0, n) if owned is None else owned
+    threads = numba.get_num_threads() > 1 and hi - lo >= options.parallel_min_neurons
     noise_mode = NOISE_NONE if noise.shape[0] == 0 else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
-    kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode)
+    kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase)
     kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise, ff_spikes, first_step,
-           last_step)
+           last_step, lo, hi)
 
 
-__all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST"]
+__all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST", "BOTH", "UPDATE", "DELIVER"]
