@@ -1,13 +1,14 @@
 """RLS training of one network sharded across processes with ``torch.distributed`` (``spikeforge train
 DIR --distributed`` under ``torchrun``).
 
-What is sharded (this first version): the neurons' RLS state.  Rank k of R owns a contiguous block of
-neurons (:func:`shard_of`); it holds only their P matrices (the memory of training: N Lmax^2 numbers)
-and runs only their RLS updates (the work of training: O(N Lmax^2) per learning step).  After each
-learning step the ranks exchange the plastic weights of their neurons (an all-gather of N x Lmax
-numbers).  The network's dynamics (O(N k) per step) run on every rank from the same random streams, so
-every rank sees the same spikes without exchanging them; sharding the dynamics too (spikes exchanged
-every step) is the next step for networks whose connectivity does not fit one process.
+What is sharded: always the neurons' RLS state.  Rank k of R owns a contiguous block of neurons
+(:func:`shard_of`); it holds only their P matrices (the memory of training: N Lmax^2 numbers) and runs
+only their RLS updates (the work of training: O(N Lmax^2) per learning step).  By default the network's
+dynamics (O(N k) per step) run whole on every rank from the same random streams, so every rank sees the
+same spikes without exchanging them, and after each learning step the ranks exchange the plastic weights
+of their neurons (an all-gather of N x Lmax numbers).  With ``--shard-network`` (:class:`ShardedDynamics`)
+a rank also keeps only the synapses onto its own neurons and updates only those neurons; the ranks
+exchange every step's spikes instead, and the weights only for checkpoints.
 
 Results do not depend on the number of ranks: each neuron's update is independent of the others', and
 float64 runs equal a single process's to the last bit.  Each rank reads only its rows of P from the
