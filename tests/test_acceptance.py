@@ -7,7 +7,7 @@ import pytest
 
 from spikeforge import rls
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rls-acceptance")]  # one worker: one default model
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ KINDS = {"test_assemblies_emerge_after_100_s": "full", "test_without_variance_tr
 OPTIONS = {"full": {}, "no-variance": {"use_variance_tracking": False}, "no-stp": {"use_stp": False}}
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
+pytestmark = pytest.mark.xdist_group("sequence-acceptance")  # one pytest worker runs the experiments, once
 
 
 def experiment(kind: str, seed: int) -> dict:
