@@ -66,44 +66,50 @@ def test_distributed_outside_torchrun_is_refused(small_run):
     result = CliRunner().invoke(cli, ["train", str(small_run), "--shard-network"])
     assert result.exit_code == 2 and result.stderr.startswith("error: --shard-network shards the network across the "
                                                               "ranks of a --distributed run; add --distributed")
+    # under torchrun without --distributed every rank would train the same directory on its own
+    result = CliRunner(env={"WORLD_SIZE": "2"}).invoke(cli, ["train", str(small_run)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: this process is one of 2 that torchrun started")
+    assert not list(small_run.glob("ckpt-*.h5"))
 
 
-def test_a_sharded_network_on_the_torch_backend_is_refused():
-    from spikeforge.core.backends import get_backend
-    from spikeforge.errors import ParameterError
-    from spikeforge.rls.distributed import ShardedDynamics
-
-    pytest.importorskip("torch")
-    with pytest.raises(ParameterError, match="--shard-network runs on the numba backend, not on 'torch'"):
-        ShardedDynamics(get_backend("torch"), None, shard_of(8, 0, 2), [4, 4])
+def test_estimate_per_rank_is_refused_without_p(tmp_path):
+    rls.new(tmp_path / "small", {**SMALL, "p_compute": "small"})
+    out = CliRunner().invoke(cli, ["estimate", str(tmp_path / "small"), "--ranks", "2"]).output
+    assert "p_compute = 'small' does not keep: set p_compute = 'fast'" in out and "per rank" not in out
 
 
-def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run):
+@pytest.mark.parametrize("backend_name", ["numba", "torch"])
+def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_name):
     """The two phases of a sharded step (update own neurons; exchange spikes; deliver onto own neurons through
     the owned synapses only) reproduce the whole network's step exactly, run here in one process with the
     exchange done by hand: the spikes, voltages, currents, filtered trains and rolling sums of a whole trial
-    with current noise."""
+    with current noise, on either backend."""
     from spikeforge.core import rng as streams
-    from spikeforge.core.backends import numba_network
-    from spikeforge.core.backends.layout import TRAIN_RECORD
+    from spikeforge.core.backends import get_backend
+    from spikeforge.core.backends.layout import DELIVER, TRAIN_RECORD, UPDATE
     from spikeforge.rls.distributed import owned_synapses
     from spikeforge.rls.files import RunDir
     from spikeforge.rls.model import Model
-    from spikeforge.rls.network_parameters import initial_voltage, network_parameters
+    from spikeforge.rls.network_parameters import float_dtype, initial_voltage, network_parameters
     from spikeforge.rls.trial import new_recording, new_state
 
+    if backend_name == "torch":
+        pytest.importorskip("torch")
+    backend = get_backend(backend_name)
     model = Model.load(RunDir(small_run))
     p, n = model.p, model.p.n_cells
     net, in_to_out = model.connectivity()
     const = network_parameters(p, model.cells)
-    const = const._replace(drive=const.drive._replace(noise_scale=np.full(n, 0.02)))
+    dtype = float_dtype(p)
+    const = backend.put(const._replace(drive=const.drive._replace(noise_scale=np.full(n, 0.02, dtype))))
     rng = streams.stream(1, "test")
-    v0, noise = initial_voltage(p, rng, model.cells), rng.standard_normal((p.steps.n_steps, n))
-    no_ff = np.zeros((0, 0), dtype=np.uint8)
-    x_stim = model.stimulus[0]
+    v0 = initial_voltage(p, rng, model.cells)
+    noise = backend.put(rng.standard_normal((p.steps.n_steps, n)).astype(dtype))
+    no_ff, x_stim = backend.put(np.zeros((0, 0), dtype=np.uint8)), backend.put(model.stimulus[0])
 
-    whole, whole_rec = new_state(p, v0), new_recording(p, TRAIN_RECORD)
-    numba_network.run_steps(whole, net, const, whole_rec, x_stim, noise, no_ff, 1, p.steps.n_steps, TRAIN_RECORD)
+    whole, whole_rec = backend.put(new_state(p, v0)), backend.put(new_recording(p, TRAIN_RECORD))
+    backend.run_steps(whole, backend.put(net), const, whole_rec, x_stim, noise, no_ff, 1, p.steps.n_steps, TRAIN_RECORD)
+    whole, whole_rec = backend.get(whole), backend.get(whole_rec)
     assert whole.spike_count.sum() > 1000  # the comparison below sees spikes and their deliveries
 
     shards = [shard_of(n, k, 2) for k in range(2)]
@@ -113,31 +119,35 @@ def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run):
         assert np.all((o.static_post >= shard.lo) & (o.static_post < shard.hi))
         rows = slice(shard.lo, shard.hi)
         np.testing.assert_array_equal(o.plastic_weight[o_in_to_out[rows]], net.plastic_weight[in_to_out[rows]])
-    states = [new_state(p, v0) for _ in shards]
-    recs = [new_recording(p, TRAIN_RECORD) for _ in shards]
+    nets = [backend.put(o) for o, _ in owned]
+    states = [backend.put(new_state(p, v0)) for _ in shards]
+    recs = [backend.put(new_recording(p, TRAIN_RECORD)) for _ in shards]
     for ti in range(1, p.steps.n_steps + 1):
-        for phase in (numba_network.UPDATE, numba_network.DELIVER):
-            for shard, (o, _), state, rec in zip(shards, owned, states, recs):
-                numba_network.run_steps(state, o, const, rec, x_stim, noise[ti - 1:ti], no_ff, ti, ti, TRAIN_RECORD,
-                                        owned=(shard.lo, shard.hi), phase=phase)
-            if phase == numba_network.UPDATE:  # the exchange
+        for phase in (UPDATE, DELIVER):
+            for shard, o, state, rec in zip(shards, nets, states, recs):
+                backend.run_steps(state, o, const, rec, x_stim, noise[ti - 1:ti], no_ff, ti, ti, TRAIN_RECORD,
+                                  owned=(shard.lo, shard.hi), phase=phase)
+            if phase == UPDATE:  # the exchange
                 for shard, state in zip(shards, states):
                     for other in states:
                         other.spiked[shard.lo:shard.hi] = state.spiked[shard.lo:shard.hi]
     for shard, state, rec in zip(shards, states, recs):
+        state, rec = backend.get(state), backend.get(rec)
         rows = slice(shard.lo, shard.hi)
-        for name in ("v", "u_bal", "u_plas", "last_spike"):
+        for name in ("v", "u_bal", "u_plas"):
             np.testing.assert_array_equal(getattr(state, name)[rows], getattr(whole, name)[rows], err_msg=name)
-        for name in ("r", "spike_count", "spiked"):  # known on every rank for every neuron
+        for name in ("r", "spike_count", "spiked", "last_spike"):  # known on every rank for every neuron
             np.testing.assert_array_equal(getattr(state, name), getattr(whole, name), err_msg=name)
         np.testing.assert_array_equal(rec.spike_steps, whole_rec.spike_steps)
         np.testing.assert_array_equal(rec.roll_sum[:, :, rows], whole_rec.roll_sum[:, :, rows])
+        np.testing.assert_array_equal(rec.roll_count, whole_rec.roll_count)
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_and_their_checkpoint_resumes_on_one_and_three(tmp_path):
     """Two ranks shard the network (its synapses, dynamics and RLS state; spikes exchanged every step); three
-    ranks continue with the dynamics replicated and the RLS state sharded: both equal one process."""
+    ranks continue with the dynamics replicated and the RLS state sharded, and two with the torch backend's
+    sharded network: all equal one process (torch on the CPU computes as numba does)."""
     single, double = tmp_path / "single", tmp_path / "double"
     for directory in (single, double):
         rls.new(directory, FLOAT64)
@@ -158,7 +168,12 @@ def test_two_ranks_equal_one_and_their_checkpoint_resumes_on_one_and_three(tmp_p
     done = torchrun(3, "train", str(on_three), "--nloops", "2", "--distributed")
     assert done.returncode == 0, done.stderr
     assert "3 ranks, each holding the P of 341 or 342 neurons" in done.stdout
-    for directory in (on_one, on_three):
+    # the torch backend's sharded network (its kernel's phases and the exchange of tensors) continues it too
+    on_torch = tmp_path / "on_torch"
+    shutil.copytree(double, on_torch)
+    done = torchrun(2, "train", str(on_torch), "--nloops", "2", "--distributed", "--shard-network", "--backend", "torch")
+    assert done.returncode == 0, done.stderr
+    for directory in (on_one, on_three, on_torch):
         assert_same(checkpoint(single, "4"), checkpoint(directory, "4"))
         assert_same(curve(single), curve(directory))
 
@@ -173,6 +188,20 @@ def children(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
     return found
+
+
+@pytest.mark.slow
+def test_a_directory_in_use_stops_every_rank_with_its_error(small_run):
+    from spikeforge.rls.files import RunDir
+
+    with RunDir(small_run).lock("spikeforge train"):
+        done = torchrun(2, "train", str(small_run), "--nloops", "1", "--distributed", "--shard-network")
+    assert done.returncode != 0
+    assert done.stderr.count("error: data directory") == 1  # rank 0's own error
+    assert "error: rank 0 could not lock the data directory" in done.stderr  # rank 1 knows why, and stops at once
+    # no traceback of ours (torchrun prints its own report of the failed ranks)
+    assert "with the other ranks failed" not in done.stderr and "spikeforge/rls" not in done.stderr
+    assert not list(small_run.glob("ckpt-*.h5"))
 
 
 @pytest.mark.slow

@@ -87,9 +87,9 @@ class _LoggedKernels:
     def __init__(self):
         self.log = []
 
-    def run_steps(self, state, net, c, rec, x_stim, noise, ff, first, last, kind, options):
+    def run_steps(self, state, net, c, rec, x_stim, noise, ff, first, last, kind, options, owned, phase):
         self.log.append(("steps", first, last))
-        numba_network.run_steps(state, net, c, rec, x_stim, noise, ff, first, last, kind, options)
+        numba_network.run_steps(state, net, c, rec, x_stim, noise, ff, first, last, kind, options, owned, phase)
 
     def rls_update(self, P, weights_in, index, count, in_to_out, weights_out, r, u_bal, target, *rest):
         self.log.append(("rls", float(target[0]), u_bal.copy()))

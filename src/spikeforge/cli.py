@@ -114,7 +114,7 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
                    "(docs/scaling.md).")
 @click.option("--shard-network", is_flag=True,
               help="With --distributed: also shard the synapses and the neurons' dynamics, exchanging spikes every "
-                   "step (numba backend; for networks whose synapses do not fit one process; docs/scaling.md).")
+                   "step (for networks whose synapses do not fit one process; docs/scaling.md).")
 @user_errors
 def train(directory: Path, nloops: int, correlation_interval: int, save_best_checkpoint: bool,
           restore: str | None, discard_later: bool, checkpoint_every: int, monitor_resources: float | None,
@@ -125,6 +125,7 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
     with status 130 or 143; a second signal stops at once.
     """
     from spikeforge.rls import train as rls_train
+    from spikeforge.rls.training import TrainingInterrupted
 
     first_rank = not distributed or os.environ.get("RANK", "0") == "0"
     try:
@@ -136,7 +137,7 @@ def train(directory: Path, nloops: int, correlation_interval: int, save_best_che
     except Interrupted as interrupted:
         if not first_rank:  # rank 0 says what was saved
             sys.exit(interrupted.exit_status)
-        if distributed:
+        if distributed and isinstance(interrupted, TrainingInterrupted):  # its continue command
             raise Interrupted(interrupted.signum, f"{interrupted} (under torchrun, with --distributed; any number "
                                                   "of ranks)") from None
         raise

@@ -60,10 +60,11 @@ class StopSignals:
 
     Args:
         stream: where deferred-mode notices go (default stderr).
+        notify: print those notices (False: one of several processes that another one speaks for).
     """
 
-    def __init__(self, stream=None):
-        self.stream = stream
+    def __init__(self, stream=None, notify: bool = True):
+        self.stream, self.notify = stream, notify
         self.requested: int | None = None  # the first signal received, if any
         self._deferring = 0
         self._notice = ""
@@ -104,8 +105,9 @@ class StopSignals:
     def _handle(self, signum: int, frame) -> None:
         if self._deferring and self.requested is None:
             self._record(signum)
-            print(f"\n{signal_name(signum)}: {self._notice} (a second signal stops at once)",
-                  file=self.stream or sys.stderr, flush=True)
+            if self.notify:
+                print(f"\n{signal_name(signum)}: {self._notice} (a second signal stops at once)",
+                      file=self.stream or sys.stderr, flush=True)
             return
         again = self.requested is not None
         self._record(signum)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spikeforge.core.backends.layout import Connectivity, Recording, State
+from spikeforge.core.backends.layout import DELIVER, UPDATE, Connectivity, Recording, State
 from spikeforge.core.store import Pieces
 from spikeforge.errors import ParameterError, SpikeforgeError
 from spikeforge.rls.learner import Learner
@@ -175,25 +175,32 @@ class SpikeExchange:
     """Every step's spikes of every rank's neurons, on every rank: one all-gather of each rank's block of
     ``spiked`` packed as a bitmask (bench/spike_exchange.py: one collective per step costs about a
     millisecond on gloo whatever it carries, so one collective of a fixed size is the cheapest form, and
-    its N/8 bytes only matter from about 10^7 neurons).  The buffers are made once and reused every step."""
+    its N/8 bytes only matter from about 10^7 neurons).  Packing is done with torch on the array's own
+    device (NumPy arrays are used in place); the buffers are made once and reused every step."""
 
     def __init__(self, group: Group, shard: Shard, sizes: list[int]):
+        torch = group.torch
         self.group, self.shard, self.sizes = group, shard, sizes
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        width = -(-max(sizes) // 8)
-        torch = group.torch
-        self.send = torch.zeros(width, dtype=torch.uint8, device=group.device)
-        self.received = [torch.zeros(width, dtype=torch.uint8, device=group.device) for _ in sizes]
+        self.width = -(-max(sizes) // 8)  # bytes per rank
+        self.shifts = torch.arange(7, -1, -1, dtype=torch.int32, device=group.device)
+        self.bits = torch.zeros(8 * self.width, dtype=torch.int32, device=group.device)
+        self.send = torch.zeros(self.width, dtype=torch.uint8, device=group.device)
+        self.received = [torch.zeros(self.width, dtype=torch.uint8, device=group.device) for _ in sizes]
 
-    def __call__(self, spiked: np.ndarray) -> None:
-        """Replace the other ranks' neurons' entries of ``spiked`` (N + lx,) by the spikes they had this step."""
+    def __call__(self, spiked) -> None:
+        """Replace the other ranks' neurons' entries of ``spiked`` ((N + lx,) uint8, NumPy or a tensor on the
+        group's device) by the spikes they had this step."""
+        torch = self.group.torch
+        spiked = torch.from_numpy(spiked) if isinstance(spiked, np.ndarray) else spiked
         lo, hi = self.shard.lo, self.shard.hi
-        packed = np.packbits(spiked[lo:hi])
-        self.send[:packed.size].copy_(self.group.torch.from_numpy(packed))
+        self.bits[:hi - lo].copy_(spiked[lo:hi])
+        self.send.copy_((self.bits.view(-1, 8) << self.shifts).sum(dim=1))
         self.group._run("exchanging spikes", lambda: self.group.dist.all_gather(self.received, self.send))
-        for k, block in enumerate(self.received):
+        for k, packed in enumerate(self.received):
             if k != self.shard.rank:
-                spiked[self.starts[k]:self.starts[k + 1]] = np.unpackbits(block.cpu().numpy(), count=self.sizes[k])
+                bits = (packed.to(torch.int32)[:, None] >> self.shifts) & 1
+                spiked[self.starts[k]:self.starts[k + 1]] = bits.view(-1)[:self.sizes[k]]
 
 
 class ShardedDynamics:
@@ -201,12 +208,13 @@ class ShardedDynamics:
     (``train --distributed --shard-network``).
 
     Each rank holds the synapses onto its own neurons (:func:`owned_synapses`) and updates only its own
-    neurons; per step it runs the update phase of the numba kernel (:mod:`~spikeforge.core.backends.numba_network`),
-    exchanges the spikes (:class:`SpikeExchange`), and runs the delivery phase, in which every rank counts
-    every neuron's spikes and delivers them onto its own neurons.  The filtered spike trains ``r`` of every
-    neuron are therefore known on every rank, as each neuron's RLS update needs them; the rolling sums of
-    the currents are gathered once at the end of a trial.  Every neuron receives the same charges in the
-    same order as in one process, so results are identical to one process's.
+    neurons; per step it runs the update phase of the backend's kernel (numba or torch; see
+    :func:`spikeforge.core.backends.numba_network.run_steps`), exchanges the spikes (:class:`SpikeExchange`),
+    and runs the delivery phase, in which every rank counts every neuron's spikes and delivers them onto its
+    own neurons.  The filtered spike trains ``r`` of every neuron are therefore known on every rank, as each
+    neuron's RLS update needs them; the rolling sums of the currents and the GLIF state are gathered once at
+    the end of a trial.  Every neuron receives the same charges in the same order as in one process, so
+    results are identical to one process's (on the CPU; on CUDA as reproducible as one process's).
     """
 
     @classmethod
@@ -215,28 +223,24 @@ class ShardedDynamics:
         return cls(backend, group, shard_of(n_cells, group.rank, group.world), shard_sizes(n_cells, group.world))
 
     def __init__(self, backend, group: Group, shard: Shard, sizes: list[int]):
-        if backend.name != "numba":
-            raise ParameterError(f"--shard-network runs on the numba backend, not on {backend.name!r}; "
-                                 "leave out --shard-network (the RLS state stays sharded) or use --backend numba")
-        from spikeforge.core.backends import numba_network
-
+        if backend.options.fused_neurons:  # the fused Triton update runs every neuron
+            backend = dataclasses.replace(backend, options=dataclasses.replace(backend.options, fused_neurons=False))
         self.backend, self.group, self.shard, self.sizes = backend, group, shard, sizes
-        self.kernel, self.phases = numba_network.run_steps, (numba_network.UPDATE, numba_network.DELIVER)
         self.exchange = SpikeExchange(group, shard, sizes)
 
     def run_steps(self, state: State, net: Connectivity, const, rec: Recording, x_stim, noise, ff_spikes,
                   first_step: int, last_step: int, kind: int) -> None:
         """Steps ``first_step .. last_step`` (the arguments of :meth:`Backend.run_steps`), one exchange per step."""
-        owned, (update, deliver) = (self.shard.lo, self.shard.hi), self.phases
+        owned = (self.shard.lo, self.shard.hi)
         for ti in range(first_step, last_step + 1):
             row = ti - first_step
             noise_now = noise[row:row + 1] if noise.shape[0] else noise
             ff_now = ff_spikes[row:row + 1] if ff_spikes.shape[0] else ff_spikes
-            self.kernel(state, net, const, rec, x_stim, noise_now, ff_now, ti, ti, kind, self.backend.options, owned,
-                        update)
-            self.exchange(state.spiked)
-            self.kernel(state, net, const, rec, x_stim, noise_now, ff_now, ti, ti, kind, self.backend.options, owned,
-                        deliver)
+            for phase in (UPDATE, DELIVER):
+                self.backend.run_steps(state, net, const, rec, x_stim, noise_now, ff_now, ti, ti, kind, owned=owned,
+                                       phase=phase)
+                if phase == UPDATE:
+                    self.exchange(state.spiked)
 
     def complete(self, state: State, rec: Recording) -> tuple[State, Recording]:
         """``state`` and ``rec`` (NumPy) at the end of a trial with every rank's neurons' GLIF adaptation state
@@ -318,7 +322,7 @@ def sharded(learner: Learner, group: Group, n_cells: int, shares_weights: bool =
     ``shares_weights``: see :class:`ShardedLearner`."""
     if learner.history is not None:
         raise ParameterError("p_compute = 'small' keeps a history of filtered spike trains, not P; --distributed "
-                             "shards P, so it needs p_compute = 'full'")
+                             "shards P, so it needs p_compute = 'fast'")
     shard = shard_of(n_cells, group.rank, group.world)
     sizes = shard_sizes(n_cells, group.world)
     fields = {f.name: getattr(learner, f.name) for f in dataclasses.fields(Learner)}

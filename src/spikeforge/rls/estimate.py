@@ -177,7 +177,10 @@ def report(directory: str | Path, ranks: int = 1) -> str:
               f"targets and stimulus ({n_tasks} task{'s' if n_tasks > 1 else ''}): {human_bytes(e.targets_and_stimulus)}",
               f"simulation state: {human_bytes(e.simulation_state)}",
               f"test recording, per trial and task (all neurons): {human_bytes(e.test_recording_per_trial)}"]
-    if ranks > 1:
+    if ranks > 1 and p.p_compute == "small":
+        lines += ["", "train --distributed shards P, which p_compute = 'small' does not keep: set p_compute = 'fast' "
+                      "to train over several ranks"]
+    elif ranks > 1:
         steady, writing = per_rank(e, ranks)
         lines += ["", f"train --distributed over {ranks} ranks (P as in params.toml): {human_bytes(steady)} per rank "
                       f"while training, and {human_bytes(writing)} on rank 0 while it writes a checkpoint (it "

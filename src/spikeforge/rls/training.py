@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import numbers
 import os
+import signal
 import sys
 import time
 import warnings
@@ -252,6 +253,7 @@ class _Session:
             model.plastic.weight[...] = learner.whole_weights(engine)  # first: sending P blocks waits for rank 0
             pieces = learner.p_pieces(engine, lambda block: p_matrix.to_file_from_memory(block, model.p.p_storage))
             if not self.writes:
+                self.group.barrier()  # rank 0 has written the file: exiting earlier could get it stopped mid-write
                 self.last_saved = label
                 return self.run.checkpoint_file(label)
         elif engine.name != "numba":
@@ -271,6 +273,8 @@ class _Session:
             self.curve.write()
         except DataFileError as error:
             raise DataFileError(f"{error}; checkpoint {label!r} was saved") from None
+        if self.group is not None:
+            self.group.barrier()  # the other ranks wait for the file before they go on (or exit)
         return path
 
     def save_if_best(self, row: dict) -> None:
@@ -340,9 +344,9 @@ def train(
         distributed: this process is one rank of a run started by ``torchrun``: the neurons' RLS
             state is sharded across the ranks (:mod:`spikeforge.rls.distributed`); results equal a
             single process's.
-        shard_network: with ``distributed``, also shard the synapses and the neurons' dynamics (numba
-            backend): each rank holds the synapses onto its own neurons, and the ranks exchange their
-            spikes every step (one collective per 0.1-ms step: about 1 ms over gloo).  Results are the same.
+        shard_network: with ``distributed``, also shard the synapses and the neurons' dynamics: each rank
+            holds the synapses onto its own neurons, and the ranks exchange their spikes every step (one
+            collective per 0.1-ms step: about 1 ms over gloo).  Results are the same.
 
     Returns:
         A :class:`TrainResult`.  Files: ``ckpt-<last loop>.h5`` and ``learning-curve.h5``.
@@ -362,19 +366,23 @@ def train(
     if shard_network and not distributed:
         raise ParameterError("--shard-network shards the network across the ranks of a --distributed run; add "
                              "--distributed and start it with torchrun")
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not distributed and world.isdigit() and int(world) > 1:
+        raise ParameterError(f"this process is one of {world} that torchrun started (WORLD_SIZE = {world}); add "
+                             "--distributed so that they train the network together, or run it without torchrun")
     run = RunDir(directory)
     group = None
     if distributed:
         from spikeforge.rls.distributed import Group
 
+        as_backend(backend, device, cuda_graphs)  # a device this machine lacks is refused before joining the others
         group = Group(device=backend.device if isinstance(backend, Backend) else device)
         if group.rank != 0:
             verbose, monitor_resources = False, None
         if group.cuda:
             device = group.device
     try:
-        lock = run.lock("spikeforge train") if group is None or group.rank == 0 else contextlib.nullcontext()
-        with StopSignals() as signals, lock:
+        with StopSignals(notify=group is None or group.rank == 0) as signals, _directory_lock(run, group):
             p = run.params()
             label, later = starting_point(run, restore_from_checkpoint, discard_later)
             engine = as_backend(backend, device, cuda_graphs)
@@ -401,7 +409,8 @@ def train(
                 print(f"continuing from checkpoint {label!r} (loop {model.loop})")
             if verbose and group is not None:
                 sizes = sorted(set(session.learner.sizes))
-                print(f"{group.world} ranks, each holding the P of {' or '.join(map(str, sizes))} neurons"
+                print(f"{group.world} rank{'s' if group.world > 1 else ''}, each holding the P of "
+                      f"{' or '.join(map(str, sizes))} neurons"
                       + (" and the synapses onto them" if dynamics is not None else ""))
             signals.raise_if_requested()  # a signal some library swallowed during start-up
             with ResourceMonitor(monitor_resources, write=tqdm.write):
@@ -422,14 +431,37 @@ def train(
                 except Interrupted as stop:
                     if group is None or isinstance(stop, TrainingInterrupted):
                         raise
-                    # a signal outside a loop's end: torchrun also sends SIGTERM to every rank when one fails
-                    raise Interrupted(stop.signum, f"{stop} (torchrun sends it to every rank when one rank fails: "
-                                                   f"see its report); the last checkpoint, {session.last_saved!r}, "
+                    # a signal outside a loop's end, or a second one: torchrun sends SIGTERM to every rank when one
+                    # rank fails, and when it is itself interrupted a second time
+                    why = (" (torchrun sends SIGTERM to every rank when one rank fails, see its report, or when it is "
+                           "interrupted a second time)" if stop.signum == signal.SIGTERM else "")
+                    raise Interrupted(stop.signum, f"{stop}{why}; the last checkpoint, {session.last_saved!r}, "
                                                    "stays valid: run the same command again to continue from it"
                                       ) from None
     finally:
         if group is not None:
             group.close()
+
+
+@contextlib.contextmanager
+def _directory_lock(run: RunDir, group):
+    """The directory's lock for a train call.  In a distributed run rank 0 takes it for every rank, and
+    every rank learns whether it could, so all of them stop with an error when it could not."""
+    if group is None:
+        with run.lock("spikeforge train"):
+            yield
+        return
+    failure = None
+    with contextlib.ExitStack() as held:
+        if group.rank == 0:
+            try:
+                held.enter_context(run.lock("spikeforge train"))
+            except SpikeforgeError as error:
+                failure = error
+        if group.any(failure is not None):
+            raise failure or DataFileError(f"rank 0 could not lock the data directory {str(run.path)!r}; its error "
+                                           "says why")
+        yield
 
 
 def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nloops: int, correlation_interval: int,

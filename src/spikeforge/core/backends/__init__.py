@@ -119,15 +119,16 @@ class Backend:
         return get(value)
 
     def run_steps(self, state, net, const, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
-                  clock=None) -> None:
+                  clock=None, owned: tuple[int, int] | None = None, phase: int = 0) -> None:
         """Steps ``first_step .. last_step`` (see :func:`numba_network.run_steps`) with this backend's
-        options; ``clock``: torch's device clock (:mod:`torch_graphs`)."""
+        options; ``clock``: torch's device clock (:mod:`torch_graphs`); ``owned``, ``phase``: the neurons
+        this process updates and the phases of each step that run (a sharded network; default: all, both)."""
         if self.name == "numba":
             self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
-                                   self.options)
+                                   self.options, owned, phase)
         else:
             self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
-                                   self.options, self.triton, clock)
+                                   self.options, self.triton, clock, owned, phase)
 
     def rls_update(self, *arguments) -> None:
         """One RLS update of every neuron (see :func:`numba_rls.rls_update`)."""

@@ -20,6 +20,9 @@ INIT, TRAIN, TRAIN_RECORD, TEST = 0, 1, 2, 3
 LIF, GLIF = 0, 1
 # where white noise enters (compile-time constants of the step kernels): nowhere, the voltage, the static current
 NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = 0, 1, 2
+# which phases of each step a kernel call runs: both; the update of the neurons a process owns; the
+# delivery of every spike onto them (a network sharded across processes exchanges spikes in between)
+BOTH, UPDATE, DELIVER = 0, 1, 2
 
 
 class Connectivity(NamedTuple):

@@ -33,12 +33,10 @@ import numba
 import numpy as np
 
 from spikeforge.core.backends import KernelOptions
-from spikeforge.core.backends.layout import (GLIF, INIT, NOISE_CURRENT, NOISE_NONE, NOISE_VOLTAGE, TEST, TRAIN,
-                                             TRAIN_RECORD, Connectivity, Drive,
-                                             NetworkParameters, Recording, State, Synapses, Timeline)
+from spikeforge.core.backends.layout import (BOTH, DELIVER, GLIF, INIT, NOISE_CURRENT, NOISE_NONE, NOISE_VOLTAGE, TEST,
+                                             TRAIN, TRAIN_RECORD, UPDATE, Connectivity, Drive, NetworkParameters,
+                                             Recording, State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif, synapse
-
-BOTH, UPDATE, DELIVER = 0, 1, 2  # which phases of each step a kernel call runs (see the module docstring)
 
 
 @numba.njit(cache=True)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from spikeforge.core.backends import KernelOptions
-from spikeforge.core.backends.layout import GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD
+from spikeforge.core.backends.layout import BOTH, DELIVER, GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, UPDATE
 from spikeforge.core.cells import glif, lif, synapse
 
 def usable_triton_step(device: torch.device):
@@ -136,7 +136,8 @@ def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plast
 
 
 def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
-              options: KernelOptions = KernelOptions(), triton=None, clock: torch.Tensor | None = None) -> None:
+              options: KernelOptions = KernelOptions(), triton=None, clock: torch.Tensor | None = None,
+              owned: tuple[int, int] | None = None, phase: int = BOTH) -> None:
     """Advance ``state`` through steps ``first_step .. last_step``; see :func:`numba_network.run_steps`.
 
     ``options``: the propagation strategy and whether the LIF update is the fused Triton kernel;
@@ -145,6 +146,8 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
     it and reads the time from it instead of from ``first_step``, so that the same captured
     work can run any interval of this length (whose first step has the parity of
     ``first_step`` and the same remainder modulo ``steps_per_ms``; see :mod:`torch_graphs`).
+    ``owned``, ``phase``: the neurons ``(lo, hi)`` this process updates and which phases of each step run,
+    as in :func:`numba_network.run_steps` (a sharded network; not with the fused update).
     """
     device = state.v.device
     strategy = options.propagation
@@ -156,6 +159,11 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
     n_ff = ff_spikes.shape[1]
     spike_slots = _SpikeSlots(rec.spike_steps) if recording else None
     fused = c.cell_kind == LIF and options.fused_neurons
+    lo, hi = (0, n) if owned is None else owned
+    sharded = (lo, hi) != (0, n)
+    if sharded and fused:
+        raise ValueError("the fused neuron update runs every neuron: a sharded network needs fused_neurons=False")
+    own = _Owned(state, c, rec, lo, hi) if sharded else None
     if fused:
         scalars = triton.step_scalars(c, state.v.dtype, device)
         if clock is None:  # the fused kernel reads the time from the device
@@ -166,16 +174,16 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         noise_row = noise[ti - first_step] if noise.shape[0] else None
         t = c.timeline
         stim_row = x_stim[ti - t.stim_on_step - 1] if plastic and t.stim_on_step < ti < t.stim_off_step else None
-        if fused:
-            triton.lif_neurons(state, c, scalars, clock, prev, noise_row, stim_row, plastic, learning)
-            fired = state.spiked[:n].to(torch.bool) if recording or strategy != "push" else None
-        else:
-            fired = _neurons(state, c, now, prev, noise_row, stim_row, plastic, learning)
-        if kind == INIT and ti > t.u0_skip_steps:
-            rec.u_sum.add_(state.u_bal)
-            rec.u_sumsq.add_(state.u_bal * state.u_bal)
-        if recording and ti % t.steps_per_ms == 0 and ti > t.stim_off_step:
-            _add_to_rolling_bins(rec, c, now, state.u_bal + state.u_plas, state.u_plas)
+        if phase != DELIVER:
+            fired = _update_phase(state, c, rec, now, ti, prev, noise_row, stim_row, kind, own, fused, triton, scalars
+                                  if fused else None, clock, recording or strategy != "push")
+        if phase == DELIVER:  # every neuron's spikes of this step, exchanged: count the other processes' neurons'
+            fired = state.spiked[:n].to(torch.bool)
+            others = fired & own.others
+            state.last_spike.copy_(torch.where(others, now, state.last_spike))
+            state.spike_count.add_(others.to(state.spike_count.dtype))
+        if phase == UPDATE:
+            continue
         if recording:
             spike_slots.record(fired, state.spike_count, now)
         if strategy == "push":
@@ -195,6 +203,65 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
                 ff_fired = ff_row.to(torch.bool)
                 _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
                            ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
+
+
+class _Owned:
+    """Views of the state, parameters and recording restricted to the neurons ``lo .. hi - 1`` a process
+    of a sharded network updates (writes through them land in the whole arrays)."""
+
+    def __init__(self, state, c, rec, lo: int, hi: int):
+        n = state.v.shape[0]
+        n_pre = state.r.shape[0]
+        self.lo, self.hi = lo, hi
+        self.state = state._make(x[:, lo:hi] if name.startswith("inputs_") else x[lo:hi]
+                                 for name, x in state._asdict().items())
+        self.c = _per_neuron(c, lo, hi, (n, n_pre))
+        self.rec = rec._replace(roll_sum=rec.roll_sum[:, :, lo:hi], u_sum=rec.u_sum[lo:hi] if rec.u_sum.numel() else
+                                rec.u_sum, u_sumsq=rec.u_sumsq[lo:hi] if rec.u_sumsq.numel() else rec.u_sumsq)
+        self.others = torch.ones(n, dtype=torch.bool, device=state.v.device)
+        self.others[lo:hi] = False
+
+
+def _per_neuron(value, lo: int, hi: int, sizes: tuple[int, int]):
+    """``value`` (a NamedTuple of parameters, nested) with every per-neuron tensor (first axis N or N + lx)
+    restricted to ``lo .. hi - 1``."""
+    fields = []
+    for x in value:
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            x = _per_neuron(x, lo, hi, sizes)
+        elif isinstance(x, torch.Tensor) and x.dim() and x.shape[0] in sizes:
+            x = x[lo:hi]
+        fields.append(x)
+    return type(value)(*fields)
+
+
+def _update_phase(state, c, rec, now, ti: int, prev: int, noise_row, stim_row, kind: int, own, fused: bool, triton,
+                  scalars, clock, need_fired: bool):
+    """The first phase of step ``ti``: the neurons (all, or ``own``'s), the filtered trains of the others
+    (from the spikes exchanged after the previous step), and the init and rolling sums; returns which
+    neurons fired (of all neurons, or of ``own``'s; None when the fused kernel's caller needs none)."""
+    plastic, learning = kind != INIT, kind in (TRAIN, TRAIN_RECORD)
+    t = c.timeline
+    whole_state, whole_synapses, n = state, c.synapses, state.v.shape[0]
+    if own is not None:
+        state, c, rec = own.state, own.c, own.rec
+        noise_row = noise_row[own.lo:own.hi] if noise_row is not None else None
+        stim_row = stim_row[own.lo:own.hi] if stim_row is not None else None
+    if fused:
+        triton.lif_neurons(state, c, scalars, clock, prev, noise_row, stim_row, plastic, learning)
+        fired = state.spiked[:n].to(torch.bool) if need_fired else None
+    else:
+        fired = _neurons(state, c, now, prev, noise_row, stim_row, plastic, learning)
+    if own is not None and learning:  # the neurons other processes own: from their exchanged spikes
+        syn, r, spiked = whole_synapses, whole_state.r, whole_state.spiked
+        for part in (slice(0, own.lo), slice(own.hi, n)):
+            r[part] = synapse.filtered(r[part], spiked[part].to(r.dtype), syn.decay_plastic[part], syn.kick_plastic[part])
+    if kind == INIT and ti > t.u0_skip_steps:
+        rec.u_sum.add_(state.u_bal)
+        rec.u_sumsq.add_(state.u_bal * state.u_bal)
+    if kind in (TRAIN_RECORD, TEST) and ti % t.steps_per_ms == 0 and ti > t.stim_off_step:
+        _add_to_rolling_bins(rec, c, now, state.u_bal + state.u_plas, state.u_plas)
+    return fired
 
 
 def _neurons(state, c, now, prev: int, noise_row, stim_row, plastic: bool, learning: bool) -> torch.Tensor:
