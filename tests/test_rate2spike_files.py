@@ -181,9 +181,13 @@ def test_the_rate2spike_tutorial_runs_as_written(tmp_path, monkeypatch):
     model, attrs = read_h5(tmp_path / "gng" / "model.h5")
     assert attrs["converged"] is True and attrs["trials"] == 1501  # the floor, as the tutorial says
     search, _ = read_h5(tmp_path / "gng" / "search.h5")
-    # the numbers the tutorial states (exactly reproducible: one random stream per trial)
-    assert search["opt_scaling_factor"] == 25 and search["all_perfs"][1] == pytest.approx(0.96)
-    assert search["held_out_accuracy"] == pytest.approx(0.98)
+    # the result the tutorial states.  Not its exact numbers: torch's CPU kernels round differently on AVX2
+    # and AVX-512 processors, so the trained rate network, and with it the search, differs between CPU
+    # generations (seen on this project's machines: best 25 with 96 % and 98 % held out; 25 with 98 %/98 %
+    # with torch held to AVX2; 20 with 100 %/98 % on AVX-512)
+    best = search["opt_scaling_factor"]
+    assert best in (20, 25, 30) and search["all_perfs"][list(search["scaling_factors"]).index(best)] >= 0.95
+    assert search["held_out_accuracy"] >= 0.95
     for figure in ("training.png", "search.png", "eval.png"):
         assert (tmp_path / "gng" / figure).stat().st_size > 1000
 

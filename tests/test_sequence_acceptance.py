@@ -12,6 +12,7 @@ single-threaded worker per core): a full-grid run gains little from a second thr
 draws from its own streams, so where it runs changes no number."""
 
 import sys
+from pathlib import Path
 
 import cloudpickle
 import numpy as np
@@ -37,13 +38,13 @@ def experiment(kind: str, seed: int) -> dict:
     return {"before": np.array(before, dtype=np.float64), "after": np.array(after, dtype=np.float64)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: a pytest-xdist worker may run other files' tests in between
 def results(request, tmp_path_factory) -> dict:
     """(before, after) per (kind, seed) of every experiment the selected tests of this file need."""
     from spikeforge.core.executor import Cluster, Job, read_result, run_jobs
 
     wanted = sorted({(KINDS[item.originalname], item.callspec.params["seed"]) for item in request.session.items
-                     if item.module is request.module and item.originalname in KINDS})
+                     if item.path == Path(__file__) and item.originalname in KINDS})
     jobs = [Job(f"{kind}-{seed}", experiment, (kind, seed)) for kind, seed in wanted]
     directory = tmp_path_factory.mktemp("sequence-acceptance")
     with Cluster(workers=2) as cluster:
