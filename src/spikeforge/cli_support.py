@@ -55,6 +55,7 @@ class PathArgument(click.Path):
     """click.Path that refuses an empty text ("" would become the current directory)."""
 
     def convert(self, value, param, ctx):
+        """Convert ``value`` as click.Path does, after failing (a usage error) when it is a blank string."""
         if isinstance(value, str) and not value.strip():
             self.fail("is empty; expected a path", param, ctx)
         return super().convert(value, param, ctx)

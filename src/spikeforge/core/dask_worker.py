@@ -15,6 +15,8 @@ import warnings
 
 
 def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
+    """Dask's preload hook, run once in each worker process: print spikeforge warnings as one ``warning:`` line
+    and, when called in the main thread, ignore SIGINT.  ``worker`` (the Dask worker) is not used."""
     from spikeforge.cli_support import one_line_warning
 
     warnings.showwarning = one_line_warning

@@ -56,6 +56,8 @@ class Job:
 
 
 class Outcome(NamedTuple):
+    """What became of one job of a batch: its key, its status, its scalar results and its error."""
+
     key: str
     status: str  # "done" (this run), "kept" (an earlier run's result), "failed", "stopped" (not run: a stop)
     values: dict  # the scalar results (empty when failed)
@@ -140,6 +142,7 @@ class Cluster:
             self._cluster.close()
 
     def describe(self) -> str:
+        """Where the jobs run, in words for a progress message (the scheduler's address or the local worker count)."""
         if self.address is not None:
             return f"the Dask scheduler at {self.address}"
         return f"a local Dask cluster of {self.workers} worker process(es)"
@@ -163,6 +166,7 @@ def _call(function, arguments: tuple, threads: int) -> dict:
 
 
 def result_path(results: Path, key: str) -> Path:
+    """The result file of the job ``key``: ``<results>/<key>.h5``."""
     return Path(results) / f"{key}.h5"
 
 

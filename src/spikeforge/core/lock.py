@@ -48,6 +48,7 @@ class DirectoryLock:
 
     @property
     def owner_file(self) -> Path:
+        """``<directory>/.spikeforge.owner``: JSON with the holder's command, PID, host and start time."""
         return self.directory / OWNER_NAME
 
     def holder(self) -> str:

@@ -55,6 +55,7 @@ class SpikeTimes(NamedTuple):
 
     @property
     def n_units(self) -> int:
+        """Units in the recording: the length of ``unit_ids`` (units without spikes included)."""
         return int(self.unit_ids.shape[0])
 
 
@@ -73,7 +74,7 @@ def from_arrays(trial, unit, time_ms, window_ms, n_trials: int | None = None, un
         cut_ms: (start, stop) inside ``window_ms``: keep only this part of every trial.
 
     Raises:
-        DataFileError naming the first offending spike.
+        DataFileError: naming the first offending spike.
     """
     trial, unit = _indices(trial, "trial", source), _indices(unit, "unit", source)
     time_ms = _numbers(time_ms, "time", source)
@@ -186,7 +187,7 @@ def from_neo(block: Any, window_ms=None, source: str = "neo block") -> SpikeTime
     differ, as long as each contains it.
 
     Raises:
-        DataFileError naming the segment (and unit) whose trains do not fit these rules.
+        DataFileError: naming the segment (and unit) whose trains do not fit these rules.
     """
     if isinstance(block, (str, Path)):
         block, source = _read_neo(Path(block)), f"neo file {str(block)!r}"

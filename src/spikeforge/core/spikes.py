@@ -79,9 +79,11 @@ class Trains(NamedTuple):
         return int(self.offsets.shape[0] - 1)
 
     def train(self, i: int) -> np.ndarray:
+        """Spike times of train ``i`` [ms], shape (counts[i],): a view into ``times``, not a copy."""
         return self.times[self.offsets[i]:self.offsets[i + 1]]
 
     def to_list(self) -> list[np.ndarray]:
+        """Every train's spike times [ms] as a list of 1-d arrays (views into ``times``), in order."""
         return [self.train(i) for i in range(len(self))]
 
     @property

@@ -37,11 +37,17 @@ DEFAULT_HIGH = {"izhikevich": 20.0, "adex": 1000.0, "lif": 500.0}  # first top o
 
 
 class Sweep(NamedTuple):
+    """One sweep of a recording: the step's amplitude and the spike times it evoked."""
+
     amplitude: float  # injected current during the step [pA]
     spikes: np.ndarray  # recorded spike times [ms from the sweep's start]
 
 
 class CellData(NamedTuple):
+    """A cell's recording: its sweeps, in the order given, all under the same step ``protocol``.
+
+    :meth:`build` makes a checked one."""
+
     sweeps: tuple[Sweep, ...]
     protocol: StepProtocol
 
@@ -68,10 +74,19 @@ class CellData(NamedTuple):
 
     @property
     def counts(self) -> np.ndarray:
+        """Recorded spike count of each sweep, (sweeps,) int."""
         return np.array([s.spikes.size for s in self.sweeps])
 
 
 class Evaluation(NamedTuple):
+    """What :meth:`CellObjective.evaluate` found for n candidates on every sweep.
+
+    ``amplitudes`` are in the model's current units (pA for AdEx and LIF, model units for Izhikevich).
+    ``spike_distance`` is the SPIKE-distance between each model train and the recorded one over the whole
+    sweep (0 to ``protocol.total`` ms), ``gamma`` their coincidence factor Γ (window ``CellObjective.window``
+    ms); both are computed whatever the loss.  ``simulations`` counts every candidate simulation run, those
+    of the current search included."""
+
     losses: np.ndarray  # (n,) total loss of each candidate
     amplitudes: np.ndarray  # (n, sweeps) model amplitude of each candidate on each sweep
     counts: np.ndarray  # (n, sweeps) model spike counts
@@ -135,6 +150,18 @@ class CellObjective:
         return per_pa[:, None] * recorded[None, :], found.simulations
 
     def evaluate(self, values: np.ndarray) -> Evaluation:
+        """Simulate candidates on every sweep and score them (see the module docstring).
+
+        Args:
+            values: (n, len(fitted)) values of the fitted parameters, in their own units, one row per candidate.
+
+        Returns:
+            The :class:`Evaluation` of the n candidates; a candidate whose loss is not finite gets ``inf``.
+
+        Raises:
+            ParameterError: a value is not finite, or one kernel call would simulate more than
+                ``simulate.MAX_CANDIDATES`` candidates (n x sweeps, or n x grid in the current search).
+        """
         rows = self.rows(values)
         n, n_sweeps = rows.shape[0], len(self.data.sweeps)
         amplitudes, simulations = self.amplitudes(rows)

@@ -22,6 +22,8 @@ from spikeforge.fit.simulate import StepProtocol, simulate_on
 
 
 class CurrentSearch(NamedTuple):
+    """The result of :func:`search_current` for n candidates."""
+
     amplitude: np.ndarray  # float64 (n,) the chosen amplitude of each candidate
     count: np.ndarray  # int64 (n,) its spike count
     exact: np.ndarray  # bool (n,) whether the count equals the target

@@ -39,6 +39,18 @@ HISTORY_FIELDS = History._fields
 
 
 def write_fit(path: Path, histories, data: Trains, amplitudes: np.ndarray | None, attrs: dict) -> None:
+    """Write ``fit.h5`` at ``path`` atomically (layout in the module docstring).
+
+    Args:
+        path: the file to write; an existing one is replaced.
+        histories: one :class:`~spikeforge.fit.search.History` per restart, stored as ``restart_<k>/...``; when
+            there is at least one, ``best`` (the best restart's best parameters) and the ``loss`` attribute are
+            added.
+        data: the fitted spike trains [ms], stored as ``data/times`` and ``data/offsets``.
+        amplitudes: the sweeps' amplitudes [pA] of a cell fit (``data/amplitudes``); None for a network fit.
+        attrs: root attributes (dicts and lists stored as JSON); ``restarts_saved`` (the number of histories)
+            is added.
+    """
     arrays = {}
     for k, history in enumerate(histories):
         for field in HISTORY_FIELDS:
@@ -54,6 +66,17 @@ def write_fit(path: Path, histories, data: Trains, amplitudes: np.ndarray | None
 
 
 def read_fit(path: Path) -> tuple[list[History], Trains, np.ndarray | None, dict]:
+    """Read a ``fit.h5`` written by :func:`write_fit`.
+
+    Returns:
+        (histories, data, amplitudes, attrs): one :class:`~spikeforge.fit.search.History` per saved restart,
+        the data's spike trains [ms], the sweeps' amplitudes [pA] (None for a network fit) and the root
+        attributes, JSON-decoded.
+
+    Raises:
+        DataFileError: the file is missing or not readable HDF5, has no ``settings`` or ``kind`` attribute
+            (not a fit file), or lacks part of a saved restart's history.
+    """
     arrays, attrs = read_h5(path, None, "fit file")
     if "settings" not in attrs or "kind" not in attrs:
         raise DataFileError(f"{str(path)!r} is not a spikeforge fit file (no settings); it was not written by "
@@ -84,4 +107,5 @@ def parameters_table(names, units, low, high, result) -> str:
 
 
 def write_parameters(path: Path, text: str) -> None:
+    """Write ``text`` (the CSV of :func:`parameters_table`) to ``path`` atomically."""
     atomic_write_text(path, text)

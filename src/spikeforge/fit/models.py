@@ -20,6 +20,12 @@ from spikeforge.errors import ParameterError
 
 
 class Model(NamedTuple):
+    """One neuron model as the fitting code sees it (see the module docstring).
+
+    ``units`` and ``defaults`` follow ``names``; ``presets`` maps a cell type's name (upper case) to a full
+    parameter tuple in that order (Izhikevich only, empty otherwise); ``current_unit`` names the unit of the
+    injected current."""
+
     name: str
     code: int  # the population kernels' switch
     names: tuple[str, ...]  # every parameter, in the kernels' order
@@ -54,6 +60,11 @@ MODELS: dict[str, Model] = {
 
 
 def model_named(name: str) -> Model:
+    """The model called ``name`` (izhikevich, adex or lif; any case).
+
+    Raises:
+        ParameterError: ``name`` is not one of :data:`MODELS`.
+    """
     try:
         return MODELS[str(name).lower()]
     except KeyError:

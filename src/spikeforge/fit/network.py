@@ -55,6 +55,12 @@ RECORDED = ("all", "excitatory")
 
 
 class NetworkConfig(NamedTuple):
+    """Everything about the network except the four fitted parameters (see the module docstring).
+
+    ``n_e`` excitatory and ``n_i`` inhibitory cells.  ``sigma_ie``, ``p_ie``, ``sigma_ii`` and ``p_ii``
+    are the fixed I-to-E and I-to-I blocks: the scale of a synapse's voltage jump [mV] (the jump is
+    sigma U, U ~ U(0, 1)) and the connection probability."""
+
     n_e: int = 200
     n_i: int = 50
     drive: float = 11.5  # current into every E cell [Izhikevich units]
@@ -68,6 +74,12 @@ class NetworkConfig(NamedTuple):
     p_ii: float = 0.5
 
     def check(self) -> "NetworkConfig":
+        """Return the configuration itself if it is valid.
+
+        Raises:
+            ParameterError: n_e < 1 or n_i < 0; not duration >= dt > 0; drive_spread outside [0, 1]; v_init not
+                finite or low > high; p_ie or p_ii outside [0, 1].
+        """
         if self.n_e < 1 or self.n_i < 0:
             raise ParameterError(f"network of {self.n_e} E and {self.n_i} I cells; expected n_e >= 1, n_i >= 0")
         if not (self.dt > 0 and self.duration >= self.dt):
@@ -146,6 +158,8 @@ def _run(params, r, u, n_e, n_i, e_cell, i_cell, drive, v_init, dt, n_steps, sig
 
 
 class NetworkResponses(NamedTuple):
+    """Spike counts and trains of every cell of every candidate network, from :func:`simulate_network`."""
+
     counts: np.ndarray  # (candidates, n) spikes of every cell, E cells first
     trains: Trains  # candidate c's cell i is train c * n + i
 
@@ -229,6 +243,14 @@ class NetworkObjective:
         return responses.counts[:, self.cells], select(responses.trains, n, self.cells)
 
     def evaluate(self, values: np.ndarray) -> np.ndarray:
+        """Loss of each candidate, shape (candidates,).
+
+        ``values`` (candidates, 4) are (sigma_ee, p_ee, sigma_ei, p_ei) per candidate; the loss is the one chosen
+        by ``loss`` (count loss in units of the data's mean spike count per cell).
+
+        Raises:
+            ParameterError: ``values`` is not a finite (candidates, 4) array.
+        """
         counts, trains = self.simulate(values)
         total = np.zeros(counts.shape[0])
         if self.loss in ("count", "both"):

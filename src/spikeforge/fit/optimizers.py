@@ -57,12 +57,16 @@ class CMAES:
         self.population = int(population)
 
     def ask(self) -> np.ndarray:
+        """The next generation from ``cma``: (population, dim) candidates in the unit cube."""
         return np.asarray(self._es.ask(), dtype=np.float64)
 
     def tell(self, candidates: np.ndarray, losses: np.ndarray) -> None:
+        """Pass the losses of the candidates of the last :meth:`ask` on to ``cma``, which updates its mean, step size
+        and covariance."""
         self._es.tell(list(candidates), [float(loss) for loss in losses])
 
     def spread(self) -> np.ndarray:
+        """sigma sqrt(diag C), shape (dim,), in unit-cube coordinates."""
         return float(self._es.sigma) * np.sqrt(np.diag(np.asarray(self._es.C)))
 
     def covariance(self) -> np.ndarray:
@@ -97,9 +101,14 @@ class GeneticAlgorithm:
         self._next = rng.uniform(0.0, 1.0, (self.population, self.dim))
 
     def ask(self) -> np.ndarray:
+        """The current population, (population, dim): the uniform first draw, or the children made by the last
+        :meth:`tell`.  A copy, so asking again before :meth:`tell` gives the same candidates."""
         return self._next.copy()
 
     def tell(self, candidates: np.ndarray, losses: np.ndarray) -> None:
+        """Rank ``candidates`` by ``losses`` and breed the next population from them (see the module docstring).
+
+        Non-finite losses rank last; ties keep the candidates' order.  The ``elite`` best survive unchanged."""
         rng, n = self._rng, self.population
         losses = np.where(np.isfinite(losses), losses, np.inf)
         order = np.argsort(losses, kind="stable")  # best first
@@ -120,9 +129,11 @@ class GeneticAlgorithm:
         self._next = children
 
     def spread(self) -> np.ndarray:
+        """Standard deviation of each coordinate over the next population (the one :meth:`ask` returns), (dim,)."""
         return self._next.std(axis=0)
 
     def covariance(self) -> np.ndarray:
+        """Covariance of the next population, (dim, dim), normalised by the population size (ddof = 0)."""
         return np.atleast_2d(np.cov(self._next, rowvar=False, ddof=0))
 
 

@@ -26,12 +26,25 @@ from spikeforge.fit import optimizers
 
 
 class Bounds(NamedTuple):
+    """The searched parameters and their ranges: ``low`` and ``high`` (dim,) in the parameters' units."""
+
     names: tuple[str, ...]
     low: np.ndarray
     high: np.ndarray
 
     @classmethod
     def build(cls, names, defaults: dict[str, tuple[float, float]], given: dict | None = None) -> "Bounds":
+        """Bounds of the parameters ``names``: ``given[name]`` where given, ``defaults[name]`` otherwise.
+
+        Args:
+            names: the fitted parameters, in search order.
+            defaults: (low, high) of every name not in ``given`` (e.g. a model's ``bounds``).
+            given: (low, high) of some of the names, replacing their defaults.
+
+        Raises:
+            ParameterError: ``given`` names a parameter that is not fitted, or a range is not finite with
+                low < high.
+        """
         given = given or {}
         for name in given:
             if name not in names:
@@ -43,10 +56,13 @@ class Bounds(NamedTuple):
         return cls(tuple(names), np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
 
     def to_parameters(self, unit: np.ndarray) -> np.ndarray:
+        """Parameter values of unit-cube coordinates ``unit`` (..., dim): ``low + unit (high - low)``."""
         return self.low + np.asarray(unit) * (self.high - self.low)
 
 
 class History(NamedTuple):
+    """Everything one search (one restart) evaluated, generation by generation; :meth:`append` adds one."""
+
     candidates: np.ndarray  # (generations, population, dim) in parameter units
     unit: np.ndarray  # (generations, population, dim) the optimizer's coordinates
     losses: np.ndarray  # (generations, population)
@@ -56,16 +72,22 @@ class History(NamedTuple):
 
     @classmethod
     def empty(cls, population: int, dim: int) -> "History":
+        """A history without generations, for populations of ``population`` candidates of ``dim`` parameters."""
         return cls(np.zeros((0, population, dim)), np.zeros((0, population, dim)), np.zeros((0, population)),
                    np.zeros((0, dim)), np.zeros(0), np.zeros((0, dim, dim)))
 
     def append(self, candidates, unit, losses, spread, seconds, covariance) -> "History":
+        """A new history with one generation more (this one is left unchanged).
+
+        ``candidates`` and ``unit`` are (population, dim), ``losses`` (population,), ``spread`` (dim,),
+        ``seconds`` a number and ``covariance`` (dim, dim), with the meanings of the fields."""
         return History(np.concatenate([self.candidates, candidates[None]]), np.concatenate([self.unit, unit[None]]),
                        np.concatenate([self.losses, losses[None]]), np.concatenate([self.spread, spread[None]]),
                        np.append(self.seconds, seconds), np.concatenate([self.covariance, covariance[None]]))
 
     @property
     def generations(self) -> int:
+        """The number of generations recorded."""
         return int(self.losses.shape[0])
 
     def best(self) -> tuple[np.ndarray, float, int]:
@@ -75,10 +97,15 @@ class History(NamedTuple):
         return self.candidates[generation, k], float(self.losses[generation, k]), generation
 
     def best_per_generation(self) -> np.ndarray:
+        """(generations,) the best loss up to and including each generation (never increasing)."""
         return np.minimum.accumulate(self.losses.min(axis=1))
 
 
 class Progress(NamedTuple):
+    """What :func:`run` reports after each generation.
+
+    ``evaluations_per_second`` is the population size over the generation's evaluation time."""
+
     generation: int
     best: float  # best loss so far
     median: float  # this generation's median loss

@@ -37,6 +37,12 @@ class StepProtocol(NamedTuple):
     dt: float = 0.1
 
     def check(self) -> "StepProtocol":
+        """Return the protocol itself if it is valid.
+
+        Raises:
+            ParameterError: a value is not finite; delay < 0 or duration <= 0; dt outside (0, MAX_DT];
+                total < delay + duration; or the protocol has more than 1e8 steps.
+        """
         for name, value in self._asdict().items():
             if not np.isfinite(value):
                 raise ParameterError(f"protocol {name} = {value}; expected a finite number of ms")

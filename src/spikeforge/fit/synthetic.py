@@ -26,6 +26,31 @@ def _output(path: Path, force: bool) -> Path:
 
 def cell(path, model: str, values: dict, preset: str | None, amplitudes, protocol: StepProtocol, gain: float = 1.0,
          force: bool = False, verbose: bool = True) -> Path:
+    """Simulate one cell with known parameters on current steps and write its sweeps as an HDF5 spike file.
+
+    Each amplitude is one sweep of ``protocol``, simulated with current ``gain * amplitude`` and stored
+    with its amplitude [pA].  The file's attributes hold ``model``, ``truth`` (every parameter's value),
+    ``gain`` and ``protocol``.
+
+    Args:
+        path: the output file, ending in .h5 or .hdf5.
+        model: izhikevich, adex or lif.
+        values: parameter values, taking precedence over the preset and the model's defaults.
+        preset: an Izhikevich cell type (RS, IB, CH, ...; any case) to start from, or None.
+        amplitudes: the steps' amplitudes [pA], one per sweep.
+        gain: model current per pA (for Izhikevich, whose current has its own units).
+        force: replace an existing ``path``.
+        verbose: print a line about what was written.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ParameterError: an unknown model, preset or parameter name, or a preset for a model other than
+            Izhikevich; an invalid protocol; no amplitudes or non-finite ones; an output path that does not
+            end in .h5.
+        DataFileError: ``path`` exists and ``force`` is false.
+    """
     the_model = model_named(model)
     base = {}
     if preset is not None:
@@ -50,6 +75,28 @@ def cell(path, model: str, values: dict, preset: str | None, amplitudes, protoco
 
 def network(path, truth, config: networks.NetworkConfig, connectivity_seed: int, force: bool = False,
             verbose: bool = True) -> Path:
+    """Simulate the E/I network with known parameters and write every cell's spike train as an HDF5 spike file.
+
+    The trains (E cells first, then I cells) are the units of one trial.  The file's attributes hold
+    ``truth`` (the four parameters by name), ``connectivity_seed`` and ``network`` (``config``).
+
+    Args:
+        path: the output file, ending in .h5 or .hdf5.
+        truth: (sigma_ee, p_ee, sigma_ei, p_ei).
+        config: the network's settings (:class:`~spikeforge.fit.network.NetworkConfig`, or a tuple of its
+            fields).
+        connectivity_seed: seed of the frozen connectivity, drives and initial voltages.
+        force: replace an existing ``path``.
+        verbose: print a line about what was written.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ParameterError: an invalid configuration, ``truth`` that is not four finite numbers, or an output
+            path that does not end in .h5.
+        DataFileError: ``path`` exists and ``force`` is false.
+    """
     truth = np.asarray(truth, dtype=np.float64)
     config = networks.NetworkConfig(*config).check()
     path = _output(path, force)

@@ -28,6 +28,12 @@ MATCHED_D = 0.5
 
 
 class Comparison(NamedTuple):
+    """One measure compared between data and model (a row of :func:`table`).
+
+    ``n_data`` and ``n_model`` count the finite values on each side, ``mean_data`` and ``mean_model`` are
+    their means; ``t`` and ``p`` are Welch's test, ``d`` Cohen's d (model minus data) with its 95 % CI
+    ``d_low`` to ``d_high``.  ``t``, ``p`` and ``d`` are NaN where a side has fewer than two finite values."""
+
     measure: str
     n_data: int
     n_model: int
@@ -84,6 +90,7 @@ def _mean(values: np.ndarray) -> float:
 
 
 def compare(measure: str, data, model) -> Comparison:
+    """The :class:`Comparison` of samples ``data`` and ``model`` of ``measure`` (non-finite values dropped)."""
     x = np.asarray(data, dtype=np.float64)
     y = np.asarray(model, dtype=np.float64)
     t, p = welch(x, y)

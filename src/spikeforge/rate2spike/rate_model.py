@@ -75,9 +75,11 @@ class RateConfig:
 
     @property
     def trains_taus(self) -> bool:
+        """Whether the decay time constants are trained: true when ``decay_taus`` is a (min, max) pair."""
         return len(self.decay_taus) == 2
 
     def as_dict(self) -> dict:
+        """The fields as a plain dict, with ``decay_taus`` as a list."""
         values = asdict(self)
         values["decay_taus"] = list(self.decay_taus)
         return values

@@ -27,6 +27,10 @@ DEFAULT_GRID = tuple(range(20, 80, 5))  # 20:5:75
 
 
 class SearchResult(NamedTuple):
+    """The outcome of the scaling-factor search (:func:`search`, :func:`conclude`).
+
+    ``held_out_accuracy`` is NaN when ``held_out_trials`` is 0."""
+
     scaling_factors: np.ndarray  # (n_sf,)
     accuracy: np.ndarray  # (n_sf,) fraction correct on the grid trials
     best: float  # chosen sf (first maximum)
@@ -54,6 +58,7 @@ def factor_stream(seed: int, factor: float) -> np.random.Generator:
 
 
 def held_out_stream(seed: int) -> np.random.Generator:
+    """The random stream of the held-out trials (the same whichever factor is chosen)."""
     return streams.stream(seed, "rate", "search", "held-out")
 
 

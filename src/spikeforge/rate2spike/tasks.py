@@ -46,6 +46,7 @@ class Task:
     quiet: ClassVar[float] = 0.3  # |output| a "withhold" trial must stay under
 
     def trials(self, rng: np.random.Generator, batch: int) -> Trials:
+        """``batch`` fresh random trials drawn from ``rng`` (subclasses implement it)."""
         raise NotImplementedError
 
     def rate_correct(self, o: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -90,6 +91,7 @@ class GoNoGo(Task):
     stim = (50, 75)  # [steps)
 
     def trials(self, rng, batch):
+        """Go or NoGo with probability 1/2 each (label 1 or 0); see the class docstring."""
         go = _coins(rng, batch)
         u = np.zeros((batch, 1, self.n_steps))
         u[go, 0, self.stim[0]:self.stim[1]] = 1.0
@@ -98,11 +100,13 @@ class GoNoGo(Task):
         return Trials(u, z, go.astype(np.int64))
 
     def rate_correct(self, o, label):
+        """From output 75 on (``o[:, 75:]``): Go needs max o > ``threshold``, NoGo max |o| < ``quiet``."""
         after = o[:, self.stim[1]:]
         go = label == 1
         return np.where(go, after.max(axis=1) > self.threshold, np.abs(after).max(axis=1) < self.quiet)
 
     def lif_correct(self, out, label, lif_dt_ms):
+        """From 500 ms on: Go needs max out > ``threshold``, NoGo max out < ``quiet`` (signed, not |out|)."""
         after = self._lif_window(out, 500.0, lif_dt_ms)  # out(10000:end) at 0.05 ms: t >= 0.5 s
         return np.where(label == 1, after.max(axis=1) > self.threshold, after.max(axis=1) < self.quiet)
 
@@ -119,6 +123,8 @@ class Mante(Task):
     offset = 0.5  # evidence strength: the sensory mean [1]
 
     def trials(self, rng, batch):
+        """The signs of the two sensory means and the context, each drawn with probability 1/2; the label is the
+        sign of the cued channel (+1 or -1)."""
         signs = np.where(rng.random((batch, 2)) < 0.5, 1.0, -1.0)
         context = (rng.random(batch) < 0.5).astype(np.int64)  # 0: attend channel 0, 1: channel 1
         u = np.zeros((batch, self.n_inputs, self.n_steps))
@@ -132,10 +138,12 @@ class Mante(Task):
         return Trials(u, z, label)
 
     def rate_correct(self, o, label):
+        """Over the last 200 outputs: label +1 needs max o > ``threshold``, label -1 needs min o < -``threshold``."""
         last = o[:, -200:]
         return np.where(label == 1, last.max(axis=1) > self.threshold, last.min(axis=1) < -self.threshold)
 
     def lif_correct(self, out, label, lif_dt_ms):
+        """From 1300 ms on, the criteria of :meth:`rate_correct`."""
         after = self._lif_window(out, 1300.0, lif_dt_ms)  # out(26000:end): t >= 1.3 s
         return np.where(label == 1, after.max(axis=1) > self.threshold, after.min(axis=1) < -self.threshold)
 
@@ -152,6 +160,7 @@ class XOR(Task):
     respond = (170, 270)
 
     def trials(self, rng, batch):
+        """The two pulses' signs, each +1 or -1 with probability 1/2; the label is their product (+1 same)."""
         signs = np.where(rng.random((batch, 2)) < 0.5, 1.0, -1.0)
         u = np.zeros((batch, 2, self.n_steps))
         u[:, 0, self.first[0]:self.first[1]] = signs[:, :1]
@@ -162,10 +171,12 @@ class XOR(Task):
         return Trials(u, z, label)
 
     def rate_correct(self, o, label):
+        """From output 200 on (``o[:, 200:]``): label +1 needs max o > ``threshold``, -1 min o < -``threshold``."""
         after = o[:, 200:]
         return np.where(label == 1, after.max(axis=1) > self.threshold, after.min(axis=1) < -self.threshold)
 
     def lif_correct(self, out, label, lif_dt_ms):
+        """From 1000 ms on, the criteria of :meth:`rate_correct`."""
         after = self._lif_window(out, 1000.0, lif_dt_ms)  # out(20000:end): t >= 1.0 s
         return np.where(label == 1, after.max(axis=1) > self.threshold, after.min(axis=1) < -self.threshold)
 

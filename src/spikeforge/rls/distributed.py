@@ -54,6 +54,7 @@ class Shard(NamedTuple):
 
     @property
     def size(self) -> int:
+        """The number of neurons the rank owns: ``hi - lo``."""
         return self.hi - self.lo
 
 
@@ -118,6 +119,7 @@ class Group:
                                     timeout=datetime.timedelta(seconds=timeout_s))
 
     def close(self) -> None:
+        """Destroy the torch.distributed process group, if it is still initialised."""
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
 
@@ -168,6 +170,11 @@ class Group:
         return tensor.cpu().numpy()
 
     def barrier(self) -> None:
+        """Wait until every rank has reached this call.
+
+        Raises:
+            DistributedError: another rank died or did not arrive within the group's timeout.
+        """
         self._run("waiting for the other ranks", lambda: self.dist.barrier())
 
 
@@ -272,6 +279,13 @@ class ShardedLearner(Learner):
     shares_weights: bool = True
 
     def update(self, backend, r, u_bal, target) -> None:
+        """One RLS update of the shard's neurons on ``backend``.
+
+        ``r`` is the (N + lx,) filtered spike trains; ``u_bal`` and ``target`` are whole (N,) arrays, of which only
+        the shard's rows are used.  When ``apply`` and ``shares_weights`` are set, every rank then receives the
+        other ranks' new plastic weights into ``weights_in`` and ``weights_out`` (a collective operation: every
+        rank must call it).
+        """
         lo, hi = self.shard.lo, self.shard.hi
         backend.rls_update(self.P, self.weights_in[lo:hi], self.plastic_index[lo:hi], self.plastic_count[lo:hi],
                            self.in_to_out[lo:hi], self.weights_out, r, u_bal[lo:hi], target[lo:hi], self.p_scale,

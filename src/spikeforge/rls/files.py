@@ -42,18 +42,22 @@ class RunDir:
 
     @property
     def params_file(self) -> Path:
+        """``<dir>/params.toml``: the run's parameters."""
         return self.path / "params.toml"
 
     @property
     def init_file(self) -> Path:
+        """``<dir>/init.h5``: the network, targets, stimuli and initial P that ``spikeforge init`` builds."""
         return self.path / "init.h5"
 
     @property
     def learning_curve_file(self) -> Path:
+        """``<dir>/learning-curve.h5``: the statistics of every training loop run in the directory."""
         return self.path / "learning-curve.h5"
 
     @property
     def test_file(self) -> Path:
+        """``<dir>/test.h5``: the spike times and boxcar-averaged currents of the test trials."""
         return self.path / "test.h5"
 
     @property
@@ -62,6 +66,7 @@ class RunDir:
         return self.path / "test-trials"
 
     def checkpoint_file(self, label: str) -> Path:
+        """``<dir>/ckpt-<label>.h5``: the checkpoint of ``label`` (e.g. "100", "37-cor0.712", "12i")."""
         return self.path / f"ckpt-{label}.h5"
 
     def lock(self, command: str) -> DirectoryLock:
@@ -108,6 +113,11 @@ class RunDir:
                 for f in self.path.glob(f"{pattern}.{suffix}")]
 
     def require_init(self) -> None:
+        """Check that init.h5 exists (as a file).
+
+        Raises:
+            DataFileError: init.h5 is missing; the message says to run ``spikeforge init`` first.
+        """
         if not self.init_file.is_file():
             raise DataFileError(f"{str(self.init_file)!r} does not exist; run `spikeforge init {self.path}` first")
 

@@ -239,6 +239,7 @@ class Model:
 
     @property
     def n_tasks(self) -> int:
+        """The number of tasks T: the first axis of ``targets`` and ``stimulus``."""
         return self.targets.shape[0]
 
     def connectivity(self) -> tuple[Connectivity, np.ndarray]:

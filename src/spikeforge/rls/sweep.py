@@ -207,6 +207,17 @@ def _locked_sweep(directory: Path, names, points, jobs, scheduler, workers, forc
 
 
 def write_summary(directory: Path, names: list[str], rows: list[dict]) -> None:
+    """Write (or replace) the sweep's ``summary.csv``, ``summary.h5`` and ``summary.png`` in ``directory``.
+
+    In summary.h5 a column whose values are all numbers is a float64 dataset, any other column byte strings;
+    its attribute ``swept`` lists ``names``.
+
+    Args:
+        directory: the sweep's directory.
+        names: the swept parameters, in the order of the grid (they are the first columns).
+        rows: one dict per point, in the order of the grid (the first name varying slowest): the swept values
+            and the :data:`SUMMARY_COLUMNS` (status, correlation, firing_rate_hz [Hz], seconds [s], error).
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*names, *SUMMARY_COLUMNS])

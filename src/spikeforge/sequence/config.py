@@ -72,6 +72,23 @@ t_noise_range = [300.0, 800.0]
 
 @dataclass(frozen=True)
 class RunConfig:
+    """The configuration of one sequence run, as :func:`parse` reads it from the TOML file (the defaults are
+    those of a file that sets nothing).
+
+    Attributes:
+        seed: the seed of every random stream; None when the file sets none (the run draws one).
+        training_s: simulated training time [s].
+        test_s: length of each test run [s].
+        tests: test runs before training, and as many after it (at least 2: the readouts are fitted on the
+            first and scored on the second).
+        snapshot_every_s: simulated training time between weight snapshots [s].
+        network: the ``[network]`` table as written: the keywords of :class:`~spikeforge.sequence.model.Network`.
+        inputs: the ``[inputs]`` table as written: the settings of the training inputs.
+        test: the ``[test]`` table as written: what differs in the tests' inputs.
+
+    :func:`parse` has checked the tables' names and kinds; :meth:`build` checks their values.
+    """
+
     seed: int | None = None
     training_s: float = 100.0
     test_s: float = 3.0

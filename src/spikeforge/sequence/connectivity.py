@@ -28,17 +28,21 @@ MAX_DRAWS_PER_LINK = 10_000  # a distance distribution that never reaches the pa
 
 
 class Grid(NamedTuple):
-    shape: tuple[int, int]
+    """The circuits of the network: their grid positions and sizes, and the neurons each circuit holds."""
+
+    shape: tuple[int, int]  # circuits (rows, columns)
     sizes: np.ndarray  # int64 (circuits,) neurons per circuit
     starts: np.ndarray  # int64 (circuits + 1,) circuit c holds neurons starts[c] .. starts[c + 1] - 1
     positions: np.ndarray  # float64 (circuits, 2) grid coordinates (x, y)
 
     @property
     def n_circuits(self) -> int:
+        """The number of circuits: rows x columns of ``shape``."""
         return int(self.sizes.size)
 
     @property
     def n_neurons(self) -> int:
+        """The number of neurons of all circuits together (the sum of ``sizes``)."""
         return int(self.starts[-1])
 
     @property

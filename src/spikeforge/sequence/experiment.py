@@ -23,6 +23,8 @@ TEST_NOISE_MS = (300.0, 800.0)  # noise phases of the tests
 
 
 class Scores(NamedTuple):
+    """What a network learned, measured on its test runs (:func:`scores`); NaN where a score cannot be computed."""
+
     selective: float  # fraction of pattern-selective neurons (rates in the evaluation test)
     readout: float  # held-out Pearson r of a ridge readout of "pattern or noise" (trained on test a, scored on b)
     trial_correlation: float  # trial-to-trial r of the selective rate traces over the first presentations
@@ -31,6 +33,8 @@ class Scores(NamedTuple):
 
 
 class Identity(NamedTuple):
+    """How often a readout names the pattern shown (:func:`identity_accuracy`), with the chance level."""
+
     accuracy: float  # held-out fraction of pattern samples whose pattern the readout names
     chance: float  # the fraction of the most frequent pattern among the scored samples
 
@@ -71,6 +75,12 @@ def identity_accuracy(fit_on: Run, score_on: Run, n_patterns: int) -> Identity:
 
 
 def scores(fit_on: Run, score_on: Run, warped: Run | None = None) -> Scores:
+    """The :class:`Scores` of a network from its test runs, which must have recorded rates.
+
+    The selective fraction, trial-to-trial correlation and peak order come from ``score_on``'s rates (the last
+    two over the presentations that end inside the run; NaN with fewer than two).  The readout is fitted on
+    ``fit_on`` and scored on ``score_on``, and for ``warped_readout`` on ``warped`` (NaN when it is None).
+    """
     in_pattern = score_on.inputs.pattern >= 0
     chosen = analysis.selective(score_on.rates, in_pattern)
     shown = [(p.start, p.length) for p in score_on.inputs.phases

@@ -45,6 +45,11 @@ STATE_FIELDS = ("weight", "s", "q", "bias", "decay", "rise", "stp_u", "stp_r", "
 
 
 class Progress(NamedTuple):
+    """How far a sequence run has got: what run.h5 saves besides the network and its state, and what a resumed
+    run continues from.  ``trained_steps`` counts the training steps done (of ``dt`` ms each);
+    ``spiking_state`` is the bit generator state of the training spike stream after them (None before
+    training)."""
+
     untrained: list  # of Run
     trained_steps: int
     training_spikes: tuple  # (steps int64, neurons int64)
@@ -54,6 +59,7 @@ class Progress(NamedTuple):
 
 
 def empty_spikes() -> tuple[np.ndarray, np.ndarray]:
+    """No spikes: (steps, neurons) as two empty int64 arrays, the form of ``Progress.training_spikes``."""
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
 
@@ -118,11 +124,15 @@ class Saver:
 
 
 class SavedRun(NamedTuple):
+    """The contents of a run.h5 (:func:`read_run`): ``arrays``, every dataset by its path (e.g. "state/weight");
+    ``attrs``, the root attributes, JSON-decoded."""
+
     arrays: dict
     attrs: dict
 
     @property
     def trained_steps(self) -> int:
+        """The training steps saved in the file (0 when it records none)."""
         return int(self.attrs.get("trained_steps", 0))
 
     def progress(self, network) -> Progress:
@@ -145,6 +155,12 @@ class SavedRun(NamedTuple):
 
 
 def read_run(path: Path) -> SavedRun:
+    """Every dataset and the root attributes of the sequence run file ``path``.
+
+    Raises:
+        DataFileError: the file is missing, is not readable HDF5, or is not a sequence run (its ``kind`` is not
+            "sequence" or it records no configuration).
+    """
     arrays, attrs = read_h5(path, None, "sequence run file")
     if attrs.get("kind") != "sequence" or "config" not in attrs:
         raise DataFileError(f"{str(path)!r} is not a spikeforge sequence run (no configuration); it was not "
@@ -166,6 +182,9 @@ def tests(path: Path, which: str = "trained") -> list[Run]:
 
 
 def write_scores(path: Path, scores: dict) -> None:
+    """Write ``scores`` (``{"untrained": {name: value}, "trained": {name: value}}``) to the CSV file ``path``
+    (atomically): a header row, then one row per score with its value before and after training (6 significant
+    digits), in the order of the trained scores."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["score", "untrained", "trained"])

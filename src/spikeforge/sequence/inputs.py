@@ -38,6 +38,9 @@ MODES = ("random_switching", "random_ind", "alternating", "random_iterate")
 
 @dataclass(frozen=True)
 class InputConfig:
+    """The settings of a run's input spike trains (see the module docstring); the defaults are those of the
+    full-scale experiment.  Nothing is checked on construction: :meth:`check` does that."""
+
     n_inputs: int = 100
     r_noise: float = 5.0  # rate of every channel in noise phases [Hz]
     r_input: float = 5.0  # rate of the frozen patterns [Hz]
@@ -54,6 +57,12 @@ class InputConfig:
     dt: float = 1.0  # [ms]
 
     def check(self) -> "InputConfig":
+        """This configuration, after checking every setting.
+
+        Raises:
+            ParameterError: naming the first setting that is out of range or does not fit another (e.g. a
+                sequence naming a pattern that does not exist).
+        """
         if self.n_inputs < 1:
             raise ParameterError(f"n_inputs = {self.n_inputs}; expected at least 1 input channel")
         for name in ("r_noise", "r_input", "r_noise_pattern"):
@@ -93,6 +102,8 @@ class InputConfig:
 
 
 class Phase(NamedTuple):
+    """One noise phase, or one presentation of a pattern within a sequence, in steps of ``dt``."""
+
     start: int  # first step
     length: int  # steps
     pattern: int  # -1 for noise
@@ -101,6 +112,9 @@ class Phase(NamedTuple):
 
 
 class Inputs(NamedTuple):
+    """A run's input spikes and what is shown at every step; ``phases``: the noise phases and pattern
+    presentations that start within the run, in order (the last may end after it)."""
+
     spikes: np.ndarray  # bool (steps, n_inputs)
     pattern: np.ndarray  # int64 (steps,) the pattern shown, -1 in noise
     sequence: np.ndarray  # int64 (steps,) the sequence shown, -1 in noise

@@ -26,6 +26,9 @@ CHUNK_STEPS = 10_000  # uniforms are drawn per chunk of steps (10 s): memory sta
 
 
 class Run(NamedTuple):
+    """One simulation by :meth:`Network.run`: the neurons' spikes and (when recorded) rates per step of ``dt``,
+    with the inputs they ran on."""
+
     spikes: np.ndarray  # bool (steps, neurons)
     rates: np.ndarray | None  # float (steps, neurons) [Hz] when recorded
     inputs: Inputs
@@ -75,6 +78,7 @@ class Network:
 
     @property
     def n_neurons(self) -> int:
+        """The number of neurons of all circuits together."""
         return self.grid.n_neurons
 
     def reset_transients(self) -> None:

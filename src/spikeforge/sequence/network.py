@@ -62,6 +62,10 @@ class Options(NamedTuple):
 
 
 class State(NamedTuple):
+    """The network's state between steps, updated in place by :func:`run_steps`.  Per-synapse arrays follow the
+    rows of :class:`Synapses`; the EPSP traces are indexed by presynaptic index (the inputs first, then the
+    neurons)."""
+
     weight: np.ndarray  # float64 (synapses,) log weights w
     s: np.ndarray  # float64 (synapses,) variance tracking: running mean of w
     q: np.ndarray  # float64 (synapses,) running mean of w^2

@@ -48,6 +48,7 @@ class Parameters(NamedTuple):
 
     @property
     def dt_over_tau(self) -> float:
+        """``dt / tau_m``: the fraction of ``I - v`` an active neuron's voltage moves by in one step."""
         return self.dt / self.tau_m
 
     @property

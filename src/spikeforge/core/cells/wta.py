@@ -35,6 +35,8 @@ ESCAPES = ("exponential", "linear")
 
 
 class Parameters(NamedTuple):
+    """Parameters of the WTA neurons and their EPSP traces, in ms and Hz (defaults of the module docstring)."""
+
     dt: float = 1.0  # time step [ms]
     tau_decay: float = 20.0  # EPSP decay time constant [ms]
     tau_rise: float = 2.0  # EPSP rise time constant [ms]
@@ -43,10 +45,12 @@ class Parameters(NamedTuple):
 
     @property
     def decay_factor(self) -> float:
+        """``1 - dt/tau_decay``: the forward-Euler factor of the decay trace per step (0.95 by default)."""
         return 1.0 - self.dt / self.tau_decay
 
     @property
     def rise_factor(self) -> float:
+        """``1 - dt/tau_rise``: the forward-Euler factor of the rise trace per step (0.5 by default)."""
         return 1.0 - self.dt / self.tau_rise
 
 
