@@ -1,0 +1,60 @@
+"""The documentation site (issue 16): it builds from the checkout with MkDocs in strict mode, so a broken
+link, a missing page, a figure that is not there or a docstring griffe cannot read fails the suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_site_builds_without_warnings(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = tmp_path / "site"
+    for page in ("index.html", "install/index.html", "reference/rls/index.html", "benchmarks/index.html"):
+        assert (site / page).is_file(), page
+    reference = (site / "reference" / "rls" / "index.html").read_text()
+    assert "spikeforge.rls.training.train" in reference  # generated from the docstrings
+    assert (site / "bench" / "peers" / "seconds_vs_size.png").is_file()  # the benchmarks page's figure
+
+
+def test_every_page_of_the_docs_folder_is_in_the_site_navigation():
+    yaml = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert pages and [page for page in pages if page not in yaml] == []
+
+
+def _undocumented(path: Path) -> list[str]:
+    """Public functions, classes and methods of one module without a docstring ("file:line name")."""
+    import ast
+
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            if ast.get_docstring(node) is None:
+                found.append(f"{path.name}:{node.lineno} {node.name}")
+            if isinstance(node, ast.ClassDef):
+                found += [f"{path.name}:{member.lineno} {node.name}.{member.name}" for member in node.body
+                          if isinstance(member, ast.FunctionDef) and not member.name.startswith("_")
+                          and ast.get_docstring(member) is None]
+    return found
+
+
+def test_every_public_function_class_and_method_has_a_docstring(tmp_path):
+    """The API reference is generated from the docstrings: a public name without one would be a bare
+    signature on the site."""
+    example = tmp_path / "example.py"
+    example.write_text('def shown():\n    """Told."""\n\n\ndef bare():\n    pass\n\n\ndef _private():\n    pass\n\n\n'
+                       'class Told:\n    """A class."""\n\n    def method(self):\n        pass\n')
+    assert _undocumented(example) == ["example.py:5 bare", "example.py:16 Told.method"]
+    missing = [item for path in sorted((ROOT / "src" / "spikeforge").rglob("*.py")) for item in _undocumented(path)]
+    assert missing == []
