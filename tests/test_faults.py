@@ -191,6 +191,26 @@ def test_a_signal_at_start_up_exits_130_and_changes_nothing(base, tmp_path):
         assert snapshot(directory) == before and temporaries(directory) == []
 
 
+def test_a_signal_that_a_library_turns_into_its_own_error_is_reported_as_the_signal(monkeypatch, capsys):
+    """numpy's import turns the exception of a signal that arrives while it loads into an ImportError (seen
+    when a signal came just after start-up): the command still ends as interrupted, exit 130, one line."""
+    import spikeforge.cli
+    from spikeforge.__main__ import main
+
+    def numpy_like_import(args, signals):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises Interrupted here
+            time.sleep(1)
+        except BaseException as error:
+            raise ImportError("PyCapsule_Import could not import module \"datetime\"") from error
+
+    monkeypatch.setattr(spikeforge.cli, "run", numpy_like_import)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "anything"])
+    assert done.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted by SIGINT (Ctrl-C)"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_final_checkpoint_is_written_finishes_the_write(base, tmp_path, signum):
     directory = copy_of(base, tmp_path / "net")

@@ -22,6 +22,14 @@ def main(args: list[str] | None = None) -> None:
         except Interrupted as interrupted:
             print(interrupted, file=sys.stderr)
             status = interrupted.exit_status
+        except Exception:
+            if signals.requested is None:
+                raise
+            # a library turned the signal's exception into one of its own (numpy's import makes it an
+            # ImportError), or failed because of it: the signal is what happened
+            interrupted = Interrupted(signals.requested)
+            print(interrupted, file=sys.stderr)
+            status = interrupted.exit_status
         sys.stdout.flush()
         sys.exit(status)
 

@@ -270,14 +270,6 @@ def run(args: list[str] | None, signals: StopSignals) -> int:
     except click.exceptions.ClickException as error:
         click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
         return 2
-    except Interrupted:
-        raise
-    except Exception:
-        if signals.requested is None:
-            raise
-        # a library turned the signal's exception into another one (or failed because of it)
-        click.echo(str(Interrupted(signals.requested)), err=True)
-        return 128 + signals.requested
     return 0
 
 
