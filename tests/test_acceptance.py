@@ -7,10 +7,10 @@ import pytest
 
 from spikeforge import rls
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rls-acceptance")]  # one worker: one default model
+pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")  # not module: a pytest-xdist worker may run other files' tests in between
+@pytest.fixture(scope="module")
 def default_model(tmp_path_factory):
     directory = tmp_path_factory.mktemp("default") / "net"
     rls.new(directory, {"seed": 1})

@@ -27,7 +27,6 @@ KINDS = {"test_assemblies_emerge_after_100_s": "full", "test_without_variance_tr
 OPTIONS = {"full": {}, "no-variance": {"use_variance_tracking": False}, "no-stp": {"use_stp": False}}
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
-pytestmark = pytest.mark.xdist_group("sequence-acceptance")  # one pytest worker runs the experiments, once
 
 
 def experiment(kind: str, seed: int) -> dict:
@@ -38,7 +37,7 @@ def experiment(kind: str, seed: int) -> dict:
     return {"before": np.array(before, dtype=np.float64), "after": np.array(after, dtype=np.float64)}
 
 
-@pytest.fixture(scope="session")  # not module: a pytest-xdist worker may run other files' tests in between
+@pytest.fixture(scope="module")
 def results(request, tmp_path_factory) -> dict:
     """(before, after) per (kind, seed) of every experiment the selected tests of this file need."""
     from spikeforge.core.executor import Cluster, Job, read_result, run_jobs
