@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with the most slow tests first (each file's tests in their order): pytest-xdist hands out
+    whole files (``--dist loadfile``) in this order, so the longest ones start at once instead of
+    leaving one worker busy at the end while the other waits."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 # A 300-ms trial of 1024 neurons (1000 steps before learning, 20 RLS updates) with a larger
 # in-degree (k = 102) and learning rate (penlambda) than the defaults, so that it is active
