@@ -58,3 +58,36 @@ def test_every_public_function_class_and_method_has_a_docstring(tmp_path):
     assert _undocumented(example) == ["example.py:5 bare", "example.py:16 Told.method"]
     missing = [item for path in sorted((ROOT / "src" / "spikeforge").rglob("*.py")) for item in _undocumented(path)]
     assert missing == []
+
+
+def _blocks(page: str, language: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
+
+
+def test_the_rls_tutorial_runs_as_written_and_the_command_line_equals_python(tmp_path, monkeypatch):
+    import shlex
+
+    import h5py
+    import numpy as np
+    from click.testing import CliRunner
+
+    from spikeforge.cli import cli
+
+    quickstart, steps = _blocks("rls-tutorial.md", "bash")
+    assert quickstart.split() == ["spikeforge", "quickstart", "runs/quickstart"]  # run by test_cli
+    monkeypatch.chdir(tmp_path)
+    for line in steps.splitlines():
+        command = shlex.split(line.split("#")[0])
+        result = CliRunner().invoke(cli, command[1:])
+        assert result.exit_code == 0, (line, result.output)
+    (python,) = _blocks("rls-tutorial.md", "python")
+    exec(compile(python, "rls-tutorial.md", "exec"), {})
+    for name in ("ckpt-10.h5", "learning-curve.h5", "test.h5", "test-syninput-task0.png"):
+        assert (tmp_path / "my-net" / name).is_file() and (tmp_path / "py-net" / name).is_file(), name
+    with h5py.File(tmp_path / "my-net" / "ckpt-10.h5") as a, h5py.File(tmp_path / "py-net" / "ckpt-10.h5") as b:
+        np.testing.assert_array_equal(a["plastic/weight"][()], b["plastic/weight"][()])
+        assert np.abs(a["plastic/weight"][()]).sum() > 0
+    with h5py.File(tmp_path / "my-net" / "learning-curve.h5") as curve:
+        assert curve["firing_rate"][()].min() > 1.0  # an active network [Hz], as the tutorial's sizes must give
