@@ -91,3 +91,24 @@ def test_the_rls_tutorial_runs_as_written_and_the_command_line_equals_python(tmp
         assert np.abs(a["plastic/weight"][()]).sum() > 0
     with h5py.File(tmp_path / "my-net" / "learning-curve.h5") as curve:
         assert curve["firing_rate"][()].min() > 1.0  # an active network [Hz], as the tutorial's sizes must give
+
+
+def test_every_dataset_and_attribute_of_the_rls_files_is_documented(small_run):
+    """docs/formats.md names every dataset and attribute that init, train and test write (checked on the
+    files themselves, so the page cannot fall behind the code)."""
+    import h5py
+
+    from spikeforge import rls
+
+    rls.train(small_run, nloops=1, verbose=False)
+    rls.test(small_run, ntrials=1, plot=False, verbose=False)
+    page = (ROOT / "docs" / "formats.md").read_text()
+    documented = {name for cell in page.split("`")[1::2] for name in cell.replace(",", " ").split()}
+    written = set()
+    for file in ("init.h5", "ckpt-1.h5", "learning-curve.h5", "test.h5"):
+        with h5py.File(small_run / file) as handle:
+            names = list(handle.attrs)
+            handle.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        written |= {f"{file}: {name}" for name in names}
+    assert {"init.h5: static/ptr", "ckpt-1.h5: P", "test.h5: spike_step", "learning-curve.h5: segments"} <= written
+    assert sorted(entry for entry in written if entry.split(": ")[1] not in documented) == []
