@@ -78,8 +78,8 @@ def test_estimate_per_rank_is_refused_without_p(tmp_path):
     assert "p_compute = 'small' does not keep: set p_compute = 'fast'" in out and "per rank" not in out
 
 
-@pytest.mark.parametrize("backend_name", ["numba", "torch"])
-def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_name):
+@pytest.mark.parametrize("backend_name, n_shards", [("numba", 2), ("torch", 2), ("torch", 1)])
+def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_name, n_shards):
     """The two phases of a sharded step (update own neurons; exchange spikes; deliver onto own neurons through
     the owned synapses only) reproduce the whole network's step exactly, run here in one process with the
     exchange done by hand: the spikes, voltages, currents, filtered trains and rolling sums of a whole trial
@@ -112,7 +112,7 @@ def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_n
     whole, whole_rec = backend.get(whole), backend.get(whole_rec)
     assert whole.spike_count.sum() > 1000  # the comparison below sees spikes and their deliveries
 
-    shards = [shard_of(n, k, 2) for k in range(2)]
+    shards = [shard_of(n, k, n_shards) for k in range(n_shards)]  # one shard: a single rank's two phases
     owned = [owned_synapses(net, in_to_out, shard) for shard in shards]
     assert sum(len(o.static_post) for o, _ in owned) == len(net.static_post)
     for shard, (o, o_in_to_out) in zip(shards, owned):  # the RLS write-back finds each own synapse's weight

@@ -177,11 +177,12 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         if phase != DELIVER:
             fired = _update_phase(state, c, rec, now, ti, prev, noise_row, stim_row, kind, own, fused, triton, scalars
                                   if fused else None, clock, recording or strategy != "push")
-        if phase == DELIVER:  # every neuron's spikes of this step, exchanged: count the other processes' neurons'
+        if phase == DELIVER:  # every neuron's spikes of this step, exchanged
             fired = state.spiked[:n].to(torch.bool)
-            others = fired & own.others
-            state.last_spike.copy_(torch.where(others, now, state.last_spike))
-            state.spike_count.add_(others.to(state.spike_count.dtype))
+            if own is not None:  # count the other processes' neurons' (the update counted this one's)
+                others = fired & own.others
+                state.last_spike.copy_(torch.where(others, now, state.last_spike))
+                state.spike_count.add_(others.to(state.spike_count.dtype))
         if phase == UPDATE:
             continue
         if recording:
