@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import collections
+import shutil
+from pathlib import Path
 
 import pytest
+
+DOCS_FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -13,6 +17,22 @@ def pytest_collection_modifyitems(config, items) -> None:
     leaving one worker busy at the end while the other waits."""
     slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])
+
+def publish_figures(directory, names, page: str) -> None:
+    """Copy the figures ``names`` that a tutorial's test drew in ``directory`` to ``docs/figures/<page>/``,
+    where the tutorial's page shows them: the site's figures are the tests' own output, never pasted
+    (``docs/figures/`` is not under version control; ``.ci/run`` builds the site after the tests).  Each
+    file is replaced atomically, so a site built while the tests run never shows half a figure."""
+    from spikeforge.core.store import atomic_output
+
+    target = DOCS_FIGURES / page
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = Path(directory) / name
+        assert source.stat().st_size > 1000, source  # a drawn figure, not an empty file
+        with atomic_output(target / name) as temporary:
+            shutil.copyfile(source, temporary)
+
 
 # A 300-ms trial of 1024 neurons (1000 steps before learning, 20 RLS updates) with a larger
 # in-degree (k = 102) and learning rate (penlambda) than the defaults, so that it is active

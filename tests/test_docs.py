@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import publish_figures
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +27,44 @@ def test_the_site_builds_without_warnings(tmp_path):
     reference = (site / "reference" / "rls" / "index.html").read_text()
     assert "spikeforge.rls.training.train" in reference  # generated from the docstrings
     assert (site / "bench" / "peers" / "seconds_vs_size.png").is_file()  # the benchmarks page's figure
+
+
+def _hooks():
+    import importlib.util
+
+    pytest.importorskip("mkdocs")
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_figure_no_test_has_drawn_yet_is_a_note_or_with_require_a_warning(tmp_path, caplog):
+    hooks = _hooks()
+    (tmp_path / "figures" / "demo").mkdir(parents=True)
+    (tmp_path / "figures" / "demo" / "drawn.png").write_bytes(b"png")
+    page = "Text.\n\n![a drawn one](figures/demo/drawn.png)\n\n![a missing one](figures/demo/missing.png)\n"
+    shown = hooks.show_figures(page, "demo.md", tmp_path, require=False)
+    assert "![a drawn one](figures/demo/drawn.png)" in shown and "missing.png" not in shown
+    assert "“a missing one” not drawn yet: `python -m pytest -m tutorial`" in shown
+    with caplog.at_level("WARNING"):
+        assert hooks.show_figures(page, "demo.md", tmp_path, require=True) == page  # strict mode fails on it
+    assert [r.getMessage() for r in caplog.records] == ["demo.md shows figures/demo/missing.png, which no test drew "
+                                                        "(run the tests first)"]
+
+
+def test_every_figure_of_the_docs_is_published_by_a_tutorial_test():
+    """The pages show ``figures/<page>/<name>``; some test must draw each one (``publish_figures``), or the
+    site built after the tests (``.ci/run``) fails."""
+    import re
+
+    shown = {match for path in (ROOT / "docs").rglob("*.md")
+             for match in re.findall(r"\]\((figures/[^)\s]+)\)", path.read_text())}
+    published = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for names, page in re.findall(r"publish_figures\([^,]+, \[([^\]]*)\],\s*\"([^\"]+)\"\)", path.read_text()):
+            published |= {f"figures/{page}/{name}" for name in re.findall(r'"([^"]+)"', names)}
+    assert len(shown) >= 15 and shown <= published, sorted(shown - published)
 
 
 def test_every_page_of_the_docs_folder_is_in_the_site_navigation():
@@ -66,6 +106,7 @@ def _blocks(page: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
 
 
+@pytest.mark.tutorial
 def test_the_rls_tutorial_runs_as_written_and_the_command_line_equals_python(tmp_path, monkeypatch):
     import shlex
 
@@ -91,6 +132,7 @@ def test_the_rls_tutorial_runs_as_written_and_the_command_line_equals_python(tmp
         assert np.abs(a["plastic/weight"][()]).sum() > 0
     with h5py.File(tmp_path / "my-net" / "learning-curve.h5") as curve:
         assert curve["firing_rate"][()].min() > 1.0  # an active network [Hz], as the tutorial's sizes must give
+    publish_figures(tmp_path / "my-net", ["test-syninput-task0.png", "test-psth-task0.png"], "rls-tutorial")
 
 
 def test_every_dataset_and_attribute_of_the_rls_files_is_documented(small_run):

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, invoke as run, stop_once_written
+from conftest import assert_user_error, invoke as run, publish_figures, stop_once_written
 from spikeforge.fit.data import detect_spikes, load_cell
 
 PROTOCOL = ["--delay", "100", "--duration", "1000", "--total", "1200"]
@@ -304,6 +304,7 @@ def test_sweeps_without_any_spike(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.tutorial
 def test_the_fitting_tutorial_runs_as_written(tmp_path, monkeypatch):
     """docs/fitting.md's commands, and the numbers it states."""
     import re
@@ -334,3 +335,5 @@ def test_the_fitting_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert float(floor.group(1)) > 3 * float(floor.group(3))
     report = (tmp_path / "net-fit" / "report.csv").read_text().split("\n\n")[0].splitlines()
     assert all(row.endswith(",yes") for row in report[1:])  # every measure matched, as the tutorial says
+    publish_figures(tmp_path / "rs-fit", ["fit.png", "held_out.png"], "fitting")
+    publish_figures(tmp_path / "net-fit", ["fit.png", "report.png"], "fitting/network")

@@ -9,6 +9,7 @@ import scipy.io
 
 pytest.importorskip("torch")
 
+from conftest import publish_figures  # noqa: E402
 from spikeforge.cli import run  # noqa: E402
 from spikeforge.core.interrupts import StopSignals  # noqa: E402
 from spikeforge.core.store import read_h5  # noqa: E402
@@ -166,6 +167,7 @@ def test_corrupt_and_foreign_model_files_are_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.tutorial
 def test_the_rate2spike_tutorial_runs_as_written(tmp_path, monkeypatch):
     import re
     import shlex
@@ -188,8 +190,7 @@ def test_the_rate2spike_tutorial_runs_as_written(tmp_path, monkeypatch):
     best = search["opt_scaling_factor"]
     assert best in (20, 25, 30) and search["all_perfs"][list(search["scaling_factors"]).index(best)] >= 0.95
     assert search["held_out_accuracy"] >= 0.95
-    for figure in ("training.png", "search.png", "eval.png"):
-        assert (tmp_path / "gng" / figure).stat().st_size > 1000
+    publish_figures(tmp_path / "gng", ["training.png", "search.png", "eval.png"], "rate2spike")
 
 
 @pytest.mark.parametrize("signum, status", [(2, 130), (15, 143)])

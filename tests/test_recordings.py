@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import publish_figures
 from spikeforge.core import recordings
 from spikeforge.errors import DataFileError
 
@@ -234,6 +235,7 @@ def test_spike_file_errors_from_the_command_line_are_one_line_and_write_nothing(
     assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == ["params.toml"]
 
 
+@pytest.mark.tutorial
 def test_the_recordings_tutorial_runs_as_written(tmp_path, monkeypatch):
     import re
     import runpy
@@ -264,6 +266,7 @@ def test_the_recordings_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert np.isnan(init["target_rates"][0, :, 96:]).all()
     assert (tmp_path / "fit" / "test-psth-task0.png").stat().st_size > 1000
     assert (tmp_path / "fit" / "test-rates-summary.png").stat().st_size > 1000
+    publish_figures(tmp_path / "fit", ["test-psth-task0.png", "test-rates-summary.png"], "recordings")
 
 
 def _arrays_file(tmp_path, **changes):

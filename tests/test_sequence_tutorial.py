@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import publish_figures
 from spikeforge.cli import cli
 
 TEXT = (Path(__file__).parents[1] / "docs" / "sequence.md").read_text()
@@ -32,6 +33,7 @@ def blocks(language: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.tutorial
 def test_the_sequence_tutorial_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     commands = [line.strip() for line in blocks("bash")[0].splitlines() if line.strip()]
@@ -44,6 +46,8 @@ def test_the_sequence_tutorial_runs_as_written(tmp_path, monkeypatch):
     table = blocks("")[0].strip()
     assert table in outputs[1]  # the scores the tutorial shows, digit for digit
     assert (tmp_path / "fig4" / "raster.png").stat().st_size > 10_000
+    publish_figures(tmp_path / "fig4", ["raster.png", "raster-untrained.png", "circuits.png", "weights.png",
+                                        "selectivity.png"], "sequence")
 
     # the two-pattern configuration, made as the tutorial says
     assert CliRunner().invoke(cli, ["sequence", "new", "two.toml", "--seed", "2"]).exit_code == 0

@@ -34,17 +34,20 @@ def cell_fit(path: Path, objective, result, bounds) -> Path:
     fig = Figure(figsize=(10.0, 3.4))
     loss_ax, raster_ax, parameter_ax = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.6, 1]})
     convergence(loss_ax, result.histories)
-    for k, sweep in enumerate(sweeps):
-        raster_ax.vlines(sweep.spikes, 2 * k + 0.55, 2 * k + 1.0, color=DATA, lw=1)
-        raster_ax.vlines(model_trains.train(k), 2 * k + 1.0, 2 * k + 1.45, color=MODEL, lw=1)
-    raster_ax.set_yticks(2 * np.arange(len(sweeps)) + 1.0,
-                         [f"{s.amplitude:g} pA\nΓ={evaluation.gamma[0, k]:.2f}" for k, s in enumerate(sweeps)],
-                         fontsize=7)
-    raster_ax.set(xlabel="time (ms)", xlim=(0, objective.data.protocol.total),
-                  title="data (black, below) and model (red, above)")
+    sweep_rasters(raster_ax, [s.spikes for s in sweeps], model_trains.to_list(), objective.data.protocol.total,
+                  [f"{s.amplitude:g} pA\nΓ={evaluation.gamma[0, k]:.2f}" for k, s in enumerate(sweeps)])
     restart_parameters(parameter_ax, result, bounds)
     fig.tight_layout()
     return save_figure(fig, Path(path))
+
+
+def sweep_rasters(ax, data_trains, model_trains, duration: float, labels) -> None:
+    """One row per sweep: the data's spikes (black, below) and the model's (red, above) [ms]."""
+    for k, (data, model) in enumerate(zip(data_trains, model_trains)):
+        ax.vlines(data, 2 * k + 0.55, 2 * k + 1.0, color=DATA, lw=1)
+        ax.vlines(model, 2 * k + 1.0, 2 * k + 1.45, color=MODEL, lw=1)
+    ax.set_yticks(2 * np.arange(len(labels)) + 1.0, labels, fontsize=7)
+    ax.set(xlabel="time (ms)", xlim=(0, duration), title="data (black, below) and model (red, above)")
 
 
 def restart_parameters(ax, result, bounds) -> None:

@@ -5,8 +5,9 @@ From a fit directory (``fit.h5``), the best parameters are simulated again on th
 the data (:mod:`spikeforge.fit.validation`): per cell or sweep the firing rate, CV and LV, and the
 pooled ISIs, with Welch's t and Cohen's d; for a cell also each sweep's spike counts, SPIKE-distance
 and coincidence factor Γ.  Written: ``report.csv`` (one row per population and measure),
-``report.png`` (and ``report.pdf`` when asked): rate and LV histograms, ISI distributions and rasters
-of data and model.  A cell fit can also be compared with sweeps held out of the fit (``held_out.csv``,
+``report.png`` (and ``report.pdf`` when asked): for a network rate and LV histograms, ISI distributions
+and rasters of data and model per population; for a cell each sweep's spikes and spike counts and the
+pooled ISIs.  A cell fit can also be compared with sweeps held out of the fit (``held_out.csv``,
 ``held_out.png``).
 """
 
@@ -25,7 +26,7 @@ from spikeforge.core.spikes import Trains
 from spikeforge.core.store import atomic_write_text, save_figure
 from spikeforge.errors import ParameterError
 from spikeforge.fit import files, validation
-from spikeforge.fit.plotting import DATA, MODEL
+from spikeforge.fit.plotting import DATA, MODEL, sweep_rasters
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -131,7 +132,8 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
     with DirectoryLock(directory, "spikeforge fit report"):
         written = [directory / f"{name}.csv"]
         atomic_write_text(written[0], text)
-        figure = _figure(groups, duration, comparisons)
+        figure = (_cell_figure(sweep_rows, data_trains, model_trains, duration, comparisons["cell"])
+                  if sweep_rows else _figure(groups, duration, comparisons))
         written += [save_figure(figure, directory / f"{name}.{fmt}") for fmt in formats]
     if verbose:
         _print(attrs, result, comparisons, sweep_rows, floor)
@@ -178,6 +180,37 @@ def _print(attrs, result, comparisons, sweep_rows, floor) -> None:
         seeds, values = floor
         print(f"noise floor: the best parameters under {len(seeds)} other connectivity seeds have loss "
               f"{values.mean():.3g} ± {values.std():.2g} (the fit: {result.loss:.3g})")
+
+
+def _cell_figure(sweep_rows, data_trains, model_trains, duration: float, comparisons) -> Figure:
+    """A cell's sweeps: the spikes of data and model, their counts with each sweep's SPIKE-distance and
+    Γ, and the pooled inter-spike intervals (a cell's rates and LVs are one number per sweep, too few
+    for the population histograms of a network)."""
+    fig = Figure(figsize=(11.0, 1.2 + 0.55 * max(len(sweep_rows), 3)))
+    raster_ax, count_ax, isi_ax = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.8, 1, 1]})
+    labels = [f"{row[1]} pA" for row in sweep_rows]
+    sweep_rasters(raster_ax, data_trains, model_trains, duration, labels)
+    where = np.arange(len(sweep_rows))
+    count_ax.barh(where - 0.2, [row[3] for row in sweep_rows], 0.4, color=DATA, alpha=0.6, label="data")
+    count_ax.barh(where + 0.2, [row[4] for row in sweep_rows], 0.4, color=MODEL, alpha=0.6, label="model")
+    for k, row in enumerate(sweep_rows):
+        count_ax.annotate(f" D={float(row[5]):.3f}, Γ={float(row[6]):.2f}", (max(row[3], row[4]), k), va="center",
+                          fontsize=7)
+    count_ax.set_yticks(where, labels, fontsize=7)
+    count_ax.set_xlim(0, 1.6 * max(max(row[3], row[4]) for row in sweep_rows) + 1)
+    count_ax.set_ylim(-1.0, len(sweep_rows))
+    count_ax.set(xlabel="spikes", title="spike counts (D: SPIKE-distance)")
+    count_ax.legend(fontsize=7, loc="lower right")
+    intervals = [np.concatenate([np.diff(t) for t in trains] or [np.zeros(0)]) for trains in (data_trains, model_trains)]
+    if any(i.size for i in intervals):
+        edges = np.histogram_bin_edges(np.concatenate(intervals), bins=20)
+        isi_ax.hist(intervals[0], edges, color=DATA, alpha=0.5, label="data")
+        isi_ax.hist(intervals[1], edges, color=MODEL, alpha=0.5, label="model")
+        isi_ax.legend(fontsize=7)
+    d = {c.measure: c.d for c in comparisons}["isi"]
+    isi_ax.set(xlabel="inter-spike interval (ms)", ylabel="count", title=f"pooled ISIs, d = {d:.2f}")
+    fig.tight_layout()
+    return fig
 
 
 def _figure(groups: dict, duration: float, comparisons: dict) -> Figure:
