@@ -84,6 +84,56 @@ def test_bad_input_gets_one_line_and_status_2_and_writes_nothing(tmp_path):
     assert_user_error(run("train", directory, "--nloops", 1), "params.toml changed after init")
 
 
+def _commands(command, path=()):
+    import click
+
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+def test_every_command_and_option_explains_itself_with_its_default():
+    """`spikeforge <capability> <verb> --help` is the reference a user has at hand: every command and option
+    has a text, and every option with a default shows it (or says it in its text)."""
+    import click
+
+    from spikeforge.cli import cli
+
+    commands = dict(_commands(cli))
+    assert {"train", "rate map", "fit cell", "fit synthetic network", "sequence run"} <= set(commands)
+    problems = []
+    for name, command in commands.items():
+        if not command.help:
+            problems.append(f"{name}: no description")
+        for option in command.params:
+            if not isinstance(option, click.Option) or option.name == "help":
+                continue
+            if not option.help:
+                problems.append(f"{name} {option.opts[0]}: no help")
+            elif (option.default is not None and not option.required and not option.is_flag and not option.multiple
+                  and not option.show_default and "default" not in option.help):
+                problems.append(f"{name} {option.opts[0]}: default {option.default!r} not shown")
+    assert problems == []
+
+
+def test_every_rls_verb_is_also_under_its_capability_name(tmp_path):
+    from spikeforge.cli import cli
+
+    rls = cli.commands["rls"].commands
+    assert sorted(rls) == ["estimate", "init", "new", "plot", "quickstart", "sweep", "test", "train"]
+    assert all(rls[verb] is cli.commands[verb] for verb in rls)
+    assert run("rls", "new", tmp_path / "net", "--set", "n_cells=512").exit_code == 0
+    assert "n_cells = 512" in (tmp_path / "net" / "params.toml").read_text()
+
+
+def test_the_version_is_the_package_version():
+    from importlib.metadata import version
+
+    assert run("--version").output.strip() == f"spikeforge, version {version('spikeforge')}"
+
+
 def test_neuron_ranges_are_zero_based():
     assert parse_neurons("0:4") == [0, 1, 2, 3]
     assert parse_neurons("0:16:5") == [0, 5, 10, 15]

@@ -208,12 +208,14 @@ def test_bad_spike_files(tmp_path, content, words):
     (["--bounds", "a=0.3:0.002"], "bounds of a [0.3, 0.002] need low < high"),
     (["--fit", "a,tau"], "izhikevich has no parameter 'tau'"),
     (["--fit", "a,b", "--set", "a=0.02"], "a is both fitted and set"),
+    (["--fit", "a,b", "--set", "c=-60", "--set", "d=6,c=-55"], "--set: 'c' is given twice"),
+    (["--bounds", "a=0.01:0.1", "--bounds", "b"], "'b' is not NAME=VALUE"),
     (["--preset", "XX"], "preset 'XX' is not one of RS, IB"),
     (["--sweeps", "0,7"], "has sweeps 0 to 2"),
     (["--population", "1"], "population = 1"),
     (["--seed", "-1"], "seed -1 must be in [0, 2**63)"),
     (["--amplitudes", "1,2,3"], "holds the sweeps' amplitudes (100, 125, 150 pA)"),
-    (["--window", "0", "--loss", "gamma"], "coincidence window = 0 ms"),
+    (["--gamma-window", "0", "--loss", "gamma"], "coincidence window = 0 ms"),
     (["--current", "given", "--scale", "nan"], "scale = nan"),
     (["--population", "100000000"], "expected at most 4096"),
     (["--dt", "5000"], "time step dt = 5000 ms; expected 0 < dt <= 1 ms"),
@@ -223,6 +225,19 @@ def test_bad_settings(cell_file, tmp_path, extra, words):
     out = tmp_path / "out"
     assert_user_error(run("fit", "cell", cell_file, out, *QUICK[:-2], *extra), words)
     assert not out.exists()
+
+
+def test_set_is_repeatable_like_new_set_and_equals_its_comma_form(tmp_path):
+    """`--set a=1 --set b=2` (as `spikeforge new --set`) and `--set a=1,b=2` make the same cell."""
+    common = ["--preset", "RS", "--amplitudes", "100", "--delay", "10", "--duration", "200", "--total", "250"]
+    repeated, joined, default = (tmp_path / name for name in ("repeated.h5", "joined.h5", "default.h5"))
+    assert run("fit", "synthetic", "cell", repeated, *common, "--set", "c=-50", "--set", "d=2").exit_code == 0
+    assert run("fit", "synthetic", "cell", joined, *common, "--set", "c=-50,d=2").exit_code == 0
+    assert run("fit", "synthetic", "cell", default, *common).exit_code == 0
+    with h5py.File(repeated) as a, h5py.File(joined) as b, h5py.File(default) as c:
+        assert a["time"].shape[0] > 0
+        np.testing.assert_array_equal(a["time"][()], b["time"][()])
+        assert a["time"].shape != c["time"].shape or not np.array_equal(a["time"][()], c["time"][()])
 
 
 def test_unknown_model_and_loss_are_one_line_errors(cell_file, tmp_path):

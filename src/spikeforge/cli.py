@@ -30,7 +30,7 @@ QUICKSTART_LOOPS = 100
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for the numba kernels (default: all cores). Results do not depend on it.")
-@click.version_option(package_name="spikeforge")
+@click.version_option(package_name="spikeforge", prog_name="spikeforge")
 def cli(threads: int | None) -> None:
     """Build and train functional spiking recurrent neural networks."""
     if threads is not None:
@@ -243,6 +243,14 @@ def sweep(directory: Path, swept: tuple[str, ...], fixed: tuple[str, ...], nloop
               scheduler=scheduler, workers=workers, force=force)
 
 
+@cli.group("rls")
+def rls_commands() -> None:
+    """RLS training under its capability's name, like rate, fit and sequence: `spikeforge rls train DIR` is
+    `spikeforge train DIR` (the top-level verbs stay, as TrainSpikingNet's users know them)."""
+
+
+for _verb in (new, init, train, test, plot, estimate, quickstart, sweep):
+    rls_commands.add_command(_verb)
 cli.add_command(rate_commands.rate)
 cli.add_command(fit_commands.fit)
 cli.add_command(sequence_commands.sequence)

@@ -31,22 +31,29 @@ def _number(text: str, what: str) -> float:
         raise ParameterError(f"{what}: {text!r} is not a number") from None
 
 
-def _assignments(text: str | None, option: str) -> dict[str, str]:
-    """``a=1,b=2`` -> {"a": "1", "b": "2"}."""
-    if not text:
-        return {}
+def _assignments(texts: tuple[str, ...], option: str) -> dict[str, str]:
+    """The values of a repeatable option, each ``a=1`` or a comma-separated ``a=1,b=2``, as
+    {"a": "1", "b": "2"}; a name given twice is refused."""
     out = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ParameterError(f"{option} {text!r}: {part!r} is not NAME=VALUE")
-        out[name.strip()] = value.strip()
+    for text in texts:
+        for part in text.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise ParameterError(f"{option} {text!r}: {part!r} is not NAME=VALUE")
+            if name.strip() in out:
+                raise ParameterError(f"{option}: {name.strip()!r} is given twice; expected each name once")
+            out[name.strip()] = value.strip()
     return out
 
 
-def _bounds(text: str | None) -> dict[str, tuple[float, float]]:
+def _values(texts: tuple[str, ...]) -> dict[str, float]:
+    """``--set`` assignments as numbers."""
+    return {name: _number(value, f"--set {name}") for name, value in _assignments(texts, "--set").items()}
+
+
+def _bounds(texts: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     out = {}
-    for name, value in _assignments(text, "--bounds").items():
+    for name, value in _assignments(texts, "--bounds").items():
         low, sep, high = value.partition(":")
         if not sep:
             raise ParameterError(f"--bounds {name}={value}: expected LOW:HIGH")
@@ -81,14 +88,19 @@ def fit() -> None:
               help="The neuron model.")
 @click.option("--fit", "fitted", default=None, metavar="A,B,...",
               help="Parameters to fit [default: izhikevich a,b,c,d; adex tau_w,a,b,v_reset; lif tau_m,R,v_th,v_reset].")
-@click.option("--bounds", default=None, metavar="NAME=LOW:HIGH,...", help="Search ranges (default: the model's).")
-@click.option("--set", "fixed", default=None, metavar="NAME=VALUE,...", help="Values of parameters not fitted.")
+@click.option("--bounds", multiple=True, metavar="NAME=LOW:HIGH",
+              help="A search range, in the parameter's unit (repeatable, or comma-separated: a=0:10,b=0:150) "
+                   "[default: the model's].")
+@click.option("--set", "fixed", multiple=True, metavar="NAME=VALUE",
+              help="The value of a parameter not fitted, in its unit (repeatable, or comma-separated: a=0.02,b=0.2) "
+                   "[default: the preset's, else the model's].")
 @click.option("--preset", default=None, help="Izhikevich cell type for the parameters not fitted: "
                                              "RS, IB, CH, FS, LTS, TC or RZ.")
 @click.option("--loss", default="spike", show_default=True, type=click.Choice(["spike", "gamma", "both"]),
               help="spike: SPIKE-distance + |spike-count difference|; gamma: 1 - coincidence factor + relative "
                    "count difference; both: their sum.")
-@click.option("--window", default=4.0, show_default=True, type=float, help="Coincidence window of the Γ factor [ms].")
+@click.option("--gamma-window", "window", default=4.0, show_default=True, type=float,
+              help="Coincidence window of the Γ factor [ms] (Jolivet et al. 2008: ±4 ms).")
 @click.option("--current", default="search", show_default=True, type=click.Choice(["search", "given"]),
               help="search: find each candidate's current that reproduces the reference sweep's spike count, and "
                    "scale the other sweeps alike; given: use the amplitudes as they are.")
@@ -122,7 +134,7 @@ def fit() -> None:
 @dask_options("the restarts")
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
-def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: str | None, fixed: str | None,
+def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: tuple[str, ...], fixed: tuple[str, ...],
          preset: str | None, loss: str, window: float, current: str, scale: float, amplitudes: str | None,
          delay: float | None, duration: float | None, total: float | None, dt: float | None, sweeps: str | None, unit: str | None, trace_dt: float | None,
          threshold: float, optimizer: str, population: int, generations: int, patience: int, restarts: int,
@@ -132,8 +144,7 @@ def cell(data: Path, directory: Path, model: str, fitted: str | None, bounds: st
     completed generations; the same command resumes."""
     from spikeforge.fit import runs
 
-    values = {name: _number(value, f"--set {name}") for name, value in _assignments(fixed, "--set").items()}
-    runs.cell(data, directory, model=model, fitted=_names(fitted), bounds=_bounds(bounds), fixed=values, preset=preset,
+    runs.cell(data, directory, model=model, fitted=_names(fitted), bounds=_bounds(bounds), fixed=_values(fixed), preset=preset,
               loss=loss, window=window, current=current, scale=scale, optimizer=optimizer, population=population,
               generations=generations, patience=patience, restarts=restarts, seed=seed,
               protocol={"delay": delay, "duration": duration, "total": total, "dt": dt},
@@ -155,7 +166,8 @@ def _network_options(command):
     options = [
         click.option("--n-e", default=200, show_default=True, type=int, help="Excitatory (RS) cells."),
         click.option("--n-i", default=50, show_default=True, type=int, help="Inhibitory (FS) cells."),
-        click.option("--drive", default=11.5, show_default=True, type=float, help="Current into every E cell."),
+        click.option("--drive", default=11.5, show_default=True, type=float, help="Constant current into every E cell, in the Izhikevich model's units (I of "
+                                                                        "dv/dt = 0.04 v^2 + 5 v + 140 - u + I, mV/ms)."),
         click.option("--drive-spread", default=0.2, show_default=True, type=float,
                      help="Each E cell's drive is drive x (1 + spread x U(-1, 1)); 0: the original's identical cells."),
         click.option("--v-init", default="-75,-65", show_default=True, metavar="LOW,HIGH",
@@ -188,7 +200,8 @@ def _config(n_e, n_i, drive, drive_spread, v_init, duration, dt):
               help="count: per-cell spike-count error; spike: summed SPIKE-distance (the original's); both.")
 @click.option("--recorded", default="all", show_default=True, type=click.Choice(["all", "excitatory"]),
               help="Which cells DATA holds, in order: all (E then I) or the E cells only (the original's).")
-@click.option("--bounds", default=None, metavar="NAME=LOW:HIGH,...", help="Search ranges (default [0, 1] each).")
+@click.option("--bounds", multiple=True, metavar="NAME=LOW:HIGH",
+              help="A search range (repeatable, or comma-separated: sigma_ee=0:2,p_ee=0:1) [default: 0:1 each].")
 @click.option("--optimizer", default="cmaes", show_default=True, type=click.Choice(["cmaes", "ga"]),
               help="CMA-ES (the cma package) or SpikeNetOpt's genetic algorithm.")
 @click.option("--population", default=32, show_default=True, type=int, help="Candidates per generation.")
@@ -201,7 +214,7 @@ def _config(n_e, n_i, drive, drive_spread, v_init, duration, dt):
 @click.option("--force", is_flag=True, help="Replace a fit already in DIRECTORY.")
 @user_errors
 def network(data: Path, directory: Path, n_e: int, n_i: int, drive: float, drive_spread: float, v_init: str,
-            duration: float, dt: float, connectivity_seed: int, loss: str, recorded: str, bounds: str | None,
+            duration: float, dt: float, connectivity_seed: int, loss: str, recorded: str, bounds: tuple[str, ...],
             optimizer: str, population: int, generations: int, patience: int, restarts: int, seed: int | None,
             scheduler: str | None, workers: int | None, force: bool) -> None:
     """Fit the connectivity (sigma_ee, p_ee, sigma_ei, p_ei) of an E/I Izhikevich network to the recorded spike
@@ -248,9 +261,12 @@ def synthetic() -> None:
 
 @synthetic.command("cell")
 @click.argument("output", type=PathArgument(dir_okay=False, path_type=Path))
-@click.option("--model", default="izhikevich", show_default=True, type=click.Choice(["izhikevich", "adex", "lif"]))
+@click.option("--model", default="izhikevich", show_default=True, type=click.Choice(["izhikevich", "adex", "lif"]),
+              help="The neuron model.")
 @click.option("--preset", default=None, help="Izhikevich cell type (RS, IB, CH, FS, LTS, TC, RZ).")
-@click.option("--set", "fixed", default=None, metavar="NAME=VALUE,...", help="Parameter values (default: the model's).")
+@click.option("--set", "fixed", multiple=True, metavar="NAME=VALUE",
+              help="A parameter's value, in its unit (repeatable, or comma-separated: a=0.02,b=0.2) "
+                   "[default: the preset's, else the model's].")
 @click.option("--amplitudes", required=True, metavar="PA,...", help="Current step of each sweep [pA].")
 @click.option("--gain", default=1.0, show_default=True, type=float,
               help="Model current per pA (for Izhikevich, whose current has its own units).")
@@ -260,15 +276,14 @@ def synthetic() -> None:
 @click.option("--dt", default=0.1, show_default=True, type=float, help="Time step [ms].")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @user_errors
-def synthetic_cell(output: Path, model: str, preset: str | None, fixed: str | None, amplitudes: str, gain: float,
+def synthetic_cell(output: Path, model: str, preset: str | None, fixed: tuple[str, ...], amplitudes: str, gain: float,
                    delay: float, duration: float, total: float, dt: float, force: bool) -> None:
     """Simulate a cell with known parameters on current steps; write its spikes (HDF5, with the amplitudes) to
     OUTPUT, ready for `spikeforge fit cell`."""
     from spikeforge.fit import synthetic as make
     from spikeforge.fit.simulate import StepProtocol
 
-    values = {name: _number(value, f"--set {name}") for name, value in _assignments(fixed, "--set").items()}
-    make.cell(output, model, values, preset, _amplitudes(amplitudes), StepProtocol(delay, duration, total, dt), gain,
+    make.cell(output, model, _values(fixed), preset, _amplitudes(amplitudes), StepProtocol(delay, duration, total, dt), gain,
               force)
 
 
