@@ -48,6 +48,7 @@ from spikeforge.errors import ParameterError
 from spikeforge.fit.simulate import trains_of
 
 NAMES = ("sigma_ee", "p_ee", "sigma_ei", "p_ei")
+UNITS = ("mV", "1", "mV", "1")  # sigma scales the voltage jump sigma U of a spike [mV]; p is a probability
 TRUTH = (0.5, 0.8, 0.5, 0.8)  # the original's ground truth
 BOUNDS = {name: (0.0, 1.0) for name in NAMES}
 NETWORK_LOSSES = ("count", "spike", "both")
@@ -274,4 +275,4 @@ def parameter_model():
     and tables that single-cell models share)."""
     from spikeforge.fit.models import Model
 
-    return Model("network", -1, NAMES, ("1",) * 4, TRUTH, BOUNDS, NAMES, {}, "")
+    return Model("network", -1, NAMES, UNITS, TRUTH, BOUNDS, NAMES, {}, "")

@@ -128,7 +128,8 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
             floor = (seeds, network.noise_floor(result.best, objective.data, objective.config, seeds,
                                                 objective.loss, objective.recorded))
     comparisons = {name: validation.compare_trains(d, m, duration) for name, (d, m) in groups.items()}
-    text = _csv(comparisons, sweep_rows, floor, result.loss)
+    window = getattr(objective, "window", 4.0)  # a cell's Γ window [ms]
+    text = _csv(comparisons, sweep_rows, floor, result.loss, window)
     with DirectoryLock(directory, "spikeforge fit report"):
         written = [directory / f"{name}.csv"]
         atomic_write_text(written[0], text)
@@ -136,12 +137,13 @@ def report(directory: str | Path, formats=("png",), verbose: bool = True, held_o
                   if sweep_rows else _figure(groups, duration, comparisons))
         written += [save_figure(figure, directory / f"{name}.{fmt}") for fmt in formats]
     if verbose:
-        _print(attrs, result, comparisons, sweep_rows, floor)
+        _print(attrs, result, comparisons, sweep_rows, floor, window)
         echo(verbose, "wrote " + ", ".join(str(p) for p in written))
     return written
 
 
-def _csv(comparisons: dict, sweep_rows, floor, loss: float) -> str:
+def _csv(comparisons: dict, sweep_rows, floor, loss: float, window: float) -> str:
+    """The report's CSV text; ``window``: the Γ coincidence window [ms], named in its column."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for k, (group, rows) in enumerate(comparisons.items()):
@@ -153,7 +155,7 @@ def _csv(comparisons: dict, sweep_rows, floor, loss: float) -> str:
     if sweep_rows:
         out.write("\n")
         writer.writerow(["sweep", "amplitude_pA", "model_amplitude", "spikes_data", "spikes_model", "spike_distance",
-                         "gamma_4ms"])
+                         f"gamma_{window:g}ms"])
         writer.writerows(sweep_rows)
     if floor is not None:
         out.write("\n")
@@ -163,7 +165,7 @@ def _csv(comparisons: dict, sweep_rows, floor, loss: float) -> str:
     return out.getvalue()
 
 
-def _print(attrs, result, comparisons, sweep_rows, floor) -> None:
+def _print(attrs, result, comparisons, sweep_rows, floor, window: float) -> None:
     names = ", ".join(f"{n} = {v:.4g}" for n, v in zip(result.names, result.best))
     print(f"{attrs['kind']} fit ({attrs.get('status', '?')}), best loss {result.loss:.4g}: {names}")
     for group, rows in comparisons.items():
@@ -173,7 +175,7 @@ def _print(attrs, result, comparisons, sweep_rows, floor) -> None:
             print(f"  {c.measure:>5}  {c.mean_data:9.4g}  {c.mean_model:10.4g}  {c.t:7.3g}  {c.p:8.3g}  {c.d:6.3g} "
                   f"[{c.d_low:.3g}, {c.d_high:.3g}]  {c.matched}")
     if sweep_rows:
-        print("sweep  amplitude (pA)  spikes data/model  SPIKE-distance  Γ (4 ms)")
+        print(f"sweep  amplitude (pA)  spikes data/model  SPIKE-distance  Γ ({window:g} ms)")
         for row in sweep_rows:
             print(f"  {row[0]:>3}  {row[1]:>14}  {row[3]:>7}/{row[4]:<7}  {row[5]:>14}  {row[6]:>8}")
     if floor is not None:

@@ -374,7 +374,7 @@ def network(data_path: str | Path, directory: str | Path, config: networks.Netwo
 
         return plotting.network_fit(directory / "fit.png", objective, result, the_bounds)
 
-    return _fit_run("network", directory, objective.evaluate, the_bounds, ["1"] * 4, settings, data, None,
+    return _fit_run("network", directory, objective.evaluate, the_bounds, list(networks.UNITS), settings, data, None,
                     data_path, seed, force, verbose, describe, figure, (scheduler, workers))
 
 
