@@ -118,6 +118,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         with_noise = noise_mode != NOISE_NONE
         noise_on_voltage = noise_mode == NOISE_VOLTAGE
         updates, delivers = phase != DELIVER, phase != UPDATE
+        if phase == BOTH:  # a constant range: the compiler then knows the indices are not negative
+            lo, hi = 0, n
         n_bins = roll_count.shape[0]
         max_times = spike_steps.shape[1]
         for ti in range(first_step, last_step + 1):
