@@ -159,3 +159,53 @@ def test_symmetric_p_stays_exactly_symmetric_and_column_padding_changes_nothing(
     np.testing.assert_array_equal(padded[:, :, :lmax], P)
     assert np.all(padded[:, :, lmax:] == 0)
     np.testing.assert_array_equal(weights[0], weights[1])
+
+
+def test_the_population_split_is_where_every_per_neuron_parameter_changes_value():
+    from spikeforge.core.backends.numba_network import population_split
+
+    n = 6
+    ei = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+    assert population_split(_constants(n, ei), n) == 3  # the drive changes at neuron 3, the rest is constant
+    assert population_split(_constants(n, np.ones(n)), n) == n  # one population
+    assert population_split(_constants(n, ei, thresh=np.r_[ei[:4], 5.0, 5.0]), n) == -1  # two different splits
+    assert population_split(_constants(n, np.arange(n, dtype=float)), n) == -1  # every neuron its own drive
+
+
+def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_kernel_step_by_step():
+    """The specialised init run (two populations read as two numbers; u summed in the neuron loop after
+    u0_skip_steps, which falls inside the call) gives the voltages, spikes and current statistics of the
+    general kernel stepped one step at a time, with the sums taken by hand."""
+    from spikeforge.core.backends.layout import BOTH, NOISE_VOLTAGE
+    from spikeforge.core.backends.numba_network import _make_run_steps, population_split
+
+    n, n_e, steps, skip = 300, 240, 400, 150
+    rng = np.random.default_rng(5)
+    first = np.arange(n) < n_e
+    c = _constants(n, np.where(first, 1.2, 1.1), thresh=np.where(first, 1.0, 0.9),
+                   dt_over_tau_mem=np.where(first, 0.01, 0.02), noise_scale=np.where(first, 0.05, 0.03),
+                   u0_skip_steps=skip)
+    assert population_split(c, n) == n_e
+    pre = rng.integers(0, n, 6000)
+    net = _net(n, np.sort(pre), rng.integers(0, n, 6000), np.where(np.sort(pre) < n_e, 0.2, -0.5))
+    noise = rng.standard_normal((steps, n))
+    v0 = rng.random(n)
+    fast, fast_rec = _state(n), _recording(n)
+    fast.v[:] = v0
+    kernels.run_steps(fast, net, c, fast_rec, np.zeros((1, n)), noise, NO_FF, 1, steps, INIT)
+    slow, slow_rec = _state(n), _recording(n)
+    slow.v[:] = v0
+    general = _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, False, False)
+    u_sum, u_sumsq = np.zeros(n), np.zeros(n)
+    for ti in range(1, steps + 1):
+        general(slow, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, slow_rec, np.zeros((1, n)),
+                noise[ti - 1:ti], NO_FF, ti, ti, 0, n, 0)
+        if ti > skip:
+            u = slow.u_bale + slow.u_bali
+            u_sum += u
+            u_sumsq += u * u
+    assert slow.spike_count.sum() > 100  # an active network
+    np.testing.assert_array_equal(fast.v, slow.v)
+    np.testing.assert_array_equal(fast.spike_count, slow.spike_count)
+    np.testing.assert_array_equal(fast_rec.u_sum, u_sum)
+    np.testing.assert_array_equal(fast_rec.u_sumsq, u_sumsq)

@@ -67,19 +67,24 @@ def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
 
 
 @functools.lru_cache(maxsize=None)
-def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH):
+def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH,
+                    two_populations: bool = False, init_sums: bool = False):
     """The step kernel specialised for one configuration.
 
     The arguments are closure constants, so numba removes the branches a configuration does
     not take (which halves the time of a step) and caches each variant separately (closure
     values are part of its cache key).  ``noise_mode``: NOISE_NONE, NOISE_VOLTAGE or NOISE_CURRENT;
-    ``phase``: BOTH, UPDATE or DELIVER.
+    ``phase``: BOTH, UPDATE or DELIVER.  ``two_populations``: the per-neuron LIF parameters, drive,
+    noise scale and plastic filter take one value on neurons ``0 .. split - 1`` and another on the rest
+    (the E and I populations of the default model), so the neuron loop reads two numbers instead of
+    an array each (the same values: results are unchanged).  ``init_sums``: steps of the init run whose
+    currents enter its statistics (after ``u0_skip_steps``); they are summed in the neuron loop.
     """
 
     @numba.njit(parallel=parallel, cache=True)
     def run_steps(state: State, net: Connectivity, lif_p: lif.Parameters, glif_p: glif.Parameters, syn: Synapses,
                   drive: Drive, timeline: Timeline, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
-                  ff_spikes: np.ndarray, first_step: int, last_step: int, lo: int, hi: int) -> None:
+                  ff_spikes: np.ndarray, first_step: int, last_step: int, lo: int, hi: int, split: int) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
         Args:
@@ -91,6 +96,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
             ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
             lo, hi: the neurons this call updates (and whose currents it records): ``lo .. hi - 1``.
+            split: with ``two_populations``, the first neuron of the second population.
         """
         # numba loses writes made through NamedTuple attributes inside prange: unpack what the loops write
         v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
@@ -120,6 +126,12 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         updates, delivers = phase != DELIVER, phase != UPDATE
         if phase == BOTH:  # a constant range: the compiler then knows the indices are not negative
             lo, hi = 0, n
+        store_u_bal = kind != INIT  # RLS and the recordings read it; the init run only sums it
+        second = min(split, n - 1)  # a neuron of the second population (if there is one)
+        x_bal_1, noise_1, tau_1, thresh_1 = x_bal[second], noise_scale[second], dt_over_tau[second], thresh[second]
+        decay_p1, kick_p1 = decay_plastic[second], kick_plastic[second]
+        x_bal_0, noise_0, tau_0, thresh_0 = x_bal[0], noise_scale[0], dt_over_tau[0], thresh[0]
+        decay_p0, kick_p0 = decay_plastic[0], kick_plastic[0]
         n_bins = roll_count.shape[0]
         max_times = spike_steps.shape[1]
         for ti in range(first_step, last_step + 1):
@@ -131,6 +143,17 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
             if updates:
                 # element-wise, branch-free update of the neurons lo .. hi - 1 (vectorises)
                 for i in numba.prange(lo, hi):
+                    if two_populations:
+                        first = i < split
+                        x_i = x_bal_0 if first else x_bal_1
+                        noise_i = noise_0 if first else noise_1
+                        tau_i = tau_0 if first else tau_1
+                        thresh_i = thresh_0 if first else thresh_1
+                        decay_p = decay_p0 if first else decay_p1
+                        kick_p = kick_p0 if first else kick_p1
+                    else:
+                        x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
+                        decay_p, kick_p = decay_plastic[i], kick_plastic[i]
                     q_e = inputs_e[prev, i]
                     q_i = inputs_i[prev, i]
                     inputs_e[prev, i] = 0.0
@@ -141,28 +164,32 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                     u_bali_all[i] = u_bali
                     u_bal = u_bale + u_bali
                     if with_noise and not noise_on_voltage:
-                        u_bal += noise_scale[i] * noise[noise_row, i]
-                    u_bal_all[i] = u_bal
+                        u_bal += noise_i * noise[noise_row, i]
+                    if store_u_bal:
+                        u_bal_all[i] = u_bal
+                    if init_sums:
+                        u_sum[i] += u_bal
+                        u_sumsq[i] += u_bal * u_bal
                     u = u_bal
                     if plastic:
                         q_p = inputs_p[prev, i]
                         inputs_p[prev, i] = 0.0
-                        u_plas = synapse.step(u_plas_all[i], q_p, decay_plastic[i], kick_plastic[i])
+                        u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
                         u_plas_all[i] = u_plas
                         u += u_plas
                     if learning:
-                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
-                    total_drive = x_bal[i] + u
+                        r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
+                    total_drive = x_i + u
                     if stimulated:
                         total_drive += x_stim[stim_row, i]
                     v = v_all[i]
                     if with_noise and noise_on_voltage:
-                        v += noise_scale[i] * noise[noise_row, i]
+                        v += noise_i * noise[noise_row, i]
                     active = lif.is_active(ti, last_spike[i], refrac_steps)
                     if glif_cell:
                         v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
                     else:
-                        v, fired = lif.step(v, total_drive, active, dt_over_tau[i], thresh[i], vre)
+                        v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
                     v_all[i] = v
                     spiked_all[i] = fired
                 if learning:  # the neurons other processes own: their spikes of the previous step were exchanged
@@ -170,11 +197,6 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                         r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
                     for i in range(hi, n):
                         r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
-                if kind == INIT and ti > timeline.u0_skip_steps:
-                    for i in numba.prange(lo, hi):
-                        u = u_bal_all[i]
-                        u_sum[i] += u
-                        u_sumsq[i] += u * u
                 if recording and ti % timeline.steps_per_ms == 0 and ti > timeline.stim_off_step:
                     first_bin, last_bin = _rolling_bins(ti, timeline, n_bins)
                     for b in range(first_bin, last_bin + 1):
@@ -222,9 +244,36 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
     lo, hi = (0, n) if owned is None else owned
     threads = numba.get_num_threads() > 1 and hi - lo >= options.parallel_min_neurons
     noise_mode = NOISE_NONE if noise.shape[0] == 0 else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
-    kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase)
-    kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise, ff_spikes, first_step,
-           last_step, lo, hi)
+    split = population_split(c, n)
+    parts = [(first_step, last_step, False)]
+    if kind == INIT:  # the steps before u0_skip_steps and those whose currents are summed
+        skip = c.timeline.u0_skip_steps
+        parts = [(first_step, min(last_step, skip), False), (max(first_step, skip + 1), last_step, True)]
+    for first, last, sums in parts:
+        if first <= last:
+            kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase, split >= 0, sums)
+            kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise[first - first_step:],
+                   ff_spikes[first - first_step:], first, last, lo, hi, max(split, 0))
+
+
+def population_split(c: NetworkParameters, n: int) -> int:
+    """The neuron ``s`` at which the per-neuron LIF parameters, drive, noise scale and plastic filter
+    change from one value to another (``n``: one value for all), or -1 when they vary otherwise.
+
+    Each array must be constant on ``0 .. s - 1`` and on ``s .. n - 1`` for one common ``s``; the
+    step kernel then reads two numbers instead of an array each."""
+    split = n
+    for values in (c.lif.dt_over_tau, c.lif.thresh, c.drive.x_bal, c.drive.noise_scale, c.synapses.decay_plastic[:n],
+                   c.synapses.kick_plastic[:n]):
+        changes = np.flatnonzero(values[1:] != values[:-1])
+        if changes.size > 1:
+            return -1
+        if changes.size == 1:
+            here = int(changes[0]) + 1
+            if split not in (n, here):
+                return -1
+            split = here
+    return split
 
 
 __all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST", "BOTH", "UPDATE", "DELIVER"]
