@@ -66,6 +66,16 @@ def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
         inputs_p[cur, plastic_post[s]] += plastic_weight[s]
 
 
+@numba.njit(inline="always", cache=True)
+def _chunk(lo, hi, chunk, chunks):
+    """Neurons ``begin .. end - 1`` of chunk ``chunk`` of ``chunks`` equal parts of ``lo .. hi - 1``, as
+    unsigned integers: the compiler then knows that an index is not negative, drops the wrap-around
+    check of every array access and vectorises the loop (with signed bounds a step took 2.5 times longer)."""
+    size = (hi - lo + chunks - 1) // chunks
+    begin = min(lo + chunk * size, hi)
+    return np.uint64(begin), np.uint64(min(begin + size, hi))
+
+
 @functools.lru_cache(maxsize=None)
 def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH,
                     two_populations: bool = False, init_sums: bool = False):
@@ -124,9 +134,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         with_noise = noise_mode != NOISE_NONE
         noise_on_voltage = noise_mode == NOISE_VOLTAGE
         updates, delivers = phase != DELIVER, phase != UPDATE
-        if phase == BOTH:  # a constant range: the compiler then knows the indices are not negative
-            lo, hi = 0, n
         store_u_bal = kind != INIT  # RLS and the recordings read it; the init run only sums it
+        chunks = numba.get_num_threads() if parallel else 1  # one chunk of neurons per thread
+        split_u = np.uint64(split)
         second = min(split, n - 1)  # a neuron of the second population (if there is one)
         x_bal_1, noise_1, tau_1, thresh_1 = x_bal[second], noise_scale[second], dt_over_tau[second], thresh[second]
         decay_p1, kick_p1 = decay_plastic[second], kick_plastic[second]
@@ -142,56 +152,58 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
             noise_row = ti - first_step
             if updates:
                 # element-wise, branch-free update of the neurons lo .. hi - 1 (vectorises)
-                for i in numba.prange(lo, hi):
-                    if two_populations:
-                        first = i < split
-                        x_i = x_bal_0 if first else x_bal_1
-                        noise_i = noise_0 if first else noise_1
-                        tau_i = tau_0 if first else tau_1
-                        thresh_i = thresh_0 if first else thresh_1
-                        decay_p = decay_p0 if first else decay_p1
-                        kick_p = kick_p0 if first else kick_p1
-                    else:
-                        x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
-                        decay_p, kick_p = decay_plastic[i], kick_plastic[i]
-                    q_e = inputs_e[prev, i]
-                    q_i = inputs_i[prev, i]
-                    inputs_e[prev, i] = 0.0
-                    inputs_i[prev, i] = 0.0
-                    u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
-                    u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
-                    u_bale_all[i] = u_bale
-                    u_bali_all[i] = u_bali
-                    u_bal = u_bale + u_bali
-                    if with_noise and not noise_on_voltage:
-                        u_bal += noise_i * noise[noise_row, i]
-                    if store_u_bal:
-                        u_bal_all[i] = u_bal
-                    if init_sums:
-                        u_sum[i] += u_bal
-                        u_sumsq[i] += u_bal * u_bal
-                    u = u_bal
-                    if plastic:
-                        q_p = inputs_p[prev, i]
-                        inputs_p[prev, i] = 0.0
-                        u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
-                        u_plas_all[i] = u_plas
-                        u += u_plas
-                    if learning:
-                        r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
-                    total_drive = x_i + u
-                    if stimulated:
-                        total_drive += x_stim[stim_row, i]
-                    v = v_all[i]
-                    if with_noise and noise_on_voltage:
-                        v += noise_i * noise[noise_row, i]
-                    active = lif.is_active(ti, last_spike[i], refrac_steps)
-                    if glif_cell:
-                        v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
-                    else:
-                        v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
-                    v_all[i] = v
-                    spiked_all[i] = fired
+                for chunk in numba.prange(chunks):
+                    begin, end = _chunk(lo, hi, chunk, chunks)
+                    for i in range(begin, end):
+                        if two_populations:
+                            first = i < split_u
+                            x_i = x_bal_0 if first else x_bal_1
+                            noise_i = noise_0 if first else noise_1
+                            tau_i = tau_0 if first else tau_1
+                            thresh_i = thresh_0 if first else thresh_1
+                            decay_p = decay_p0 if first else decay_p1
+                            kick_p = kick_p0 if first else kick_p1
+                        else:
+                            x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
+                            decay_p, kick_p = decay_plastic[i], kick_plastic[i]
+                        q_e = inputs_e[prev, i]
+                        q_i = inputs_i[prev, i]
+                        inputs_e[prev, i] = 0.0
+                        inputs_i[prev, i] = 0.0
+                        u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
+                        u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
+                        u_bale_all[i] = u_bale
+                        u_bali_all[i] = u_bali
+                        u_bal = u_bale + u_bali
+                        if with_noise and not noise_on_voltage:
+                            u_bal += noise_i * noise[noise_row, i]
+                        if store_u_bal:
+                            u_bal_all[i] = u_bal
+                        if init_sums:
+                            u_sum[i] += u_bal
+                            u_sumsq[i] += u_bal * u_bal
+                        u = u_bal
+                        if plastic:
+                            q_p = inputs_p[prev, i]
+                            inputs_p[prev, i] = 0.0
+                            u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
+                            u_plas_all[i] = u_plas
+                            u += u_plas
+                        if learning:
+                            r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
+                        total_drive = x_i + u
+                        if stimulated:
+                            total_drive += x_stim[stim_row, i]
+                        v = v_all[i]
+                        if with_noise and noise_on_voltage:
+                            v += noise_i * noise[noise_row, i]
+                        active = lif.is_active(ti, last_spike[i], refrac_steps)
+                        if glif_cell:
+                            v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
+                        else:
+                            v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
+                        v_all[i] = v
+                        spiked_all[i] = fired
                 if learning:  # the neurons other processes own: their spikes of the previous step were exchanged
                     for i in range(0, lo):
                         r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
@@ -201,9 +213,11 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                     first_bin, last_bin = _rolling_bins(ti, timeline, n_bins)
                     for b in range(first_bin, last_bin + 1):
                         roll_count[b] += 1
-                        for i in numba.prange(lo, hi):
-                            roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
-                            roll_sum[1, b, i] += u_plas_all[i]
+                        for chunk in numba.prange(chunks):
+                            begin, end = _chunk(lo, hi, chunk, chunks)
+                            for i in range(begin, end):
+                                roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
+                                roll_sum[1, b, i] += u_plas_all[i]
             if delivers:
                 # serial, in neuron order: spike counts and times, and propagation to next step's inputs
                 for j in range(n):
