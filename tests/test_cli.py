@@ -178,6 +178,8 @@ def test_quickstart_trains_tests_and_plots(tmp_path):
     assert_user_error(run("quickstart", tmp_path / "qs2", "--backend", "numba", "--device", "cuda"),
                       "the numba backend runs on the cpu, not on 'cuda'")
     assert not (tmp_path / "qs2").exists()
+    assert_user_error(run("quickstart", tmp_path / "qs", "--nloops", 10), "already holds a network",
+                      f"spikeforge train {tmp_path / 'qs'} --nloops N")
 
 
 def test_a_preset_sets_its_values_and_set_values_win(tmp_path):

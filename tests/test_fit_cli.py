@@ -217,6 +217,7 @@ def test_bad_spike_files(tmp_path, content, words):
     (["--amplitudes", "1,2,3"], "holds the sweeps' amplitudes (100, 125, 150 pA)"),
     (["--gamma-window", "0", "--loss", "gamma"], "coincidence window = 0 ms"),
     (["--current", "given", "--scale", "nan"], "scale = nan"),
+    (["--current", "given", "--scale", "-1"], "scale = -1 (model current per pA); expected a finite, positive"),
     (["--population", "100000000"], "expected at most 4096"),
     (["--dt", "5000"], "time step dt = 5000 ms; expected 0 < dt <= 1 ms"),
     (["--total", "inf"], "protocol total = inf"),
@@ -225,6 +226,24 @@ def test_bad_settings(cell_file, tmp_path, extra, words):
     out = tmp_path / "out"
     assert_user_error(run("fit", "cell", cell_file, out, *QUICK[:-2], *extra), words)
     assert not out.exists()
+
+
+def test_connection_probabilities_outside_0_1_and_negative_weight_scales_are_refused(tmp_path):
+    assert_user_error(run("fit", "synthetic", "network", tmp_path / "n.h5", "--truth", "0.5,1.8,0.5,0.8"),
+                      "--truth p_ee = 1.8; expected values in [0, 1] (p_ee is a connection probability)")
+    assert not (tmp_path / "n.h5").exists()
+    assert run("fit", "synthetic", "network", tmp_path / "n.h5", "--n-e", "8", "--n-i", "2").exit_code == 0
+    for bounds, words in (("p_ee=0:2", "--bounds p_ee = 0:2; expected values in [0, 1]"),
+                          ("sigma_ei=-1:1", "--bounds sigma_ei = -1:1; expected values in [0, inf]")):
+        assert_user_error(run("fit", "network", tmp_path / "n.h5", tmp_path / "fit", "--n-e", "8", "--n-i", "2",
+                              "--bounds", bounds), words)
+    assert not (tmp_path / "fit").exists()
+
+
+def test_a_binary_file_named_csv_is_one_line(tmp_path):
+    path = tmp_path / "cell.csv"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00")
+    assert_user_error(run("fit", "cell", path, tmp_path / "out", "--amplitudes", "100"), "is not text")
 
 
 def test_set_is_repeatable_like_new_set_and_equals_its_comma_form(tmp_path):

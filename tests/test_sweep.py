@@ -229,3 +229,24 @@ def test_a_sweep_never_deletes_a_point_directory_it_did_not_leave_half_done(tmp_
     with pytest.raises(DataFileError, match="use --force to replace it"):  # other settings: refused
         run_point(str(point), dict(SMALL), 2, 1)
     assert run_point(str(point), dict(SMALL), 2, 1, replace=True)["learning_curve"].size == 2
+
+
+def test_a_grid_without_the_points_of_the_earlier_summary_is_refused_before_any_work(tmp_path):
+    """The summary covers one grid: a sweep that would drop earlier points from it is refused (extending the
+    grid, or --force, is not)."""
+    from spikeforge.rls import sweep
+
+    directory = tmp_path / "grid"
+    directory.mkdir()
+    done = {"status": "done", "correlation": 0.5, "firing_rate_hz": 4.0, "seconds": 1.0, "error": ""}
+    sweep.write_summary(directory, ["penlambda", "pree"],
+                        [{"penlambda": a, "pree": b, **done} for a in (0.5, 1.0) for b in (0.2, 0.3)])
+    assert sweep.summarised_points(directory) == (
+        ["penlambda", "pree"], ["penlambda=0.5,pree=0.2", "penlambda=0.5,pree=0.3", "penlambda=1,pree=0.2",
+                                "penlambda=1,pree=0.3"])
+    before = sorted(p.name for p in directory.iterdir())
+    for args, fragment in ((["--set", "penlambda=0.5,1"], "over penlambda, pree"),
+                           (["--set", "penlambda=0.5", "--set", "pree=0.2,0.3"], "e.g. penlambda=1,pree=0.2")):
+        line = assert_user_error(invoke("sweep", directory, *args, "--fix", "n_cells=1024"), fragment)
+        assert "extend that grid" in line and "--force" in line
+    assert sorted(p.name for p in directory.iterdir()) == before  # nothing ran, nothing was written

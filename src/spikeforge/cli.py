@@ -18,6 +18,7 @@ import click
 from spikeforge.cli_support import backend_options, dask_options, PathArgument, user_errors
 from spikeforge.core.interrupts import Interrupted, StopSignals
 from spikeforge.core.selection import parse_neurons
+from spikeforge.errors import DataFileError
 from spikeforge.fit import cli as fit_commands
 from spikeforge.rate2spike import cli as rate_commands
 from spikeforge.sequence import cli as sequence_commands
@@ -103,7 +104,8 @@ def init(directory: Path, n_tasks: int | None, utarg_file: Path | None, spikerat
 @click.option("--discard-later", is_flag=True,
               help="With --restore-from-checkpoint: delete the checkpoints of later loops instead of refusing.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="Also save a checkpoint every N loops (the latest one is kept), so a crash loses at most N loops.")
+              help="Also save a checkpoint every N loops (the latest one is kept), so a crash loses at most N loops "
+                   "(0: only at the end and on Ctrl-C).")
 @click.option("--monitor-resources", type=click.FloatRange(min=0, min_open=True, max=1e9), default=None,
               metavar="SECONDS", help="Print CPU, memory and GPU use every SECONDS seconds.")
 @backend_options
@@ -205,6 +207,10 @@ def quickstart(directory: Path, nloops: int, backend: str, device: str) -> None:
     from spikeforge.core.backends import get_backend
 
     get_backend(backend, device)  # a bad choice fails before anything is written
+    if (directory / "params.toml").exists():
+        raise DataFileError(f"{str(directory)!r} already holds a network (an earlier quickstart?); continue it with "
+                            f"`spikeforge train {directory} --nloops N` and `spikeforge test {directory}`, or choose "
+                            "a new directory")
     on = {"backend": backend, "device": device}
     rls.new(directory, QUICKSTART_PARAMS)
     rls.init(directory, **on)

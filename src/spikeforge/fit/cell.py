@@ -117,8 +117,8 @@ class CellObjective:
         parameter_rows(model, {name: [0.0] for name in self.fitted}, 1, self.fixed)  # unknown names refused
         if not (np.isfinite(window) and window > 0):
             raise ParameterError(f"coincidence window = {window:g} ms; expected a positive number")
-        if not (np.isfinite(scale) and scale != 0):
-            raise ParameterError(f"scale = {scale:g} (model current per pA); expected a finite, non-zero number")
+        if not (np.isfinite(scale) and scale > 0):
+            raise ParameterError(f"scale = {scale:g} (model current per pA); expected a finite, positive number")
         self.loss, self.current, self.scale, self.window = loss, current, float(scale), float(window)
         self.weights = tuple(float(w) for w in weights)
         self.backend, self.device = backend, device

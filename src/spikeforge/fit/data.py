@@ -63,7 +63,12 @@ def _traces(voltage: np.ndarray, dt, threshold: float, source: str) -> list[np.n
 
 def _csv(path: Path) -> list[np.ndarray]:
     source = f"spike file {str(path)!r}"
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataFileError(f"{source} is not text (a .csv or .txt file holds spike times as text; binary "
+                            f"data goes into .npy, .h5 or .nwb files)") from None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
     def numbers(line: str) -> list[float]:
         return [float(x) for x in line.replace(",", " ").split()]

@@ -49,6 +49,17 @@ from spikeforge.fit.simulate import trains_of
 
 NAMES = ("sigma_ee", "p_ee", "sigma_ei", "p_ei")
 UNITS = ("mV", "1", "mV", "1")  # sigma scales the voltage jump sigma U of a spike [mV]; p is a probability
+LIMITS = {"sigma_ee": (0.0, np.inf), "p_ee": (0.0, 1.0), "sigma_ei": (0.0, np.inf), "p_ei": (0.0, 1.0)}
+
+
+def check_within_limits(name: str, low: float, high: float, what: str) -> None:
+    """Refuse values ``low .. high`` of parameter ``name`` that it cannot take: a probability outside
+    [0, 1], or a negative scale of the (excitatory) voltage jumps."""
+    least, most = LIMITS[name]
+    if not (least <= low and high <= most):
+        kind = "a connection probability" if name.startswith("p_") else "an excitatory weight scale [mV]"
+        raise ParameterError(f"{what} {name} = {low:g}" + (f":{high:g}" if high != low else "")
+                             + f"; expected values in [{least:g}, {most:g}] ({name} is {kind})")
 TRUTH = (0.5, 0.8, 0.5, 0.8)  # the original's ground truth
 BOUNDS = {name: (0.0, 1.0) for name in NAMES}
 NETWORK_LOSSES = ("count", "spike", "both")

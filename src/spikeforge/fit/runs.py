@@ -358,6 +358,8 @@ def network(data_path: str | Path, directory: str | Path, config: networks.Netwo
         raise ParameterError(f"connectivity seed {connectivity_seed} must be in [0, 2**63)")
     _, the_bounds, _ = _check_settings(_NETWORK_MODEL, None, bounds or {}, {}, None, "spike", "search",
                                        optimizer, population, generations, patience, restarts)
+    for name, low, high in zip(the_bounds.names, the_bounds.low, the_bounds.high):
+        networks.check_within_limits(name, low, high, "--bounds")
     trains, _ = load_network(data_path, config.duration)
     data = Trains.from_list(trains)
     objective = networks.NetworkObjective(data, config, connectivity_seed, loss, recorded)

@@ -98,6 +98,8 @@ def network(path, truth, config: networks.NetworkConfig, connectivity_seed: int,
         DataFileError: ``path`` exists and ``force`` is false.
     """
     truth = np.asarray(truth, dtype=np.float64)
+    for name, value in zip(networks.NAMES, truth):
+        networks.check_within_limits(name, value, value, "--truth")
     config = networks.NetworkConfig(*config).check()
     path = _output(path, force)
     responses = networks.simulate_network(truth[None], config, networks.connectivity(config, connectivity_seed))

@@ -36,7 +36,7 @@ from spikeforge.core.interrupts import Interrupted, StopSignals, signal_name
 from spikeforge.core.lock import DirectoryBusy, DirectoryLock
 from spikeforge.core.params import parse_assignment
 from spikeforge.core.run_support import echo
-from spikeforge.core.store import atomic_write_text, save_figure, write_h5
+from spikeforge.core.store import atomic_write_text, read_h5, save_figure, write_h5
 from spikeforge.errors import DataFileError, ParameterError
 
 SUMMARY_COLUMNS = ("status", "correlation", "firing_rate_hz", "seconds", "error")
@@ -164,6 +164,15 @@ def sweep(directory: str | Path, grid: dict[str, list[Any]], nloops: int, ntrial
         raise DataFileError(f"{str(directory)!r} is a file; expected a directory for the sweep")
     names = list(grid)
     points = [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
+    earlier = summarised_points(directory)
+    if earlier is not None and not force:
+        earlier_names, earlier_keys = earlier
+        missing = sorted(set(earlier_keys) - {point_key(point) for point in points})
+        if earlier_names != names or missing:
+            raise ParameterError(
+                f"{str(directory / 'summary.csv')!r} summarises a sweep over {', '.join(earlier_names)} with points "
+                f"this grid lacks (e.g. {missing[0] if missing else earlier_keys[0]}); its summary would be replaced: "
+                "extend that grid (every earlier point and new ones), use another directory, or --force")
     jobs = [Job(point_key(point), run_point, (str(directory / "points" / point_key(point)), {**fixed, **point},
                                               nloops, ntrials, force),
                 {"parameters": {**fixed, **point}, "nloops": nloops, "ntrials": ntrials}) for point in points]
@@ -204,6 +213,18 @@ def _locked_sweep(directory: Path, names, points, jobs, scheduler, workers, forc
                 for point, outcome in zip(points, outcomes)]
         write_summary(directory, names, rows)
     return rows
+
+
+def summarised_points(directory: Path) -> tuple[list[str], list[str]] | None:
+    """The swept names and the point keys of the summary in ``directory`` (None: there is none)."""
+    path = Path(directory) / "summary.h5"
+    if not path.is_file():
+        return None
+    arrays, attrs = read_h5(path, what="sweep summary")
+    names = [str(name) for name in attrs["swept"]]
+    columns = [[value.decode() if isinstance(value, bytes) else float(value) for value in arrays[name]]
+               for name in names]
+    return names, [point_key(dict(zip(names, values))) for values in zip(*columns)]
 
 
 def write_summary(directory: Path, names: list[str], rows: list[dict]) -> None:
