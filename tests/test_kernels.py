@@ -199,7 +199,7 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
     u_sum, u_sumsq = np.zeros(n), np.zeros(n)
     for ti in range(1, steps + 1):
         general(slow, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, slow_rec, np.zeros((1, n)),
-                noise[ti - 1:ti], NO_FF, ti, ti, 0, n, 0)
+                noise[ti - 1:ti], NO_FF, ti, ti, 0, n, 0, 1)
         if ti > skip:
             u = slow.u_bale + slow.u_bali
             u_sum += u

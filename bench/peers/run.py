@@ -61,6 +61,7 @@ K = 205  # static in-degree per population at every size (the default model's)
 SEED = 1
 TOLERANCE = 0.03  # relative difference of the mean E and I rates that a peer may show
 PEERS = {"brian2": "Brian2", "nest": "NEST"}
+TARGETS = {"brian2": 1.5, "nest": 5.0}  # the speed-up over each peer the issues ask for (issue 17: 1.5x Brian2)
 
 
 # ---------------------------------------------------------------------------------------- peers' venv
@@ -580,8 +581,8 @@ def main() -> int:
                   for s in results for t in s["static"] if s["peers"][peer].get(t) and s["peers"][peer][t]["check"]["ok"]]
         if ratios:
             summary.append(f"spikeforge is {min(ratios):.2f}x to {max(ratios):.2f}x as fast as {PEERS[peer]} "
-                           f"(target: at least 5x at every size and thread count: "
-                           f"{'met' if min(ratios) >= 5 else 'NOT met'})")
+                           f"(target: at least {TARGETS[peer]:g}x at every size and thread count: "
+                           f"{'met' if min(ratios) >= TARGETS[peer] else 'NOT met'})")
     total_s = time.perf_counter() - started_all
     print("\nRates (the comparison holds only where every peer is within 3 % of spikeforge's E and I rates):\n")
     print(out["rates"])

@@ -94,7 +94,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
     @numba.njit(parallel=parallel, cache=True)
     def run_steps(state: State, net: Connectivity, lif_p: lif.Parameters, glif_p: glif.Parameters, syn: Synapses,
                   drive: Drive, timeline: Timeline, rec: Recording, x_stim: np.ndarray, noise: np.ndarray,
-                  ff_spikes: np.ndarray, first_step: int, last_step: int, lo: int, hi: int, split: int) -> None:
+                  ff_spikes: np.ndarray, first_step: int, last_step: int, lo: int, hi: int, split: int,
+                  chunks: int) -> None:
         """Advance ``state`` through steps ``first_step .. last_step`` (inclusive, 1-based) in place.
 
         Args:
@@ -107,6 +108,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
             lo, hi: the neurons this call updates (and whose currents it records): ``lo .. hi - 1``.
             split: with ``two_populations``, the first neuron of the second population.
+            chunks: the neuron loops run in this many chunks (one per thread; 1 without threads).
         """
         # numba loses writes made through NamedTuple attributes inside prange: unpack what the loops write
         v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
@@ -135,7 +137,6 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         noise_on_voltage = noise_mode == NOISE_VOLTAGE
         updates, delivers = phase != DELIVER, phase != UPDATE
         store_u_bal = kind != INIT  # RLS and the recordings read it; the init run only sums it
-        chunks = numba.get_num_threads() if parallel else 1  # one chunk of neurons per thread
         split_u = np.uint64(split)
         second = min(split, n - 1)  # a neuron of the second population (if there is one)
         x_bal_1, noise_1, tau_1, thresh_1 = x_bal[second], noise_scale[second], dt_over_tau[second], thresh[second]
@@ -267,7 +268,8 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
         if first <= last:
             kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase, split >= 0, sums)
             kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise[first - first_step:],
-                   ff_spikes[first - first_step:], first, last, lo, hi, max(split, 0))
+                   ff_spikes[first - first_step:], first, last, lo, hi, max(split, 0),
+                   numba.get_num_threads() if threads else 1)
 
 
 def population_split(c: NetworkParameters, n: int) -> int:
