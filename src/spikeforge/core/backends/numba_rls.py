@@ -47,9 +47,9 @@ def padded_width(n_inputs: int, itemsize: int) -> int:
 
 
 @numba.njit(inline="always", cache=True)
-def _scalars(a, k, count, p_scale, dtype_probe):
-    """Scale k by 1/p_scale; return (den, c = den * p_scale rounded to P's type)."""
-    in_p_type = np.empty(2, dtype=dtype_probe.dtype)  # scalars rounded to P's type
+def _scalars(a, k, count, p_scale, in_p_type):
+    """Scale k by 1/p_scale; return (den, c = den * p_scale rounded to P's type); ``in_p_type``: a scratch
+    array of two elements of P's type."""
     in_p_type[0] = 1.0 / p_scale
     inv_scale = in_p_type[0]
     for m in range(k.shape[0]):
@@ -62,93 +62,120 @@ def _scalars(a, k, count, p_scale, dtype_probe):
     return den, in_p_type[1]
 
 
+BLOCKS = 256  # the neurons of an update are shared out in this many blocks (each with its scratch arrays)
+
+
 @numba.njit(inline="always", cache=True)
-def _inputs_and_gain(i, count, r, plastic_index, length, P):
-    """Neuron i's input rates ``a`` (zero-padded to ``length``) and a zeroed ``k``, in P's type."""
-    a = np.zeros(length, dtype=P.dtype)
-    k = np.zeros(length, dtype=P.dtype)
+def _block(n, block):
+    """Neurons ``begin .. end - 1`` of block ``block`` of BLOCKS."""
+    size = (n + BLOCKS - 1) // BLOCKS
+    begin = min(block * size, n)
+    return begin, min(begin + size, n)
+
+
+@numba.njit(inline="always", cache=True)
+def _inputs_and_gain(i, count, r, plastic_index, a, k):
+    """Neuron i's input rates into ``a`` (zero-padded) and ``k`` zeroed (scratch arrays of P's type,
+    made once per block of neurons: an allocation per neuron cost a tenth of an update)."""
+    a[:] = 0
+    k[:] = 0
     for m in range(count):
         a[m] = r[plastic_index[i, m]]
-    return a, k
 
 
 @numba.njit(inline="always", cache=True)
-def _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply):
-    """Error of neuron i's prediction and its weight step (in- and out-layout)."""
+def _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply):
+    """Error of neuron i's prediction and its weight step, in the in-layout (:func:`write_back` copies the
+    weights to the out-layout after every neuron's update)."""
     error = u_bal[i] - target[i]
     for m in range(count):
         error += weights_in[i, m] * a[m]
     if apply:
         step = error * den if gain_with_den else error
         for m in range(count):
-            w = weights_in[i, m] - step * k[m]
-            weights_in[i, m] = w
-            weights_out[in_to_out[i, m]] = w
+            weights_in[i, m] -= step * k[m]
 
 
 @numba.njit(parallel=True, cache=True)
-def rls_dense(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+def write_back(weights_in, plastic_count, in_to_out, weights_out):
+    """Copy the in-layout weights (N, Lmax) to their places in the out-layout ``weights_out``.
+
+    A pass of its own after the update of every neuron: written inside the update, these scattered
+    writes missed the caches that streaming P had filled, and took half of an update's time."""
+    for i in numba.prange(weights_in.shape[0]):
+        for m in range(plastic_count[i]):
+            weights_out[in_to_out[i, m]] = weights_in[i, m]
+
+
+@numba.njit(parallel=True, cache=True)
+def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
               gain_with_den, symmetric, apply):
     """RLS with P stored as (N, Lmax, W) float32/float64 blocks (``full`` or ``symmetric``)."""
     n, width = P.shape[0], P.shape[2]
-    for i in numba.prange(n):
-        count = plastic_count[i]
-        a, k = _inputs_and_gain(i, count, r, plastic_index, width, P)
-        Pi = P[i]
-        q = 0
-        while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
-            a0, a1, a2, a3 = a[q], a[q + 1], a[q + 2], a[q + 3]
-            r0, r1, r2, r3 = Pi[q], Pi[q + 1], Pi[q + 2], Pi[q + 3]
-            for m in range(width):
-                k[m] = (((k[m] + a0 * r0[m]) + a1 * r1[m]) + a2 * r2[m]) + a3 * r3[m]
-            q += 4
-        while q < count:
-            a_q = a[q]
-            row = Pi[q]
-            for m in range(width):
-                k[m] += a_q * row[m]
-            q += 1
-        den, c = _scalars(a, k, count, p_scale, a)
-        for q in range(count):
-            row = Pi[q]
-            if symmetric:
-                k_q = k[q]
+    for block in numba.prange(BLOCKS):
+        a, k, in_p_type = np.empty(width, dtype=P.dtype), np.empty(width, dtype=P.dtype), np.empty(2, dtype=P.dtype)
+        begin, end = _block(n, block)
+        for i in range(begin, end):
+            count = plastic_count[i]
+            _inputs_and_gain(i, count, r, plastic_index, a, k)
+            Pi = P[i]
+            q = 0
+            while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
+                a0, a1, a2, a3 = a[q], a[q + 1], a[q + 2], a[q + 3]
+                r0, r1, r2, r3 = Pi[q], Pi[q + 1], Pi[q + 2], Pi[q + 3]
                 for m in range(width):
-                    row[m] -= c * (k_q * k[m])
-            else:
-                ck_q = c * k[q]
+                    k[m] = (((k[m] + a0 * r0[m]) + a1 * r1[m]) + a2 * r2[m]) + a3 * r3[m]
+                q += 4
+            while q < count:
+                a_q = a[q]
+                row = Pi[q]
                 for m in range(width):
-                    row[m] -= ck_q * k[m]
-        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+                    k[m] += a_q * row[m]
+                q += 1
+            den, c = _scalars(a, k, count, p_scale, in_p_type)
+            for q in range(count):
+                row = Pi[q]
+                if symmetric:
+                    k_q = k[q]
+                    for m in range(width):
+                        row[m] -= c * (k_q * k[m])
+                else:
+                    ck_q = c * k[q]
+                    for m in range(width):
+                        row[m] -= ck_q * k[m]
+            _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
 
 
 @numba.njit(parallel=True, cache=True)
-def rls_packed(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
+def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
                gain_with_den, apply):
     """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row."""
     n, lmax = P.shape[0], plastic_index.shape[1]
-    for i in numba.prange(n):
-        count = plastic_count[i]
-        a, k = _inputs_and_gain(i, count, r, plastic_index, lmax, P)
-        Pi = P[i]
-        start = 0
-        for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
-            a_q = a[q]
-            k_q = Pi[start] * a_q
-            for m in range(q + 1, lmax):
-                p_qm = Pi[start + m - q]
-                k[m] += a_q * p_qm
-                k_q += p_qm * a[m]
-            k[q] += k_q
-            start += lmax - q
-        den, c = _scalars(a, k, count, p_scale, a)
-        start = 0
-        for q in range(count):
-            k_q = k[q]
-            for m in range(q, lmax):
-                Pi[start + m - q] -= c * (k_q * k[m])
-            start += lmax - q
-        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+    for block in numba.prange(BLOCKS):
+        a, k, in_p_type = np.empty(lmax, dtype=P.dtype), np.empty(lmax, dtype=P.dtype), np.empty(2, dtype=P.dtype)
+        begin, end = _block(n, block)
+        for i in range(begin, end):
+            count = plastic_count[i]
+            _inputs_and_gain(i, count, r, plastic_index, a, k)
+            Pi = P[i]
+            start = 0
+            for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
+                a_q = a[q]
+                k_q = Pi[start] * a_q
+                for m in range(q + 1, lmax):
+                    p_qm = Pi[start + m - q]
+                    k[m] += a_q * p_qm
+                    k_q += p_qm * a[m]
+                k[q] += k_q
+                start += lmax - q
+            den, c = _scalars(a, k, count, p_scale, in_p_type)
+            start = 0
+            for q in range(count):
+                k_q = k[q]
+                for m in range(q, lmax):
+                    Pi[start + m - q] -= c * (k_q * k[m])
+                start += lmax - q
+            _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
 
 
 BLOCK_NEURONS = 128  # neurons converted to float32 at a time for float16 / int16 P
@@ -201,8 +228,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         apply: False for benchmark mode (P is updated, weights are not).
     """
     def run(P_block, lo, hi):
-        args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], in_to_out[lo:hi],
-                weights_out, r, u_bal[lo:hi], target[lo:hi], p_scale, gain_with_den)
+        args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], r, u_bal[lo:hi],
+                target[lo:hi], p_scale, gain_with_den)
         if storage == "packed":
             rls_packed(*args, apply)
         else:
@@ -210,6 +237,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
 
     if P.dtype in (np.float32, np.float64):
         run(P, 0, P.shape[0])
+        if apply:
+            write_back(weights_in, plastic_count, in_to_out, weights_out)
         return
     for lo in range(0, P.shape[0], BLOCK_NEURONS):
         hi = min(lo + BLOCK_NEURONS, P.shape[0])
@@ -219,6 +248,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
             np.clip(np.rint(block), *INT16_RANGE, out=block)
         with np.errstate(over="ignore"):  # float16 overflow: counted after the loop (count_p_faults)
             P[lo:hi] = block
+    if apply:
+        write_back(weights_in, plastic_count, in_to_out, weights_out)
 
 
 @numba.njit(inline="always", cache=True)
@@ -248,9 +279,18 @@ def _cholesky_solve(A, b):
     return x
 
 
-@numba.njit(parallel=True, cache=True)
 def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target,
               penlambda, penmu, penlam_ff, n_ff, gain_with_den, apply):
+    """Memory-light update (``p_compute = "small"``): :func:`_rls_small`, then the weights' write-back."""
+    _rls_small(history, n_history, weights_in, plastic_index, plastic_count, r, u_bal, target, penlambda, penmu,
+               penlam_ff, n_ff, gain_with_den, apply)
+    if apply:
+        write_back(weights_in, plastic_count, in_to_out, weights_out)
+
+
+@numba.njit(parallel=True, cache=True)
+def _rls_small(history, n_history, weights_in, plastic_index, plastic_count, r, u_bal, target, penlambda, penmu,
+               penlam_ff, n_ff, gain_with_den, apply):
     """Memory-light update (``p_compute = "small"``, tsn.md 3.7): no P is stored.
 
     For neuron i the inverse covariance is rebuilt from the penalty (``penlam_ff`` on the
@@ -289,4 +329,4 @@ def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_t
         for m in range(count):
             a_k += a[m] * k[m]
         den = 1.0 / (1.0 + a_k)
-        _update_weights(i, a, k, den, count, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply)
+        _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
