@@ -76,6 +76,21 @@ def _chunk(lo, hi, chunk, chunks):
     return np.uint64(begin), np.uint64(min(begin + size, hi))
 
 
+@numba.njit(inline="always", cache=True)
+def _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr, static_post, static_weight,
+           inputs_e, inputs_i, plastic_ptr, plastic_post, plastic_weight, inputs_p):
+    """Neuron ``j`` spiked at step ``ti``: its count, its time (when recording, up to the recording's
+    capacity), and its charges onto its targets for the next step (row ``cur``)."""
+    last_spike[j] = ti
+    count = spike_count[j] + 1
+    spike_count[j] = count
+    if recording and count <= spike_steps.shape[1]:
+        spike_steps[j, count - 1] = ti
+    _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
+    if plastic:
+        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+
+
 @functools.lru_cache(maxsize=None)
 def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH,
                     two_populations: bool = False, init_sums: bool = False):
@@ -144,7 +159,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         x_bal_0, noise_0, tau_0, thresh_0 = x_bal[0], noise_scale[0], dt_over_tau[0], thresh[0]
         decay_p0, kick_p0 = decay_plastic[0], kick_plastic[0]
         n_bins = roll_count.shape[0]
-        max_times = spike_steps.shape[1]
+        n_words = n // 8
+        flag_words = spiked_all[:8 * n_words].view(np.uint64)  # the spike flags of eight neurons at a time
         for ti in range(first_step, last_step + 1):
             prev = (ti - 1) & 1
             cur = ti & 1
@@ -220,17 +236,20 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                                 roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
                                 roll_sum[1, b, i] += u_plas_all[i]
             if delivers:
-                # serial, in neuron order: spike counts and times, and propagation to next step's inputs
-                for j in range(n):
+                # serial, in neuron order: spike counts and times, and propagation to next step's inputs;
+                # the flags are scanned eight at a time (spikes are rare: most words are zero)
+                for word in range(n_words):
+                    if flag_words[word] != 0:
+                        for j in range(8 * word, 8 * word + 8):
+                            if spiked_all[j]:
+                                _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
+                                       static_post, static_weight, inputs_e, inputs_i, plastic_ptr, plastic_post,
+                                       plastic_weight, inputs_p)
+                for j in range(8 * n_words, n):
                     if spiked_all[j]:
-                        last_spike[j] = ti
-                        count = spike_count[j] + 1
-                        spike_count[j] = count
-                        if recording and count <= max_times:
-                            spike_steps[j, count - 1] = ti
-                        _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
-                        if plastic:
-                            _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+                        _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
+                               static_post, static_weight, inputs_e, inputs_i, plastic_ptr, plastic_post,
+                               plastic_weight, inputs_p)
                 if plastic:
                     for c_ff in range(ff_spikes.shape[1]):
                         j = n + c_ff
