@@ -44,13 +44,6 @@ K = 205  # the default model's static in-degree per population (2K out-synapses 
 
 
 @numba.njit(parallel=True, cache=True)
-def _in_place_pass(values: np.ndarray, factor: float) -> None:
-    """Read and write every element once, in parallel chunks."""
-    for i in numba.prange(values.shape[0]):
-        values[i] = values[i] * factor
-
-
-@numba.njit(parallel=True, cache=True)
 def _fma_rate(out: np.ndarray, coefficients: np.ndarray, repeats: int) -> None:
     """``repeats`` rounds of 64 independent multiply-adds per thread, in registers (no memory traffic);
     ``out`` has one element per thread, ``coefficients`` (2,) the type of the arithmetic."""
@@ -64,16 +57,13 @@ def _fma_rate(out: np.ndarray, coefficients: np.ndarray, repeats: int) -> None:
         out[t] = accumulators.sum()
 
 
-def bandwidth(n_bytes: int, repeats: int = 30) -> float:
-    """Best bytes per second (read + write) of an in-place pass over ``n_bytes`` of float64."""
+def bandwidth(n_bytes: int) -> float:
+    """Best bytes per second (read + write) of an in-place pass over ``n_bytes`` of float64 (the pass of
+    ``rls_loop.py``'s roofline)."""
+    from rls_loop import roofline_seconds
+
     values = np.ones(max(n_bytes // 8, 1024))
-    _in_place_pass(values, 1.0)
-    best = np.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        _in_place_pass(values, 1.0)
-        best = min(best, time.perf_counter() - started)
-    return 2 * values.nbytes / best
+    return 2 * values.nbytes / roofline_seconds(values, repeats=30)
 
 
 def peak_flops(dtype, repeats: int = 2_000_000) -> float:

@@ -66,11 +66,21 @@ BLOCKS = 256  # the neurons of an update are shared out in this many blocks (eac
 
 
 @numba.njit(inline="always", cache=True)
-def _block(n, block):
-    """Neurons ``begin .. end - 1`` of block ``block`` of BLOCKS."""
+def _block(n, block, length, P):
+    """Neurons ``begin .. end - 1`` of block ``block`` of BLOCKS, and the block's scratch vectors in P's
+    type: input rates ``a`` and gain ``k`` (``length``), and two scalars."""
     size = (n + BLOCKS - 1) // BLOCKS
     begin = min(block * size, n)
-    return begin, min(begin + size, n)
+    return (begin, min(begin + size, n), np.empty(length, dtype=P.dtype), np.empty(length, dtype=P.dtype),
+            np.empty(2, dtype=P.dtype))
+
+
+@numba.njit(inline="always", cache=True)
+def _neuron(i, P, plastic_count, r, plastic_index, a, k):
+    """Neuron i's number of inputs and its P block, with ``a`` and ``k`` set (:func:`_inputs_and_gain`)."""
+    count = plastic_count[i]
+    _inputs_and_gain(i, count, r, plastic_index, a, k)
+    return count, P[i]
 
 
 @numba.njit(inline="always", cache=True)
@@ -113,12 +123,9 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_s
     """RLS with P stored as (N, Lmax, W) float32/float64 blocks (``full`` or ``symmetric``)."""
     n, width = P.shape[0], P.shape[2]
     for block in numba.prange(BLOCKS):
-        a, k, in_p_type = np.empty(width, dtype=P.dtype), np.empty(width, dtype=P.dtype), np.empty(2, dtype=P.dtype)
-        begin, end = _block(n, block)
+        begin, end, a, k, in_p_type = _block(n, block, width, P)
         for i in range(begin, end):
-            count = plastic_count[i]
-            _inputs_and_gain(i, count, r, plastic_index, a, k)
-            Pi = P[i]
+            count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
             q = 0
             while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
                 a0, a1, a2, a3 = a[q], a[q + 1], a[q + 2], a[q + 3]
@@ -152,12 +159,9 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
     """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row."""
     n, lmax = P.shape[0], plastic_index.shape[1]
     for block in numba.prange(BLOCKS):
-        a, k, in_p_type = np.empty(lmax, dtype=P.dtype), np.empty(lmax, dtype=P.dtype), np.empty(2, dtype=P.dtype)
-        begin, end = _block(n, block)
+        begin, end, a, k, in_p_type = _block(n, block, lmax, P)
         for i in range(begin, end):
-            count = plastic_count[i]
-            _inputs_and_gain(i, count, r, plastic_index, a, k)
-            Pi = P[i]
+            count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
             start = 0
             for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
                 a_q = a[q]
