@@ -45,9 +45,9 @@ class TimedKernels:
             setattr(self.MODULES[name], name, function)
 
     def _timed(self, name, function):
-        def timed(*args):
+        def timed(*args, **options):
             started = time.perf_counter()
-            function(*args)
+            function(*args, **options)
             self.seconds[name] += time.perf_counter() - started
         return timed
 

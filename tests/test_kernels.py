@@ -117,6 +117,37 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
         np.testing.assert_array_equal(out[in_to_out[i, :c]], w_kernel[i, :c])
 
 
+@pytest.mark.parametrize("storage", ["symmetric", "packed"])
+def test_the_write_back_plan_puts_every_new_weight_where_in_to_out_does(storage):
+    from spikeforge.rls.connectivity import PlasticInputs, out_layout, write_back_plan
+
+    rng = np.random.default_rng(5)
+    n, lmax, n_pre = 40, 9, 50
+    count = rng.integers(0, lmax + 1, size=n).astype(np.int32)
+    count[3] = 0  # a neuron without plastic inputs
+    index = np.stack([rng.permutation(n_pre)[:lmax] for _ in range(n)]).astype(np.int32)
+    weights = np.where(np.arange(lmax) < count[:, None], rng.normal(size=(n, lmax)), 0.0)
+    layout, in_to_out = out_layout(PlasticInputs(index, count, weights), n_pre)
+    positions, sources = write_back_plan(in_to_out, count)
+    assert np.all(np.diff(positions) > 0) and positions.size == layout.weight.size == count.sum()
+    P = np.zeros((n, lmax, lmax)) if storage != "packed" else np.zeros((n, lmax * (lmax + 1) // 2))
+    diagonal = np.arange(lmax) if storage != "packed" else np.cumsum(np.r_[0, np.arange(lmax, 1, -1)])
+    P[(slice(None), diagonal, diagonal) if storage != "packed" else (slice(None), diagonal)] = 1.0
+    r, u_bal, target = rng.random(n_pre) * 0.5, rng.normal(size=n), rng.normal(size=n)
+    results = []
+    for plan in (None, (positions, sources)):
+        out, w = layout.weight.copy(), weights.copy()
+        kernels.rls_update(P.copy(), w, index, count, in_to_out, out, r, u_bal, target, 1.0, True, storage, True,
+                           write_plan=plan)
+        results.append((out, w))
+    (out_scatter, w_scatter), (out_plan, w_plan) = results
+    np.testing.assert_array_equal(w_plan, w_scatter)
+    np.testing.assert_array_equal(out_plan, out_scatter)
+    assert not np.array_equal(out_plan, layout.weight)  # the weights did change
+    for i in range(n):  # and each landed on its synapse
+        np.testing.assert_array_equal(out_plan[in_to_out[i, :count[i]]], w_plan[i, :count[i]])
+
+
 def test_rls_with_the_paper_gain_shrinks_the_error_by_one_plus_apa():
     rng = np.random.default_rng(4)
     c = 10

@@ -91,7 +91,7 @@ class _LoggedKernels:
         self.log.append(("steps", first, last))
         numba_network.run_steps(state, net, c, rec, x_stim, noise, ff, first, last, kind, options, owned, phase)
 
-    def rls_update(self, P, weights_in, index, count, in_to_out, weights_out, r, u_bal, target, *rest):
+    def rls_update(self, P, weights_in, index, count, in_to_out, weights_out, r, u_bal, target, *rest, **options):
         self.log.append(("rls", float(target[0]), u_bal.copy()))
 
 

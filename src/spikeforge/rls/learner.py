@@ -28,17 +28,20 @@ class Learner:
     history_next: int = 0  # row the next snapshot goes to
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
     replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
+    # (positions, sources) of spikeforge.rls.connectivity.write_back_plan for the rows this learner updates;
+    # None: the weights are written back through in_to_out
+    write_plan: tuple[np.ndarray, np.ndarray] | None = None
 
     def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
         """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""
         if self.history is None:
             backend.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
                                self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
-                               self.apply)
+                               self.apply, write_plan=self.write_plan)
             return
         backend.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
                           self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
-                          self.apply)
+                          self.apply, write_plan=self.write_plan)
         self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
         self.history_next = (self.history_next + 1) % self.history.shape[0]
         self.history_filled = min(self.history_filled + 1, self.history.shape[0])

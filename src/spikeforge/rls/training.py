@@ -49,6 +49,7 @@ from spikeforge.core.resources import ResourceMonitor, peak_rss_bytes
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
 from spikeforge.rls import p_matrix, rate_evaluation
+from spikeforge.rls.connectivity import write_back_plan
 from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
 from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
 from spikeforge.rls.evaluation import network_correlation
@@ -99,7 +100,7 @@ def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) ->
     learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
                       plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=weights_out,
                       p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", storage=p.p_storage,
-                      apply=not p.benchmark)
+                      apply=not p.benchmark, write_plan=write_back_plan(in_to_out, model.plastic.count))
     if p.p_compute == "small":
         learner.history, learner.history_filled, learner.history_next = model.history
         learner.penalties = (p.penlambda, p.penmu, p.penlam_ff, p.lx)

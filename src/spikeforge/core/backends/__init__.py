@@ -130,18 +130,19 @@ class Backend:
             self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
                                    self.options, self.triton, clock, owned, phase)
 
-    def rls_update(self, *arguments) -> None:
-        """One RLS update of every neuron (see :func:`numba_rls.rls_update`)."""
+    def rls_update(self, *arguments, write_plan=None) -> None:
+        """One RLS update of every neuron (see :func:`numba_rls.rls_update`); ``write_plan`` (numba): the copy
+        of the new weights to the out-layout in its order (torch scatters them by ``in_to_out``)."""
         if self.name == "numba":
-            self.kernels.rls_update(*arguments)
+            self.kernels.rls_update(*arguments, write_plan=write_plan)
         else:
             self.kernels.rls_update(*arguments, ordered=self.options.summation == "ordered",
                                     fused=self.triton is not None, block_bytes=self.options.rls_block_bytes)
 
-    def rls_small(self, *arguments) -> None:
-        """The memory-light update (see :func:`numba_rls.rls_small`)."""
+    def rls_small(self, *arguments, write_plan=None) -> None:
+        """The memory-light update (see :func:`numba_rls.rls_small`; ``write_plan``: see :meth:`rls_update`)."""
         if self.name == "numba":
-            self.kernels.rls_small(*arguments)
+            self.kernels.rls_small(*arguments, write_plan=write_plan)
         else:
             self.kernels.rls_small(*arguments, ordered=self.options.summation == "ordered")
 

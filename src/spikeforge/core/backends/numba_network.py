@@ -50,20 +50,25 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 @numba.njit(inline="always", cache=True)
 def _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i):
     """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
-    charge that the next step reads (row ``cur``)."""
-    for s in range(static_ptr[j], static_ptr[j + 1]):
+    charge that the next step reads (row ``cur``).  Indices are made unsigned (they are checked when a
+    network is loaded), so that numba does not test each for wrap-around."""
+    row_e, row_i = inputs_e[cur], inputs_i[cur]
+    for s in range(np.uint64(static_ptr[j]), np.uint64(static_ptr[j + 1])):
         w = static_weight[s]
+        post = np.uint64(static_post[s])
         if w > 0:
-            inputs_e[cur, static_post[s]] += w
+            row_e[post] += w
         else:
-            inputs_i[cur, static_post[s]] += w
+            row_i[post] += w
 
 
 @numba.njit(inline="always", cache=True)
 def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
-    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of the next step."""
-    for s in range(plastic_ptr[j], plastic_ptr[j + 1]):
-        inputs_p[cur, plastic_post[s]] += plastic_weight[s]
+    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of the next step (unsigned
+    indices, as in :func:`_push_static`)."""
+    row = inputs_p[cur]
+    for s in range(np.uint64(plastic_ptr[j]), np.uint64(plastic_ptr[j + 1])):
+        row[np.uint64(plastic_post[s])] += plastic_weight[s]
 
 
 @numba.njit(inline="always", cache=True)
@@ -171,56 +176,61 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                 # element-wise, branch-free update of the neurons lo .. hi - 1 (vectorises)
                 for chunk in numba.prange(chunks):
                     begin, end = _chunk(lo, hi, chunk, chunks)
-                    for i in range(begin, end):
-                        if two_populations:
-                            first = i < split_u
-                            x_i = x_bal_0 if first else x_bal_1
-                            noise_i = noise_0 if first else noise_1
-                            tau_i = tau_0 if first else tau_1
-                            thresh_i = thresh_0 if first else thresh_1
-                            decay_p = decay_p0 if first else decay_p1
-                            kick_p = kick_p0 if first else kick_p1
-                        else:
-                            x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
-                            decay_p, kick_p = decay_plastic[i], kick_plastic[i]
-                        q_e = inputs_e[prev, i]
-                        q_i = inputs_i[prev, i]
-                        inputs_e[prev, i] = 0.0
-                        inputs_i[prev, i] = 0.0
-                        u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
-                        u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
-                        u_bale_all[i] = u_bale
-                        u_bali_all[i] = u_bali
-                        u_bal = u_bale + u_bali
-                        if with_noise and not noise_on_voltage:
-                            u_bal += noise_i * noise[noise_row, i]
-                        if store_u_bal:
-                            u_bal_all[i] = u_bal
-                        if init_sums:
-                            u_sum[i] += u_bal
-                            u_sumsq[i] += u_bal * u_bal
-                        u = u_bal
-                        if plastic:
-                            q_p = inputs_p[prev, i]
-                            inputs_p[prev, i] = 0.0
-                            u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
-                            u_plas_all[i] = u_plas
-                            u += u_plas
-                        if learning:
-                            r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
-                        total_drive = x_i + u
-                        if stimulated:
-                            total_drive += x_stim[stim_row, i]
-                        v = v_all[i]
-                        if with_noise and noise_on_voltage:
-                            v += noise_i * noise[noise_row, i]
-                        active = lif.is_active(ti, last_spike[i], refrac_steps)
-                        if glif_cell:
-                            v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
-                        else:
-                            v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
-                        v_all[i] = v
-                        spiked_all[i] = fired
+                    for part in range(2 if two_populations else 1):
+                        # the chunk's neurons of the first population, then those of the second: a population's
+                        # values are then constants of the neuron loop (chosen neuron by neuron, they spilled
+                        # registers and took a tenth of a step)
+                        middle = min(end, max(begin, split_u)) if two_populations else end
+                        part_begin, part_end = (begin, middle) if part == 0 else (middle, end)
+                        first = part == 0  # (a tuple of the two populations' values fails in a parallel loop)
+                        x_c, noise_c = (x_bal_0, noise_0) if first else (x_bal_1, noise_1)
+                        tau_c, thresh_c = (tau_0, thresh_0) if first else (tau_1, thresh_1)
+                        decay_c, kick_c = (decay_p0, kick_p0) if first else (decay_p1, kick_p1)
+                        for i in range(part_begin, part_end):
+                            if two_populations:
+                                x_i, noise_i, tau_i, thresh_i = x_c, noise_c, tau_c, thresh_c
+                                decay_p, kick_p = decay_c, kick_c
+                            else:
+                                x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
+                                decay_p, kick_p = decay_plastic[i], kick_plastic[i]
+                            q_e = inputs_e[prev, i]
+                            q_i = inputs_i[prev, i]
+                            inputs_e[prev, i] = 0.0
+                            inputs_i[prev, i] = 0.0
+                            u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
+                            u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
+                            u_bale_all[i] = u_bale
+                            u_bali_all[i] = u_bali
+                            u_bal = u_bale + u_bali
+                            if with_noise and not noise_on_voltage:
+                                u_bal += noise_i * noise[noise_row, i]
+                            if store_u_bal:
+                                u_bal_all[i] = u_bal
+                            if init_sums:
+                                u_sum[i] += u_bal
+                                u_sumsq[i] += u_bal * u_bal
+                            u = u_bal
+                            if plastic:
+                                q_p = inputs_p[prev, i]
+                                inputs_p[prev, i] = 0.0
+                                u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
+                                u_plas_all[i] = u_plas
+                                u += u_plas
+                            if learning:
+                                r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
+                            total_drive = x_i + u
+                            if stimulated:
+                                total_drive += x_stim[stim_row, i]
+                            v = v_all[i]
+                            if with_noise and noise_on_voltage:
+                                v += noise_i * noise[noise_row, i]
+                            active = lif.is_active(ti, last_spike[i], refrac_steps)
+                            if glif_cell:
+                                v, fired = glif.step(i, v, total_drive, active, glif_p, thresh_s, thresh_v, asc)
+                            else:
+                                v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
+                            v_all[i] = v
+                            spiked_all[i] = fired
                 if learning:  # the neurons other processes own: their spikes of the previous step were exchanged
                     for i in range(0, lo):
                         r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
