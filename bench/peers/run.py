@@ -175,7 +175,7 @@ class InitRunTimer:
 
             self.timings[threads] = common.timed_repeats(one_run, self.repeats, self.budget_s)
         numba.set_num_threads(default_threads)
-        if self.torch_device and "backend" not in kwargs:
+        if self.torch_device:  # (init passes its numba backend as ``backend=``: replaced by torch's)
             from spikeforge.core.backends import get_backend
 
             engine = get_backend("torch", self.torch_device)
@@ -185,7 +185,7 @@ class InitRunTimer:
                 common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
                 call_args = [copy.deepcopy(a) if i in generators else a for i, a in enumerate(on_backend)]
                 with common.CpuMeter() as meter:
-                    result = self.original(*call_args, backend=engine, **kwargs)
+                    result = self.original(*call_args, **{**kwargs, "backend": engine})
                 return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
 
             self.timings["torch"] = common.timed_repeats(one_torch_run, self.repeats, self.budget_s)
