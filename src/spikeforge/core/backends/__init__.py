@@ -31,8 +31,9 @@ class KernelOptions:
 
     Attributes:
         parallel_min_neurons: numba: networks of at least this many neurons update their neurons on
-            threads; a smaller network's step takes microseconds, too short to share out
-            (BENCHMARKS.md).  Results do not depend on it.
+            threads; a smaller network's step is too short to share out (on 2 cores, 16,384 neurons ran
+            0.45 s serial against 0.60 s threaded, 32,768 break even: BENCHMARKS.md).  Results do not
+            depend on it.
         propagation: torch: spike propagation ``sparse`` (gather the out-synapses of the neurons that
             fired), ``dense`` (every synapse, fixed size: no host synchronisation) or ``push`` (the
             Triton kernel, CUDA).
@@ -48,7 +49,7 @@ class KernelOptions:
             takes at most this many bytes, so the update's temporaries stay small next to P [bytes].
     """
 
-    parallel_min_neurons: int = 16384
+    parallel_min_neurons: int = 32768
     propagation: str = "sparse"
     summation: str = "ordered"
     fused_neurons: bool = False
