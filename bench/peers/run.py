@@ -133,12 +133,16 @@ class InitRunTimer:
     spikeforge's init run, whatever the driver passes to it; its arguments (initial voltages)
     are kept for the export.  With ``torch_device`` it also times the same call on spikeforge's
     torch backend (``backend=``, with the connectivity, constants and stimulus moved to the
-    backend first, outside the timing), under the key ``"torch"``.
+    backend first, outside the timing), under the key ``"torch"``.  With ``float32`` it also times,
+    per thread count, the same call with the state in float32 (``float_precision = "float32"``: the
+    network's weights, constants and stimulus cast, the same voltages and generator), under the key
+    ``("float32", threads)``; its spikes differ, so its rates are checked instead.
     """
 
     def __init__(self, original, threads: list[int], repeats: int, budget_s: float, quiet_wait_s: float,
-                 warm_up: bool, torch_device: str | None):
+                 warm_up: bool, torch_device: str | None, float32: bool = True):
         self.original, self.threads, self.repeats, self.budget_s = original, threads, repeats, budget_s
+        self.float32 = float32
         self.quiet_wait_s, self.warm_up, self.torch_device = quiet_wait_s, warm_up, torch_device
         self.timings: dict[int | str, list] = {}
         self.v0 = None
@@ -174,6 +178,22 @@ class InitRunTimer:
                 return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
 
             self.timings[threads] = common.timed_repeats(one_run, self.repeats, self.budget_s)
+        if self.float32:
+            in_float32 = float32_arguments(args)
+            self.original(*in_float32, **kwargs)  # compiles the float32 kernel: not timed
+            for threads in self.threads:
+                numba.set_num_threads(threads)
+
+                def one_float32_run() -> dict:
+                    common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
+                    call_args = [copy.deepcopy(a) if i in generators else a for i, a in enumerate(in_float32)]
+                    with common.CpuMeter() as meter:
+                        result = self.original(*call_args, **kwargs)
+                    return {"sim_s": meter.seconds, "others_cpu": meter.others,
+                            "spike_count": result.spike_count.copy()}
+
+                self.timings[("float32", threads)] = common.timed_repeats(one_float32_run, self.repeats,
+                                                                          self.budget_s)
         numba.set_num_threads(default_threads)
         if self.torch_device:  # (init passes its numba backend as ``backend=``: replaced by torch's)
             from spikeforge.core.backends import get_backend
@@ -193,11 +213,31 @@ class InitRunTimer:
         return self.original(*args, **kwargs)
 
 
+def float32_arguments(args: tuple) -> list:
+    """The init run's ``run_trial`` arguments (p, net, constants, kind, v0, stimulus, generator) with the
+    state in float32: ``float_precision = "float32"``, the constants made for it, the weights and the
+    stimulus cast; the same initial voltages and generator."""
+    from spikeforge.rls.network_parameters import network_parameters
+    from spikeforge.rls.params import Params
+
+    p, net, _, kind, v0, x_stim, *rest = args
+    p32 = Params({**p.user, "float_precision": "float32"})
+    net32 = net._replace(static_weight=net.static_weight.astype(np.float32),
+                         plastic_weight=net.plastic_weight.astype(np.float32))
+    return [p32, net32, network_parameters(p32, None), kind, v0, x_stim.astype(np.float32), *rest]
+
+
+def population_rates(p, counts: np.ndarray) -> tuple[float, float]:
+    """Mean E and I rates [Hz] of the init run's spike counts."""
+    rates = counts / (p.train_time / 1000)
+    return float(rates[:p.ne].mean()), float(rates[p.ne:].mean())
+
+
 _kernel_warm = False
 
 
 def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, budget_s: float,
-                          quiet_wait_s: float, torch_device: str | None) -> dict:
+                          quiet_wait_s: float, torch_device: str | None, float32: bool = True) -> dict:
     """Build spikeforge's network of n neurons (rls.new + rls.init, timing its init run on the
     way, see InitRunTimer) and export it for the peers."""
     global _kernel_warm
@@ -209,7 +249,7 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
         shutil.rmtree(directory)
     rls.new(directory, {"n_cells": n, "seed": SEED, "pree": 2 * K / n, "benchmark": True})
     timer = InitRunTimer(initialize.run_trial, threads, repeats, budget_s, quiet_wait_s, not _kernel_warm,
-                         torch_device)
+                         torch_device, float32)
     original_static_weights = connectivity.static_weights
     connect = {}
 
@@ -235,13 +275,19 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
     if not (p.tau_meme == p.tau_memi and p.tau_bale == p.tau_bali and p.threshe == p.threshi):
         raise RuntimeError("the network file assumes one tau_m, tau_s and threshold for E and I")
     init_counts = np.asarray(model.init_stats["spike_count"])
-    static, torch_timing = {}, None
+    static, torch_timing, float32 = {}, None, {}
+    init_rates = (float(model.init_stats["rate_exc_hz"]), float(model.init_stats["rate_inh_hz"]))
     for k, runs in timer.timings.items():
-        identical = [float(np.mean(run.pop("spike_count") == init_counts)) for run in runs]
+        counts = [run.pop("spike_count") for run in runs]
+        identical = [float(np.mean(c == init_counts)) for c in counts]
         best = common.best(runs)
         timing = {"sim_s": best["sim_s"], "others_cpu": best["others_cpu"], "runs": runs,
                   "identical_counts": min(identical)}
-        if k == "torch":
+        if isinstance(k, tuple):  # float32 state: other spikes; its rates must be within the peers' tolerance
+            rates = [population_rates(p, c) for c in counts]
+            worst = max(abs(r / ref - 1) for pair in rates for r, ref in zip(pair, init_rates))
+            float32[k[1]] = timing | {"rates": rates[0], "max_deviation": worst, "ok": worst <= TOLERANCE}
+        elif k == "torch":
             torch_timing = timing | {"device": torch_device}
         elif min(identical) < 1:
             raise RuntimeError(f"a timed run ({k} threads) differs from the init run")
@@ -256,7 +302,7 @@ def build_and_time_static(n: int, work: Path, threads: list[int], repeats: int, 
                         x=np.where(np.arange(n) < p.ne, p.x_bale, p.x_bali))
     return {"p": p, "directory": directory, "network": network, "n_synapses": int(post.size), "init_s": init_s,
             "connect_s": connect.get("s"), "init_counts": init_counts, "static": static, "torch": torch_timing,
-            "init_rates": (float(model.init_stats["rate_exc_hz"]), float(model.init_stats["rate_inh_hz"]))}
+            "float32": float32, "init_rates": init_rates}
 
 
 _train_warm = False
@@ -312,10 +358,15 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
     names = [PEERS[p] for p in peers]
     with_torch = any(size.get("torch") for size in results)
+    with_float32 = any(size.get("float32") for size in results)
     rate_rows, time_rows, setup_rows = [], [], []
     for size in results:
         ref = size["spikeforge_rates"]
         row = [f"{size['n']:,}", f"{ref[0]:.3f} / {ref[1]:.3f}"]
+        if with_float32:
+            in_float32 = list(size.get("float32", {}).values())
+            row.append(f"{in_float32[0]['rates'][0]:.3f} / {in_float32[0]['rates'][1]:.3f}, "
+                       f"{100 * max(t['max_deviation'] for t in in_float32):.2f} %" if in_float32 else "—")
         if with_torch:
             row.append(f"{100 * size['torch']['identical_counts']:.0f} %" if size.get("torch") else "—")
         for peer in peers:
@@ -351,13 +402,24 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
             plain = size.get("plain") if threads == 1 else None
             if plain:
                 others.append(plain["others_cpu"])
+            in_float32 = size.get("float32", {}).get(threads)
+            float32_cells = []
+            if with_float32:
+                float32_cells.append(fmt_s(in_float32["sim_s"]) if in_float32 else "—")
+                for peer in peers:
+                    result = size["peers"].get(peer, {}).get(threads)
+                    float32_cells.append(
+                        f"{common.best(result['runs'])['sim_s'] / in_float32['sim_s']:.2f}"
+                        if in_float32 and in_float32["ok"] and result and result["check"]["ok"] else "—")
+                if in_float32:
+                    others.append(in_float32["others_cpu"])
             torch_row = size.get("torch") if threads == 1 else None
             if torch_row:
                 others.append(torch_row["others_cpu"])
             busiest = max((o for o in others if o == o), default=float("nan"))
             time_rows.append([f"{size['n']:,}", f"{size['n_synapses'] / 1e6:.1f} M", str(threads), fmt_s(sf["sim_s"])]
                              + ([fmt_s(torch_row["sim_s"]) if torch_row else "—"] if with_torch else [])
-                             + peer_s + ratios
+                             + peer_s + ratios + float32_cells
                              + ([fmt_s(plastic["sim_s"]), f"{plastic['sim_s'] / sf['sim_s']:.1f}"] if plastic else
                                 ["—", "—"])
                              + [fmt_s(plain["sim_s"]) if plain else "—", f"{100 * busiest:.0f} %"])
@@ -371,7 +433,9 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
                 setup += ([fmt_s(min(r["build_s"] for r in nest["runs"])), fmt_s(min(r["setup_s"] for r in nest["runs"]))]
                           if nest else ["failed", "—"])
             setup_rows.append(setup)
-    rate_header = ["neurons", "spikeforge E / I [Hz]"] + (["spikeforge torch: same counts as numba"] if with_torch else [])
+    rate_header = (["neurons", "spikeforge E / I [Hz]"]
+                   + (["spikeforge float32 state: E / I [Hz], worst deviation"] if with_float32 else [])
+                   + (["spikeforge torch: same counts as numba"] if with_torch else []))
     for name in names:
         rate_header += [f"{name} E / I [Hz]", f"{name}: worst deviation, verdict"]
     rate_header.append("spikeforge plastic (benchmark mode) mean rate [Hz]")
@@ -379,6 +443,8 @@ def tables(results: list[dict], peers: list[str]) -> dict[str, str]:
     time_header = (["neurons", "static synapses", "threads", "spikeforge [s]"] + ([torch_label] if with_torch else [])
                    + [f"{name} [s]" for name in names]
                    + [f"{name} / spikeforge" for name in names]
+                   + (["spikeforge float32 state [s]"] + [f"{name} / spikeforge float32" for name in names]
+                      if with_float32 else [])
                    + ["spikeforge plastic [s]", "plastic / static", "plain numba loop, serial [s]",
                       "others' CPU share (worst)"])
     setup_header = ["neurons", "threads", "spikeforge connectivity [s]", "spikeforge rls.init, all of it [s]"]
@@ -482,6 +548,8 @@ def main() -> int:
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--no-plastic", action="store_true", help="skip the plastic (benchmark-mode) column")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain numba loop (the yardstick column)")
+    parser.add_argument("--no-float32", action="store_true",
+                        help="skip the spikeforge column with float32 state (float_precision = \"float32\")")
     parser.add_argument("--torch-device", default="cpu",
                         help="device of spikeforge's torch backend column: cpu (default), cuda, or none to skip it")
     parser.add_argument("--quick", action="store_true", help="4096 neurons, one repeat")
@@ -519,15 +587,20 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         print(f"\n{n} neurons: building the network (rls.init, timing its init run) ...", flush=True)
         net = build_and_time_static(n, work, args.threads, args.repeats, args.budget, args.quiet_wait,
-                                    None if args.torch_device == "none" else args.torch_device)
+                                    None if args.torch_device == "none" else args.torch_device, not args.no_float32)
         size = {"n": n, "n_synapses": net["n_synapses"], "init_s": net["init_s"], "connect_s": net["connect_s"],
                 "spikeforge_rates": list(net["init_rates"]), "static": net["static"], "torch": net["torch"],
-                "plastic": {}, "peers": {}}
+                "float32": net["float32"], "plastic": {}, "peers": {}}
         print(f"  rls.init {net['init_s']:.1f} s (without the timing runs); init rates "
               f"E {net['init_rates'][0]:.3f} Hz, I {net['init_rates'][1]:.3f} Hz", flush=True)
         for threads, timing in size["static"].items():
             print(f"  spikeforge, {threads} thread(s): {timing['sim_s']:.3f} s "
                   f"(others used {100 * timing['others_cpu']:.0f} % of the CPU meanwhile)", flush=True)
+        for threads, timing in size["float32"].items():
+            print(f"  spikeforge, float32 state, {threads} thread(s): {timing['sim_s']:.3f} s; rates "
+                  f"E {timing['rates'][0]:.3f}, I {timing['rates'][1]:.3f} Hz (worst deviation "
+                  f"{100 * timing['max_deviation']:.2f} %{'' if timing['ok'] else ', OVER THE 3 % TOLERANCE'})",
+                  flush=True)
         if size["torch"]:
             print(f"  spikeforge torch backend ({size['torch']['device']}): {size['torch']['sim_s']:.3f} s; "
                   f"{100 * size['torch']['identical_counts']:.0f} % of neurons with numba's spike count", flush=True)
@@ -583,6 +656,15 @@ def main() -> int:
             summary.append(f"spikeforge is {min(ratios):.2f}x to {max(ratios):.2f}x as fast as {PEERS[peer]} "
                            f"(target: at least {TARGETS[peer]:g}x at every size and thread count: "
                            f"{'met' if min(ratios) >= TARGETS[peer] else 'NOT met'})")
+        ratios32 = [common.best(s["peers"][peer][t]["runs"])["sim_s"] / s["float32"][t]["sim_s"]
+                    for s in results for t in s.get("float32", {})
+                    if s["float32"][t]["ok"] and s["peers"][peer].get(t) and s["peers"][peer][t]["check"]["ok"]]
+        complete = all(s["float32"].get(t, {}).get("ok") for s in results for t in s["static"])
+        if ratios32:
+            summary.append(f"with float32 state, spikeforge is {min(ratios32):.2f}x to {max(ratios32):.2f}x as fast "
+                           f"as {PEERS[peer]} (rates within {100 * TOLERANCE:g} % of float64's: "
+                           f"{'every row' if complete else 'NOT every row'}; target at least {TARGETS[peer]:g}x: "
+                           f"{'met' if complete and min(ratios32) >= TARGETS[peer] else 'NOT met'})")
     total_s = time.perf_counter() - started_all
     print("\nRates (the comparison holds only where every peer is within 3 % of spikeforge's E and I rates):\n")
     print(out["rates"])
@@ -657,6 +739,10 @@ voltages are exported to the peers and the plain loop:
   `backend=` spikeforge's torch backend, connectivity and constants moved to it beforehand
   (outside the timing); on the CPU it runs one torch thread (spikeforge's choice), so it
   appears on the 1-thread rows. Its spike counts are compared with numba's.
+- **spikeforge, float32 state** (`float_precision = "float32"`; default float64): the same call
+  with the voltages, currents, weights and constants in float32 (half the bytes a step moves). Its
+  rounding differs, so its spikes do; its rates must be within the peers' 3 % of float64's (rate
+  table), and its ratios count only then.
 - **plain numba loop** (`bench/peers/plain_numba.py`, not spikeforge): the bare serial loop of
   the same model, the yardstick the issue quotes; it reproduces spikeforge's spike counts
   exactly.
