@@ -62,7 +62,7 @@ def bandwidth(n_bytes: int) -> float:
     ``rls_loop.py``'s roofline)."""
     from rls_loop import roofline_seconds
 
-    values = np.ones(max(n_bytes // 8, 1024))
+    values = np.ones((max(n_bytes // 4096, 1), 512))  # rows of 4 kB: the pass shares rows out between threads
     return 2 * values.nbytes / roofline_seconds(values, repeats=30)
 
 
