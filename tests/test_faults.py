@@ -470,8 +470,8 @@ def _spoil_p_after_each_update(monkeypatch, value):
 
     update = numba_rls.rls_update
 
-    def spoiled(P, *args):
-        update(P, *args)
+    def spoiled(P, *args, **options):
+        update(P, *args, **options)
         P[0].reshape(-1)[0] = value
 
     monkeypatch.setattr(numba_rls, "rls_update", spoiled)

@@ -180,13 +180,17 @@ class InitRunTimer:
             self.timings[threads] = common.timed_repeats(one_run, self.repeats, self.budget_s)
         if self.float32:
             in_float32 = float32_arguments(args)
-            self.original(*in_float32, **kwargs)  # compiles the float32 kernel: not timed
+
+            def fresh_float32_args():  # the init run's generator, copied: init itself must start from it
+                return [copy.deepcopy(a) if i in generators else a for i, a in enumerate(in_float32)]
+
+            self.original(*fresh_float32_args(), **kwargs)  # compiles the float32 kernel: not timed
             for threads in self.threads:
                 numba.set_num_threads(threads)
 
                 def one_float32_run() -> dict:
                     common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
-                    call_args = [copy.deepcopy(a) if i in generators else a for i, a in enumerate(in_float32)]
+                    call_args = fresh_float32_args()
                     with common.CpuMeter() as meter:
                         result = self.original(*call_args, **kwargs)
                     return {"sim_s": meter.seconds, "others_cpu": meter.others,

@@ -191,18 +191,19 @@ def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray
     return layout, in_to_out
 
 
-def write_back_plan(in_to_out: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The copy of in-layout weights (rows of ``in_to_out``) to the out-layout, in the out-layout's order.
+def write_back_plan(in_to_out: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The copy of a whole network's in-layout weights to the out-layout, in the out-layout's order.
 
-    Returns (positions, sources): ``weights_out[positions[s]] = weights_in.flat[sources[s]]`` for every input
-    slot of these rows, sorted by position, so that a copy writes ``weights_out`` front to back (writing it
-    through ``in_to_out``, scattered, took three times longer)."""
+    Returns ``sources``: ``weights_out[s] = weights_in.flat[sources[s]]`` for every synapse ``s`` of the
+    out-layout (each is one input slot of ``in_to_out``'s rows), so that a copy writes ``weights_out``
+    front to back (writing it through ``in_to_out``, scattered, took three times longer)."""
     valid = np.arange(in_to_out.shape[1])[None, :] < count[:, None]
-    sources = np.flatnonzero(valid.ravel())
-    positions = in_to_out.ravel()[sources]
-    order = np.argsort(positions, kind="stable")
-    index_type = np.int32 if max(in_to_out.size, positions.max(initial=0)) < 2**31 else np.int64  # half the bytes
-    return positions[order].astype(index_type), sources[order].astype(index_type)
+    slots = np.flatnonzero(valid.ravel())
+    sources = np.full(slots.size, -1, dtype=np.int32 if in_to_out.size < 2**31 else np.int64)  # int32: half the bytes
+    sources[in_to_out.ravel()[slots]] = slots
+    if sources.size and sources.min() < 0:
+        raise ValueError("in_to_out does not map the input slots one to one onto a whole out-layout")
+    return sources
 
 
 def initial_p(weight: np.ndarray, count: np.ndarray, penlambda: float, penmu: float, n_ff: int = 0,

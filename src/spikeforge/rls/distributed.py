@@ -340,7 +340,7 @@ def sharded(learner: Learner, group: Group, n_cells: int, shares_weights: bool =
     shard = shard_of(n_cells, group.rank, group.world)
     sizes = shard_sizes(n_cells, group.world)
     fields = {f.name: getattr(learner, f.name) for f in dataclasses.fields(Learner)}
-    fields["write_plan"] = None  # the whole network's plan; a shard writes its rows back through in_to_out
+    fields["write_plan"] = None  # a plan is of the whole network; a shard writes its rows back through in_to_out
     size = shard.size
     if learner.P.shape[0] == size:  # already this rank's block (read with Model.load(p_rows=...))
         fields["P"] = learner.P

@@ -28,9 +28,9 @@ class Learner:
     history_next: int = 0  # row the next snapshot goes to
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
     replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
-    # (positions, sources) of spikeforge.rls.connectivity.write_back_plan for the rows this learner updates;
-    # None: the weights are written back through in_to_out
-    write_plan: tuple[np.ndarray, np.ndarray] | None = None
+    # spikeforge.rls.connectivity.write_back_plan of the whole network (numba, one process); None: the
+    # weights are written back through in_to_out
+    write_plan: np.ndarray | None = None
 
     def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
         """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""

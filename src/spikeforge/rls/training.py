@@ -100,7 +100,7 @@ def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) ->
     learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
                       plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=weights_out,
                       p_scale=p.p_scale, gain_with_den=p.rls_gain == "paper", storage=p.p_storage,
-                      apply=not p.benchmark, write_plan=write_back_plan(in_to_out, model.plastic.count))
+                      apply=not p.benchmark)
     if p.p_compute == "small":
         learner.history, learner.history_filled, learner.history_next = model.history
         learner.penalties = (p.penlambda, p.penmu, p.penlam_ff, p.lx)
@@ -164,6 +164,8 @@ class _Session:
             net, in_to_out = owned_synapses(net, in_to_out, dynamics.shard)  # the synapses onto this rank's neurons
         self.net, self.const = engine.put(net), engine.put(network_parameters(p, model.cells))
         learner = learner_for(model, self.net.plastic_weight, in_to_out)
+        if engine.name == "numba" and group is None and dynamics is None and learner.apply:  # the only reader
+            learner.write_plan = write_back_plan(in_to_out, model.plastic.count)
         if group is not None:
             from spikeforge.rls.distributed import sharded
 

@@ -50,8 +50,9 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 @numba.njit(inline="always", cache=True)
 def _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i):
     """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
-    charge that the next step reads (row ``cur``).  Indices are made unsigned (they are checked when a
-    network is loaded), so that numba does not test each for wrap-around."""
+    charge that the next step reads (row ``cur``).  Indices are made unsigned, so that numba does not test
+    each for wrap-around: the caller guarantees ``0 <= static_post < N`` (init.h5 and connectivity plugins
+    are checked when they are read)."""
     row_e, row_i = inputs_e[cur], inputs_i[cur]
     for s in range(np.uint64(static_ptr[j]), np.uint64(static_ptr[j + 1])):
         w = static_weight[s]

@@ -118,21 +118,22 @@ def write_back(weights_in, plastic_count, in_to_out, weights_out):
 
 
 @numba.njit(parallel=True, cache=True)
-def gather_back(weights_in, positions, sources, weights_out):
-    """``weights_out[positions[s]] = weights_in.flat[sources[s]]``: the write-back of :func:`write_back` in the
+def gather_back(weights_in, sources, weights_out):
+    """``weights_out[s] = weights_in.flat[sources[s]]``: the write-back of :func:`write_back` in the
     out-layout's order (a :func:`spikeforge.rls.connectivity.write_back_plan`).  The writes are sequential
     and the reads (of the in-layout, a few MB) random: a third of the time of the scatter on two threads."""
     flat = weights_in.reshape(-1)
-    for s in numba.prange(positions.shape[0]):
-        weights_out[positions[s]] = flat[sources[s]]
+    for s in numba.prange(sources.shape[0]):
+        weights_out[s] = flat[sources[s]]
 
 
 def _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan):
-    """The new weights into the out-layout: by ``write_plan`` (positions, sources) if given, else by ``in_to_out``."""
+    """The new weights into the out-layout: by ``write_plan`` (the sources of every out-layout synapse) if
+    given, else by ``in_to_out``."""
     if write_plan is None:
         write_back(weights_in, plastic_count, in_to_out, weights_out)
     else:
-        gather_back(weights_in, write_plan[0], write_plan[1], weights_out)
+        gather_back(weights_in, write_plan, weights_out)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -248,9 +249,9 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         r: (N + lx,) filtered spike trains; u_bal: (N,) static current of the previous step;
         target: (N,) target current at this learning step.
         apply: False for benchmark mode (P is updated, weights are not).
-        write_plan: the (positions, sources) of :func:`spikeforge.rls.connectivity.write_back_plan` for these
-            ``weights_in`` rows, to copy the new weights to ``weights_out`` in its order (faster); default: by
-            ``in_to_out``.
+        write_plan: :func:`spikeforge.rls.connectivity.write_back_plan` of the whole network (``weights_in`` holds
+            every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
+            its order (faster); default: by ``in_to_out``.
     """
     def run(P_block, lo, hi):
         args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], r, u_bal[lo:hi],
