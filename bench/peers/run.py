@@ -162,57 +162,32 @@ class InitRunTimer:
         generators = [i for i, a in enumerate(args) if isinstance(a, np.random.Generator)]
         default_threads = numba.get_num_threads()
 
-        def fresh_args():
-            return [copy.deepcopy(a) if i in generators else a for i, a in enumerate(args)]
+        def copied(arguments):  # the init run's generator, copied: init itself must start from it
+            return [copy.deepcopy(a) if i in generators else a for i, a in enumerate(arguments)]
 
-        if self.warm_up:  # the first call in a process loads (or compiles) the kernel: not timed
-            self.original(*fresh_args(), **kwargs)
-        for threads in self.threads:
-            numba.set_num_threads(threads)
-
+        def time_runs(arguments, call_kwargs) -> list:
             def one_run() -> dict:
                 common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
-                call_args = fresh_args()
                 with common.CpuMeter() as meter:
-                    result = self.original(*call_args, **kwargs)
+                    result = self.original(*copied(arguments), **call_kwargs)
                 return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
 
-            self.timings[threads] = common.timed_repeats(one_run, self.repeats, self.budget_s)
-        if self.float32:
-            in_float32 = float32_arguments(args)
+            return common.timed_repeats(one_run, self.repeats, self.budget_s)
 
-            def fresh_float32_args():  # the init run's generator, copied: init itself must start from it
-                return [copy.deepcopy(a) if i in generators else a for i, a in enumerate(in_float32)]
-
-            self.original(*fresh_float32_args(), **kwargs)  # compiles the float32 kernel: not timed
+        variants = [(None, args)] + ([("float32", float32_arguments(args))] if self.float32 else [])
+        for variant, arguments in variants:
+            if self.warm_up or variant:  # the first call of a kernel loads (or compiles) it: not timed
+                self.original(*copied(arguments), **kwargs)
             for threads in self.threads:
                 numba.set_num_threads(threads)
-
-                def one_float32_run() -> dict:
-                    common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
-                    call_args = fresh_float32_args()
-                    with common.CpuMeter() as meter:
-                        result = self.original(*call_args, **kwargs)
-                    return {"sim_s": meter.seconds, "others_cpu": meter.others,
-                            "spike_count": result.spike_count.copy()}
-
-                self.timings[("float32", threads)] = common.timed_repeats(one_float32_run, self.repeats,
-                                                                          self.budget_s)
+                self.timings[(variant, threads) if variant else threads] = time_runs(arguments, kwargs)
         numba.set_num_threads(default_threads)
         if self.torch_device:  # (init passes its numba backend as ``backend=``: replaced by torch's)
             from spikeforge.core.backends import get_backend
 
             engine = get_backend("torch", self.torch_device)
             on_backend = [engine.put(a) if i in (1, 2, 5) else a for i, a in enumerate(args)]  # net, const, x_stim
-
-            def one_torch_run() -> dict:
-                common.wait_until_quiet(max_wait_s=self.quiet_wait_s)
-                call_args = [copy.deepcopy(a) if i in generators else a for i, a in enumerate(on_backend)]
-                with common.CpuMeter() as meter:
-                    result = self.original(*call_args, **{**kwargs, "backend": engine})
-                return {"sim_s": meter.seconds, "others_cpu": meter.others, "spike_count": result.spike_count.copy()}
-
-            self.timings["torch"] = common.timed_repeats(one_torch_run, self.repeats, self.budget_s)
+            self.timings["torch"] = time_runs(on_backend, {**kwargs, "backend": engine})
         self.spent_s = time.perf_counter() - started
         return self.original(*args, **kwargs)
 
