@@ -117,6 +117,46 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
         np.testing.assert_array_equal(out[in_to_out[i, :c]], w_kernel[i, :c])
 
 
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("lmax", [5, 16, 37])
+def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
+    """The packed kernel's SIMD column chunks (one chunk, several, and rows done lane by lane at the end of
+    each neuron's block), neurons with fewer inputs than lmax and with none, on two threads."""
+    from spikeforge.rls import p_matrix
+
+    rng = np.random.default_rng(lmax)
+    n, n_pre = 9, 60
+    count = rng.integers(1, lmax + 1, size=n).astype(np.int32)
+    count[[0, 1]] = lmax, 0
+    index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
+    dense = np.zeros((n, lmax, lmax))
+    for i, c in enumerate(count):
+        m = rng.normal(size=(c, c))
+        dense[i, :c, :c] = np.linalg.inv(m @ m.T + c * np.eye(c))
+        dense[i, c:, c:] = np.eye(lmax - c)
+    weights = rng.normal(size=(n, lmax))
+    r, u_bal, target = rng.random(n_pre), rng.normal(size=n), rng.normal(size=n)
+    P = np.ascontiguousarray(p_matrix.pack(dense).astype(dtype))
+    w_kernel = weights.copy()
+    kernels.rls_update(P, w_kernel, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal, target,
+                       1.0, True, "packed", True)
+    after = p_matrix.unpack(P, lmax)
+    for i, c in enumerate(count):
+        a = r[index[i, :c]].astype(dtype).astype(np.float64)  # the kernel's inputs are in P's type
+        P_ref, w_ref = _textbook_rls(dense[i, :c, :c], weights[i, :c], a, u_bal[i], target[i], True)
+        np.testing.assert_allclose(after[i, :c, :c], P_ref, rtol=rtol, atol=rtol * np.abs(P_ref).max(initial=0))
+        np.testing.assert_allclose(w_kernel[i, :c], w_ref, rtol=rtol, atol=rtol)
+        np.testing.assert_array_equal(after[i, c:, c:], np.eye(lmax - c))  # rows past the inputs are untouched
+
+
+def test_packed_rls_refuses_a_strided_p():
+    P = np.zeros((2, 3 * 4 // 2 * 2))[:, ::2]  # a view with stride 2: the SIMD chunks would read the wrong numbers
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.rls_update(P, np.zeros((2, 3)), np.zeros((2, 3), dtype=np.int32), np.full(2, 3, dtype=np.int32),
+                           np.zeros((2, 3), dtype=np.int64), np.zeros(1), np.ones(3), np.zeros(2), np.zeros(2), 1.0,
+                           True, "packed", True)
+
+
 @pytest.mark.parametrize("storage", ["symmetric", "packed"])
 def test_the_write_back_plan_puts_every_new_weight_where_in_to_out_does(storage):
     from spikeforge.rls.connectivity import PlasticInputs, out_layout, write_back_plan

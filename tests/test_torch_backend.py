@@ -39,8 +39,8 @@ def _run(directory, backend, overrides, n_tasks=1, nloops=2):
     ("small-mode", {"p_compute": "small"}, 1),
     ("int16-full-p", {"p_precision": "int16", "p_storage": "full"}, 1),
     # a 16-bit P is updated in float32, where the packed layout's product k = P a adds in another
-    # order on each backend (numba walks the triangle once, torch adds the rows then the mirrored
-    # upper part): the spikes stay identical, weights and P agree to float32 rounding
+    # order on each backend (numba adds each row's part right of the diagonal in SIMD lanes, torch adds
+    # the rows then the mirrored upper part): the spikes stay identical, weights and P agree to rounding
     ("float16-packed-p", {"p_precision": "float16", "p_storage": "packed"}, 1),
 ])
 def test_torch_on_cpu_equals_numba_spike_for_spike(tmp_path, case, overrides, n_tasks):
@@ -51,9 +51,9 @@ def test_torch_on_cpu_equals_numba_spike_for_spike(tmp_path, case, overrides, n_
     assert numba_test["spike_step"].size > 100
     rtol = 1e-3 if case == "float16-packed-p" else 1e-9
     np.testing.assert_allclose(torch_ckpt["plastic/weight"], numba_ckpt["plastic/weight"], rtol=rtol, atol=1e-12)
-    # float16 P: a few rounding steps of float16 (2^-10 relative) on the larger entries, 1e-4 on the small
-    # ones that cancel (P's largest entry is 1/penlambda = 50)
-    p_rtol, p_atol = (4 * 2.0**-10, 1e-4) if case == "float16-packed-p" else (1e-9, 1e-12)
+    # float16 P: a few rounding steps of float16 (2^-10 relative) on the larger entries, and 5e-4 (1e-5 of P's
+    # largest entry, 1/penlambda = 50) on the small ones that cancel: each backend adds k = P a in its own order
+    p_rtol, p_atol = (4 * 2.0**-10, 5e-4) if case == "float16-packed-p" else (1e-9, 1e-12)
     np.testing.assert_allclose(torch_ckpt["P"].astype(float), numba_ckpt["P"].astype(float), rtol=p_rtol, atol=p_atol)
     np.testing.assert_allclose(torch_test["u_total"], numba_test["u_total"], rtol=rtol)
     assert torch_train.firing_rate == numba_train.firing_rate

@@ -37,6 +37,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from spikeforge.core.backends.simd import LANES, gain_rows, update_row
+
+_GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
+
 SIMD_BYTES = 64  # one AVX-512 register / one cache line
 
 
@@ -172,32 +176,72 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_s
             _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
 
 
+@numba.njit(cache=True)
+def _packed_rows(lmax, stored):
+    """For a packed block of ``stored`` numbers per neuron: ``row_base`` (uint64, lmax), the position of row
+    q's column 0 (P[q, m] is at ``row_base[q] + m`` for m >= q), and the first row whose last column chunk
+    would reach past the block (that row and the later ones are updated lane by lane)."""
+    row_base = np.empty(lmax, dtype=np.uint64)
+    chunks = (lmax + LANES - 1) // LANES
+    start, first_tail_row = 0, lmax
+    for q in range(lmax):
+        row_base[q] = start - q
+        if first_tail_row == lmax and start - q + LANES * chunks > stored:
+            first_tail_row = q
+        start += lmax - q
+    return row_base, first_tail_row
+
+
+@numba.njit(inline="always", cache=True)
+def _tail_row_gain(Pi, row_base, q, lmax, a, k, lower):
+    """:func:`spikeforge.core.backends.simd.gain_rows` for one row, lane by lane."""
+    base, a_q = np.int64(row_base[q]), a[q]  # (uint64 plus int64 would be a float in numba)
+    k[q] += a_q * Pi[base + q]
+    right = 0.0
+    for m in range(q + 1, lmax):
+        p_qm = Pi[base + m]
+        k[m] += a_q * p_qm
+        right += p_qm * a[m]
+    lower[q] = right
+
+
 @numba.njit(parallel=True, cache=True)
 def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
                gain_with_den, apply):
-    """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row."""
+    """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row.
+
+    ``k = P a`` from the triangle: row q adds ``a_q P[q, m]`` to ``k[m]`` for m >= q (its column part) and
+    gives ``k[q]`` the sum of ``P[q, m] a[m]`` for m > q (its row part, added after every row).  Rows are
+    processed in column chunks of SIMD lanes (:mod:`spikeforge.core.backends.simd`), four rows per pass
+    over ``k``; the last rows, whose final chunk would reach into the next neuron's block, lane by lane."""
     n, lmax = P.shape[0], plastic_index.shape[1]
+    chunks = (lmax + LANES - 1) // LANES
+    chunks_u, lmax_u = np.uint64(chunks), np.uint64(lmax)
+    row_base, first_tail_row = _packed_rows(lmax, P.shape[1])
     for block in numba.prange(BLOCKS):
-        begin, end, a, k, in_p_type = _block(n, block, lmax, P)
+        begin, end, a, k, in_p_type = _block(n, block, LANES * chunks, P)
+        lower = np.zeros(LANES * chunks, dtype=P.dtype)
         for i in range(begin, end):
             count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
-            start = 0
-            for q in range(count):  # row q holds P[q, q:], at Pi[start : start + lmax - q]
-                a_q = a[q]
-                k_q = Pi[start] * a_q
-                for m in range(q + 1, lmax):
-                    p_qm = Pi[start + m - q]
-                    k[m] += a_q * p_qm
-                    k_q += p_qm * a[m]
-                k[q] += k_q
-                start += lmax - q
-            den, c = _scalars(a, k, count, p_scale, in_p_type)
-            start = 0
+            vector_rows = min(count, first_tail_row)
+            q = 0
+            while q + 3 < vector_rows:
+                _GAIN_4(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
+                q += 4
+            while q < vector_rows:
+                _GAIN_1(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
+                q += 1
+            for q in range(vector_rows, count):
+                _tail_row_gain(Pi, row_base, q, lmax, a, k, lower)
             for q in range(count):
-                k_q = k[q]
+                k[q] += lower[q]
+            den, c = _scalars(a, k, count, p_scale, in_p_type)
+            for q in range(vector_rows):
+                update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
+            for q in range(vector_rows, count):
+                base, k_q = np.int64(row_base[q]), k[q]
                 for m in range(q, lmax):
-                    Pi[start + m - q] -= c * (k_q * k[m])
-                start += lmax - q
+                    Pi[base + m] -= c * (k_q * k[m])
             _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
 
 
@@ -253,6 +297,9 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
     """
+    if storage == "packed" and not P.flags.c_contiguous:
+        raise ValueError("packed P must be C-contiguous (its kernel reads each neuron's triangle in SIMD chunks)")
+
     def run(P_block, lo, hi):
         args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], r, u_bal[lo:hi],
                 target[lo:hi], p_scale, gain_with_den)

@@ -1,0 +1,175 @@
+"""Explicit SIMD building blocks for the packed RLS kernel (numba intrinsics written in LLVM IR).
+
+A packed P row (the upper triangle of one row, :mod:`spikeforge.rls.p_matrix`) starts at an
+arbitrary element and has any length, so the compiler's own vectorisation of a loop over it runs a
+scalar remainder on almost every row (the packed kernel took three times as long as the dense one).
+These intrinsics instead work on whole *column chunks* of LANES elements: chunk ``b`` of row ``q``
+is columns ``LANES b .. LANES b + LANES - 1``, loaded in one vector from ``Pi[row_base[q] + LANES b]``
+(``row_base[q]``: the packed position of the row's column 0), whatever the row's alignment.  Lanes
+outside the row's columns ``q .. lmax - 1`` are masked: they contribute nothing and are written back
+unchanged.  The caller guarantees that every vector lies inside the neuron's own packed block.
+
+Column chunks keep the gain ``k`` aligned (one vector per chunk, whatever the row), and the product
+``k = P a`` of a chunk adds the rows in order, so results do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from llvmlite import ir
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+LANES = 16  # columns per chunk: one cache line of float32
+_I32 = ir.IntType(32)
+
+
+def _splat(builder, value):
+    """A LANES-vector holding ``value`` in every lane."""
+    vector_type = ir.VectorType(value.type, LANES)
+    undefined = ir.Constant(vector_type, ir.Undefined)
+    first = builder.insert_element(undefined, value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, undefined, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def _vector_at(builder, data, offset, vector_type):
+    """Pointer to the LANES elements starting at ``data[offset]`` (any alignment)."""
+    return builder.bitcast(builder.gep(data, [offset]), vector_type.as_pointer())
+
+
+def _tree_sum(builder, vector):
+    """The sum of a vector's lanes, as a fixed tree: halves added until one lane is left."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        low = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
+        high = builder.shuffle_vector(vector, vector,
+                                      ir.Constant(ir.VectorType(_I32, width), list(range(width, 2 * width))))
+        vector = builder.fadd(low, high)
+    return builder.extract_element(vector, ir.Constant(_I32, 0))
+
+
+def _lane_window(builder, lane_numbers, first_column, end_column, chunk_column):
+    """Lanes of the chunk at ``chunk_column`` whose column is in ``first_column .. end_column - 1``."""
+    low = _splat(builder, builder.trunc(builder.sub(first_column, chunk_column), _I32))
+    high = _splat(builder, builder.trunc(builder.sub(end_column, chunk_column), _I32))
+    return builder.and_(builder.icmp_signed(">=", lane_numbers, low), builder.icmp_signed("<", lane_numbers, high))
+
+
+class _ChunkLoop:
+    """``for b in range(q // LANES, chunks)``, built in IR; ``phis``: loop-carried vectors, from ``initial``."""
+
+    def __init__(self, builder, q, chunks, initial):
+        self.builder, self.chunks = builder, chunks
+        index_type = q.type
+        first = builder.udiv(q, ir.Constant(index_type, LANES))
+        self.entry = builder.block
+        self.head = builder.append_basic_block("chunks.head")
+        self.body = builder.append_basic_block("chunks.body")
+        self.done = builder.append_basic_block("chunks.done")
+        builder.branch(self.head)
+        builder.position_at_end(self.head)
+        self.chunk = builder.phi(index_type)
+        self.phis = [builder.phi(value.type) for value in initial]
+        self.chunk.add_incoming(first, self.entry)
+        for phi, value in zip(self.phis, initial):
+            phi.add_incoming(value, self.entry)
+        builder.cbranch(builder.icmp_unsigned("<", self.chunk, chunks), self.body, self.done)
+        builder.position_at_end(self.body)
+        self.column = builder.mul(self.chunk, ir.Constant(index_type, LANES))
+
+    def close(self, updated):
+        builder = self.builder
+        body_end = builder.block
+        self.chunk.add_incoming(builder.add(self.chunk, ir.Constant(self.chunk.type, 1)), body_end)
+        for phi, value in zip(self.phis, updated):
+            phi.add_incoming(value, body_end)
+        builder.branch(self.head)
+        builder.position_at_end(self.done)
+
+
+def _require_contiguous(*arrays):
+    """The intrinsics address elements from the data pointer: every array must be C-contiguous."""
+    for array in arrays:
+        if not isinstance(array, types.Array) or array.layout != "C":
+            raise TypingError(f"{array} must be a C-contiguous array (the SIMD chunks assume unit stride)")
+
+
+def _arrays(context, builder, signature, args, count):
+    """Data pointers of the first ``count`` arguments (arrays)."""
+    return [context.make_array(t)(context, builder, v).data for t, v in zip(signature.args[:count], args[:count])]
+
+
+@cache
+def gain_rows(rows: int):
+    """Intrinsic ``gain(k, Pi, a, lower, row_base, q, lmax, chunks)`` for rows ``q .. q + rows - 1``:
+    ``k[m] += a[r] P[r, m]`` for ``r <= m < lmax`` (the rows added in order), and
+    ``lower[r] = sum_{r < m < lmax} P[r, m] a[m]`` (the row's part of ``k[r]`` right of the diagonal: the
+    caller adds it to ``k`` once every row is done).  ``k``, ``a``: at least ``LANES * chunks`` long, ``a``
+    zero past the inputs.  Several rows per call load and store each chunk of ``k`` once for all of them."""
+
+    @intrinsic
+    def gain(typingctx, k, Pi, a, lower, row_base, q, lmax, chunks):
+        _require_contiguous(k, Pi, a, lower, row_base)
+        signature = types.void(k, Pi, a, lower, row_base, q, lmax, chunks)
+
+        def codegen(context, builder, signature, args):
+            k_data, p_data, a_data, lower_data, base_data = _arrays(context, builder, signature, args, 5)
+            q_value, lmax_value, chunks_value = args[5:]
+            vector_type = ir.VectorType(context.get_data_type(signature.args[1].dtype), LANES)
+            zero = ir.Constant(vector_type, [0.0] * LANES)
+            lane_numbers = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
+            row_numbers = [builder.add(q_value, ir.Constant(q_value.type, r)) for r in range(rows)]
+            bases = [builder.load(builder.gep(base_data, [row])) for row in row_numbers]
+            a_rows = [_splat(builder, builder.load(builder.gep(a_data, [row]))) for row in row_numbers]
+            loop = _ChunkLoop(builder, q_value, chunks_value, [zero] * rows)
+            k_at = _vector_at(builder, k_data, loop.column, vector_type)
+            k_chunk = builder.load(k_at, align=4)
+            a_chunk = builder.load(_vector_at(builder, a_data, loop.column, vector_type), align=4)
+            sums = []
+            for r in range(rows):
+                p = builder.load(_vector_at(builder, p_data, builder.add(bases[r], loop.column), vector_type), align=4)
+                from_diagonal = _lane_window(builder, lane_numbers, row_numbers[r], lmax_value, loop.column)
+                right_of_it = _lane_window(builder, lane_numbers, builder.add(row_numbers[r], ir.Constant(
+                    q_value.type, 1)), lmax_value, loop.column)
+                k_chunk = builder.fadd(k_chunk, builder.fmul(a_rows[r], builder.select(from_diagonal, p, zero)))
+                sums.append(builder.fadd(loop.phis[r], builder.fmul(builder.select(right_of_it, p, zero), a_chunk)))
+            builder.store(k_chunk, k_at, align=4)
+            loop.close(sums)
+            for r in range(rows):
+                builder.store(_tree_sum(builder, loop.phis[r]), builder.gep(lower_data, [row_numbers[r]]))
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return gain
+
+
+@intrinsic
+def update_row(typingctx, Pi, row_base, q, lmax, chunks, c, k_q, k):
+    """``P[q, m] -= c (k_q k[m])`` for ``q <= m < lmax`` (P[q, m] at ``Pi[row_base + m]``); the other lanes
+    of each chunk are written back unchanged.  The product ``k_q k[m]`` is the same number for (q, m) and
+    (m, q), as in the dense kernel."""
+    _require_contiguous(Pi, k)
+    signature = types.void(Pi, row_base, q, lmax, chunks, Pi.dtype, Pi.dtype, k)
+
+    def codegen(context, builder, signature, args):
+        p_value, base_value, q_value, lmax_value, chunks_value, c_value, k_q_value, k_value = args
+        p_data = context.make_array(signature.args[0])(context, builder, p_value).data
+        k_data = context.make_array(signature.args[7])(context, builder, k_value).data
+        vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
+        lane_numbers = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
+        c_all, k_q_all = _splat(builder, c_value), _splat(builder, k_q_value)
+        loop = _ChunkLoop(builder, q_value, chunks_value, [])
+        p_at = _vector_at(builder, p_data, builder.add(base_value, loop.column), vector_type)
+        p = builder.load(p_at, align=4)
+        k_chunk = builder.load(_vector_at(builder, k_data, loop.column, vector_type), align=4)
+        updated = builder.fsub(p, builder.fmul(c_all, builder.fmul(k_q_all, k_chunk)))
+        in_row = _lane_window(builder, lane_numbers, q_value, lmax_value, loop.column)
+        builder.store(builder.select(in_row, updated, p), p_at, align=4)
+        loop.close([])
+        return context.get_dummy_value()
+
+    return signature, codegen
