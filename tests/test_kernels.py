@@ -118,14 +118,18 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-@pytest.mark.parametrize("lmax", [5, 16, 37])
+@pytest.mark.parametrize("lmax", [5, 16, 37, 64])
 def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
-    """The packed kernel's SIMD column chunks (one chunk, several, and rows done lane by lane at the end of
-    each neuron's block), neurons with fewer inputs than lmax and with none, on two threads."""
+    """The packed kernel's paths: lmax 5 has only rows done lane by lane (a row is shorter than a chunk),
+    16 one chunk per row and no such rows, 37 several chunks and lane-by-lane rows at the end of each
+    neuron's block, 64 several whole chunks; neurons with fewer inputs than lmax and with none; the
+    same numbers on one thread and on two."""
+    import numba
+
     from spikeforge.rls import p_matrix
 
     rng = np.random.default_rng(lmax)
-    n, n_pre = 9, 60
+    n, n_pre = 9, 80
     count = rng.integers(1, lmax + 1, size=n).astype(np.int32)
     count[[0, 1]] = lmax, 0
     index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
@@ -136,10 +140,20 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
         dense[i, c:, c:] = np.eye(lmax - c)
     weights = rng.normal(size=(n, lmax))
     r, u_bal, target = rng.random(n_pre), rng.normal(size=n), rng.normal(size=n)
-    P = np.ascontiguousarray(p_matrix.pack(dense).astype(dtype))
-    w_kernel = weights.copy()
-    kernels.rls_update(P, w_kernel, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal, target,
-                       1.0, True, "packed", True)
+    results = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        P = np.ascontiguousarray(p_matrix.pack(dense).astype(dtype))
+        w_kernel = weights.copy()
+        numba.set_num_threads(threads)
+        try:
+            kernels.rls_update(P, w_kernel, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal,
+                               target, 1.0, True, "packed", True)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        results.append((P, w_kernel))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    P, w_kernel = results[0]
     after = p_matrix.unpack(P, lmax)
     for i, c in enumerate(count):
         a = r[index[i, :c]].astype(dtype).astype(np.float64)  # the kernel's inputs are in P's type
@@ -147,11 +161,15 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
         np.testing.assert_allclose(after[i, :c, :c], P_ref, rtol=rtol, atol=rtol * np.abs(P_ref).max(initial=0))
         np.testing.assert_allclose(w_kernel[i, :c], w_ref, rtol=rtol, atol=rtol)
         np.testing.assert_array_equal(after[i, c:, c:], np.eye(lmax - c))  # rows past the inputs are untouched
+        assert not np.any(after[i, :c, c:])  # and so are the columns past them
 
 
-def test_packed_rls_refuses_a_strided_p():
-    P = np.zeros((2, 3 * 4 // 2 * 2))[:, ::2]  # a view with stride 2: the SIMD chunks would read the wrong numbers
-    with pytest.raises(ValueError, match="C-contiguous"):
+@pytest.mark.parametrize("P", [np.zeros((2, 12))[:, ::2], np.zeros((2, 7)), np.zeros((2, 2, 3))],
+                         ids=["strided", "wrong-width", "dense-shape"])
+def test_packed_rls_refuses_a_p_it_cannot_address(P):
+    """The SIMD chunks address each neuron's triangle from the data pointer: a strided view, or a P of another
+    width (3 inputs need 6 numbers per neuron), would be read wrongly or out of bounds."""
+    with pytest.raises(ValueError, match=r"packed P must be a C-contiguous \(N, 6\) array for 3 plastic inputs"):
         kernels.rls_update(P, np.zeros((2, 3)), np.zeros((2, 3), dtype=np.int32), np.full(2, 3, dtype=np.int32),
                            np.zeros((2, 3), dtype=np.int64), np.zeros(1), np.ones(3), np.zeros(2), np.zeros(2), 1.0,
                            True, "packed", True)

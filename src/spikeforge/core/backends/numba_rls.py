@@ -23,8 +23,11 @@ step, so it is memory-bound):
 * Arithmetic is in P's floating type (float32 by default, as the reference's BLAS calls);
   the scalars ``a'k``, the error and the weight step are in float64.
 
-* ``packed`` stores each P as its upper triangle, row by row (N, Lmax (Lmax + 1) / 2): half
-  the memory; the update and the product touch each stored element once.
+* ``packed`` stores each P as its upper triangle, row by row (N, Lmax (Lmax + 1) / 2, C-contiguous):
+  half the memory and traffic.  Its kernel reads each row in 16-lane column chunks
+  (:mod:`spikeforge.core.backends.simd`); ``k = P a`` is each row's column part (added row by row)
+  plus its part right of the diagonal (added after all rows), so it rounds differently from the dense
+  kernels.
 * float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
   converted to float32 in blocks of neurons, updated, and rounded back
   (:func:`rls_update`), so the kernels only ever compute in float32 or float64.
@@ -37,6 +40,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
+# __pycache__ folder of this package (or set NUMBA_DISABLE_CACHE=1 while working on it)
 from spikeforge.core.backends.simd import LANES, gain_rows, update_row
 
 _GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
@@ -197,12 +202,11 @@ def _tail_row_gain(Pi, row_base, q, lmax, a, k, lower):
     """:func:`spikeforge.core.backends.simd.gain_rows` for one row, lane by lane."""
     base, a_q = np.int64(row_base[q]), a[q]  # (uint64 plus int64 would be a float in numba)
     k[q] += a_q * Pi[base + q]
-    right = 0.0
+    lower[q] = 0  # the sum in P's type, as in the vector rows
     for m in range(q + 1, lmax):
         p_qm = Pi[base + m]
         k[m] += a_q * p_qm
-        right += p_qm * a[m]
-    lower[q] = right
+        lower[q] += p_qm * a[m]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -236,8 +240,9 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
             for q in range(count):
                 k[q] += lower[q]
             den, c = _scalars(a, k, count, p_scale, in_p_type)
-            for q in range(vector_rows):
-                update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
+            for parity in range(2):  # even rows, then odd ones: the last store of a row overlaps the next row's
+                for q in range(parity, vector_rows, 2):  # first load, which would wait for it (a fifth of a neuron)
+                    update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
             for q in range(vector_rows, count):
                 base, k_q = np.int64(row_base[q]), k[q]
                 for m in range(q, lmax):
@@ -284,7 +289,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
     """One RLS update of every neuron, whatever P's storage and type.
 
     Args:
-        P: (N, Lmax, W) for ``storage`` "full" or "symmetric", (N, Lmax (Lmax+1)/2) for "packed";
+        P: (N, Lmax, W) for ``storage`` "full" or "symmetric", (N, Lmax (Lmax+1)/2) C-contiguous for "packed";
             float64, float32, float16, or int16 holding ``round(P * p_scale)``.
         plastic_index: int (N, Lmax) presynaptic neuron of each plastic input (padding unused).
         plastic_count: int (N,) number of plastic inputs of each neuron.
@@ -297,8 +302,11 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
     """
-    if storage == "packed" and not P.flags.c_contiguous:
-        raise ValueError("packed P must be C-contiguous (its kernel reads each neuron's triangle in SIMD chunks)")
+    if storage == "packed":  # its kernel addresses each neuron's triangle directly, in SIMD chunks
+        lmax = plastic_index.shape[1]
+        if P.ndim != 2 or P.shape[1] != lmax * (lmax + 1) // 2 or not P.flags.c_contiguous:
+            raise ValueError(f"packed P must be a C-contiguous (N, {lmax * (lmax + 1) // 2}) array for "
+                             f"{lmax} plastic inputs; got shape {P.shape}, C-contiguous: {P.flags.c_contiguous}")
 
     def run(P_block, lo, hi):
         args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], r, u_bal[lo:hi],

@@ -9,8 +9,9 @@ is columns ``LANES b .. LANES b + LANES - 1``, loaded in one vector from ``Pi[ro
 outside the row's columns ``q .. lmax - 1`` are masked: they contribute nothing and are written back
 unchanged.  The caller guarantees that every vector lies inside the neuron's own packed block.
 
-Column chunks keep the gain ``k`` aligned (one vector per chunk, whatever the row), and the product
-``k = P a`` of a chunk adds the rows in order, so results do not depend on the number of threads.
+Column chunks keep the gain ``k`` aligned (one vector per chunk, whatever the row); the rows of a
+chunk are added in order.  (Results do not depend on the number of threads because each neuron is
+updated by one thread.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-LANES = 16  # columns per chunk: one cache line of float32
+LANES = 16  # columns per chunk: one cache line of float32, two of float64
 _I32 = ir.IntType(32)
 
 
@@ -90,11 +91,16 @@ class _ChunkLoop:
         builder.position_at_end(self.done)
 
 
-def _require_contiguous(*arrays):
-    """The intrinsics address elements from the data pointer: every array must be C-contiguous."""
-    for array in arrays:
-        if not isinstance(array, types.Array) or array.layout != "C":
-            raise TypingError(f"{array} must be a C-contiguous array (the SIMD chunks assume unit stride)")
+def _require_arrays(values, index_array=None):
+    """The intrinsics address elements from the data pointer in the first array's type: the value arrays
+    must be C-contiguous and of one floating type, ``index_array`` C-contiguous 64-bit integers."""
+    for array in (*values, *([index_array] if index_array is not None else [])):
+        if not isinstance(array, types.Array) or array.layout != "C" or array.ndim != 1:
+            raise TypingError(f"{array} must be a 1-d C-contiguous array (the SIMD chunks assume unit stride)")
+    if any(array.dtype != values[0].dtype for array in values) or not isinstance(values[0].dtype, types.Float):
+        raise TypingError(f"the arrays {values} must have one floating type")
+    if index_array is not None and index_array.dtype not in (types.int64, types.uint64):
+        raise TypingError(f"{index_array} must hold 64-bit integers")
 
 
 def _arrays(context, builder, signature, args, count):
@@ -112,7 +118,7 @@ def gain_rows(rows: int):
 
     @intrinsic
     def gain(typingctx, k, Pi, a, lower, row_base, q, lmax, chunks):
-        _require_contiguous(k, Pi, a, lower, row_base)
+        _require_arrays((Pi, k, a, lower), row_base)
         signature = types.void(k, Pi, a, lower, row_base, q, lmax, chunks)
 
         def codegen(context, builder, signature, args):
@@ -152,7 +158,7 @@ def update_row(typingctx, Pi, row_base, q, lmax, chunks, c, k_q, k):
     """``P[q, m] -= c (k_q k[m])`` for ``q <= m < lmax`` (P[q, m] at ``Pi[row_base + m]``); the other lanes
     of each chunk are written back unchanged.  The product ``k_q k[m]`` is the same number for (q, m) and
     (m, q), as in the dense kernel."""
-    _require_contiguous(Pi, k)
+    _require_arrays((Pi, k))
     signature = types.void(Pi, row_base, q, lmax, chunks, Pi.dtype, Pi.dtype, k)
 
     def codegen(context, builder, signature, args):
