@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--n-cells", type=int, default=4096)
     parser.add_argument("--loops", type=int, default=5, help="timed loops per thread count (after one warm-up)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, numba.config.NUMBA_NUM_THREADS])
-    parser.add_argument("--p-storage", default="symmetric", choices=["symmetric", "full", "packed"])
+    parser.add_argument("--p-storage", default="packed", choices=["packed", "symmetric", "full"],
+                        help="layout of P (default: the model's default, packed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder) / "net"

@@ -2,7 +2,7 @@
 
     python bench/scaling.py [--cells 4096] [--loops 3] [--jobs 40]
 
-1. The default model (``--cells`` neurons, every other parameter at its default, P float32 symmetric),
+1. The default model (``--cells`` neurons, every other parameter at its default, P float32 packed),
    after one warm-up loop: ``spikeforge train`` in one process (1 numba thread, then all) against
    ``torchrun --nproc-per-node 2 ... --distributed`` (one thread per rank), with and without
    ``--shard-network``, the same loops from the same checkpoint; s/loop from the learning curves, and the

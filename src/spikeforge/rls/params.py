@@ -49,8 +49,9 @@ PARAMS = [
     Param("dt", float, "Euler time step [ms]", 0.1, unit="ms"),
     Param("float_precision", str, "floating type of the simulation state and weights", "float64",
           choices=("float64", "float32")),
-    Param("p_storage", str, "layout of each neuron's P: symmetric (kept exactly symmetric), full, or packed "
-          "(upper triangle, half the memory)", "symmetric", choices=("symmetric", "full", "packed")),
+    Param("p_storage", str, "layout of each neuron's P: packed (upper triangle: half the memory, the fastest "
+          "update), symmetric (full blocks kept exactly symmetric), or full (general rank-1 update)", "packed",
+          choices=("packed", "symmetric", "full")),
     Param("p_precision", str, "element type of P", "float32", choices=("float32", "float64", "float16", "int16")),
     Param("p_compute", str, "RLS variant: fast keeps P per neuron; small keeps only a short history of r and "
           "re-solves at every update (memory-light, slower, a sliding-window least squares)", "fast",
