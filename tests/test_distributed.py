@@ -225,7 +225,7 @@ def test_a_killed_rank_ends_the_other_with_a_clear_error(tmp_path):
     assert time.monotonic() - killed < 20 and process.returncode != 0
     # the survivor either finds the dead peer in its next exchange, or first gets the SIGTERM that torchrun
     # sends every rank when one fails, and says so; torchrun's report names the killed rank
-    assert "with the other ranks failed" in stderr or "torchrun sends it to every rank when one rank fails" in stderr
+    assert "with the other ranks failed" in stderr or "torchrun sends SIGTERM to every rank when one rank fails" in stderr
     assert "Signal 9 (SIGKILL) received by PID" in stderr
     valid = re.search(r"the last checkpoint, '(\d+)', stays valid", stderr)
     assert valid, stderr[-2000:]
