@@ -19,9 +19,10 @@ The work, per neuron and step of the default model (4096 neurons, K = 205, 58 pl
   u0_skip_time, half of them): the *kernel* bytes.
 * training step: also the plastic current and the filtered spike train (2 x 16 B), the plastic charge
   (16 B), the stored static current for RLS (8 B) and the spikes' plastic out-synapses.
-* RLS update of one neuron with L plastic inputs: P read and written once, L (L + 1) / 2 floats if
-  its symmetry were exploited in storage (the *must* bytes; spikeforge stores the full L x 64 block,
-  P's memory), and 4 L^2 flops (k = P a and the rank-1 update).
+* RLS update of one neuron with L plastic inputs: P read and written once, L (L + 1) / 2 floats with
+  its symmetry exploited in storage (the *must* bytes: the default packed storage stores exactly
+  these; symmetric and full store an L x 64 padded block), and 3 L^2 flops (k = P a, 2 L^2, and the
+  rank-1 update of the triangle, L (L + 1)).
 
 A limit is the larger of bytes / bandwidth and flops / peak; the table gives each measured time as a
 ratio to it (1.0 would be the limit).  Paste the tables into BENCHMARKS.md.
@@ -156,7 +157,7 @@ def main() -> None:
             bw_p = bandwidth(P.nbytes)
             flops64, flops32 = peak_flops(np.float64), peak_flops(np.float32)
             rls_must = 2 * n * L * (L + 1) / 2 * P.itemsize
-            rls_flops = 4 * L * L * n
+            rls_flops = 3 * L * L * n
             updates = p.steps.learn_nsteps
             rls_limit = max(rls_must / bw_p, rls_flops / flops32) * updates
             static_limit = n * steps * must_static / bw_state
@@ -179,7 +180,7 @@ def main() -> None:
     must_train, kernel_train = step_bytes(rate, p.dt, True, L)
     print(f"\nbytes per neuron-step: static {must_static:.0f} must move, {kernel_static:.0f} the kernel moves; "
           f"training {must_train:.0f} and {kernel_train:.0f}. RLS per neuron: {2 * L * (L + 1) / 2 * P.itemsize:.0f} B "
-          f"must move ({2 * P.nbytes / n:.0f} B with spikeforge's padded blocks), {4 * L * L} flops")
+          f"must move ({2 * P.nbytes / n:.0f} B in {p.p_storage} storage), {3 * L * L} flops")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ The roofline of one RLS update is the time to stream every neuron's P block in a
 of memory once (a parallel numba pass that reads and writes each element of an array of
 P's size and type); a loop has ``learn_nsteps`` updates.
 
-    python bench/rls_loop.py [--n-cells 4096] [--loops 5] [--threads 1 2]
+    python bench/rls_loop.py [--n-cells 4096] [--k 205] [--loops 5] [--threads 1 2] [--p-storage packed]
 
 Prints a table; paste it into BENCHMARKS.md.
 """
@@ -81,10 +81,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, numba.config.NUMBA_NUM_THREADS])
     parser.add_argument("--p-storage", default="packed", choices=["packed", "symmetric", "full"],
                         help="layout of P (default: the model's default, packed)")
+    parser.add_argument("--k", type=int, default=None,
+                        help="static in-degree per population (default: derived, round(ne * pree)); the peers "
+                             "table's larger networks keep the default model's 205")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder) / "net"
-        rls.new(directory, {"n_cells": args.n_cells, "seed": 1, "p_storage": args.p_storage})
+        rls.new(directory, {"n_cells": args.n_cells, "seed": 1, "p_storage": args.p_storage}
+                | ({} if args.k is None else {"k": args.k}))
         started = time.perf_counter()
         model = rls.init(directory, verbose=False)
         init_seconds = time.perf_counter() - started

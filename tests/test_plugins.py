@@ -76,7 +76,7 @@ def test_a_neuron_with_one_plastic_input_fewer_trains(tmp_path):
     assert model.plastic.count[0] == lmax - 1 and np.all(model.plastic.count[1:] == lmax)
     result = rls.train(directory, nloops=3, verbose=False)
     assert all(np.isfinite(result.correlation)) and result.correlation[-1] > result.correlation[0]
-    P = p_matrix.dense(result.model.P, "symmetric", lmax, 1.0)
+    P = p_matrix.dense(result.model.P, result.model.p.p_storage, lmax, 1.0)
     assert np.all(P[0, -1, :] == 0) and np.all(P[0, :, -1] == 0)  # the missing input stays out of P
     assert result.model.plastic.weight[0, -1] == 0
 

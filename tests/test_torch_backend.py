@@ -87,6 +87,24 @@ def test_batched_torch_rls_equals_numba_for_every_storage(storage):
         np.testing.assert_allclose(b.numpy(), a, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lmax", [5, 16, 37, 64])
+def test_packed_torch_rls_takes_numbas_order_of_additions(dtype, lmax):
+    """numba's packed kernel sums k = P a in SIMD lanes (a tree of halves) and, on the last rows of each
+    neuron's block, term after term; the ordered torch path follows it, so the default storage trains bit for
+    bit alike on both (lmax 5: only rows done term after term; 16: one chunk per row; 37: both kinds; 64:
+    several whole chunks; neurons with fewer inputs)."""
+    problem = _random_rls_problem("packed", n=12, lmax=lmax, seed=lmax)
+    problem = [a.astype(dtype) if a.dtype == np.float64 else a for a in problem]
+    on_numba = [a.copy() for a in problem]
+    on_torch = [torch.from_numpy(a.copy()) for a in problem]
+    numba_rls.rls_update(*on_numba, 1.0, True, "packed", True)
+    torch_kernels.rls_update(*on_torch, 1.0, True, "packed", True)
+    assert not np.array_equal(on_numba[0], problem[0])  # P was updated
+    for a, b in zip(on_numba, on_torch):
+        np.testing.assert_array_equal(b.numpy(), a)
+
+
 def test_small_mode_torch_equals_numba():
     P, weights, index, count, in_to_out, out, r, u_bal, target = _random_rls_problem("full")
     history = np.random.default_rng(1).random((4, r.size)) * 0.02

@@ -440,7 +440,7 @@ def rls_packed_torch(P, weights_in, plastic_index, plastic_count, in_to_out, wei
     count_mask = torch.arange(lmax, device=P.device)[None, :] < plastic_count[:, None]
     a = _gather_a(r, plastic_index, count_mask, lmax, P.dtype)
     rows, cols = packed_rows(lmax, P.device)
-    k = packed_product(P, a, rows, cols)
+    k = packed_product_ordered(P, a) if ordered else packed_product(P, a, rows, cols)
     den, c = _den_and_c(a, k, count_mask, p_scale, P.dtype, ordered)
     P.sub_(c[:, None] * (k[:, rows] * k[:, cols]))
     _weights_step(a, k, den, count_mask, weights_in, in_to_out, weights_out, u_bal, target, gain_with_den, apply,
@@ -458,6 +458,46 @@ def packed_product(P, a, rows, cols):
     positions = upper_rows * lmax - upper_rows * (upper_rows - 1) // 2 + upper_cols - upper_rows
     k.index_add_(1, upper_cols, P[:, positions] * a[:, upper_rows])
     return k
+
+
+def packed_product_ordered(P, a):
+    """k = P a for packed symmetric P (N, L(L+1)/2) and a (N, L), in the numba kernel's order of additions
+    (:func:`spikeforge.core.backends.numba_rls.rls_packed`), so both backends give the same bits: every row q
+    adds ``a_q P[q, m]`` to ``k[m]`` (m >= q), row after row; the part of ``k[q]`` right of the diagonal,
+    ``P[q, m] a[m]`` for m > q, is summed per SIMD lane (lane m mod LANES, the column chunks in order) and the
+    lanes as a tree of halves (:func:`spikeforge.core.backends.simd.gain_rows`), or term after term on the
+    rows the kernel updates lane by lane; it is added once every row is done.  Terms the kernel masks are
+    zeros here (adding them changes no sum)."""
+    from spikeforge.core.backends.numba_rls import _packed_rows
+    from spikeforge.core.backends.simd import LANES
+
+    lmax = a.shape[1]
+    chunks = -(-lmax // LANES)
+    _, first_tail_row = _packed_rows(lmax, P.shape[1])
+    starts = [q * lmax - q * (q - 1) // 2 for q in range(lmax)]  # row q's diagonal element
+    k = torch.zeros_like(a)
+    for q in range(lmax):
+        k[:, q:].add_(a[:, q, None] * P[:, starts[q]: starts[q] + lmax - q])
+    row, column = torch.arange(lmax, device=P.device)[:, None], torch.arange(LANES * chunks, device=P.device)[None, :]
+    right = (column > row) & (column < lmax)
+    position = torch.where(right, torch.tensor(starts, device=P.device)[:, None] + column - row, 0)
+    a_wide = torch.zeros((a.shape[0], LANES * chunks), dtype=a.dtype, device=a.device)
+    a_wide[:, :lmax] = a
+    terms = torch.where(right, P[:, position] * a_wide[:, None, :], torch.zeros((), dtype=P.dtype, device=P.device))
+    lanes = terms[:, :, :LANES]
+    for chunk in range(1, chunks):
+        lanes = lanes + terms[:, :, LANES * chunk: LANES * (chunk + 1)]
+    width = LANES
+    while width > 1:
+        width //= 2
+        lanes = lanes[:, :, :width] + lanes[:, :, width: 2 * width]
+    right_part = lanes[:, :, 0]
+    if first_tail_row < lmax:
+        tail = torch.zeros_like(right_part[:, first_tail_row:])
+        for m in range(lmax):
+            tail = tail + terms[:, first_tail_row:, m]
+        right_part[:, first_tail_row:] = tail
+    return k + right_part
 
 
 def block_neurons(P: torch.Tensor, block_bytes: int) -> int:
