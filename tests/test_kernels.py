@@ -123,7 +123,7 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
     """The packed kernel's paths: lmax 5 has only rows done lane by lane (a row is shorter than a chunk),
     16 one chunk per row and no such rows, 37 several chunks and lane-by-lane rows at the end of each
     neuron's block, 64 several whole chunks; neurons with fewer inputs than lmax and with none; the
-    same numbers on one thread and on two."""
+    same numbers on one thread and on two, and with the next neuron's block prefetched."""
     import numba
 
     from spikeforge.rls import p_matrix
@@ -141,18 +141,20 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
     weights = rng.normal(size=(n, lmax))
     r, u_bal, target = rng.random(n_pre), rng.normal(size=n), rng.normal(size=n)
     results = []
-    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+    # one thread, two, and two with the next neuron's block prefetched (P of at least 0 bytes)
+    for threads, prefetch_min_bytes in ((1, 2**62), (min(2, numba.config.NUMBA_NUM_THREADS), 2**62), (2, 0)):
         P = np.ascontiguousarray(p_matrix.pack(dense).astype(dtype))
         w_kernel = weights.copy()
-        numba.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
             kernels.rls_update(P, w_kernel, index, count, np.zeros((n, lmax), dtype=np.int64), np.zeros(1), r, u_bal,
-                               target, 1.0, True, "packed", True)
+                               target, 1.0, True, "packed", True, prefetch_min_bytes=prefetch_min_bytes)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         results.append((P, w_kernel))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+    for P, w_kernel in results[1:]:
+        np.testing.assert_array_equal(P, results[0][0])
+        np.testing.assert_array_equal(w_kernel, results[0][1])
     P, w_kernel = results[0]
     after = p_matrix.unpack(P, lmax)
     for i, c in enumerate(count):

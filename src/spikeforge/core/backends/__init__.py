@@ -47,6 +47,10 @@ class KernelOptions:
             against numba's in the same process.  None: torch's own setting.
         rls_block_bytes: torch: P is updated in blocks of neurons whose float32/float64 working copy
             takes at most this many bytes, so the update's temporaries stay small next to P [bytes].
+        rls_prefetch_min_bytes: numba, packed float32/float64 P of at least this many bytes: while a neuron's P
+            is updated, the next neuron's is prefetched [bytes].  On 2 cores it took 622 -> 465 ns per neuron at
+            65,536 neurons (448 MB) and 497 -> 386 at 16,384 (112 MB), but 351 -> 375 at 4096 (28 MB, which
+            the hardware prefetchers already bring from the last-level cache in time): BENCHMARKS.md.
     """
 
     parallel_min_neurons: int = 32768
@@ -56,6 +60,7 @@ class KernelOptions:
     intervals: str = "off"
     torch_threads: int | None = 1
     rls_block_bytes: int = 2**28
+    rls_prefetch_min_bytes: int = 2**26
 
     def __post_init__(self):
         for name, choices in CHOICES.items():
@@ -135,7 +140,8 @@ class Backend:
         """One RLS update of every neuron (see :func:`numba_rls.rls_update`); ``write_plan`` (numba): the copy
         of the new weights to the out-layout in its order (torch scatters them by ``in_to_out``)."""
         if self.name == "numba":
-            self.kernels.rls_update(*arguments, write_plan=write_plan)
+            self.kernels.rls_update(*arguments, write_plan=write_plan,
+                                    prefetch_min_bytes=self.options.rls_prefetch_min_bytes)
         else:
             self.kernels.rls_update(*arguments, ordered=self.options.summation == "ordered",
                                     fused=self.triton is not None, block_bytes=self.options.rls_block_bytes)

@@ -42,7 +42,8 @@ import numpy as np
 
 # numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
 # __pycache__ folder of this package (or set NUMBA_DISABLE_CACHE=1 while working on it)
-from spikeforge.core.backends.simd import LANES, gain_rows, update_row
+from spikeforge.core.backends import KernelOptions
+from spikeforge.core.backends.simd import LANES, gain_rows, prefetch, update_row
 
 _GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
 
@@ -211,17 +212,21 @@ def _tail_row_gain(Pi, row_base, q, lmax, a, k, lower):
 
 @numba.njit(parallel=True, cache=True)
 def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
-               gain_with_den, apply):
+               gain_with_den, apply, prefetch_next):
     """RLS with P stored as packed upper triangles (N, Lmax (Lmax + 1) / 2), row by row.
 
     ``k = P a`` from the triangle: row q adds ``a_q P[q, m]`` to ``k[m]`` for m >= q (its column part) and
     gives ``k[q]`` the sum of ``P[q, m] a[m]`` for m > q (its row part, added after every row).  Rows are
     processed in column chunks of SIMD lanes (:mod:`spikeforge.core.backends.simd`), four rows per pass
-    over ``k``; the last rows, whose final chunk would reach into the next neuron's block, lane by lane."""
+    over ``k``; the last rows, whose final chunk would reach into the next neuron's block, lane by lane.
+    ``prefetch_next``: while a neuron's rows are updated, the next neuron's block is prefetched, a few cache
+    lines per row (for a P that streams from memory rather than from the last-level cache)."""
     n, lmax = P.shape[0], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
     chunks_u, lmax_u = np.uint64(chunks), np.uint64(lmax)
     row_base, first_tail_row = _packed_rows(lmax, P.shape[1])
+    per_line = max(1, 64 // P.itemsize)  # elements per 64-byte cache line
+    lines = (P.shape[1] + per_line - 1) // per_line  # of one neuron's block
     for block in numba.prange(BLOCKS):
         begin, end, a, k, in_p_type = _block(n, block, LANES * chunks, P)
         lower = np.zeros(LANES * chunks, dtype=P.dtype)
@@ -240,8 +245,14 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
             for q in range(count):
                 k[q] += lower[q]
             den, c = _scalars(a, k, count, p_scale, in_p_type)
+            following = P[min(i + 1, n - 1)]
+            lines_per_row = (lines + vector_rows - 1) // max(vector_rows, 1) if prefetch_next else 0
+            line = 0
             for parity in range(2):  # even rows, then odd ones: the last store of a row overlaps the next row's
                 for q in range(parity, vector_rows, 2):  # first load, which would wait for it (a fifth of a neuron)
+                    for _ in range(lines_per_row):
+                        prefetch(following, min(line, lines - 1) * per_line)
+                        line += 1
                     update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
             for q in range(vector_rows, count):
                 base, k_q = np.int64(row_base[q]), k[q]
@@ -285,7 +296,8 @@ def count_nonfinite(values: np.ndarray) -> int:
 
 
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
-               gain_with_den, storage, apply, write_plan=None):
+               gain_with_den, storage, apply, write_plan=None,
+               prefetch_min_bytes=KernelOptions.rls_prefetch_min_bytes):
     """One RLS update of every neuron, whatever P's storage and type.
 
     Args:
@@ -301,6 +313,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         write_plan: :func:`spikeforge.rls.connectivity.write_back_plan` of the whole network (``weights_in`` holds
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
+        prefetch_min_bytes: packed float32/float64 P of at least this many bytes prefetches each next neuron's
+            block (:class:`spikeforge.core.backends.KernelOptions`).
     """
     if storage == "packed":  # its kernel addresses each neuron's triangle directly, in SIMD chunks
         lmax = plastic_index.shape[1]
@@ -311,8 +325,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
     def run(P_block, lo, hi):
         args = (P_block, weights_in[lo:hi], plastic_index[lo:hi], plastic_count[lo:hi], r, u_bal[lo:hi],
                 target[lo:hi], p_scale, gain_with_den)
-        if storage == "packed":
-            rls_packed(*args, apply)
+        if storage == "packed":  # (a float16/int16 P's float32 blocks are small, in the caches already)
+            rls_packed(*args, apply, P_block is P and P.nbytes >= prefetch_min_bytes)
         else:
             rls_dense(*args, storage == "symmetric", apply)
 

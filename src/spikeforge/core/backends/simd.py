@@ -179,3 +179,24 @@ def update_row(typingctx, Pi, row_base, q, lmax, chunks, c, k_q, k):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def prefetch(typingctx, values, offset):
+    """Ask the CPU to bring the cache line holding ``values[offset]`` into its L2 cache (a read prefetch,
+    ``llvm.prefetch`` with locality 2); no effect on results, and none on an address outside the array."""
+    _require_arrays((values,))
+    signature = types.void(values, offset)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        # the intrinsic's name carries the pointer type: p0 with opaque pointers (LLVM 15+), p0i8 before
+        name = "llvm.prefetch.p0" if str(address.type) == "ptr" else "llvm.prefetch.p0i8"
+        function = builder.module.globals.get(name) or ir.Function(
+            builder.module, ir.FunctionType(ir.VoidType(), [address.type, _I32, _I32, _I32]), name=name)
+        read, locality, data_cache = (ir.Constant(_I32, value) for value in (0, 2, 1))
+        builder.call(function, [address, read, locality, data_cache])
+        return context.get_dummy_value()
+
+    return signature, codegen
