@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from spikeforge import rls
+from spikeforge.rls.params import SCHEMA
 from spikeforge.core.backends import numba_network, numba_rls
 
 
@@ -79,8 +80,9 @@ def main() -> None:
     parser.add_argument("--n-cells", type=int, default=4096)
     parser.add_argument("--loops", type=int, default=5, help="timed loops per thread count (after one warm-up)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, numba.config.NUMBA_NUM_THREADS])
-    parser.add_argument("--p-storage", default="packed", choices=["packed", "symmetric", "full"],
-                        help="layout of P (default: the model's default, packed)")
+    storage = SCHEMA.params["p_storage"]
+    parser.add_argument("--p-storage", default=storage.default, choices=storage.choices,
+                        help=f"layout of P (default: the model's, {storage.default})")
     parser.add_argument("--k", type=int, default=None,
                         help="static in-degree per population (default: derived, round(ne * pree)); the peers "
                              "table's larger networks keep the default model's 205")

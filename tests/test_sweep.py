@@ -226,6 +226,13 @@ def test_a_sweep_never_deletes_a_point_directory_it_did_not_leave_half_done(tmp_
     (point / "ckpt-1.h5").rename(point / "moved.h5")
     again = run_point(str(point), dict(SMALL), 1, 1)
     assert again["correlation"] == first["correlation"] and not (point / "ckpt-1.h5").exists()
+    # made by a version whose defaults differ (e.g. another p_storage): the parameters as set are the same,
+    # the values they resolve to are not, so the point is not taken for this one
+    mark = json.loads((point / POINT_MARK).read_text())
+    mark["inputs"]["resolved_parameters_fingerprint"] = "another version's defaults"
+    (point / POINT_MARK).write_text(json.dumps(mark))
+    with pytest.raises(DataFileError, match="use --force to replace it"):
+        run_point(str(point), dict(SMALL), 1, 1)
     with pytest.raises(DataFileError, match="use --force to replace it"):  # other settings: refused
         run_point(str(point), dict(SMALL), 2, 1)
     assert run_point(str(point), dict(SMALL), 2, 1, replace=True)["learning_curve"].size == 2

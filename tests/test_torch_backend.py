@@ -59,9 +59,9 @@ def test_torch_on_cpu_equals_numba_spike_for_spike(tmp_path, case, overrides, n_
     assert torch_train.firing_rate == numba_train.firing_rate
 
 
-def _random_rls_problem(storage, n=40, lmax=9, n_pre=60, seed=0):
+def _random_rls_problem(storage, n=40, lmax=9, n_pre=60, seed=0, min_count=None):
     rng = np.random.default_rng(seed)
-    count = rng.integers(lmax - 3, lmax + 1, size=n).astype(np.int32)
+    count = rng.integers(lmax - 3 if min_count is None else min_count, lmax + 1, size=n).astype(np.int32)
     index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
     m = rng.normal(size=(n, lmax, lmax))
     dense = np.einsum("nij,nkj->nik", m, m) / lmax + np.eye(lmax)
@@ -93,9 +93,10 @@ def test_packed_torch_rls_takes_numbas_order_of_additions(dtype, lmax):
     """numba's packed kernel sums k = P a in SIMD lanes (a tree of halves) and, on the last rows of each
     neuron's block, term after term; the ordered torch path follows it, so the default storage trains bit for
     bit alike on both (lmax 5: only rows done term after term; 16: one chunk per row; 37: both kinds; 64:
-    several whole chunks; neurons with fewer inputs)."""
-    problem = _random_rls_problem("packed", n=12, lmax=lmax, seed=lmax)
+    several whole chunks; neurons with any number of inputs, none included, and inputs at rate 0)."""
+    problem = _random_rls_problem("packed", n=24, lmax=lmax, seed=lmax, min_count=0)
     problem = [a.astype(dtype) if a.dtype == np.float64 else a for a in problem]
+    problem[6][::7] = 0.0  # r: some inputs silent (products of 0 and a negative P are -0)
     on_numba = [a.copy() for a in problem]
     on_torch = [torch.from_numpy(a.copy()) for a in problem]
     numba_rls.rls_update(*on_numba, 1.0, True, "packed", True)

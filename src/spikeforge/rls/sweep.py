@@ -96,6 +96,18 @@ def point_key(point: dict[str, Any]) -> str:
     return "".join(char if char.isalnum() or char in "=_.,+-" else "_" for char in key)
 
 
+def point_inputs(overrides: dict, nloops: int, ntrials: int) -> dict:
+    """What a grid point's result depends on: its parameters as set, a fingerprint of every parameter's value
+    once the defaults are applied (so that a point computed by a version with other defaults, e.g. another
+    ``p_storage``, is not taken for this one), and the loops and trials."""
+    from spikeforge.core.provenance import fingerprint
+    from spikeforge.rls.params import SCHEMA, Params
+
+    model = Params(overrides)
+    return {"parameters": overrides, "resolved_parameters_fingerprint": fingerprint({name: model[name] for name in SCHEMA.params}),
+            "nloops": nloops, "ntrials": ntrials}
+
+
 def run_point(directory: str, overrides: dict, nloops: int, ntrials: int, replace: bool = False) -> dict:
     """One grid point, from scratch: new, init, train ``nloops``, test ``ntrials`` (a Dask job).
 
@@ -106,7 +118,7 @@ def run_point(directory: str, overrides: dict, nloops: int, ntrials: int, replac
     from spikeforge import rls
 
     started = time.monotonic()
-    path, inputs = Path(directory), {"parameters": overrides, "nloops": nloops, "ntrials": ntrials}
+    path, inputs = Path(directory), point_inputs(overrides, nloops, ntrials)
     if path.exists() and not replace:
         mark = _point_mark(path)
         if mark.get("state") == "done" and mark.get("inputs") == inputs:
@@ -175,7 +187,7 @@ def sweep(directory: str | Path, grid: dict[str, list[Any]], nloops: int, ntrial
                 "extend that grid (every earlier point and new ones), use another directory, or --force")
     jobs = [Job(point_key(point), run_point, (str(directory / "points" / point_key(point)), {**fixed, **point},
                                               nloops, ntrials, force),
-                {"parameters": {**fixed, **point}, "nloops": nloops, "ntrials": ntrials}) for point in points]
+                point_inputs({**fixed, **point}, nloops, ntrials)) for point in points]
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     try:

@@ -9,8 +9,9 @@ For neuron ``i`` with plastic inputs ``idx = plastic_index[i, :n_i]`` (reference
     e   = w_i . a + u_bal[i] - target[i]  prediction minus target
     w_i <- w_i - e * gain * k             gain = den ("paper") or 1 ("latest")
 
-Layout and arithmetic, chosen for speed (the update streams every P once per learning
-step, so it is memory-bound):
+Layout and arithmetic, chosen for speed (the update streams every P once per learning step).
+``packed``, the default, stores each P as its upper triangle (last item below); ``symmetric`` and
+``full`` store the whole matrix:
 
 * ``P`` is (N, Lmax, W) with ``W >= Lmax`` columns; columns past a neuron's inputs are zero.
   Padding W to a whole number of SIMD vectors (:func:`padded_width`) lets every row be
@@ -27,7 +28,8 @@ step, so it is memory-bound):
   half the memory and traffic.  Its kernel reads each row in 16-lane column chunks
   (:mod:`spikeforge.core.backends.simd`); ``k = P a`` is each row's column part (added row by row)
   plus its part right of the diagonal (added after all rows), so it rounds differently from the dense
-  kernels.
+  kernels (the torch backend's ordered path follows it).  When P is large enough to stream from memory,
+  the next neuron's block is prefetched during the update (``KernelOptions.rls_prefetch_min_bytes``).
 * float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
   converted to float32 in blocks of neurons, updated, and rounded back
   (:func:`rls_update`), so the kernels only ever compute in float32 or float64.
@@ -183,7 +185,7 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_s
 
 
 @numba.njit(cache=True)
-def _packed_rows(lmax, stored):
+def packed_row_bases(lmax, stored):
     """For a packed block of ``stored`` numbers per neuron: ``row_base`` (uint64, lmax), the position of row
     q's column 0 (P[q, m] is at ``row_base[q] + m`` for m >= q), and the first row whose last column chunk
     would reach past the block (that row and the later ones are updated lane by lane)."""
@@ -224,7 +226,7 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
     n, lmax = P.shape[0], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
     chunks_u, lmax_u = np.uint64(chunks), np.uint64(lmax)
-    row_base, first_tail_row = _packed_rows(lmax, P.shape[1])
+    row_base, first_tail_row = packed_row_bases(lmax, P.shape[1])
     per_line = max(1, 64 // P.itemsize)  # elements per 64-byte cache line
     lines = (P.shape[1] + per_line - 1) // per_line  # of one neuron's block
     for block in numba.prange(BLOCKS):
@@ -245,7 +247,7 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
             for q in range(count):
                 k[q] += lower[q]
             den, c = _scalars(a, k, count, p_scale, in_p_type)
-            following = P[min(i + 1, n - 1)]
+            following = P[min(i + 1, end - 1)]  # (the block's last neuron prefetches itself, a no-op)
             lines_per_row = (lines + vector_rows - 1) // max(vector_rows, 1) if prefetch_next else 0
             line = 0
             for parity in range(2):  # even rows, then odd ones: the last store of a row overlaps the next row's

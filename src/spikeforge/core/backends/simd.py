@@ -186,6 +186,8 @@ def prefetch(typingctx, values, offset):
     """Ask the CPU to bring the cache line holding ``values[offset]`` into its L2 cache (a read prefetch,
     ``llvm.prefetch`` with locality 2); no effect on results, and none on an address outside the array."""
     _require_arrays((values,))
+    if not isinstance(offset, types.Integer):
+        raise TypingError(f"the prefetch offset must be an integer, not {offset}")
     signature = types.void(values, offset)
 
     def codegen(context, builder, signature, args):

@@ -463,41 +463,48 @@ def packed_product(P, a, rows, cols):
 def packed_product_ordered(P, a):
     """k = P a for packed symmetric P (N, L(L+1)/2) and a (N, L), in the numba kernel's order of additions
     (:func:`spikeforge.core.backends.numba_rls.rls_packed`), so both backends give the same bits: every row q
-    adds ``a_q P[q, m]`` to ``k[m]`` (m >= q), row after row; the part of ``k[q]`` right of the diagonal,
-    ``P[q, m] a[m]`` for m > q, is summed per SIMD lane (lane m mod LANES, the column chunks in order) and the
-    lanes as a tree of halves (:func:`spikeforge.core.backends.simd.gain_rows`), or term after term on the
-    rows the kernel updates lane by lane; it is added once every row is done.  Terms the kernel masks are
-    zeros here (adding them changes no sum)."""
-    from spikeforge.core.backends.numba_rls import _packed_rows
+    adds ``a_q P[q, m]`` to ``k[m]`` (m >= q), row after row; the part of ``k[q]`` right of the diagonal
+    (``lower[q]``, the sum of ``P[q, m] a[m]`` for m > q) is summed per SIMD lane (lane m mod LANES, the column
+    chunks in order) and the lanes as a tree of halves (:func:`spikeforge.core.backends.simd.gain_rows`), or
+    term after term on the rows the kernel updates lane by lane; it is added once every row is done.  Terms
+    the kernel masks are zeros here (adding them changes no sum: k starts at +0, so it is never -0)."""
+    from spikeforge.core.backends.numba_rls import packed_row_bases
     from spikeforge.core.backends.simd import LANES
 
-    lmax = a.shape[1]
-    chunks = -(-lmax // LANES)
-    _, first_tail_row = _packed_rows(lmax, P.shape[1])
-    starts = [q * lmax - q * (q - 1) // 2 for q in range(lmax)]  # row q's diagonal element
+    n, lmax = a.shape
     k = torch.zeros_like(a)
-    for q in range(lmax):
-        k[:, q:].add_(a[:, q, None] * P[:, starts[q]: starts[q] + lmax - q])
-    row, column = torch.arange(lmax, device=P.device)[:, None], torch.arange(LANES * chunks, device=P.device)[None, :]
-    right = (column > row) & (column < lmax)
-    position = torch.where(right, torch.tensor(starts, device=P.device)[:, None] + column - row, 0)
-    a_wide = torch.zeros((a.shape[0], LANES * chunks), dtype=a.dtype, device=a.device)
+    if lmax == 0:
+        return k
+    _, first_tail_row = packed_row_bases(lmax, P.shape[1])  # (layout numbers only: nothing waits for the device)
+    for q in range(lmax):  # row q starts (its diagonal) at q lmax - q (q - 1) / 2
+        start = q * lmax - q * (q - 1) // 2
+        k[:, q:].add_(a[:, q, None] * P[:, start: start + lmax - q])
+    zero = torch.zeros((), dtype=P.dtype, device=P.device)
+    rows = torch.arange(lmax, device=P.device)[:, None]
+    base = rows * lmax - rows * (rows - 1) // 2 - rows  # P[q, m] at base[q] + m
+    chunks = -(-lmax // LANES)
+    a_wide = torch.zeros((n, LANES * chunks), dtype=a.dtype, device=a.device)
     a_wide[:, :lmax] = a
-    terms = torch.where(right, P[:, position] * a_wide[:, None, :], torch.zeros((), dtype=P.dtype, device=P.device))
-    lanes = terms[:, :, :LANES]
-    for chunk in range(1, chunks):
-        lanes = lanes + terms[:, :, LANES * chunk: LANES * (chunk + 1)]
+    lanes = None
+    for chunk in range(chunks):  # a chunk at a time: temporaries of (N, L, LANES)
+        columns = torch.arange(LANES * chunk, LANES * (chunk + 1), device=P.device)[None, :]
+        right = (columns > rows) & (columns < lmax)
+        terms = torch.where(right, P[:, torch.where(right, base + columns, 0)] * a_wide[:, None, columns[0]], zero)
+        lanes = terms if lanes is None else lanes + terms
     width = LANES
     while width > 1:
         width //= 2
         lanes = lanes[:, :, :width] + lanes[:, :, width: 2 * width]
-    right_part = lanes[:, :, 0]
-    if first_tail_row < lmax:
-        tail = torch.zeros_like(right_part[:, first_tail_row:])
-        for m in range(lmax):
-            tail = tail + terms[:, first_tail_row:, m]
-        right_part[:, first_tail_row:] = tail
-    return k + right_part
+    lower = lanes[:, :, 0]
+    if first_tail_row < lmax:  # these rows' sums run term after term, from the first column right of a diagonal
+        tail_rows = rows[first_tail_row:, 0]
+        tail = torch.zeros((n, tail_rows.shape[0]), dtype=P.dtype, device=P.device)
+        for m in range(first_tail_row + 1, lmax):
+            right = m > tail_rows
+            tail = tail + torch.where(right, P[:, torch.where(right, base[first_tail_row:, 0] + m, 0)] * a[:, m, None],
+                                      zero)
+        lower[:, first_tail_row:] = tail
+    return k + lower
 
 
 def block_neurons(P: torch.Tensor, block_bytes: int) -> int:
