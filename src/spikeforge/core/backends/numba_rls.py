@@ -106,12 +106,20 @@ def _inputs_and_gain(i, count, r, plastic_index, a, k):
 
 
 @numba.njit(inline="always", cache=True)
-def _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply):
-    """Error of neuron i's prediction and its weight step, in the in-layout (:func:`write_back` copies the
-    weights to the out-layout after every neuron's update)."""
+def _prediction_error(i, a, count, weights_in, u_bal, target):
+    """Neuron i's prediction minus its target (float64), summed input after input.  The kernels compute it
+    as soon as ``a`` is gathered: the sum is a chain of dependent additions that then overlaps the gain's work
+    instead of ending the neuron's update (the same additions in the same order)."""
     error = u_bal[i] - target[i]
     for m in range(count):
         error += weights_in[i, m] * a[m]
+    return error
+
+
+@numba.njit(inline="always", cache=True)
+def _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply):
+    """Neuron i's weight step, in the in-layout (:func:`write_back` copies the weights to the out-layout after
+    every neuron's update); ``error``: :func:`_prediction_error`."""
     if apply:
         step = error * den if gain_with_den else error
         for m in range(count):
@@ -157,6 +165,7 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_s
         begin, end, a, k, in_p_type = _block(n, block, width, P)
         for i in range(begin, end):
             count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
+            error = _prediction_error(i, a, count, weights_in, u_bal, target)
             q = 0
             while q + 3 < count:  # four rows per pass over k; the same additions, in the same order
                 a0, a1, a2, a3 = a[q], a[q + 1], a[q + 2], a[q + 3]
@@ -181,7 +190,7 @@ def rls_dense(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_s
                     ck_q = c * k[q]
                     for m in range(width):
                         row[m] -= ck_q * k[m]
-            _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
+            _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply)
 
 
 @numba.njit(cache=True)
@@ -234,6 +243,7 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
         lower = np.zeros(LANES * chunks, dtype=P.dtype)
         for i in range(begin, end):
             count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
+            error = _prediction_error(i, a, count, weights_in, u_bal, target)
             vector_rows = min(count, first_tail_row)
             q = 0
             while q + 3 < vector_rows:
@@ -260,7 +270,7 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
                 base, k_q = np.int64(row_base[q]), k[q]
                 for m in range(q, lmax):
                     Pi[base + m] -= c * (k_q * k[m])
-            _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
+            _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply)
 
 
 BLOCK_NEURONS = 128  # neurons converted to float32 at a time for float16 / int16 P
@@ -427,4 +437,5 @@ def _rls_small(history, n_history, weights_in, plastic_index, plastic_count, r, 
         for m in range(count):
             a_k += a[m] * k[m]
         den = 1.0 / (1.0 + a_k)
-        _update_weights(i, a, k, den, count, weights_in, u_bal, target, gain_with_den, apply)
+        _update_weights(i, k, den, _prediction_error(i, a, count, weights_in, u_bal, target), count, weights_in,
+                        gain_with_den, apply)
