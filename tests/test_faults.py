@@ -383,6 +383,18 @@ def test_a_parameter_init_depends_on_cannot_change_after_init(base, tmp_path, na
     assert snapshot(directory) == before
 
 
+def test_a_left_out_parameter_whose_default_changed_is_named_with_the_line_to_write(tmp_path):
+    """A hand-written params.toml without p_storage, for a network built when symmetric was the default: the
+    refusal says which line restores the value it was built with."""
+    directory = tmp_path / "net"
+    rls.new(directory, {**SMALL, "p_storage": "symmetric"})
+    rls.init(directory, verbose=False)
+    params = directory / "params.toml"
+    params.write_text("\n".join(line for line in params.read_text().splitlines() if not line.startswith("p_storage")))
+    assert_user_error(invoke("train", directory, "--nloops", 1), "p_storage 'symmetric' -> 'packed' (default)",
+                      "write p_storage = 'symmetric' into it")
+
+
 def test_parameters_init_does_not_depend_on_may_change(base, tmp_path):
     directory = copy_of(base, tmp_path / "net")
     params = directory / "params.toml"

@@ -103,9 +103,12 @@ def point_inputs(overrides: dict, nloops: int, ntrials: int) -> dict:
     from spikeforge.core.provenance import fingerprint
     from spikeforge.rls.params import SCHEMA, Params
 
-    model = Params(overrides)
-    return {"parameters": overrides, "resolved_parameters_fingerprint": fingerprint({name: model[name] for name in SCHEMA.params}),
-            "nloops": nloops, "ntrials": ntrials}
+    try:
+        model = Params(overrides)
+        resolved = fingerprint({name: model[name] for name in SCHEMA.params})
+    except ParameterError:  # a point the parameters refuse: its job fails with the error, the others go on
+        resolved = None
+    return {"parameters": overrides, "resolved_parameters_fingerprint": resolved, "nloops": nloops, "ntrials": ntrials}
 
 
 def run_point(directory: str, overrides: dict, nloops: int, ntrials: int, replace: bool = False) -> dict:
