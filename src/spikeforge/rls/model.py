@@ -197,7 +197,7 @@ def check_params_unchanged(attrs: dict[str, Any], p: Params, path: Path, directo
     shown = [f"{name} {old!r} -> {new!r}{origin(name)}" for name, old, new in changed[:6]]
     more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
     # a parameter params.toml leaves out takes this version's default, which may differ from the one it was built with
-    defaults = [f"{name} = {old!r}" for name, old, _ in changed if name not in p.user and SCHEMA.params[name].derive is None]
+    defaults = [f"{name} = {old!r}" for name, old, _ in changed if origin(name) == " (default)"]
     write = f" (a value params.toml leaves out takes this version's default: write {', '.join(defaults)} into it)" \
         if defaults else ""
     raise DataFileError(

@@ -475,9 +475,9 @@ def packed_product_ordered(P, a):
     k = torch.zeros_like(a)
     if lmax == 0:
         return k
-    _, first_tail_row = packed_row_bases(lmax, P.shape[1])  # (layout numbers only: nothing waits for the device)
-    for q in range(lmax):  # row q starts (its diagonal) at q lmax - q (q - 1) / 2
-        start = q * lmax - q * (q - 1) // 2
+    row_base, first_tail_row = packed_row_bases(lmax, P.shape[1])  # (host numbers: nothing waits for the device)
+    for q in range(lmax):  # row q's diagonal is at row_base[q] + q
+        start = int(row_base[q]) + q
         k[:, q:].add_(a[:, q, None] * P[:, start: start + lmax - q])
     zero = torch.zeros((), dtype=P.dtype, device=P.device)
     rows = torch.arange(lmax, device=P.device)[:, None]
