@@ -211,6 +211,28 @@ def test_a_signal_that_a_library_turns_into_its_own_error_is_reported_as_the_sig
     assert capsys.readouterr().err.strip() == "interrupted by SIGINT (Ctrl-C)"
 
 
+def test_c_code_that_prints_the_signals_exception_prints_nothing(capfd):
+    """numpy's ``import_array()`` prints (``PyErr_Print``) the exception that made numpy's import fail and
+    raises an ImportError of its own; a signal during that import printed a traceback before the one line
+    (seen in CI).  While the handlers are installed, the printed report of an Interrupted is dropped;
+    any other exception's report still appears, and the previous hook is back afterwards."""
+    import ctypes
+
+    from spikeforge.core.interrupts import StopSignals
+
+    def print_from_c(raising: str) -> None:
+        """Run ``raising`` from C, which prints the exception with PyErr_Print and returns -1."""
+        assert ctypes.pythonapi.PyRun_SimpleString(raising.encode()) == -1
+
+    hook = sys.excepthook
+    with StopSignals():
+        print_from_c(f"from spikeforge.core.interrupts import Interrupted; raise Interrupted({int(signal.SIGINT)})")
+        assert capfd.readouterr().err == ""
+        print_from_c("raise ValueError('a real failure')")
+        assert "ValueError: a real failure" in capfd.readouterr().err
+    assert sys.excepthook is hook
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_final_checkpoint_is_written_finishes_the_write(base, tmp_path, signum):
     directory = copy_of(base, tmp_path / "net")

@@ -19,7 +19,11 @@ signal (:attr:`StopSignals.requested`), shares it with the instances it is neste
 it from them when it starts), and the work calls :meth:`StopSignals.raise_if_requested` at the
 end of its start-up; the command line treats any failure after a signal as that signal.  Where
 Python can only report the exception as "ignored" (in a callback from C, such as llvmlite's
-object cache), the report is suppressed while the handlers are installed.
+object cache), or where C code prints it and raises an error of its own (numpy's
+``import_array()``, in every extension module that uses numpy's C API, calls ``PyErr_Print``
+when numpy's import fails, and a signal during that import makes it fail), the report is
+suppressed while the handlers are installed: both go through hooks of :mod:`sys`
+(``unraisablehook``, ``excepthook``) that drop an :class:`Interrupted` and pass on the rest.
 
 The command line turns :class:`Interrupted` into exit status 128 + the signal number: 130
 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.  Handlers can only be installed in the main thread; elsewhere
@@ -71,12 +75,14 @@ class StopSignals:
         self._previous: dict[int, object] = {}
         self._outer: StopSignals | None = None  # the instance whose handlers these replace
         self._previous_unraisable = None
+        self._previous_excepthook = None
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
             self._previous_unraisable, sys.unraisablehook = sys.unraisablehook, self._unraisable
+            self._previous_excepthook, sys.excepthook = sys.excepthook, self._excepthook
             outer = getattr(self._previous[signal.SIGINT], "__self__", None)
             if isinstance(outer, StopSignals):
                 self._outer = outer
@@ -89,11 +95,18 @@ class StopSignals:
         self._previous.clear()
         if self._previous_unraisable is not None:
             sys.unraisablehook, self._previous_unraisable = self._previous_unraisable, None
+        if self._previous_excepthook is not None:
+            sys.excepthook, self._previous_excepthook = self._previous_excepthook, None
 
     def _unraisable(self, unraisable) -> None:
         """Drop the report of an Interrupted that Python could not raise (it is recorded anyway)."""
         if not (isinstance(unraisable.exc_type, type) and issubclass(unraisable.exc_type, Interrupted)):
             self._previous_unraisable(unraisable)
+
+    def _excepthook(self, exc_type, value, traceback) -> None:
+        """Drop the traceback that C code prints (``PyErr_Print``) of an Interrupted it then replaces."""
+        if not (isinstance(exc_type, type) and issubclass(exc_type, Interrupted)):
+            self._previous_excepthook(exc_type, value, traceback)
 
     def _record(self, signum: int) -> None:
         """Remember the first signal here and in every enclosing instance."""
