@@ -11,14 +11,14 @@ The work, per neuron and step of the default model (4096 neurons, K = 205, 58 pl
 0.1 ms, float64 state, float32 P), counted in bytes that must cross the memory hierarchy:
 
 * static step (the init run): the state that carries over from step to step, voltage and the two
-  synaptic currents, read and written (3 x 16 B), a refractory marker read and a spike flag written
-  (2 B), and for the spikes (rate x dt per neuron-step) their 2K out-synapses (4 B target + 8 B weight)
-  and the read-modify-write of each target's charge (8 B): the *must-move* bytes.  The kernel moves
-  more: the charge accumulators read and cleared (2 x 16 B), the step of the last spike (8 B), the
-  serial scan of the spike flags (1 B) and the init statistics (2 x 16 B on the steps after
-  u0_skip_time, half of them): the *kernel* bytes.
-* training step: also the plastic current and the filtered spike train (2 x 16 B), the plastic charge
-  (16 B), the stored static current for RLS (8 B) and the spikes' plastic out-synapses.
+  synaptic currents (held as charge), read and written (3 x 16 B), a refractory marker read and a
+  spike flag written (2 B), and for the spikes (rate x dt per neuron-step) their 2K out-synapses (4 B
+  target + 8 B weight) and the read-modify-write of each target's charge (8 B): the *must-move* bytes.
+  The kernel moves more: the step of the last spike (8 B), the serial scan of the spike flags (1 B)
+  and the init statistics (2 x 16 B on the steps after u0_skip_time, half of them): the *kernel*
+  bytes.  (Until 2026-12-04 it also read and cleared two charge accumulators, 2 x 16 B more.)
+* training step: also the plastic charge and the filtered spike train (2 x 16 B), the stored static
+  current for RLS (8 B) and the spikes' plastic out-synapses.
 * RLS update of one neuron with L plastic inputs: P read and written once, L (L + 1) / 2 floats with
   its symmetry exploited in storage (the *must* bytes: the default packed storage stores exactly
   these; symmetric and full store an L x 64 padded block), and 3 L^2 flops (k = P a, 2 L^2, and the
@@ -85,11 +85,11 @@ def step_bytes(rate_hz: float, dt_ms: float, training: bool, n_plastic: int) -> 
     spikes = rate_hz * dt_ms / 1000.0  # spikes per neuron-step
     synapses = spikes * 2 * K * (4 + 8 + 8)
     must = 3 * 16 + 2 + synapses
-    kernel = must + 2 * 16 + 8 + 1 + (16 if not training else 0)
+    kernel = must + 8 + 1 + (16 if not training else 0)
     if training:
         plastic = spikes * n_plastic * (4 + 8 + 8)
         must += 2 * 16 + plastic
-        kernel += 2 * 16 + 16 + 8 + plastic
+        kernel += 2 * 16 + 8 + plastic
     return must, kernel
 
 

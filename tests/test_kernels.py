@@ -8,7 +8,7 @@ import pytest
 from spikeforge.core.backends import kernels_of
 
 kernels = kernels_of("numba")
-from spikeforge.core.backends.layout import (INIT, LIF, TEST, Connectivity, Drive, NetworkParameters, Recording,
+from spikeforge.core.backends.layout import (INIT, LIF, TEST, TRAIN, Connectivity, Drive, NetworkParameters, Recording,
                                              State, Synapses, Timeline)
 from spikeforge.core.cells import glif, lif
 
@@ -40,8 +40,8 @@ def _constants(n, x_bal, **flat):
 def _state(n):
     z = lambda *s: np.zeros(s)  # noqa: E731
     return State(v=z(n), last_spike=np.full(n, -(2**40), dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
-                 spiked=np.zeros(n, dtype=np.uint8), u_bale=z(n), u_bali=z(n), u_bal=z(n), u_plas=z(n), r=z(n),
-                 inputs_e=z(2, n), inputs_i=z(2, n), inputs_p=z(2, n), thresh_s=z(n), thresh_v=z(n), asc=z(n, 0))
+                 spiked=np.zeros(n, dtype=np.uint8), charge_e=z(n), charge_i=z(n), charge_p=z(n), u_bal=z(n), u_plas=z(n),
+                 r=z(n), thresh_s=z(n), thresh_v=z(n), asc=z(n, 0))
 
 
 def _recording(n, max_times=0):
@@ -79,10 +79,11 @@ def test_a_spike_reaches_its_targets_one_step_later_with_charge_w():
     while state.spike_count[0] == 0:
         step += 1
         kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, NO_FF, step, step, INIT)
-    assert state.u_bale[1] == 0.0
-    kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, NO_FF, step + 1, step + 1, INIT)
-    assert state.u_bale[1] == pytest.approx(w / 3)  # kick w / tau_bale
-    assert state.u_bali[1] == 0.0
+    # the spike's weight is the charge its target holds for the next step; its current is charge / tau_bale
+    assert state.charge_e[1] == w and state.charge_i[1] == 0.0
+    kernels.run_steps(state, net, c, rec, np.zeros((1, 2)), empty, NO_FF, step + 1, step + 1, TRAIN)
+    assert state.u_bal[1] == w * c.synapses.kick_e == pytest.approx(w / 3)
+    assert state.charge_e[1] == w * c.synapses.decay_e  # carried into the step after, decayed
 
 
 def _textbook_rls(P, w, a, u_bal, target, with_den):
@@ -289,10 +290,10 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
     general = _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, False, False)
     u_sum, u_sumsq = np.zeros(n), np.zeros(n)
     for ti in range(1, steps + 1):
+        u = slow.charge_e * c.synapses.kick_e + slow.charge_i * c.synapses.kick_i  # the current of step ti
         general(slow, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, slow_rec, np.zeros((1, n)),
                 noise[ti - 1:ti], NO_FF, ti, ti, 0, n, 0, 1)
         if ti > skip:
-            u = slow.u_bale + slow.u_bali
             u_sum += u
             u_sumsq += u * u
     assert slow.spike_count.sum() > 100  # an active network

@@ -218,12 +218,12 @@ def test_current_noise_is_part_of_the_static_current_the_rls_error_reads(backend
     c = put(_constants(n, np.zeros(n), thresh=np.full(n, 1e9), noise_scale=np.array([0.5, 2.0]),
                        noise_on_voltage=False))
     state = _state(n)
-    state.inputs_e[0] = [0.3, 0.0]  # charge arriving at step 1 (row of the previous step's parity)
+    state.charge_e[:] = [0.3, 0.0]  # excitatory charge that arrived before step 1
     state = put(state)
     rec = put(Recording(np.zeros((n, 0), dtype=np.int32), np.zeros((2, 0, n)), np.zeros(0, dtype=np.int64),
                         np.zeros(0), np.zeros(0)))
     run_steps(state, put(_net(n, [], [], [])), c, rec, put(np.zeros((1, n))), put(np.array([[1.0, -1.0]])),
               put(NO_FF), 1, 1, TRAIN)
     state = get(state)
-    np.testing.assert_allclose(state.u_bale, [0.3 / 3, 0.0], rtol=1e-15)
-    np.testing.assert_allclose(state.u_bal, state.u_bale + state.u_bali + [0.5, -2.0], rtol=1e-15)
+    np.testing.assert_allclose(state.u_bal, [0.3 / 3 + 0.5, 0.0 - 2.0], rtol=1e-15)  # charge / tau_bale + noise
+    np.testing.assert_allclose(state.charge_e, [0.3 * (1 - 0.1 / 3), 0.0], rtol=1e-15)  # decayed for step 2

@@ -33,8 +33,8 @@ def new_state(p: Params, v0: np.ndarray, cell_state: tuple | None = None, n_asc:
     zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
     state = State(
         v=v0.astype(dtype), last_spike=np.full(n, NEVER, dtype=np.int64), spike_count=np.zeros(n, dtype=np.int64),
-        spiked=np.zeros(n + p.lx, dtype=np.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n),
-        u_plas=zeros(n), r=zeros(n + p.lx), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+        spiked=np.zeros(n + p.lx, dtype=np.uint8), charge_e=zeros(n), charge_i=zeros(n), charge_p=zeros(n),
+        u_bal=zeros(n), u_plas=zeros(n), r=zeros(n + p.lx),
         thresh_s=zeros(n), thresh_v=zeros(n), asc=zeros(n, n_asc),
     )
     if cell_state is not None:

@@ -93,14 +93,14 @@ class State(NamedTuple):
     last_spike: np.ndarray  # int64 (N,) step of the last spike (very negative = never)
     spike_count: np.ndarray  # int64 (N,) spikes this trial
     spiked: np.ndarray  # uint8 (N + lx,) 1 if the neuron spiked in the last step (feed-forward last)
-    u_bale: np.ndarray  # (N,) static excitatory current
-    u_bali: np.ndarray  # (N,) static inhibitory current
-    u_bal: np.ndarray  # (N,) u_bale + u_bali (+ current noise) of the last step; RLS reads it
-    u_plas: np.ndarray  # (N,) plastic current
+    # synaptic charge (current / kick, cells.synapse): the last step's, decayed, plus what the spikes
+    # since then brought; the next step's current is charge * kick
+    charge_e: np.ndarray  # (N,) static excitatory synapses [weight units]
+    charge_i: np.ndarray  # (N,) static inhibitory synapses
+    charge_p: np.ndarray  # (N,) plastic synapses
+    u_bal: np.ndarray  # (N,) static current (+ current noise) of the last step; RLS reads it (not in the init run)
+    u_plas: np.ndarray  # (N,) plastic current of the last step (written by the recording kinds only)
     r: np.ndarray  # (N + lx,) filtered spike trains [spikes/ms] (feed-forward neurons last)
-    inputs_e: np.ndarray  # (2, N) excitatory charge arriving next step; row = step parity
-    inputs_i: np.ndarray  # (2, N)
-    inputs_p: np.ndarray  # (2, N)
     thresh_s: np.ndarray  # (N,) GLIF spike-induced threshold
     thresh_v: np.ndarray  # (N,) GLIF voltage-induced threshold
     asc: np.ndarray  # (N, n_asc) GLIF after-spike currents

@@ -3,15 +3,16 @@
 Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 
 1. for every neuron, in parallel:
-   static currents ``u_bale, u_bali`` and the plastic current ``u_plas`` take the charge that
-   arrived from the previous step's spikes (:func:`spikeforge.core.cells.synapse.step`);
-   ``u = u_bale + u_bali (+ u_plas)``; the filtered spike train ``r`` (the same filter, kicked by
+   the static excitatory and inhibitory currents and the plastic current, from the charge each
+   synapse type holds (its past, decayed, plus what the previous step's spikes brought), which
+   then decays for the next step (:func:`spikeforge.core.cells.synapse.charge_step`);
+   ``u = u_e + u_i (+ u_plas)``; the filtered spike train ``r`` (the same filter, kicked by
    the previous step's spike); drive ``X = x_bal (+ stimulus)``; voltage noise; the cell model's
    step (:func:`spikeforge.core.cells.lif.step` or :func:`spikeforge.core.cells.glif.step`:
    refractoriness, membrane, threshold and reset);
 2. (init) sums of u and u^2; (record kinds, on 1-ms steps after ``stim_off``) the rolling sums;
 3. serially, in neuron order: every neuron that spiked adds its out-weights to the
-   charge accumulators that the next step reads (the one-step synaptic delay), and its
+   charge of its targets, which the next step reads (the one-step synaptic delay), and its
    spike count and time are recorded; then the feed-forward neurons (filtered trains,
    host-drawn spikes, plastic out-weights).
 
@@ -48,28 +49,26 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", cache=True)
-def _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i):
+def _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i):
     """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
-    charge that the next step reads (row ``cur``).  Indices are made unsigned, so that numba does not test
-    each for wrap-around: the caller guarantees ``0 <= static_post < N`` (init.h5 and connectivity plugins
-    are checked when they are read)."""
-    row_e, row_i = inputs_e[cur], inputs_i[cur]
+    charge of its targets, which the next step reads.  Indices are made unsigned, so that numba does not
+    test each for wrap-around: the caller guarantees ``0 <= static_post < N`` (init.h5 and connectivity
+    plugins are checked when they are read)."""
     for s in range(np.uint64(static_ptr[j]), np.uint64(static_ptr[j + 1])):
         w = static_weight[s]
         post = np.uint64(static_post[s])
         if w > 0:
-            row_e[post] += w
+            charge_e[post] += w
         else:
-            row_i[post] += w
+            charge_i[post] += w
 
 
 @numba.njit(inline="always", cache=True)
-def _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p):
-    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of the next step (unsigned
+def _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p):
+    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of its targets (unsigned
     indices, as in :func:`_push_static`)."""
-    row = inputs_p[cur]
     for s in range(np.uint64(plastic_ptr[j]), np.uint64(plastic_ptr[j + 1])):
-        row[np.uint64(plastic_post[s])] += plastic_weight[s]
+        charge_p[np.uint64(plastic_post[s])] += plastic_weight[s]
 
 
 @numba.njit(inline="always", cache=True)
@@ -83,18 +82,18 @@ def _chunk(lo, hi, chunk, chunks):
 
 
 @numba.njit(inline="always", cache=True)
-def _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr, static_post, static_weight,
-           inputs_e, inputs_i, plastic_ptr, plastic_post, plastic_weight, inputs_p):
+def _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr, static_post, static_weight,
+           charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p):
     """Neuron ``j`` spiked at step ``ti``: its count, its time (when recording, up to the recording's
-    capacity), and its charges onto its targets for the next step (row ``cur``)."""
+    capacity), and its charges onto its targets for the next step."""
     last_spike[j] = ti
     count = spike_count[j] + 1
     spike_count[j] = count
     if recording and count <= spike_steps.shape[1]:
         spike_steps[j, count - 1] = ti
-    _push_static(j, cur, static_ptr, static_post, static_weight, inputs_e, inputs_i)
+    _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i)
     if plastic:
-        _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+        _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p)
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,8 +132,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         """
         # numba loses writes made through NamedTuple attributes inside prange: unpack what the loops write
         v_all, last_spike, spike_count, spiked_all = state.v, state.last_spike, state.spike_count, state.spiked
-        u_bale_all, u_bali_all, u_bal_all, u_plas_all, r = state.u_bale, state.u_bali, state.u_bal, state.u_plas, state.r
-        inputs_e, inputs_i, inputs_p = state.inputs_e, state.inputs_i, state.inputs_p
+        charge_e, charge_i, charge_p = state.charge_e, state.charge_i, state.charge_p
+        u_bal_all, u_plas_all, r = state.u_bal, state.u_plas, state.r
         thresh_s, thresh_v, asc = state.thresh_s, state.thresh_v, state.asc
         spike_steps, roll_sum, roll_count, u_sum, u_sumsq = (rec.spike_steps, rec.roll_sum, rec.roll_count, rec.u_sum,
                                                              rec.u_sumsq)
@@ -168,8 +167,6 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         n_words = n // 8
         flag_words = spiked_all[:8 * n_words].view(np.uint64)  # the spike flags of eight neurons at a time
         for ti in range(first_step, last_step + 1):
-            prev = (ti - 1) & 1
-            cur = ti & 1
             stim_row = ti - timeline.stim_on_step - 1
             stimulated = plastic and timeline.stim_on_step < ti < timeline.stim_off_step
             noise_row = ti - first_step
@@ -194,15 +191,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                             else:
                                 x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
                                 decay_p, kick_p = decay_plastic[i], kick_plastic[i]
-                            q_e = inputs_e[prev, i]
-                            q_i = inputs_i[prev, i]
-                            inputs_e[prev, i] = 0.0
-                            inputs_i[prev, i] = 0.0
-                            u_bale = synapse.step(u_bale_all[i], q_e, decay_e, kick_e)
-                            u_bali = synapse.step(u_bali_all[i], q_i, decay_i, kick_i)
-                            u_bale_all[i] = u_bale
-                            u_bali_all[i] = u_bali
-                            u_bal = u_bale + u_bali
+                            u_e, charge_e[i] = synapse.charge_step(charge_e[i], decay_e, kick_e)
+                            u_i, charge_i[i] = synapse.charge_step(charge_i[i], decay_i, kick_i)
+                            u_bal = u_e + u_i
                             if with_noise and not noise_on_voltage:
                                 u_bal += noise_i * noise[noise_row, i]
                             if store_u_bal:
@@ -212,10 +203,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                                 u_sumsq[i] += u_bal * u_bal
                             u = u_bal
                             if plastic:
-                                q_p = inputs_p[prev, i]
-                                inputs_p[prev, i] = 0.0
-                                u_plas = synapse.step(u_plas_all[i], q_p, decay_p, kick_p)
-                                u_plas_all[i] = u_plas
+                                u_plas, charge_p[i] = synapse.charge_step(charge_p[i], decay_p, kick_p)
+                                if recording:
+                                    u_plas_all[i] = u_plas
                                 u += u_plas
                             if learning:
                                 r[i] = synapse.step(r[i], spiked_all[i], decay_p, kick_p)
@@ -253,14 +243,14 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                     if flag_words[word] != 0:
                         for j in range(8 * word, 8 * word + 8):
                             if spiked_all[j]:
-                                _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                                       static_post, static_weight, inputs_e, inputs_i, plastic_ptr, plastic_post,
-                                       plastic_weight, inputs_p)
+                                _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
+                                       static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post,
+                                       plastic_weight, charge_p)
                 for j in range(8 * n_words, n):
                     if spiked_all[j]:
-                        _spike(j, ti, cur, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                               static_post, static_weight, inputs_e, inputs_i, plastic_ptr, plastic_post,
-                               plastic_weight, inputs_p)
+                        _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
+                               static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post,
+                               plastic_weight, charge_p)
                 if plastic:
                     for c_ff in range(ff_spikes.shape[1]):
                         j = n + c_ff
@@ -269,7 +259,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                         fired = ff_spikes[ti - first_step, c_ff]
                         spiked_all[j] = fired
                         if fired:
-                            _push_plastic(j, cur, plastic_ptr, plastic_post, plastic_weight, inputs_p)
+                            _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p)
 
     return run_steps
 

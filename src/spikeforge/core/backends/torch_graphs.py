@@ -14,8 +14,7 @@ inputs into the graph's fixed buffers:
 
 An interval's shape is its length, its kind (with or without recording), whether it has
 noise or feed-forward inputs, and the remainder of its first step modulo
-``lcm(2, steps_per_ms)`` (input parity and the rolling-average sampling steps are fixed in
-the graph).  The first interval of a shape runs eagerly (warm-up: Triton compilation,
+``steps_per_ms`` (the rolling-average sampling steps are fixed in the graph).  The first interval of a shape runs eagerly (warm-up: Triton compilation,
 allocator), the second is captured and replayed.
 
 ``mode = "eager"`` runs the same buffers and clock without capturing, which is how the CPU
@@ -26,7 +25,6 @@ with a warning, since graphs are an optimisation and must never stop a training 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -84,7 +82,7 @@ class IntervalReplay:
                      kind: int) -> None:
         """The RLS update with ``target_row`` and then steps ``first_step .. last_step`` of ``kind``
         with this interval's ``noise`` and ``ff_spikes`` rows, on the adopted state."""
-        period = math.lcm(2, const.timeline.steps_per_ms)
+        period = const.timeline.steps_per_ms
         key = (last_step - first_step + 1, first_step % period, kind, noise.shape[0] > 0, ff_spikes.shape[1] > 0)
         interval = self.intervals.get(key)
         if interval is None:

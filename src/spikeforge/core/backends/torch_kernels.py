@@ -106,33 +106,33 @@ def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
     return offsets + torch.arange(total, device=ptr.device)
 
 
-def _propagate(inputs_e, inputs_i, inputs_p, net, fired_mask, fired_index, plastic: bool, pre: _Presynaptic | None,
+def _propagate(charge_e, charge_i, charge_p, net, fired_mask, fired_index, plastic: bool, pre: _Presynaptic | None,
                first_pre: int = 0) -> None:
-    """Add the out-weights of the neurons that fired into next step's charge accumulators
-    (dense when ``pre`` is given, else sparse over ``fired_index``)."""
+    """Add the out-weights of the neurons that fired to their targets' synaptic charge, which the next
+    step reads (dense when ``pre`` is given, else sparse over ``fired_index``)."""
     if pre is not None:
         if first_pre == 0:  # recurrent neurons: static and plastic synapses
             spikes = fired_mask.to(net.static_weight.dtype)[pre.static_pre]
             charge = net.static_weight * spikes
             positive = net.static_weight > 0
-            inputs_e.index_add_(0, net.static_post, torch.where(positive, charge, torch.zeros_like(charge)))
-            inputs_i.index_add_(0, net.static_post, torch.where(positive, torch.zeros_like(charge), charge))
+            charge_e.index_add_(0, net.static_post, torch.where(positive, charge, torch.zeros_like(charge)))
+            charge_i.index_add_(0, net.static_post, torch.where(positive, torch.zeros_like(charge), charge))
         if plastic:
             full_mask = torch.zeros(net.plastic_ptr.numel() - 1, dtype=net.plastic_weight.dtype,
                                     device=net.plastic_weight.device)
             full_mask[first_pre:first_pre + fired_mask.numel()] = fired_mask.to(net.plastic_weight.dtype)
-            inputs_p.index_add_(0, net.plastic_post, net.plastic_weight * full_mask[pre.plastic_pre])
+            charge_p.index_add_(0, net.plastic_post, net.plastic_weight * full_mask[pre.plastic_pre])
         return
     neurons = fired_index + first_pre
     if first_pre == 0:
         synapses = _synapses_of(net.static_ptr, neurons)
         post, weight = net.static_post[synapses], net.static_weight[synapses]
         positive = weight > 0
-        inputs_e.index_add_(0, post[positive], weight[positive])
-        inputs_i.index_add_(0, post[~positive], weight[~positive])
+        charge_e.index_add_(0, post[positive], weight[positive])
+        charge_i.index_add_(0, post[~positive], weight[~positive])
     if plastic:
         synapses = _synapses_of(net.plastic_ptr, neurons)
-        inputs_p.index_add_(0, net.plastic_post[synapses], net.plastic_weight[synapses])
+        charge_p.index_add_(0, net.plastic_post[synapses], net.plastic_weight[synapses])
 
 
 def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, last_step: int, kind: int,
@@ -144,8 +144,8 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
     ``triton``: the :mod:`triton_step` module, needed for "push" and the fused update.
     ``clock``: a 0-d int64 tensor on the device holding ``first_step - 1``; each step advances
     it and reads the time from it instead of from ``first_step``, so that the same captured
-    work can run any interval of this length (whose first step has the parity of
-    ``first_step`` and the same remainder modulo ``steps_per_ms``; see :mod:`torch_graphs`).
+    work can run any interval of this length (whose first step has the same remainder modulo
+    ``steps_per_ms`` as ``first_step``; see :mod:`torch_graphs`).
     ``owned``, ``phase``: the neurons ``(lo, hi)`` this process updates and which phases of each step run,
     as in :func:`numba_network.run_steps` (a sharded network; not with the fused update).
     """
@@ -170,12 +170,11 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
             clock = torch.full((), first_step - 1, dtype=torch.int64, device=device)
     for ti in range(first_step, last_step + 1):
         now = ti if clock is None else clock.add_(1)
-        prev, cur = (ti - 1) & 1, ti & 1
         noise_row = noise[ti - first_step] if noise.shape[0] else None
         t = c.timeline
         stim_row = x_stim[ti - t.stim_on_step - 1] if plastic and t.stim_on_step < ti < t.stim_off_step else None
         if phase != DELIVER:
-            fired = _update_phase(state, c, rec, now, ti, prev, noise_row, stim_row, kind, own, fused, triton, scalars
+            fired = _update_phase(state, c, rec, now, ti, noise_row, stim_row, kind, own, fused, triton, scalars
                                   if fused else None, clock, recording or strategy != "push")
         if phase == DELIVER:  # every neuron's spikes of this step, exchanged
             fired = state.spiked[:n].to(torch.bool)
@@ -188,9 +187,9 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         if recording:
             spike_slots.record(fired, state.spike_count, now)
         if strategy == "push":
-            triton.push_spikes(state, net, cur, plastic)
+            triton.push_spikes(state, net, plastic)
         else:
-            _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, fired,
+            _propagate(state.charge_e, state.charge_i, state.charge_p, net, fired,
                        fired.nonzero().flatten() if pre is None else None, plastic, pre)
         if plastic and n_ff:
             ff_row = ff_spikes[ti - first_step]
@@ -199,10 +198,10 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
                                                c.synapses.kick_plastic[n:])
             state.spiked[n:] = ff_row
             if strategy == "push":
-                triton.push_spikes(state, net, cur, True, first_pre=n, n_pre=n_ff)
+                triton.push_spikes(state, net, True, first_pre=n, n_pre=n_ff)
             else:
                 ff_fired = ff_row.to(torch.bool)
-                _propagate(state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], net, ff_fired,
+                _propagate(state.charge_e, state.charge_i, state.charge_p, net, ff_fired,
                            ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
 
 
@@ -214,8 +213,7 @@ class _Owned:
         n = state.v.shape[0]
         n_pre = state.r.shape[0]
         self.lo, self.hi = lo, hi
-        self.state = state._make(x[:, lo:hi] if name.startswith("inputs_") else x[lo:hi]
-                                 for name, x in state._asdict().items())
+        self.state = state._make(x[lo:hi] for x in state)
         self.c = _per_neuron(c, lo, hi, (n, n_pre))
         self.rec = rec._replace(roll_sum=rec.roll_sum[:, :, lo:hi], u_sum=rec.u_sum[lo:hi] if rec.u_sum.numel() else
                                 rec.u_sum, u_sumsq=rec.u_sumsq[lo:hi] if rec.u_sumsq.numel() else rec.u_sumsq)
@@ -236,7 +234,7 @@ def _per_neuron(value, lo: int, hi: int, sizes: tuple[int, int]):
     return type(value)(*fields)
 
 
-def _update_phase(state, c, rec, now, ti: int, prev: int, noise_row, stim_row, kind: int, own, fused: bool, triton,
+def _update_phase(state, c, rec, now, ti: int, noise_row, stim_row, kind: int, own, fused: bool, triton,
                   scalars, clock, need_fired: bool):
     """The first phase of step ``ti``: the neurons (all, or ``own``'s), the filtered trains of the others
     (from the spikes exchanged after the previous step), and the init and rolling sums; returns which
@@ -249,10 +247,10 @@ def _update_phase(state, c, rec, now, ti: int, prev: int, noise_row, stim_row, k
         noise_row = noise_row[own.lo:own.hi] if noise_row is not None else None
         stim_row = stim_row[own.lo:own.hi] if stim_row is not None else None
     if fused:
-        triton.lif_neurons(state, c, scalars, clock, prev, noise_row, stim_row, plastic, learning)
+        triton.lif_neurons(state, c, scalars, clock, noise_row, stim_row, plastic, learning)
         fired = state.spiked[:n].to(torch.bool) if need_fired else None
     else:
-        fired = _neurons(state, c, now, prev, noise_row, stim_row, plastic, learning)
+        fired = _neurons(state, c, now, noise_row, stim_row, plastic, learning)
     if own is not None and learning:  # the neurons other processes own: from their exchanged spikes
         syn, r, spiked = whole_synapses, whole_state.r, whole_state.spiked
         for part in (slice(0, own.lo), slice(own.hi, n)):
@@ -265,27 +263,26 @@ def _update_phase(state, c, rec, now, ti: int, prev: int, noise_row, stim_row, k
     return fired
 
 
-def _neurons(state, c, now, prev: int, noise_row, stim_row, plastic: bool, learning: bool) -> torch.Tensor:
+def _neurons(state, c, now, noise_row, stim_row, plastic: bool, learning: bool) -> torch.Tensor:
     """One step of every neuron at time ``now`` with torch operations: currents, filtered spike
     trains, the cell model's step (:mod:`spikeforge.core.cells`); returns which neurons fired.
     ``noise_row``, ``stim_row``: (N,) or None."""
     n = state.v.shape[0]
     syn, drive = c.synapses, c.drive
-    q_e, q_i = state.inputs_e[prev].clone(), state.inputs_i[prev].clone()
-    state.inputs_e[prev].zero_()
-    state.inputs_i[prev].zero_()
-    state.u_bale.copy_(synapse.filtered(state.u_bale, q_e, syn.decay_e, syn.kick_e))
-    state.u_bali.copy_(synapse.filtered(state.u_bali, q_i, syn.decay_i, syn.kick_i))
-    u_bal = state.u_bale + state.u_bali
+    u_e, carried_e = synapse.current_and_carry(state.charge_e, syn.decay_e, syn.kick_e)
+    u_i, carried_i = synapse.current_and_carry(state.charge_i, syn.decay_i, syn.kick_i)
+    state.charge_e.copy_(carried_e)
+    state.charge_i.copy_(carried_i)
+    u_bal = u_e + u_i
     if noise_row is not None and not drive.noise_on_voltage:
         u_bal = u_bal + drive.noise_scale * noise_row
     state.u_bal.copy_(u_bal)
     u = u_bal
     if plastic:
-        q_p = state.inputs_p[prev].clone()
-        state.inputs_p[prev].zero_()
-        state.u_plas.copy_(synapse.filtered(state.u_plas, q_p, syn.decay_plastic[:n], syn.kick_plastic[:n]))
-        u = u + state.u_plas
+        u_plas, carried_p = synapse.current_and_carry(state.charge_p, syn.decay_plastic[:n], syn.kick_plastic[:n])
+        state.charge_p.copy_(carried_p)
+        state.u_plas.copy_(u_plas)
+        u = u + u_plas
     if learning:
         state.r[:n] = synapse.filtered(state.r[:n], state.spiked[:n].to(state.r.dtype), syn.decay_plastic[:n],
                                        syn.kick_plastic[:n])

@@ -5,13 +5,14 @@ kernels; on a GPU with a few thousand neurons each is mostly launch latency, eve
 CUDA graph.  Two kernels replace them:
 
 * :func:`lif_neurons`: one pass over the neurons does what the torch code does for LIF cells
-  (synaptic currents, filtered spike trains, noise, stimulus, and the LIF step of
+  (synaptic currents from the synaptic charge, :func:`spikeforge.core.cells.synapse.current_and_carry`
+  inlined, filtered spike trains, noise, stimulus, and the LIF step of
   :func:`spikeforge.core.cells.lif.step_torch` inlined: refractoriness, membrane update,
   threshold, reset; spike count), in the same order of operations; this is the only other
   copy of the LIF step, and the tests compare it with the torch one;
 * :func:`push_spikes`: one program per block of presynaptic neurons; one that fired adds its out-weights
-  to its targets' next-step inputs with atomic adds (static weights split by sign into the
-  excitatory and inhibitory accumulators, plastic weights into the plastic one).  The work is
+  to its targets' synaptic charge with atomic adds (static weights split by sign into the
+  excitatory and inhibitory charge, plastic weights into the plastic one).  The work is
   proportional to the spikes, not to the synapses, and the order of the atomic additions
   on a GPU is not fixed, so GPU runs agree with the CPU to rounding, not bit for bit.
 
@@ -40,7 +41,7 @@ PRESYNAPTIC_PER_PROGRAM = 64  # presynaptic neurons checked by one program of th
 
 
 @triton.jit
-def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_I, IN_P, XBAL, THRESH, DT_TAU,
+def _lif_neurons(V, LAST, COUNT, SPIKED, CHARGE_E, CHARGE_I, CHARGE_P, UBAL, UPLAS, R, XBAL, THRESH, DT_TAU,
                  DECAY_PLAS, KICK_PLAS, NOISE_SCALE, NOISE, STIM, CLOCK, SCALARS, n, refrac,
                  PLASTIC: tl.constexpr, LEARNING: tl.constexpr, NOISE_MODE: tl.constexpr, WITH_STIM: tl.constexpr,
                  BLOCK: tl.constexpr):
@@ -50,15 +51,11 @@ def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_
     decay_bale, kick_bale = tl.load(SCALARS + 0), tl.load(SCALARS + 1)
     decay_bali, kick_bali = tl.load(SCALARS + 2), tl.load(SCALARS + 3)
     vre = tl.load(SCALARS + 4)
-    q_e = tl.load(IN_E + offs, mask=mask, other=0.0)
-    q_i = tl.load(IN_I + offs, mask=mask, other=0.0)
-    tl.store(IN_E + offs, tl.zeros_like(q_e), mask=mask)
-    tl.store(IN_I + offs, tl.zeros_like(q_i), mask=mask)
-    u_bale = tl.load(UBALE + offs, mask=mask, other=0.0) * decay_bale + q_e * kick_bale
-    u_bali = tl.load(UBALI + offs, mask=mask, other=0.0) * decay_bali + q_i * kick_bali
-    tl.store(UBALE + offs, u_bale, mask=mask)
-    tl.store(UBALI + offs, u_bali, mask=mask)
-    u_bal = u_bale + u_bali
+    charge_e = tl.load(CHARGE_E + offs, mask=mask, other=0.0)
+    charge_i = tl.load(CHARGE_I + offs, mask=mask, other=0.0)
+    tl.store(CHARGE_E + offs, charge_e * decay_bale, mask=mask)
+    tl.store(CHARGE_I + offs, charge_i * decay_bali, mask=mask)
+    u_bal = charge_e * kick_bale + charge_i * kick_bali
     if NOISE_MODE != NOISE_NONE:
         noise = tl.load(NOISE_SCALE + offs, mask=mask, other=0.0) * tl.load(NOISE + offs, mask=mask, other=0.0)
     if NOISE_MODE == NOISE_CURRENT:
@@ -68,9 +65,9 @@ def _lif_neurons(V, LAST, COUNT, SPIKED, UBALE, UBALI, UBAL, UPLAS, R, IN_E, IN_
     decay_plas = tl.load(DECAY_PLAS + offs, mask=mask, other=0.0)
     kick_plas = tl.load(KICK_PLAS + offs, mask=mask, other=0.0)
     if PLASTIC:
-        q_p = tl.load(IN_P + offs, mask=mask, other=0.0)
-        tl.store(IN_P + offs, tl.zeros_like(q_p), mask=mask)
-        u_plas = tl.load(UPLAS + offs, mask=mask, other=0.0) * decay_plas + q_p * kick_plas
+        charge_p = tl.load(CHARGE_P + offs, mask=mask, other=0.0)
+        tl.store(CHARGE_P + offs, charge_p * decay_plas, mask=mask)
+        u_plas = charge_p * kick_plas
         tl.store(UPLAS + offs, u_plas, mask=mask)
         u = u + u_plas
     spiked_before = tl.load(SPIKED + offs, mask=mask, other=0)
@@ -141,7 +138,7 @@ def step_scalars(c, dtype: torch.dtype, device) -> torch.Tensor:
                         for value in (syn.decay_e, syn.kick_e, syn.decay_i, syn.kick_i, c.lif.vre)])
 
 
-def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int, noise_row, stim_row,
+def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, noise_row, stim_row,
                 plastic: bool, learning: bool) -> None:
     """One step of every LIF neuron at time ``clock`` (see the module docstring); ``noise_row``
     and ``stim_row`` (N,) or None."""
@@ -150,8 +147,8 @@ def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int,
                   else layout.NOISE_VOLTAGE if c.drive.noise_on_voltage else layout.NOISE_CURRENT)
     unused = state.v  # pointer for the inputs a variant does not read
     _lif_neurons[(triton.cdiv(n, BLOCK_NEURONS),)](
-        state.v, state.last_spike, state.spike_count, state.spiked, state.u_bale, state.u_bali, state.u_bal,
-        state.u_plas, state.r, state.inputs_e[prev], state.inputs_i[prev], state.inputs_p[prev], c.drive.x_bal,
+        state.v, state.last_spike, state.spike_count, state.spiked, state.charge_e, state.charge_i, state.charge_p,
+        state.u_bal, state.u_plas, state.r, c.drive.x_bal,
         c.lif.thresh, c.lif.dt_over_tau, c.synapses.decay_plastic, c.synapses.kick_plastic, c.drive.noise_scale,
         unused if noise_row is None else noise_row, unused if stim_row is None else stim_row, clock, scalars, n,
         c.lif.refrac_steps,
@@ -159,9 +156,9 @@ def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, prev: int,
         BLOCK=BLOCK_NEURONS, enable_fp_fusion=False)
 
 
-def push_spikes(state, net, cur: int, plastic: bool, first_pre: int = 0, n_pre: int | None = None) -> None:
+def push_spikes(state, net, plastic: bool, first_pre: int = 0, n_pre: int | None = None) -> None:
     """Add the out-weights of presynaptic neurons ``first_pre .. first_pre + n_pre - 1`` that
-    spiked (``state.spiked``) to next step's input accumulators (row ``cur``); static synapses
+    spiked (``state.spiked``) to their targets' synaptic charge; static synapses
     only for recurrent neurons (``first_pre = 0``), plastic ones when ``plastic``."""
     n_pre = state.v.shape[0] if n_pre is None else n_pre
     static = first_pre == 0
@@ -169,7 +166,7 @@ def push_spikes(state, net, cur: int, plastic: bool, first_pre: int = 0, n_pre: 
         return
     _push_spikes[(triton.cdiv(n_pre, PRESYNAPTIC_PER_PROGRAM),)](
         state.spiked, net.static_ptr, net.static_post, net.static_weight, net.plastic_ptr, net.plastic_post,
-        net.plastic_weight, state.inputs_e[cur], state.inputs_i[cur], state.inputs_p[cur], first_pre, n_pre,
+        net.plastic_weight, state.charge_e, state.charge_i, state.charge_p, first_pre, n_pre,
         STATIC=static, PLASTIC=plastic, NEURONS=PRESYNAPTIC_PER_PROGRAM, BLOCK=BLOCK_SYNAPSES, num_warps=1,
         enable_fp_fusion=False)
 
@@ -187,8 +184,8 @@ def smoke_test(device: torch.device) -> None:
 
         ones = torch.ones(n, dtype=dtype, device=device)
         state = State(v=2 * ones, last_spike=zeros(n, kind=torch.int64), spike_count=zeros(n, kind=torch.int64),
-                      spiked=zeros(n, kind=torch.uint8), u_bale=zeros(n), u_bali=zeros(n), u_bal=zeros(n),
-                      u_plas=zeros(n), r=zeros(n), inputs_e=zeros(2, n), inputs_i=zeros(2, n), inputs_p=zeros(2, n),
+                      spiked=zeros(n, kind=torch.uint8), charge_e=zeros(n), charge_i=zeros(n), charge_p=zeros(n),
+                      u_bal=zeros(n), u_plas=zeros(n), r=zeros(n),
                       thresh_s=zeros(n), thresh_v=zeros(n), asc=zeros(n, 0))
         ptr = torch.arange(n + 1, device=device)
         post = torch.arange(n - 1, -1, -1, device=device, dtype=torch.int32)
@@ -198,7 +195,7 @@ def smoke_test(device: torch.device) -> None:
             glif=None, synapses=Synapses(1.0, 1.0, 1.0, 1.0, ones, ones),
             drive=Drive(x_bal=ones, noise_scale=ones, noise_on_voltage=False), timeline=None)
         clock = torch.ones((), dtype=torch.int64, device=device)
-        lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, 0, None, None, True, True)
-        push_spikes(state, net, 1, True)
-        if int(state.spike_count.sum()) != n or float(state.inputs_e[1].sum()) != n:
+        lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, None, None, True, True)
+        push_spikes(state, net, True)
+        if int(state.spike_count.sum()) != n or float(state.charge_e.sum()) != n:
             raise RuntimeError("the kernels ran but gave wrong results on a two-neuron network")

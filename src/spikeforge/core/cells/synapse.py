@@ -8,8 +8,18 @@ the previous step (the one-step synaptic delay)::
 
     u <- u (1 - dt/tau) + q / tau  =  u * decay + q * kick
 
+The RLS network keeps its synaptic currents as *charge* ``c = u / kick`` (in the units of the
+weights), which evolves as ``c <- c * decay + q``: a spike then adds its weight to the charge
+of its targets directly, and no separate accumulator of arriving charge has to be read and
+cleared by every neuron at every step (32 of the 111 bytes a static step moved per neuron).
+Per step, :func:`current_and_carry` turns the charge a neuron holds (everything that arrived
+until now, on top of its decayed past) into the step's current ``c * kick`` and the charge it
+carries into the next step, ``c * decay``, to which the spikes of this step then add.  The
+current is the same as ``u * decay + q * kick``, rounded differently.
+
 One function serves both backends: :func:`step` is the numba version (scalars, inlined into the
-network kernel) of :func:`filtered`, which the torch backend applies to whole tensors.
+network kernel) of :func:`filtered`, which the torch backend applies to whole tensors; likewise
+:func:`charge_step` of :func:`current_and_carry`.
 """
 
 from __future__ import annotations
@@ -24,6 +34,15 @@ def filtered(u, q, decay, kick):
 
 
 step = numba.njit(inline="always", cache=True)(filtered)
+
+
+def current_and_carry(charge, decay, kick):
+    """The current of this step, ``charge * kick``, and the charge carried to the next step,
+    ``charge * decay`` (see the module docstring; numbers or tensors)."""
+    return charge * kick, charge * decay
+
+
+charge_step = numba.njit(inline="always", cache=True)(current_and_carry)
 
 
 def double_exponential(current, rise, inflow, decay, rise_decay, dt_s, kick):
