@@ -10,13 +10,15 @@ independent accumulators, vectorised), for each thread count.
 The work, per neuron and step of the default model (4096 neurons, K = 205, 58 plastic inputs, dt
 0.1 ms, float64 state, float32 P), counted in bytes that must cross the memory hierarchy:
 
-* static step (the init run): the state that carries over from step to step, voltage and the two
-  synaptic currents (held as charge), read and written (3 x 16 B), a refractory marker read and a
+* static step (the init run): the state that carries over from step to step, voltage and the
+  synaptic current (held as charge; one for E and I synapses, which share a time constant by default,
+  two otherwise), read and written (2 x 16 B), a refractory marker read and a
   spike flag written (2 B), and for the spikes (rate x dt per neuron-step) their 2K out-synapses (4 B
   target + 8 B weight) and the read-modify-write of each target's charge (8 B): the *must-move* bytes.
   The kernel moves more: the step of the last spike (8 B), the serial scan of the spike flags (1 B)
   and the init statistics (2 x 16 B on the steps after u0_skip_time, half of them): the *kernel*
-  bytes.  (Until 2026-12-04 it also read and cleared two charge accumulators, 2 x 16 B more.)
+  bytes.  (Until 2026-12-04 it kept two currents and also read and cleared two charge accumulators,
+  48 B more.)
 * training step: also the plastic charge and the filtered spike train (2 x 16 B), the stored static
   current for RLS (8 B) and the spikes' plastic out-synapses.
 * RLS update of one neuron with L plastic inputs: P read and written once, L (L + 1) / 2 floats with
@@ -80,11 +82,13 @@ def peak_flops(dtype, repeats: int = 2_000_000) -> float:
     return 2 * 64 * repeats * out.size / best
 
 
-def step_bytes(rate_hz: float, dt_ms: float, training: bool, n_plastic: int) -> tuple[float, float]:
-    """(must-move, kernel) bytes per neuron-step of a static (init) or training step (module docstring)."""
+def step_bytes(rate_hz: float, dt_ms: float, training: bool, n_plastic: int, static_charges: int = 1
+               ) -> tuple[float, float]:
+    """(must-move, kernel) bytes per neuron-step of a static (init) or training step (module docstring);
+    ``static_charges``: 1 when E and I static synapses share one time constant (the default), else 2."""
     spikes = rate_hz * dt_ms / 1000.0  # spikes per neuron-step
     synapses = spikes * 2 * K * (4 + 8 + 8)
-    must = 3 * 16 + 2 + synapses
+    must = (1 + static_charges) * 16 + 2 + synapses
     kernel = must + 8 + 1 + (16 if not training else 0)
     if training:
         plastic = spikes * n_plastic * (4 + 8 + 8)

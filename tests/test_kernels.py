@@ -86,6 +86,32 @@ def test_a_spike_reaches_its_targets_one_step_later_with_charge_w():
     assert state.charge_e[1] == w * c.synapses.decay_e  # carried into the step after, decayed
 
 
+@pytest.mark.parametrize("tau_i", [3.0, 5.0])
+def test_excitatory_and_inhibitory_charge_decay_with_their_own_time_constants(tau_i):
+    """Neurons 0 (excitatory, weight 0.7) and 1 (inhibitory, -0.4) spike together onto neuron 2: its
+    current is 0.7 / tau_e - 0.4 / tau_i, then each part decays with its own time constant.  With equal
+    time constants both charges are one (charge_i stays 0); the current follows the same recurrence."""
+    dt, tau_e, w_e, w_i = 0.1, 3.0, 0.7, -0.4
+    c = _constants(3, [5.0, 5.0, 0.0], decay_bali=1 - dt / tau_i, kick_bali=1 / tau_i)
+    net = _net(3, [0, 1], [2, 2], [w_e, w_i])
+    state, rec = _state(3), _recording(3)
+    empty = np.zeros((0, 3))
+    step = 0
+    while state.spike_count[0] == 0:
+        step += 1
+        kernels.run_steps(state, net, c, rec, np.zeros((1, 3)), empty, NO_FF, step, step, INIT)
+    assert state.spike_count[1] == 1  # same drive, same voltage: both spiked at this step
+    if tau_i == tau_e:
+        assert state.charge_e[2] == w_e + w_i and state.charge_i[2] == 0.0
+    else:
+        assert state.charge_e[2] == w_e and state.charge_i[2] == w_i
+    for later in range(3):
+        kernels.run_steps(state, net, c, rec, np.zeros((1, 3)), empty, NO_FF, step + 1 + later, step + 1 + later,
+                          TRAIN)
+        expected = w_e / tau_e * (1 - dt / tau_e) ** later + w_i / tau_i * (1 - dt / tau_i) ** later
+        assert state.u_bal[2] == pytest.approx(expected, rel=1e-12)
+
+
 def _textbook_rls(P, w, a, u_bal, target, with_den):
     k = P @ a
     den = 1 / (1 + a @ k)
@@ -287,7 +313,8 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
     kernels.run_steps(fast, net, c, fast_rec, np.zeros((1, n)), noise, NO_FF, 1, steps, INIT)
     slow, slow_rec = _state(n), _recording(n)
     slow.v[:] = v0
-    general = _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, False, False)
+    # equal E and I time constants: one static charge, as run_steps chooses here
+    general = _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, False, False, True)
     u_sum, u_sumsq = np.zeros(n), np.zeros(n)
     for ti in range(1, steps + 1):
         u = slow.charge_e * c.synapses.kick_e + slow.charge_i * c.synapses.kick_i  # the current of step ti
@@ -304,7 +331,7 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
     # in three chunks of 100 neurons the split (240) falls inside the last: its loop is cut there
     chunked = _state(n)
     chunked.v[:] = v0
-    _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, True, False)(
+    _make_run_steps(False, INIT, LIF, NOISE_VOLTAGE, BOTH, True, False, True)(
         chunked, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, _recording(n), np.zeros((1, n)), noise, NO_FF,
         1, steps, 0, n, n_e, 3)
     np.testing.assert_array_equal(chunked.v, slow.v)

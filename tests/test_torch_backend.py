@@ -31,6 +31,8 @@ def _run(directory, backend, overrides, n_tasks=1, nloops=2):
     ("two-tasks", {}, 2),
     ("feed-forward", {"lx": 5, "wpx": 0.3}, 1),
     ("noise-full-p", {"sig": 0.3, "noise_model": "current", "p_storage": "full"}, 1),
+    # E and I static synapses with their own time constants: two charges (one when they are equal)
+    ("two-static-charges", {"tau_bali": 5.0}, 1),
     ("per-neuron-tau-plas-and-sig", {"tau_plas": 70.0, "tau_plas_max": 150.0, "sig": 0.1, "sig_max": 0.4,
                                      "lx": 3, "wpx": 0.3}, 1),
     ("glif2", {"cell_model": "glif2"}, 1),
@@ -466,14 +468,15 @@ def test_triton_kernels_compile_for_an_h100(float_type):
         for plastic, learning in ((False, False), (True, False), (True, True)):
             ptx = _compile_for_h100(triton_step._lif_neurons, integers, {"n": "i32", "refrac": "i32"}, {
                 "PLASTIC": plastic, "LEARNING": learning, "NOISE_MODE": noise_mode, "WITH_STIM": noise_mode == 1,
-                "BLOCK": triton_step.BLOCK_NEURONS})
+                "ONE_CHARGE": noise_mode != 2, "BLOCK": triton_step.BLOCK_NEURONS})
             assert ".entry _lif_neurons" in ptx
     synapses = {"SPIKED": "*u8", "S_PTR": "*i64", "P_PTR": "*i64", "S_POST": "*i32", "P_POST": "*i32",
                 "float": float_type}
-    ptx = _compile_for_h100(triton_step._push_spikes, synapses, {"first_pre": "i32", "n_pre": "i32"},
-                            {"STATIC": True, "PLASTIC": True, "NEURONS": triton_step.PRESYNAPTIC_PER_PROGRAM,
-                             "BLOCK": triton_step.BLOCK_SYNAPSES})
-    assert f".add.f{float_type[-2:]}" in ptx  # the atomic adds, in the float type of the weights
+    for split_sign in (True, False):
+        ptx = _compile_for_h100(triton_step._push_spikes, synapses, {"first_pre": "i32", "n_pre": "i32"},
+                                {"STATIC": True, "PLASTIC": True, "SPLIT_SIGN": split_sign,
+                                 "NEURONS": triton_step.PRESYNAPTIC_PER_PROGRAM, "BLOCK": triton_step.BLOCK_SYNAPSES})
+        assert f".add.f{float_type[-2:]}" in ptx  # the atomic adds, in the float type of the weights
     rls_types = {"IDX": "*i32", "COUNT": "*i32", "IN2OUT": "*i64", "float": float_type}
     ptx = _compile_for_h100(triton_rls._packed_rls, {**rls_types, "P": "*fp32" if float_type == "*fp32" else "*fp64"},
                             {"lmax": "i32", "n_packed": "i32", "p_scale": "fp32", "inv_p_scale": "fp32"},

@@ -6,10 +6,12 @@ Run by ``run.py`` in the peers' virtual environment::
 
 The same equations as spikeforge, integrated with ``method='euler'``::
 
-    dv/dt = (-v + x + u_e + u_i) / tau_m  (unless refractory);  du_e/dt = -u_e / tau_s;  du_i/dt = -u_i / tau_s
+    dv/dt = (-v + x + u) / tau_m  (unless refractory);  du/dt = -u / tau_s
 
-threshold ``v > thresh``, reset ``v = vre``, and one ``Synapses`` object per presynaptic
-population with ``on_pre: u_e += w / tau_s`` (resp. u_i).
+threshold ``v > thresh``, reset ``v = vre``, and one ``Synapses`` object with ``on_pre: u += w /
+tau_s``.  The network file has one tau_s for excitatory and inhibitory synapses, so their currents
+add up into one, u, as spikeforge's add up into one charge (until 2026-12-04 both kept two currents,
+u_e and u_i, and one Synapses object per presynaptic population).
 
 Refractoriness.  spikeforge freezes a neuron that spiked at step s for ``round(refrac/dt)``
 steps (one by default) and updates it again at step s + 2.  Brian2 decides at the start of
@@ -21,9 +23,10 @@ Synaptic delay.  spikeforge's current takes a spike of step s at step s + 1, bef
 voltage update of that step, so the spike first moves the voltage at step s + 1.  Brian2's
 schedule per step is state update, threshold, synaptic propagation, reset: with no
 synaptic delay a spike of step s is added to u at the end of step s and moves the voltage at
-step s + 1, the same thing (and forward Euler of u at step s + 1 then equals spikeforge's
-decay-then-kick).  ``--delay-steps 0`` (the default) is therefore spikeforge's model
-exactly; ``--delay-steps 1`` (Brian2's ``delay = dt``) is one step later, like NEST's.
+step s + 1, the same thing (spikeforge adds the spike's weight to the target's charge at the end
+of step s too, and takes charge / tau_s as the current of step s + 1; Brian2 adds w / tau_s to u and
+integrates u at step s + 1: the same numbers up to rounding).  ``--delay-steps 0`` (the default) is
+therefore spikeforge's model; ``--delay-steps 1`` (Brian2's ``delay = dt``) is one step later, like NEST's.
 
 The project is generated and compiled once (``compile_s``, code generation and the C++
 compiler, OpenMP with ``--threads`` > 1, plain serial code with 1 thread); each repeat runs
@@ -84,9 +87,8 @@ def main() -> None:
     refractory_steps = round(net["refrac"] / net["dt"]) + 1  # see "Refractoriness" above
     group = NeuronGroup(
         n,
-        """dv/dt = (-v + x + u_e + u_i) / tau_m : 1 (unless refractory)
-           du_e/dt = -u_e / tau_s : 1
-           du_i/dt = -u_i / tau_s : 1
+        """dv/dt = (-v + x + u) / tau_m : 1 (unless refractory)
+           du/dt = -u / tau_s : 1
            x : 1 (constant)
            n_spikes : integer""",
         threshold="v > thresh", reset="v = vre\nn_spikes += 1", refractory=refractory_steps * net["dt"] * ms,
@@ -96,14 +98,12 @@ def main() -> None:
     group.v = net["v0"]
     pre, post, weight = net["pre"], net["post"], net["weight"]
     delay = args.delay_steps * net["dt"] * ms
-    synapses = []
-    for name, from_population, current in (("exc", pre < ne, "u_e"), ("inh", pre >= ne, "u_i")):
-        # w is stored divided by tau_s [ms]: the current jumps by w / tau_s, as spikeforge's
-        s = Synapses(group, group, "w : 1 (constant)", on_pre=f"{current}_post += w", name=f"static_{name}",
-                     delay=delay if args.delay_steps else None)
-        s.connect(i=pre[from_population], j=post[from_population])
-        s.w = weight[from_population] / tau_s_ms
-        synapses.append(s)
+    # w is stored divided by tau_s [ms]: the current jumps by w / tau_s, as spikeforge's
+    static = Synapses(group, group, "w : 1 (constant)", on_pre="u_post += w", name="static",
+                      delay=delay if args.delay_steps else None)
+    static.connect(i=pre, j=post)
+    static.w = weight / tau_s_ms
+    synapses = [static]
     device.insert_code("before_network_run", "auto _bench_t0 = std::chrono::steady_clock::now();")
     device.insert_code("after_network_run", (
         "{ double _bench_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - _bench_t0).count();"

@@ -24,34 +24,28 @@ import common  # noqa: E402
 
 @numba.njit(cache=True)
 def simulate(n_steps, ptr, post, weight, v0, x, thresh, dt_over_tau, decay, kick, vre, refrac_steps):
-    """Spike count of every neuron after ``n_steps`` steps from voltages ``v0``."""
+    """Spike count of every neuron after ``n_steps`` steps from voltages ``v0``.
+
+    The synaptic current is kept as charge (current * tau_s), as spikeforge keeps it: E and I synapses
+    share tau_s, so one charge per neuron, to which a spike adds its weight."""
     n = v0.shape[0]
     v = v0.copy()
-    u_e = np.zeros(n)
-    u_i = np.zeros(n)
-    q_e = np.zeros(n)
-    q_i = np.zeros(n)
+    charge = np.zeros(n)
     last = np.full(n, -(2**40), dtype=np.int64)
     count = np.zeros(n, dtype=np.int64)
     spikes = np.empty(n, dtype=np.int64)
     n_spikes = 0
     for ti in range(1, n_steps + 1):
-        q_e[:] = 0.0
-        q_i[:] = 0.0
         for s in range(n_spikes):  # the previous step's spikes, in neuron order
             j = spikes[s]
             for k in range(ptr[j], ptr[j + 1]):
-                w = weight[k]
-                if w > 0:
-                    q_e[post[k]] += w
-                else:
-                    q_i[post[k]] += w
+                charge[post[k]] += weight[k]
         n_spikes = 0
         for i in range(n):
-            u_e[i] = u_e[i] * decay + q_e[i] * kick
-            u_i[i] = u_i[i] * decay + q_i[i] * kick
+            u = charge[i] * kick
+            charge[i] = charge[i] * decay
             if ti > last[i] + refrac_steps:
-                vi = v[i] + dt_over_tau * (x[i] + (u_e[i] + u_i[i]) - v[i])
+                vi = v[i] + dt_over_tau * (x[i] + u - v[i])
                 if vi > thresh:
                     vi = vre
                     last[i] = ti

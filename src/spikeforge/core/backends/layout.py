@@ -55,6 +55,14 @@ class Synapses(NamedTuple):
     kick_plastic: np.ndarray  # (N + lx,) 1 / tau_plas [1/ms]
 
 
+def one_static_charge(synapses: Synapses) -> bool:
+    """Whether the excitatory and inhibitory static synapses share one filter (tau_bale = tau_bali, as
+    by default).  Their charges then add up into one, ``State.charge_e``, which a step reads once and
+    to which a spike adds each weight without testing its sign (``charge_i`` stays 0): 16 bytes less per
+    neuron-step, and the rounding of one sum instead of two.  Every backend makes this choice alike."""
+    return float(synapses.decay_e) == float(synapses.decay_i) and float(synapses.kick_e) == float(synapses.kick_i)
+
+
 class Drive(NamedTuple):
     """External input to every neuron: a constant drive and white noise."""
 

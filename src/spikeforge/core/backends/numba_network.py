@@ -36,7 +36,7 @@ import numpy as np
 from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.layout import (BOTH, DELIVER, GLIF, INIT, NOISE_CURRENT, NOISE_NONE, NOISE_VOLTAGE, TEST,
                                              TRAIN, TRAIN_RECORD, UPDATE, Connectivity, Drive, NetworkParameters,
-                                             Recording, State, Synapses, Timeline)
+                                             Recording, State, Synapses, Timeline, one_static_charge)
 from spikeforge.core.cells import glif, lif, synapse
 
 
@@ -49,15 +49,16 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", cache=True)
-def _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i):
+def _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i, one_charge):
     """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
-    charge of its targets, which the next step reads.  Indices are made unsigned, so that numba does not
+    charge of its targets, which the next step reads (all to ``charge_e`` with ``one_charge``,
+    :func:`layout.one_static_charge`).  Indices are made unsigned, so that numba does not
     test each for wrap-around: the caller guarantees ``0 <= static_post < N`` (init.h5 and connectivity
     plugins are checked when they are read)."""
     for s in range(np.uint64(static_ptr[j]), np.uint64(static_ptr[j + 1])):
         w = static_weight[s]
         post = np.uint64(static_post[s])
-        if w > 0:
+        if one_charge or w > 0:
             charge_e[post] += w
         else:
             charge_i[post] += w
@@ -83,7 +84,7 @@ def _chunk(lo, hi, chunk, chunks):
 
 @numba.njit(inline="always", cache=True)
 def _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr, static_post, static_weight,
-           charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p):
+           charge_e, charge_i, one_charge, plastic_ptr, plastic_post, plastic_weight, charge_p):
     """Neuron ``j`` spiked at step ``ti``: its count, its time (when recording, up to the recording's
     capacity), and its charges onto its targets for the next step."""
     last_spike[j] = ti
@@ -91,14 +92,14 @@ def _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, stat
     spike_count[j] = count
     if recording and count <= spike_steps.shape[1]:
         spike_steps[j, count - 1] = ti
-    _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i)
+    _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i, one_charge)
     if plastic:
         _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p)
 
 
 @functools.lru_cache(maxsize=None)
 def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, phase: int = BOTH,
-                    two_populations: bool = False, init_sums: bool = False):
+                    two_populations: bool = False, init_sums: bool = False, one_charge: bool = False):
     """The step kernel specialised for one configuration.
 
     The arguments are closure constants, so numba removes the branches a configuration does
@@ -109,6 +110,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
     (the E and I populations of the default model), so the neuron loop reads two numbers instead of
     an array each (the same values: results are unchanged).  ``init_sums``: steps of the init run whose
     currents enter its statistics (after ``u0_skip_steps``); they are summed in the neuron loop.
+    ``one_charge``: the static synapses share one filter and one charge
+    (:func:`spikeforge.core.backends.layout.one_static_charge`).
     """
 
     @numba.njit(parallel=parallel, cache=True)
@@ -191,9 +194,12 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                             else:
                                 x_i, noise_i, tau_i, thresh_i = x_bal[i], noise_scale[i], dt_over_tau[i], thresh[i]
                                 decay_p, kick_p = decay_plastic[i], kick_plastic[i]
-                            u_e, charge_e[i] = synapse.charge_step(charge_e[i], decay_e, kick_e)
-                            u_i, charge_i[i] = synapse.charge_step(charge_i[i], decay_i, kick_i)
-                            u_bal = u_e + u_i
+                            if one_charge:
+                                u_bal, charge_e[i] = synapse.charge_step(charge_e[i], decay_e, kick_e)
+                            else:
+                                u_e, charge_e[i] = synapse.charge_step(charge_e[i], decay_e, kick_e)
+                                u_i, charge_i[i] = synapse.charge_step(charge_i[i], decay_i, kick_i)
+                                u_bal = u_e + u_i
                             if with_noise and not noise_on_voltage:
                                 u_bal += noise_i * noise[noise_row, i]
                             if store_u_bal:
@@ -244,12 +250,12 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                         for j in range(8 * word, 8 * word + 8):
                             if spiked_all[j]:
                                 _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                                       static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post,
-                                       plastic_weight, charge_p)
+                                       static_post, static_weight, charge_e, charge_i, one_charge, plastic_ptr,
+                                       plastic_post, plastic_weight, charge_p)
                 for j in range(8 * n_words, n):
                     if spiked_all[j]:
                         _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                               static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post,
+                               static_post, static_weight, charge_e, charge_i, one_charge, plastic_ptr, plastic_post,
                                plastic_weight, charge_p)
                 if plastic:
                     for c_ff in range(ff_spikes.shape[1]):
@@ -286,7 +292,8 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
         parts = [(first_step, min(last_step, skip), False), (max(first_step, skip + 1), last_step, True)]
     for first, last, sums in parts:
         if first <= last:
-            kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase, split >= 0, sums)
+            kernel = _make_run_steps(threads, kind, c.cell_kind, noise_mode, phase, split >= 0, sums,
+                                     one_static_charge(c.synapses))
             kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise[first - first_step:],
                    ff_spikes[first - first_step:], first, last, lo, hi, max(split, 0),
                    numba.get_num_threads() if threads else 1)

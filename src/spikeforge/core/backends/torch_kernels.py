@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from spikeforge.core.backends import KernelOptions
-from spikeforge.core.backends.layout import BOTH, DELIVER, GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, UPDATE
+from spikeforge.core.backends.layout import (BOTH, DELIVER, GLIF, INIT, LIF, TEST, TRAIN, TRAIN_RECORD, UPDATE,
+                                             one_static_charge)
 from spikeforge.core.cells import glif, lif, synapse
 
 def usable_triton_step(device: torch.device):
@@ -107,16 +108,20 @@ def _synapses_of(ptr: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
 
 
 def _propagate(charge_e, charge_i, charge_p, net, fired_mask, fired_index, plastic: bool, pre: _Presynaptic | None,
-               first_pre: int = 0) -> None:
+               one_charge: bool, first_pre: int = 0) -> None:
     """Add the out-weights of the neurons that fired to their targets' synaptic charge, which the next
-    step reads (dense when ``pre`` is given, else sparse over ``fired_index``)."""
+    step reads (dense when ``pre`` is given, else sparse over ``fired_index``); with ``one_charge``
+    (:func:`layout.one_static_charge`) every static weight goes to ``charge_e``, in synapse order."""
     if pre is not None:
         if first_pre == 0:  # recurrent neurons: static and plastic synapses
             spikes = fired_mask.to(net.static_weight.dtype)[pre.static_pre]
             charge = net.static_weight * spikes
-            positive = net.static_weight > 0
-            charge_e.index_add_(0, net.static_post, torch.where(positive, charge, torch.zeros_like(charge)))
-            charge_i.index_add_(0, net.static_post, torch.where(positive, torch.zeros_like(charge), charge))
+            if one_charge:
+                charge_e.index_add_(0, net.static_post, charge)
+            else:
+                positive = net.static_weight > 0
+                charge_e.index_add_(0, net.static_post, torch.where(positive, charge, torch.zeros_like(charge)))
+                charge_i.index_add_(0, net.static_post, torch.where(positive, torch.zeros_like(charge), charge))
         if plastic:
             full_mask = torch.zeros(net.plastic_ptr.numel() - 1, dtype=net.plastic_weight.dtype,
                                     device=net.plastic_weight.device)
@@ -127,9 +132,12 @@ def _propagate(charge_e, charge_i, charge_p, net, fired_mask, fired_index, plast
     if first_pre == 0:
         synapses = _synapses_of(net.static_ptr, neurons)
         post, weight = net.static_post[synapses], net.static_weight[synapses]
-        positive = weight > 0
-        charge_e.index_add_(0, post[positive], weight[positive])
-        charge_i.index_add_(0, post[~positive], weight[~positive])
+        if one_charge:
+            charge_e.index_add_(0, post, weight)
+        else:
+            positive = weight > 0
+            charge_e.index_add_(0, post[positive], weight[positive])
+            charge_i.index_add_(0, post[~positive], weight[~positive])
     if plastic:
         synapses = _synapses_of(net.plastic_ptr, neurons)
         charge_p.index_add_(0, net.plastic_post[synapses], net.plastic_weight[synapses])
@@ -159,6 +167,7 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
     n_ff = ff_spikes.shape[1]
     spike_slots = _SpikeSlots(rec.spike_steps) if recording else None
     fused = c.cell_kind == LIF and options.fused_neurons
+    one_charge = one_static_charge(c.synapses)
     lo, hi = (0, n) if owned is None else owned
     sharded = (lo, hi) != (0, n)
     if sharded and fused:
@@ -187,10 +196,10 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
         if recording:
             spike_slots.record(fired, state.spike_count, now)
         if strategy == "push":
-            triton.push_spikes(state, net, plastic)
+            triton.push_spikes(state, net, plastic, one_charge)
         else:
             _propagate(state.charge_e, state.charge_i, state.charge_p, net, fired,
-                       fired.nonzero().flatten() if pre is None else None, plastic, pre)
+                       fired.nonzero().flatten() if pre is None else None, plastic, pre, one_charge)
         if plastic and n_ff:
             ff_row = ff_spikes[ti - first_step]
             if learning:
@@ -198,11 +207,11 @@ def run_steps(state, net, c, rec, x_stim, noise, ff_spikes, first_step: int, las
                                                c.synapses.kick_plastic[n:])
             state.spiked[n:] = ff_row
             if strategy == "push":
-                triton.push_spikes(state, net, True, first_pre=n, n_pre=n_ff)
+                triton.push_spikes(state, net, True, one_charge, first_pre=n, n_pre=n_ff)
             else:
                 ff_fired = ff_row.to(torch.bool)
                 _propagate(state.charge_e, state.charge_i, state.charge_p, net, ff_fired,
-                           ff_fired.nonzero().flatten() if pre is None else None, True, pre, first_pre=n)
+                           ff_fired.nonzero().flatten() if pre is None else None, True, pre, one_charge, first_pre=n)
 
 
 class _Owned:
@@ -269,11 +278,12 @@ def _neurons(state, c, now, noise_row, stim_row, plastic: bool, learning: bool) 
     ``noise_row``, ``stim_row``: (N,) or None."""
     n = state.v.shape[0]
     syn, drive = c.synapses, c.drive
-    u_e, carried_e = synapse.current_and_carry(state.charge_e, syn.decay_e, syn.kick_e)
-    u_i, carried_i = synapse.current_and_carry(state.charge_i, syn.decay_i, syn.kick_i)
+    u_bal, carried_e = synapse.current_and_carry(state.charge_e, syn.decay_e, syn.kick_e)
     state.charge_e.copy_(carried_e)
-    state.charge_i.copy_(carried_i)
-    u_bal = u_e + u_i
+    if not one_static_charge(syn):
+        u_i, carried_i = synapse.current_and_carry(state.charge_i, syn.decay_i, syn.kick_i)
+        state.charge_i.copy_(carried_i)
+        u_bal = u_bal + u_i
     if noise_row is not None and not drive.noise_on_voltage:
         u_bal = u_bal + drive.noise_scale * noise_row
     state.u_bal.copy_(u_bal)

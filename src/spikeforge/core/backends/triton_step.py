@@ -44,7 +44,7 @@ PRESYNAPTIC_PER_PROGRAM = 64  # presynaptic neurons checked by one program of th
 def _lif_neurons(V, LAST, COUNT, SPIKED, CHARGE_E, CHARGE_I, CHARGE_P, UBAL, UPLAS, R, XBAL, THRESH, DT_TAU,
                  DECAY_PLAS, KICK_PLAS, NOISE_SCALE, NOISE, STIM, CLOCK, SCALARS, n, refrac,
                  PLASTIC: tl.constexpr, LEARNING: tl.constexpr, NOISE_MODE: tl.constexpr, WITH_STIM: tl.constexpr,
-                 BLOCK: tl.constexpr):
+                 ONE_CHARGE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     now = tl.load(CLOCK)
@@ -52,10 +52,12 @@ def _lif_neurons(V, LAST, COUNT, SPIKED, CHARGE_E, CHARGE_I, CHARGE_P, UBAL, UPL
     decay_bali, kick_bali = tl.load(SCALARS + 2), tl.load(SCALARS + 3)
     vre = tl.load(SCALARS + 4)
     charge_e = tl.load(CHARGE_E + offs, mask=mask, other=0.0)
-    charge_i = tl.load(CHARGE_I + offs, mask=mask, other=0.0)
     tl.store(CHARGE_E + offs, charge_e * decay_bale, mask=mask)
-    tl.store(CHARGE_I + offs, charge_i * decay_bali, mask=mask)
-    u_bal = charge_e * kick_bale + charge_i * kick_bali
+    u_bal = charge_e * kick_bale
+    if not ONE_CHARGE:
+        charge_i = tl.load(CHARGE_I + offs, mask=mask, other=0.0)
+        tl.store(CHARGE_I + offs, charge_i * decay_bali, mask=mask)
+        u_bal = u_bal + charge_i * kick_bali
     if NOISE_MODE != NOISE_NONE:
         noise = tl.load(NOISE_SCALE + offs, mask=mask, other=0.0) * tl.load(NOISE + offs, mask=mask, other=0.0)
     if NOISE_MODE == NOISE_CURRENT:
@@ -112,7 +114,8 @@ def _add_out_weights(PTR, POST, W, pre, OUT_POSITIVE, OUT_OTHER, SPLIT_SIGN: tl.
 
 @triton.jit
 def _push_spikes(SPIKED, S_PTR, S_POST, S_W, P_PTR, P_POST, P_W, OUT_E, OUT_I, OUT_P, first_pre, n_pre,
-                 STATIC: tl.constexpr, PLASTIC: tl.constexpr, NEURONS: tl.constexpr, BLOCK: tl.constexpr):
+                 STATIC: tl.constexpr, PLASTIC: tl.constexpr, SPLIT_SIGN: tl.constexpr, NEURONS: tl.constexpr,
+                 BLOCK: tl.constexpr):
     # one program per NEURONS presynaptic neurons: at a few Hz and dt = 0.1 ms most blocks have
     # no spike and end after one vector load; the others go through their neurons in order
     first_neuron = tl.program_id(0) * NEURONS
@@ -124,7 +127,7 @@ def _push_spikes(SPIKED, S_PTR, S_POST, S_W, P_PTR, P_POST, P_W, OUT_E, OUT_I, O
             if first_neuron + j < n_pre:
                 if tl.load(SPIKED + pre) != 0:
                     if STATIC:
-                        _add_out_weights(S_PTR, S_POST, S_W, pre, OUT_E, OUT_I, True, BLOCK)
+                        _add_out_weights(S_PTR, S_POST, S_W, pre, OUT_E, OUT_I, SPLIT_SIGN, BLOCK)
                     if PLASTIC:
                         _add_out_weights(P_PTR, P_POST, P_W, pre, OUT_P, OUT_P, False, BLOCK)
 
@@ -153,12 +156,13 @@ def lif_neurons(state, c, scalars: torch.Tensor, clock: torch.Tensor, noise_row,
         unused if noise_row is None else noise_row, unused if stim_row is None else stim_row, clock, scalars, n,
         c.lif.refrac_steps,
         PLASTIC=plastic, LEARNING=learning, NOISE_MODE=noise_mode, WITH_STIM=stim_row is not None,
-        BLOCK=BLOCK_NEURONS, enable_fp_fusion=False)
+        ONE_CHARGE=layout.one_static_charge(c.synapses), BLOCK=BLOCK_NEURONS, enable_fp_fusion=False)
 
 
-def push_spikes(state, net, plastic: bool, first_pre: int = 0, n_pre: int | None = None) -> None:
+def push_spikes(state, net, plastic: bool, one_charge: bool, first_pre: int = 0, n_pre: int | None = None) -> None:
     """Add the out-weights of presynaptic neurons ``first_pre .. first_pre + n_pre - 1`` that
-    spiked (``state.spiked``) to their targets' synaptic charge; static synapses
+    spiked (``state.spiked``) to their targets' synaptic charge (static ones all to ``charge_e`` with
+    ``one_charge``, :func:`layout.one_static_charge`); static synapses
     only for recurrent neurons (``first_pre = 0``), plastic ones when ``plastic``."""
     n_pre = state.v.shape[0] if n_pre is None else n_pre
     static = first_pre == 0
@@ -167,7 +171,7 @@ def push_spikes(state, net, plastic: bool, first_pre: int = 0, n_pre: int | None
     _push_spikes[(triton.cdiv(n_pre, PRESYNAPTIC_PER_PROGRAM),)](
         state.spiked, net.static_ptr, net.static_post, net.static_weight, net.plastic_ptr, net.plastic_post,
         net.plastic_weight, state.charge_e, state.charge_i, state.charge_p, first_pre, n_pre,
-        STATIC=static, PLASTIC=plastic, NEURONS=PRESYNAPTIC_PER_PROGRAM, BLOCK=BLOCK_SYNAPSES, num_warps=1,
+        STATIC=static, PLASTIC=plastic, SPLIT_SIGN=not one_charge, NEURONS=PRESYNAPTIC_PER_PROGRAM, BLOCK=BLOCK_SYNAPSES, num_warps=1,
         enable_fp_fusion=False)
 
 
@@ -196,6 +200,6 @@ def smoke_test(device: torch.device) -> None:
             drive=Drive(x_bal=ones, noise_scale=ones, noise_on_voltage=False), timeline=None)
         clock = torch.ones((), dtype=torch.int64, device=device)
         lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, None, None, True, True)
-        push_spikes(state, net, True)
+        push_spikes(state, net, True, False)
         if int(state.spike_count.sum()) != n or float(state.charge_e.sum()) != n:
             raise RuntimeError("the kernels ran but gave wrong results on a two-neuron network")
