@@ -364,6 +364,8 @@ sys.path.insert(0, {tests!r})
 import numpy as np, torch
 from test_torch_backend import compare_fused_step_with_torch
 compare_fused_step_with_torch({directory!r})
+from spikeforge.core.backends import triton_step
+triton_step.smoke_test(torch.device("cpu"))  # the start-up check raises on wrong results: not here
 print("equal")
 """
 
@@ -383,7 +385,8 @@ def compare_fused_step_with_torch(directory, device="cpu"):
     cases = [("init", INIT, {}, 400), ("train-stimulus-current-noise", TRAIN,
                                        {"sig": 0.3, "noise_model": "current"}, 520),
              ("record-feed-forward-voltage-noise", TRAIN_RECORD, {"lx": 5, "wpx": 0.3, "sig": 0.3}, 1000),
-             ("test", TEST, {}, 700)]
+             ("test", TEST, {}, 700),
+             ("two-static-charges", TRAIN, {"tau_bali": 5.0}, 520)]  # E and I synapses with their own charge
     for name, kind, overrides, start in cases:
         directory_of_case = Path(directory) / name
         rls.new(directory_of_case, {**SMALL, **FLOAT64, **overrides})

@@ -103,11 +103,11 @@ class State(NamedTuple):
     spiked: np.ndarray  # uint8 (N + lx,) 1 if the neuron spiked in the last step (feed-forward last)
     # synaptic charge (current / kick, cells.synapse): the last step's, decayed, plus what the spikes
     # since then brought; the next step's current is charge * kick
-    charge_e: np.ndarray  # (N,) static excitatory synapses [weight units]
-    charge_i: np.ndarray  # (N,) static inhibitory synapses
+    charge_e: np.ndarray  # (N,) static excitatory synapses, or all static ones (one_static_charge) [weight units]
+    charge_i: np.ndarray  # (N,) static inhibitory synapses (0 with one_static_charge)
     charge_p: np.ndarray  # (N,) plastic synapses
     u_bal: np.ndarray  # (N,) static current (+ current noise) of the last step; RLS reads it (not in the init run)
-    u_plas: np.ndarray  # (N,) plastic current of the last step (written by the recording kinds only)
+    u_plas: np.ndarray  # (N,) plastic current of the last step (numba writes it in the recording kinds only)
     r: np.ndarray  # (N + lx,) filtered spike trains [spikes/ms] (feed-forward neurons last)
     thresh_s: np.ndarray  # (N,) GLIF spike-induced threshold
     thresh_v: np.ndarray  # (N,) GLIF voltage-induced threshold

@@ -5,7 +5,8 @@ Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 1. for every neuron, in parallel:
    the static excitatory and inhibitory currents and the plastic current, from the charge each
    synapse type holds (its past, decayed, plus what the previous step's spikes brought), which
-   then decays for the next step (:func:`spikeforge.core.cells.synapse.charge_step`);
+   then decays for the next step (:func:`spikeforge.core.cells.synapse.charge_step`; one static
+   charge for E and I when they share a time constant, :func:`layout.one_static_charge`);
    ``u = u_e + u_i (+ u_plas)``; the filtered spike train ``r`` (the same filter, kicked by
    the previous step's spike); drive ``X = x_bal (+ stimulus)``; voltage noise; the cell model's
    step (:func:`spikeforge.core.cells.lif.step` or :func:`spikeforge.core.cells.glif.step`:

@@ -11,8 +11,9 @@ CUDA graph.  Two kernels replace them:
   threshold, reset; spike count), in the same order of operations; this is the only other
   copy of the LIF step, and the tests compare it with the torch one;
 * :func:`push_spikes`: one program per block of presynaptic neurons; one that fired adds its out-weights
-  to its targets' synaptic charge with atomic adds (static weights split by sign into the
-  excitatory and inhibitory charge, plastic weights into the plastic one).  The work is
+  to its targets' synaptic charge with atomic adds (static weights into the one static charge, or
+  split by sign into the excitatory and inhibitory charge when their time constants differ; plastic
+  weights into the plastic charge).  The work is
   proportional to the spikes, not to the synapses, and the order of the atomic additions
   on a GPU is not fixed, so GPU runs agree with the CPU to rounding, not bit for bit.
 
@@ -200,6 +201,7 @@ def smoke_test(device: torch.device) -> None:
             drive=Drive(x_bal=ones, noise_scale=ones, noise_on_voltage=False), timeline=None)
         clock = torch.ones((), dtype=torch.int64, device=device)
         lif_neurons(state, constants, step_scalars(constants, dtype, device), clock, None, None, True, True)
-        push_spikes(state, net, True, False)
-        if int(state.spike_count.sum()) != n or float(state.charge_e.sum()) != n:
+        for one_charge in (True, False):  # both variants of the push (weights > 0: both add to charge_e)
+            push_spikes(state, net, True, one_charge)
+        if int(state.spike_count.sum()) != n or float(state.charge_e.sum()) != 2 * n:
             raise RuntimeError("the kernels ran but gave wrong results on a two-neuron network")
