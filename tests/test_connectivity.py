@@ -69,3 +69,18 @@ def test_initial_p_inverts_the_penalty_matrix():
     with_ff = connectivity.initial_p(np.hstack([[[0.5], [-0.5]], weight]), count + 1, lam, mu, n_ff=1, penlam_ff=2.0)
     assert with_ff[0, 0, 0] == 0.5 and np.all(with_ff[:, 0, 1:] == 0)  # 1 / penlam_ff, no coupling to recurrent
     np.testing.assert_allclose(with_ff[:, 1:, 1:], P)
+
+
+def test_out_lists_of_a_foreign_file_are_sorted_by_target_and_sorted_ones_kept_as_they_are():
+    from spikeforge.rls.connectivity import OutLayout, sorted_by_target
+
+    ptr = np.array([0, 3, 3, 6])  # neuron 1 has no targets; neuron 2 targets 0 twice
+    layout = OutLayout(ptr, np.array([4, 1, 2, 0, 3, 0], dtype=np.int32), np.array([1.0, 2, 3, 4, 5, 6]))
+    fixed = sorted_by_target(layout)
+    np.testing.assert_array_equal(fixed.ptr, ptr)
+    np.testing.assert_array_equal(fixed.post, [1, 2, 4, 0, 0, 3])
+    np.testing.assert_array_equal(fixed.weight, [2.0, 3, 1, 4, 6, 5])  # the two synapses onto 0 keep their order
+    assert sorted_by_target(fixed) is fixed
+    # a row ending above where the next begins is sorted already
+    assert sorted_by_target(OutLayout(np.array([0, 2, 4]), np.array([3, 5, 0, 1]), np.zeros(4))).post.tolist() == \
+        [3, 5, 0, 1]

@@ -50,9 +50,12 @@ def _recording(n, max_times=0):
 
 
 def _net(n, pre, post, weight):
+    """Static synapses pre -> post in out-list layout, each out-list sorted by target (as the kernels need)."""
+    pre, post, weight = np.asarray(pre, dtype=np.int64), np.asarray(post, dtype=np.int32), np.asarray(weight, dtype=float)
+    order = np.lexsort((post, pre))
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(pre, minlength=n), out=ptr[1:])
-    return Connectivity(ptr, np.asarray(post, dtype=np.int32), np.asarray(weight, dtype=float),
+    return Connectivity(ptr, post[order], weight[order],
                         np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0))
 
 
@@ -336,3 +339,59 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
         1, steps, 0, n, n_e, 3)
     np.testing.assert_array_equal(chunked.v, slow.v)
     np.testing.assert_array_equal(chunked.spike_count, slow.spike_count)
+
+
+@pytest.mark.parametrize("tau_i", [3.0, 5.0])  # one static charge, and E and I charges of their own
+@pytest.mark.parametrize("kind", [TEST, TRAIN])
+def test_spikes_delivered_by_chunks_of_targets_give_the_same_state_bit_for_bit(tau_i, kind):
+    """Each chunk of neurons receives the charges onto its own neurons (the stretch of each spiking neuron's
+    out-list that falls into it).  With 1, 2, 3 and 7 chunks, serial or threaded, in one call or two, every
+    array of the state ends equal bit for bit, as every neuron receives its additions in the same order.
+    The network repeats targets within out-lists, mixes E and I weights, has plastic synapses from five
+    feed-forward neurons, and N is not a multiple of 8."""
+    from spikeforge.core.backends.layout import BOTH, NOISE_VOLTAGE
+    from spikeforge.core.backends.numba_network import _make_run_steps
+
+    n, lx, steps = 203, 5, 600
+    rng = np.random.default_rng(11)
+    c = _constants(n, rng.uniform(1.1, 1.6, n), decay_bali=1 - 0.1 / tau_i, kick_bali=1 / tau_i,
+                   noise_scale=np.full(n, 0.02), decay_plas=np.full(n + lx, 1 - 0.1 / 150),
+                   kick_plas=np.full(n + lx, 1 / 150))
+    static = _net(n, rng.integers(0, n, 5000), rng.integers(0, n, 5000), rng.choice([0.05, -0.08], 5000))
+    pre, post = rng.integers(0, n + lx, 3000), rng.integers(0, n, 3000)
+    order = np.lexsort((post, pre))
+    plastic_ptr = np.zeros(n + lx + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pre, minlength=n + lx), out=plastic_ptr[1:])
+    net = static._replace(plastic_ptr=plastic_ptr, plastic_post=post[order].astype(np.int32),
+                          plastic_weight=rng.normal(0, 0.05, 3000)[order])
+    noise = rng.standard_normal((steps, n))
+    ff_spikes = (rng.random((steps, lx)) < 0.05).astype(np.uint8)
+    v0 = rng.random(n)
+
+    def run(parallel, chunks, calls):
+        state = _state(n)._replace(spiked=np.zeros(n + lx, dtype=np.uint8), r=np.zeros(n + lx))
+        state.v[:] = v0
+        rec = _recording(n, max_times=60)
+        kernel = _make_run_steps(parallel, kind, LIF, NOISE_VOLTAGE, BOTH, False, False, tau_i == 3.0)
+        bounds = np.linspace(0, steps, calls + 1).astype(int)
+        for first, last in zip(bounds[:-1] + 1, bounds[1:]):
+            kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, np.zeros((1, n)),
+                   noise[first - 1:last], ff_spikes[first - 1:last], first, last, 0, n, 0, chunks)
+        return state, rec
+
+    reference, reference_rec = run(False, 1, 1)
+    assert reference.spike_count.sum() > 500 and np.any(reference.charge_p != 0)  # an active network
+    if tau_i != 3.0:
+        assert np.any(reference.charge_i != 0)
+    for parallel, chunks, calls in [(False, 3, 2), (True, 2, 1), (True, 7, 3)]:
+        state, rec = run(parallel, chunks, calls)
+        for name, value in state._asdict().items():
+            np.testing.assert_array_equal(value, getattr(reference, name), err_msg=f"{name}, {chunks} chunks")
+        np.testing.assert_array_equal(rec.spike_steps, reference_rec.spike_steps)
+
+
+def test_a_single_process_run_refuses_a_part_of_the_neurons():
+    state, rec = _state(4), _recording(4)
+    with pytest.raises(ValueError, match=r"owned=\(0, 2\) needs the phases UPDATE and DELIVER"):
+        kernels.run_steps(state, _net(4, [], [], []), _constants(4, np.ones(4)), rec, np.zeros((1, 4)),
+                          np.zeros((0, 4)), NO_FF, 1, 2, INIT, owned=(0, 2))

@@ -148,7 +148,7 @@ def test_backend_choices_are_checked():
 
 def test_backends_carry_their_options_and_leave_the_process_alone():
     numba_threads = get_backend("numba", parallel_min_neurons=0)
-    assert numba_threads.options.parallel_min_neurons == 0 and get_backend().options.parallel_min_neurons == 32768
+    assert numba_threads.options.parallel_min_neurons == 0 and get_backend().options.parallel_min_neurons == 8192
     cpu = get_backend("torch", "cpu")
     assert (cpu.options.propagation, cpu.options.summation, cpu.options.intervals) == ("sparse", "ordered", "off")
     dense = get_backend("torch", "cpu", propagation="dense")

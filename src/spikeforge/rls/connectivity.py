@@ -44,6 +44,21 @@ class OutLayout(NamedTuple):
     weight: np.ndarray  # float (nnz,)
 
 
+def sorted_by_target(layout: OutLayout) -> OutLayout:
+    """``layout`` with each presynaptic neuron's targets in ascending order, as the step kernels need them
+    (a thread finds the stretch of an out-list onto its own neurons by bisection).
+
+    The layouts spikeforge builds are sorted already and come back as they are; another tool's init.h5
+    is sorted here, and synapses onto the same target keep their order (the sort is stable)."""
+    ptr, post = layout.ptr, layout.post
+    falls = np.flatnonzero(post[1:] < post[:-1]) + 1  # where the target index goes down
+    if np.isin(falls, ptr).all():  # only where a new out-list starts
+        return layout
+    pre = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+    order = np.lexsort((post, pre))
+    return OutLayout(ptr, post[order], layout.weight[order])
+
+
 def static_weights(p: Params, rng: np.random.Generator) -> OutLayout:
     """Fixed out-degree ``2k`` random static connectivity without autapses (the default plugin)."""
     n, out_degree = p.n_cells, 2 * p.k

@@ -48,7 +48,7 @@ from spikeforge.core.provenance import differences, fingerprint
 from spikeforge.core.store import dataset_names, read_h5, read_rows, write_h5
 from spikeforge.errors import DataFileError
 from spikeforge.rls import p_matrix
-from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout
+from spikeforge.rls.connectivity import OutLayout, PlasticInputs, out_layout, sorted_by_target
 from spikeforge.rls.files import RunDir, checkpoint_loop
 from spikeforge.rls.params import CHANGEABLE_AFTER_INIT, SCHEMA, Params
 from spikeforge.rls.network_parameters import float_dtype
@@ -332,7 +332,8 @@ class Model:
         dtype = float_dtype(p)
         model = cls(
             p=p,
-            static=OutLayout(arrays["static/ptr"], arrays["static/post"], arrays["static/weight"].astype(dtype)),
+            static=sorted_by_target(OutLayout(arrays["static/ptr"], arrays["static/post"],
+                                              arrays["static/weight"].astype(dtype))),
             plastic=PlasticInputs(arrays["plastic/index"], arrays["plastic/count"],
                                   arrays["plastic/weight"].astype(dtype)),
             P=_p_in_memory(arrays["P"], p, run.init_file) if with_p else np.zeros(0, dtype=p.p_precision),

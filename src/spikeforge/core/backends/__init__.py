@@ -31,9 +31,9 @@ class KernelOptions:
 
     Attributes:
         parallel_min_neurons: numba: networks of at least this many neurons update their neurons on
-            threads; a smaller network's step is too short to share out (on 2 cores, 16,384 neurons ran
-            0.45 s serial against 0.60 s threaded, 32,768 break even: BENCHMARKS.md).  Results do not
-            depend on it.
+            threads; a smaller network's step is too short to share out (init run of the default model on
+            2 cores: 8192 neurons 0.135 s serial against 0.113 s threaded, 4096 neurons 0.056 s against
+            0.079 s: BENCHMARKS.md).  Results do not depend on it.
         propagation: torch: spike propagation ``sparse`` (gather the out-synapses of the neurons that
             fired), ``dense`` (every synapse, fixed size: no host synchronisation) or ``push`` (the
             Triton kernel, CUDA).
@@ -53,7 +53,7 @@ class KernelOptions:
             the hardware prefetchers already bring from the last-level cache in time): BENCHMARKS.md.
     """
 
-    parallel_min_neurons: int = 32768
+    parallel_min_neurons: int = 8192
     propagation: str = "sparse"
     summation: str = "ordered"
     fused_neurons: bool = False

@@ -2,7 +2,7 @@
 
 Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
 
-1. for every neuron, in parallel:
+1. for every neuron:
    the static excitatory and inhibitory currents and the plastic current, from the charge each
    synapse type holds (its past, decayed, plus what the previous step's spikes brought), which
    then decays for the next step (:func:`spikeforge.core.cells.synapse.charge_step`; one static
@@ -12,13 +12,16 @@ Per step ``ti`` (the order of TrainSpikingNet's CPU loop, reference tsn.md 3.3):
    step (:func:`spikeforge.core.cells.lif.step` or :func:`spikeforge.core.cells.glif.step`:
    refractoriness, membrane, threshold and reset);
 2. (init) sums of u and u^2; (record kinds, on 1-ms steps after ``stim_off``) the rolling sums;
-3. serially, in neuron order: every neuron that spiked adds its out-weights to the
-   charge of its targets, which the next step reads (the one-step synaptic delay), and its
-   spike count and time are recorded; then the feed-forward neurons (filtered trains,
-   host-drawn spikes, plastic out-weights).
+3. every neuron that spiked, in neuron order, adds its out-weights to the charge of its targets,
+   which the next step reads (the one-step synaptic delay), and its spike count and time are
+   recorded; then the feed-forward neurons (filtered trains, host-drawn spikes, plastic out-weights).
 
-Neuron updates are independent and the propagation is serial, so results do not depend
-on the number of threads.
+With threads, the neurons are cut into one chunk per thread, and a thread does everything for the
+neurons of its chunk in one parallel region per step: it adds the previous step's spikes onto them
+(the stretch of each spiking neuron's out-list, which is sorted by target, that falls into the
+chunk), updates them, and lists those that spiked.  Every neuron thus receives
+its charges in the same order (by presynaptic neuron) whatever the number of threads, and the
+results do not depend on it.  The spikes of a call's last step are delivered before it returns.
 
 Sharded networks (:mod:`spikeforge.rls.distributed`): a process that owns neurons ``lo .. hi - 1``
 runs each step in two calls with a spike exchange in between: phase ``UPDATE`` (1-2 above for its
@@ -50,52 +53,117 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", cache=True)
-def _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i, one_charge):
-    """Add presynaptic neuron ``j``'s static out-weights to the excitatory (w > 0) or inhibitory
-    charge of its targets, which the next step reads (all to ``charge_e`` with ``one_charge``,
-    :func:`layout.one_static_charge`).  Indices are made unsigned, so that numba does not
-    test each for wrap-around: the caller guarantees ``0 <= static_post < N`` (init.h5 and connectivity
-    plugins are checked when they are read)."""
-    for s in range(np.uint64(static_ptr[j]), np.uint64(static_ptr[j + 1])):
-        w = static_weight[s]
-        post = np.uint64(static_post[s])
-        if one_charge or w > 0:
-            charge_e[post] += w
-        else:
-            charge_i[post] += w
+def _first_target_at_least(post, start, stop, target, n):
+    """The first position ``s`` in ``start .. stop - 1`` with ``post[s] >= target`` (``stop`` if none), where
+    ``post[start:stop]`` is sorted and holds targets in ``0 .. n - 1``.
+
+    The search starts where a row spread evenly over the targets would have it and steps from there: a
+    random network's row is found within a cache line or two, which the delivery then reads anyway (a
+    bisection touched lines all over the row, and its cache misses cost as much as the delivery).  Any
+    sorted row gives the right position; an uneven one only takes more steps."""
+    if target == 0:  # the first chunk's stretch starts where the row does
+        return start
+    if target >= n:  # the last chunk's ends where the row does
+        return stop
+    guess = start + (stop - start) * target // n
+    while guess > start and np.uint64(post[guess - np.uint64(1)]) >= target:
+        guess -= np.uint64(1)
+    while guess < stop and np.uint64(post[guess]) < target:
+        guess += np.uint64(1)
+    return guess
 
 
 @numba.njit(inline="always", cache=True)
-def _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p):
-    """Add presynaptic neuron ``j``'s plastic out-weights to the plastic charge of its targets (unsigned
-    indices, as in :func:`_push_static`)."""
-    for s in range(np.uint64(plastic_ptr[j]), np.uint64(plastic_ptr[j + 1])):
-        charge_p[np.uint64(plastic_post[s])] += plastic_weight[s]
+def _push(j, ptr, post, weight, begin, end, charge_e, charge_i, split_sign):
+    """Add presynaptic neuron ``j``'s out-weights onto the targets ``begin .. end - 1`` to their charge,
+    which the next step reads: to the excitatory (w > 0) or inhibitory charge with ``split_sign``, all to
+    ``charge_e`` without (plastic synapses; static ones with :func:`layout.one_static_charge`).
+
+    ``j``'s out-list is sorted by target, so its synapses onto ``begin .. end - 1`` are one stretch of
+    it (:func:`_first_target_at_least`).  Indices are unsigned, so that numba does not test each for wrap-around:
+    the caller guarantees ``0 <= post < N`` (init.h5 and connectivity plugins are checked when read)."""
+    row_stop = np.uint64(ptr[j + 1])
+    row_start, n = np.uint64(ptr[j]), np.uint64(charge_e.shape[0])
+    first = _first_target_at_least(post, row_start, row_stop, begin, n)
+    stop = _first_target_at_least(post, row_start, row_stop, end, n)
+    for s in range(first, stop):
+        w = weight[s]
+        target = np.uint64(post[s])
+        if split_sign and w < 0:
+            charge_i[target] += w
+        else:
+            charge_e[target] += w
+
+
+@numba.njit(inline="always", cache=True)
+def _chunk_size(lo, hi, chunks):
+    """The number of neurons of each chunk of ``lo .. hi - 1`` but the last (:func:`_chunk`): a multiple of 8,
+    so that the chunks of ``0 .. N - 1`` start at whole words of spike flags."""
+    return ((hi - lo + chunks - 1) // chunks + 7) // 8 * 8
 
 
 @numba.njit(inline="always", cache=True)
 def _chunk(lo, hi, chunk, chunks):
     """Neurons ``begin .. end - 1`` of chunk ``chunk`` of ``chunks`` equal parts of ``lo .. hi - 1``, as
     unsigned integers: the compiler then knows that an index is not negative, drops the wrap-around
-    check of every array access and vectorises the loop (with signed bounds a step took 2.5 times longer)."""
-    size = (hi - lo + chunks - 1) // chunks
+    check of every array access and vectorises the loop (with signed bounds a step took 2.5 times longer).
+    """
+    size = _chunk_size(lo, hi, chunks)
     begin = min(lo + chunk * size, hi)
     return np.uint64(begin), np.uint64(min(begin + size, hi))
 
 
 @numba.njit(inline="always", cache=True)
-def _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr, static_post, static_weight,
-           charge_e, charge_i, one_charge, plastic_ptr, plastic_post, plastic_weight, charge_p):
-    """Neuron ``j`` spiked at step ``ti``: its count, its time (when recording, up to the recording's
-    capacity), and its charges onto its targets for the next step."""
-    last_spike[j] = ti
-    count = spike_count[j] + 1
-    spike_count[j] = count
+def _note_spike(i, ti, last_spike, spike_count, spike_steps, recording, spike_lists, which, chunk, found):
+    """Neuron ``i`` spiked at step ``ti``: its spike count, last spike step (and spike step when
+    ``recording``, up to the recording's capacity), and its place ``found`` in ``spike_lists[which, chunk]``."""
+    last_spike[i] = ti
+    count = spike_count[i] + 1
+    spike_count[i] = count
     if recording and count <= spike_steps.shape[1]:
-        spike_steps[j, count - 1] = ti
-    _push_static(j, static_ptr, static_post, static_weight, charge_e, charge_i, one_charge)
+        spike_steps[i, count - 1] = ti
+    spike_lists[which, chunk, found] = i
+
+
+@numba.njit(inline="always", cache=True)
+def _collect(begin, end, ti, spiked_all, flag_words, last_spike, spike_count, spike_steps, recording, spike_lists,
+             which, chunk):
+    """Note every neuron of ``begin .. end - 1`` (``begin`` a multiple of 8) that spiked at step ``ti``
+    (:func:`_note_spike`), in order; return how many did.  ``flag_words``: the spike flags of eight
+    neurons at a time (spikes are rare: most words are zero)."""
+    found = 0
+    words_end = min(end // 8, flag_words.shape[0])
+    for word in range(begin // 8, words_end):
+        if flag_words[word] != 0:
+            for i in range(8 * word, 8 * word + 8):
+                if spiked_all[i]:
+                    _note_spike(i, ti, last_spike, spike_count, spike_steps, recording, spike_lists, which, chunk,
+                                found)
+                    found += 1
+    for i in range(max(begin, 8 * words_end), end):
+        if spiked_all[i]:
+            _note_spike(i, ti, last_spike, spike_count, spike_steps, recording, spike_lists, which, chunk, found)
+            found += 1
+    return found
+
+
+@numba.njit(inline="always", cache=True)
+def _deliver(begin, end, spike_lists, spike_counts, which, ff_spikes, ff_row, n, plastic, split_sign, static_ptr,
+             static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p):
+    """Deliver one step's spikes onto the targets ``begin .. end - 1``: those of the network's neurons
+    (``spike_lists[which, c, :spike_counts[which, c]]`` for each chunk ``c``: in neuron order), then, with
+    ``plastic``, those of the feed-forward neurons (presynaptic ``n ..``) that ``ff_spikes[ff_row]``
+    marks.  Every target receives its additions in this order, whatever the chunks are."""
+    for c in range(spike_counts.shape[1]):
+        for k in range(spike_counts[which, c]):
+            j = spike_lists[which, c, k]
+            _push(j, static_ptr, static_post, static_weight, begin, end, charge_e, charge_i, split_sign)
+            if plastic:
+                _push(j, plastic_ptr, plastic_post, plastic_weight, begin, end, charge_p, charge_p, False)
     if plastic:
-        _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p)
+        for c_ff in range(ff_spikes.shape[1]):
+            if ff_spikes[ff_row, c_ff]:
+                _push(n + c_ff, plastic_ptr, plastic_post, plastic_weight, begin, end, charge_p, charge_p, False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,16 +236,27 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         x_bal_0, noise_0, tau_0, thresh_0 = x_bal[0], noise_scale[0], dt_over_tau[0], thresh[0]
         decay_p0, kick_p0 = decay_plastic[0], kick_plastic[0]
         n_bins = roll_count.shape[0]
-        n_words = n // 8
-        flag_words = spiked_all[:8 * n_words].view(np.uint64)  # the spike flags of eight neurons at a time
+        split_sign = not one_charge
+        # spikes are delivered by target: each chunk adds the charges onto its own neurons lo .. hi - 1.  The
+        # neurons that spiked are listed chunk by chunk of 0 .. n - 1 (by the threads that updated them, in
+        # BOTH), in two alternating sets of lists: one step's are delivered while the next step's are written
+        spike_lists = np.empty((2, chunks, _chunk_size(0, n, chunks) if delivers else 0), dtype=np.int32)
+        spike_counts = np.zeros((2, chunks), dtype=np.int64)
+        flag_words = spiked_all[:n - n % 8].view(np.uint64)  # the spike flags of eight neurons at a time
+        pending = False  # whether the spikes of the previous step are still to be delivered
         for ti in range(first_step, last_step + 1):
             stim_row = ti - timeline.stim_on_step - 1
             stimulated = plastic and timeline.stim_on_step < ti < timeline.stim_off_step
             noise_row = ti - first_step
-            if updates:
-                # element-wise, branch-free update of the neurons lo .. hi - 1 (vectorises)
-                for chunk in numba.prange(chunks):
-                    begin, end = _chunk(lo, hi, chunk, chunks)
+            now, before = ti & 1, 1 - (ti & 1)
+            for chunk in numba.prange(chunks):
+                begin, end = _chunk(lo, hi, chunk, chunks)
+                if pending:  # the previous step's spikes onto this chunk's neurons, which the update reads
+                    _deliver(begin, end, spike_lists, spike_counts, before, ff_spikes, noise_row - 1, n, plastic,
+                             split_sign, static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr,
+                             plastic_post, plastic_weight, charge_p)
+                if updates:
+                    # element-wise, branch-free update of the chunk's neurons (vectorises)
                     for part in range(2 if two_populations else 1):
                         # the chunk's neurons of the first population, then those of the second: a population's
                         # values are then constants of the neuron loop (chosen neuron by neuron, they spilled
@@ -229,44 +308,38 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                                 v, fired = lif.step(v, total_drive, active, tau_i, thresh_i, vre)
                             v_all[i] = v
                             spiked_all[i] = fired
-                if learning:  # the neurons other processes own: their spikes of the previous step were exchanged
-                    for i in range(0, lo):
-                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
-                    for i in range(hi, n):
-                        r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
-                if recording and ti % timeline.steps_per_ms == 0 and ti > timeline.stim_off_step:
-                    first_bin, last_bin = _rolling_bins(ti, timeline, n_bins)
-                    for b in range(first_bin, last_bin + 1):
-                        roll_count[b] += 1
-                        for chunk in numba.prange(chunks):
-                            begin, end = _chunk(lo, hi, chunk, chunks)
-                            for i in range(begin, end):
-                                roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
-                                roll_sum[1, b, i] += u_plas_all[i]
-            if delivers:
-                # serial, in neuron order: spike counts and times, and propagation to next step's inputs;
-                # the flags are scanned eight at a time (spikes are rare: most words are zero)
-                for word in range(n_words):
-                    if flag_words[word] != 0:
-                        for j in range(8 * word, 8 * word + 8):
-                            if spiked_all[j]:
-                                _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                                       static_post, static_weight, charge_e, charge_i, one_charge, plastic_ptr,
-                                       plastic_post, plastic_weight, charge_p)
-                for j in range(8 * n_words, n):
-                    if spiked_all[j]:
-                        _spike(j, ti, last_spike, spike_count, spike_steps, recording, plastic, static_ptr,
-                               static_post, static_weight, charge_e, charge_i, one_charge, plastic_ptr, plastic_post,
-                               plastic_weight, charge_p)
-                if plastic:
-                    for c_ff in range(ff_spikes.shape[1]):
-                        j = n + c_ff
-                        if learning:
-                            r[j] = synapse.step(r[j], spiked_all[j], decay_plastic[j], kick_plastic[j])
-                        fired = ff_spikes[ti - first_step, c_ff]
-                        spiked_all[j] = fired
-                        if fired:
-                            _push_plastic(j, plastic_ptr, plastic_post, plastic_weight, charge_p)
+                if delivers:  # who spiked (every neuron's flag is known: updated here, or exchanged), with counts
+                    scan_begin, scan_end = _chunk(0, n, chunk, chunks)
+                    spike_counts[now, chunk] = _collect(int(scan_begin), int(scan_end), ti, spiked_all, flag_words,
+                                                        last_spike, spike_count, spike_steps, recording, spike_lists,
+                                                        now, chunk)
+                    if plastic and chunk == chunks - 1:  # the feed-forward neurons' trains and flags
+                        for c_ff in range(ff_spikes.shape[1]):
+                            j = n + c_ff
+                            if learning:
+                                r[j] = synapse.step(r[j], spiked_all[j], decay_plastic[j], kick_plastic[j])
+                            spiked_all[j] = ff_spikes[noise_row, c_ff]
+            pending = delivers
+            if updates and learning:  # the neurons other processes own: their spikes of the previous step were exchanged
+                for i in range(0, lo):
+                    r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
+                for i in range(hi, n):
+                    r[i] = synapse.step(r[i], spiked_all[i], decay_plastic[i], kick_plastic[i])
+            if updates and recording and ti % timeline.steps_per_ms == 0 and ti > timeline.stim_off_step:
+                first_bin, last_bin = _rolling_bins(ti, timeline, n_bins)
+                for b in range(first_bin, last_bin + 1):
+                    roll_count[b] += 1
+                    for chunk in numba.prange(chunks):
+                        begin, end = _chunk(lo, hi, chunk, chunks)
+                        for i in range(begin, end):
+                            roll_sum[0, b, i] += u_bal_all[i] + u_plas_all[i]
+                            roll_sum[1, b, i] += u_plas_all[i]
+        if pending:  # the last step's spikes, so that the state is whole between calls
+            for chunk in numba.prange(chunks):
+                begin, end = _chunk(lo, hi, chunk, chunks)
+                _deliver(begin, end, spike_lists, spike_counts, last_step & 1, ff_spikes, last_step - first_step, n,
+                         plastic, split_sign, static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr,
+                         plastic_post, plastic_weight, charge_p)
 
     return run_steps
 
@@ -284,6 +357,9 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
     """
     n = state.v.shape[0]
     lo, hi = (0, n) if owned is None else owned
+    if phase == BOTH and (lo, hi) != (0, n):
+        raise ValueError(f"phase BOTH updates and delivers every neuron; owned={owned} needs the phases UPDATE and "
+                         "DELIVER with a spike exchange between them")
     threads = numba.get_num_threads() > 1 and hi - lo >= options.parallel_min_neurons
     noise_mode = NOISE_NONE if noise.shape[0] == 0 else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
     split = population_split(c, n)
