@@ -78,12 +78,13 @@ def test_estimate_per_rank_is_refused_without_p(tmp_path):
     assert "p_compute = 'small' does not keep: set p_compute = 'fast'" in out and "per rank" not in out
 
 
-@pytest.mark.parametrize("backend_name, n_shards", [("numba", 2), ("torch", 2), ("torch", 1)])
+@pytest.mark.parametrize("backend_name, n_shards", [("numba", 2), ("numba-threads", 2), ("torch", 2), ("torch", 1)])
 def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_name, n_shards):
     """The two phases of a sharded step (update own neurons; exchange spikes; deliver onto own neurons through
     the owned synapses only) reproduce the whole network's step exactly, run here in one process with the
     exchange done by hand: the spikes, voltages, currents, filtered trains and rolling sums of a whole trial
-    with current noise, on either backend."""
+    with current noise, on either backend. ("numba-threads": the neurons of each phase shared out among
+    threads whatever the network's size, so that each thread delivers onto its part of the rank's neurons)."""
     from spikeforge.core import rng as streams
     from spikeforge.core.backends import get_backend
     from spikeforge.core.backends.layout import DELIVER, TRAIN_RECORD, UPDATE
@@ -95,7 +96,7 @@ def test_two_shards_stepped_in_turn_equal_the_whole_network(small_run, backend_n
 
     if backend_name == "torch":
         pytest.importorskip("torch")
-    backend = get_backend(backend_name)
+    backend = get_backend("numba", parallel_min_neurons=0) if backend_name == "numba-threads" else get_backend(backend_name)
     model = Model.load(RunDir(small_run))
     p, n = model.p, model.p.n_cells
     net, in_to_out = model.connectivity()

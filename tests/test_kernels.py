@@ -345,7 +345,7 @@ def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_
 @pytest.mark.parametrize("kind", [TEST, TRAIN])
 def test_spikes_delivered_by_chunks_of_targets_give_the_same_state_bit_for_bit(tau_i, kind):
     """Each chunk of neurons receives the charges onto its own neurons (the stretch of each spiking neuron's
-    out-list that falls into it).  With 1, 2, 3 and 7 chunks, serial or threaded, in one call or two, every
+    out-list that falls into it).  With 1, 2, 3, 7 and 8 chunks, serial or threaded, in one call or two, every
     array of the state ends equal bit for bit, as every neuron receives its additions in the same order.
     The network repeats targets within out-lists, mixes E and I weights, has plastic synapses from five
     feed-forward neurons, and N is not a multiple of 8."""
@@ -383,7 +383,7 @@ def test_spikes_delivered_by_chunks_of_targets_give_the_same_state_bit_for_bit(t
     assert reference.spike_count.sum() > 500 and np.any(reference.charge_p != 0)  # an active network
     if tau_i != 3.0:
         assert np.any(reference.charge_i != 0)
-    for parallel, chunks, calls in [(False, 3, 2), (True, 2, 1), (True, 7, 3)]:
+    for parallel, chunks, calls in [(False, 3, 2), (True, 2, 1), (True, 7, 3), (True, 8, 2)]:  # 8: the last is empty
         state, rec = run(parallel, chunks, calls)
         for name, value in state._asdict().items():
             np.testing.assert_array_equal(value, getattr(reference, name), err_msg=f"{name}, {chunks} chunks")

@@ -46,7 +46,7 @@ class OutLayout(NamedTuple):
 
 def sorted_by_target(layout: OutLayout) -> OutLayout:
     """``layout`` with each presynaptic neuron's targets in ascending order, as the step kernels need them
-    (a thread finds the stretch of an out-list onto its own neurons by bisection).
+    (a thread finds the stretch of an out-list onto its own neurons by searching it).
 
     The layouts spikeforge builds are sorted already and come back as they are; another tool's init.h5
     is sorted here, and synapses onto the same target keep their order (the sort is stable)."""

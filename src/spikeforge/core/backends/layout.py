@@ -29,8 +29,8 @@ class Connectivity(NamedTuple):
     """Synapses in presynaptic (out-list) layout, as compressed rows.
 
     The targets of presynaptic neuron ``j`` are ``static_post[static_ptr[j]:static_ptr[j+1]]``, in
-    ascending order (the numba kernel finds the stretch of each out-list that one thread delivers by
-    bisection), with weights ``static_weight[...]`` (charge per spike; > 0 excitatory, < 0 inhibitory);
+    ascending order (the numba kernel searches each out-list for the stretch that one thread delivers),
+    with weights ``static_weight[...]`` (charge per spike; > 0 excitatory, < 0 inhibitory);
     likewise for plastic synapses, whose out-layout weights are rewritten from the
     in-layout after every RLS update.
     """

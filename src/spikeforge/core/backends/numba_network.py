@@ -26,8 +26,8 @@ results do not depend on it.  The spikes of a call's last step are delivered bef
 Sharded networks (:mod:`spikeforge.rls.distributed`): a process that owns neurons ``lo .. hi - 1``
 runs each step in two calls with a spike exchange in between: phase ``UPDATE`` (1-2 above for its
 own neurons, and the filtered trains ``r`` of every neuron from the spikes exchanged after the
-previous step) and phase ``DELIVER`` (3 above for every neuron that spiked, onto the synapses its
-connectivity holds: those onto its own neurons).  ``BOTH`` with ``lo, hi = 0, N`` is one process.
+previous step) and phase ``DELIVER`` (3 above for every neuron that spiked, onto its own neurons: its
+connectivity holds only the synapses onto them).  ``BOTH`` with ``lo, hi = 0, N`` is one process.
 """
 
 from __future__ import annotations
@@ -53,19 +53,19 @@ def _rolling_bins(ti: int, t: Timeline, n_bins: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", cache=True)
-def _first_target_at_least(post, start, stop, target, n):
+def _first_target_at_least(post, start, stop, target, lo, hi):
     """The first position ``s`` in ``start .. stop - 1`` with ``post[s] >= target`` (``stop`` if none), where
-    ``post[start:stop]`` is sorted and holds targets in ``0 .. n - 1``.
+    ``post[start:stop]`` is sorted and holds targets in ``lo .. hi - 1`` (all unsigned).
 
     The search starts where a row spread evenly over the targets would have it and steps from there: a
     random network's row is found within a cache line or two, which the delivery then reads anyway (a
     bisection touched lines all over the row, and its cache misses cost as much as the delivery).  Any
     sorted row gives the right position; an uneven one only takes more steps."""
-    if target == 0:  # the first chunk's stretch starts where the row does
+    if target <= lo:  # the first chunk's stretch starts where the row does
         return start
-    if target >= n:  # the last chunk's ends where the row does
+    if target >= hi:  # the last chunk's ends where the row does
         return stop
-    guess = start + (stop - start) * target // n
+    guess = start + (stop - start) * (target - lo) // (hi - lo)
     while guess > start and np.uint64(post[guess - np.uint64(1)]) >= target:
         guess -= np.uint64(1)
     while guess < stop and np.uint64(post[guess]) < target:
@@ -74,25 +74,25 @@ def _first_target_at_least(post, start, stop, target, n):
 
 
 @numba.njit(inline="always", cache=True)
-def _push(j, ptr, post, weight, begin, end, charge_e, charge_i, split_sign):
+def _push(j, ptr, post, weight, begin, end, lo, hi, charge_e, charge_i, split_sign):
     """Add presynaptic neuron ``j``'s out-weights onto the targets ``begin .. end - 1`` to their charge,
     which the next step reads: to the excitatory (w > 0) or inhibitory charge with ``split_sign``, all to
     ``charge_e`` without (plastic synapses; static ones with :func:`layout.one_static_charge`).
 
-    ``j``'s out-list is sorted by target, so its synapses onto ``begin .. end - 1`` are one stretch of
-    it (:func:`_first_target_at_least`).  Indices are unsigned, so that numba does not test each for wrap-around:
-    the caller guarantees ``0 <= post < N`` (init.h5 and connectivity plugins are checked when read)."""
-    row_stop = np.uint64(ptr[j + 1])
-    row_start, n = np.uint64(ptr[j]), np.uint64(charge_e.shape[0])
-    first = _first_target_at_least(post, row_start, row_stop, begin, n)
-    stop = _first_target_at_least(post, row_start, row_stop, end, n)
+    ``j``'s out-list is sorted by target and holds targets in ``lo .. hi - 1`` (the neurons a process owns),
+    so its synapses onto ``begin .. end - 1`` are one stretch of it (:func:`_first_target_at_least`).
+    Indices are unsigned, so that numba does not test each for wrap-around: the caller guarantees
+    ``0 <= post < N`` (init.h5 and connectivity plugins are checked when read)."""
+    row_start, row_stop = np.uint64(ptr[j]), np.uint64(ptr[j + 1])
+    first = _first_target_at_least(post, row_start, row_stop, begin, lo, hi)
+    stop = _first_target_at_least(post, row_start, row_stop, end, lo, hi)
     for s in range(first, stop):
         w = weight[s]
         target = np.uint64(post[s])
-        if split_sign and w < 0:
-            charge_i[target] += w
-        else:
+        if not split_sign or w > 0:
             charge_e[target] += w
+        else:
+            charge_i[target] += w
 
 
 @numba.njit(inline="always", cache=True)
@@ -148,22 +148,25 @@ def _collect(begin, end, ti, spiked_all, flag_words, last_spike, spike_count, sp
 
 
 @numba.njit(inline="always", cache=True)
-def _deliver(begin, end, spike_lists, spike_counts, which, ff_spikes, ff_row, n, plastic, split_sign, static_ptr,
-             static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p):
+def _deliver(begin, end, lo, hi, spike_lists, spike_counts, which, ff_spikes, ff_row, n, plastic, split_sign,
+             static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight,
+             charge_p):
     """Deliver one step's spikes onto the targets ``begin .. end - 1``: those of the network's neurons
     (``spike_lists[which, c, :spike_counts[which, c]]`` for each chunk ``c``: in neuron order), then, with
     ``plastic``, those of the feed-forward neurons (presynaptic ``n ..``) that ``ff_spikes[ff_row]``
-    marks.  Every target receives its additions in this order, whatever the chunks are."""
+    marks.  ``lo .. hi - 1``: the targets the out-lists hold (all unsigned).  Every target receives its
+    additions in this order, whatever the chunks are."""
     for c in range(spike_counts.shape[1]):
         for k in range(spike_counts[which, c]):
             j = spike_lists[which, c, k]
-            _push(j, static_ptr, static_post, static_weight, begin, end, charge_e, charge_i, split_sign)
+            _push(j, static_ptr, static_post, static_weight, begin, end, lo, hi, charge_e, charge_i, split_sign)
             if plastic:
-                _push(j, plastic_ptr, plastic_post, plastic_weight, begin, end, charge_p, charge_p, False)
+                _push(j, plastic_ptr, plastic_post, plastic_weight, begin, end, lo, hi, charge_p, charge_p, False)
     if plastic:
         for c_ff in range(ff_spikes.shape[1]):
             if ff_spikes[ff_row, c_ff]:
-                _push(n + c_ff, plastic_ptr, plastic_post, plastic_weight, begin, end, charge_p, charge_p, False)
+                _push(n + c_ff, plastic_ptr, plastic_post, plastic_weight, begin, end, lo, hi, charge_p, charge_p,
+                      False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,7 +201,8 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
             noise: (last_step - first_step + 1, N) standard normals, or shape (0, N) for no noise.
             ff_spikes: uint8 (last_step - first_step + 1, lx) spikes of the feed-forward neurons
                 (presynaptic indices N .. N + lx - 1 of ``r``, ``spiked`` and the plastic out-lists).
-            lo, hi: the neurons this call updates (and whose currents it records): ``lo .. hi - 1``.
+            lo, hi: the neurons this call updates (and whose currents it records) and onto which it delivers
+                spikes: ``lo .. hi - 1``.
             split: with ``two_populations``, the first neuron of the second population.
             chunks: the neuron loops run in this many chunks (one per thread; 1 without threads).
         """
@@ -237,6 +241,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         decay_p0, kick_p0 = decay_plastic[0], kick_plastic[0]
         n_bins = roll_count.shape[0]
         split_sign = not one_charge
+        lo_u, hi_u = np.uint64(lo), np.uint64(hi)
         # spikes are delivered by target: each chunk adds the charges onto its own neurons lo .. hi - 1.  The
         # neurons that spiked are listed chunk by chunk of 0 .. n - 1 (by the threads that updated them, in
         # BOTH), in two alternating sets of lists: one step's are delivered while the next step's are written
@@ -252,9 +257,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
             for chunk in numba.prange(chunks):
                 begin, end = _chunk(lo, hi, chunk, chunks)
                 if pending:  # the previous step's spikes onto this chunk's neurons, which the update reads
-                    _deliver(begin, end, spike_lists, spike_counts, before, ff_spikes, noise_row - 1, n, plastic,
-                             split_sign, static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr,
-                             plastic_post, plastic_weight, charge_p)
+                    _deliver(begin, end, lo_u, hi_u, spike_lists, spike_counts, before, ff_spikes, noise_row - 1, n,
+                             plastic, split_sign, static_ptr, static_post, static_weight, charge_e, charge_i,
+                             plastic_ptr, plastic_post, plastic_weight, charge_p)
                 if updates:
                     # element-wise, branch-free update of the chunk's neurons (vectorises)
                     for part in range(2 if two_populations else 1):
@@ -337,9 +342,9 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
         if pending:  # the last step's spikes, so that the state is whole between calls
             for chunk in numba.prange(chunks):
                 begin, end = _chunk(lo, hi, chunk, chunks)
-                _deliver(begin, end, spike_lists, spike_counts, last_step & 1, ff_spikes, last_step - first_step, n,
-                         plastic, split_sign, static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr,
-                         plastic_post, plastic_weight, charge_p)
+                _deliver(begin, end, lo_u, hi_u, spike_lists, spike_counts, last_step & 1, ff_spikes,
+                         last_step - first_step, n, plastic, split_sign, static_ptr, static_post, static_weight,
+                         charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p)
 
     return run_steps
 
@@ -350,8 +355,8 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
               phase: int = BOTH) -> None:
     """Advance ``state`` through steps ``first_step .. last_step`` (see the module docstring).
 
-    Networks of ``options.parallel_min_neurons`` or more neurons update them in parallel threads;
-    smaller ones run on one thread, where a step (microseconds) is too short to share out.
+    Networks of ``options.parallel_min_neurons`` or more neurons update them, and deliver their spikes, in
+    parallel threads; smaller ones run on one thread, where a step (microseconds) is too short to share out.
     ``owned``: the neurons ``(lo, hi)`` this process updates (default: all); ``phase``: BOTH,
     UPDATE or DELIVER (a sharded network's step is two calls with a spike exchange between them).
     """
