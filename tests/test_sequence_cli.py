@@ -117,6 +117,31 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert (whole / "scores.csv").read_text() == (part / "scores.csv").read_text()
 
 
+def test_a_signal_just_after_the_first_save_marks_the_run_interrupted(tmp_path, monkeypatch):
+    """The signal lands the moment run.h5 first exists (where a timed kill can land): the run still
+    trains to its next stopping point, marks run.h5 interrupted and says how to resume."""
+    import os
+
+    from spikeforge.sequence import files
+
+    write = files.Saver.__call__
+    sent = []
+
+    def write_then_signal(self, progress, status, scores=None):
+        write(self, progress, status, scores)
+        if not sent:
+            sent.append(status)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files.Saver, "__call__", write_then_signal)
+    path = write_config(tmp_path)
+    result = invoke("sequence", "run", path)
+    assert sent == ["running"] and result.exit_code == 143, result.output
+    assert "the same command resumes the run" in result.stderr, result.stderr
+    with h5py.File(tmp_path / "small" / "run.h5") as handle:
+        assert handle.attrs["status"] == "interrupted" and handle.attrs["trained_steps"] == 10_000
+
+
 @pytest.mark.parametrize("old, new, fragments", [
     ("k_min = 2", "k_min = 5", ["k_min = 5, k_max = 4"]),
     ("n_inputs = 20", "n_inputs = -3", ["n_inputs = -3"]),

@@ -134,15 +134,19 @@ def _locked_run(config, config_path: Path, directory: Path, force: bool, verbose
     elif training_steps:
         network.reset_transients()
     save = files.Saver(directory / files.RUN, network, attrs)
-    save(state, "running")
-    state = _train(network, inputs, spiking, state, config, save, signals, verbose)
-    with signals.deferred("finishing the tests, then saving the results"):
-        trained = [experiment.test_run(network, test_inputs, seed, n_tests + k, test_ms) for k in range(n_tests)]
-        scores = _scores(untrained, trained, test_inputs.config.n_patterns)
-        state = state._replace(trained=trained)
-        save(state, "finished", scores)
-        files.write_scores(directory / files.SCORES, scores)
-        made = _figures(directory, network, state, verbose)
+    # deferred from the first save on: a signal once run.h5 exists never stops the run between two of its
+    # steps with a bare "interrupted" and run.h5 not marked
+    with signals.deferred("finishing this chunk of training, then saving"):
+        save(state, "running")
+        state = _train(network, inputs, spiking, state, config, save, signals, verbose)
+        with signals.deferred("finishing the tests, then saving the results"):
+            trained = [experiment.test_run(network, test_inputs, seed, n_tests + k, test_ms)
+                       for k in range(n_tests)]
+            scores = _scores(untrained, trained, test_inputs.config.n_patterns)
+            state = state._replace(trained=trained)
+            save(state, "finished", scores)
+            files.write_scores(directory / files.SCORES, scores)
+            made = _figures(directory, network, state, verbose)
     _print_scores(verbose, scores)
     echo(verbose, f"wrote {directory / files.RUN}, {directory / files.SCORES} and {', '.join(made)}")
     signals.raise_if_requested(f"interrupted after the run finished; its results are complete in {directory}")
