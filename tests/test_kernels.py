@@ -147,6 +147,27 @@ def test_rls_kernel_equals_the_textbook_update(symmetric, with_den):
         np.testing.assert_array_equal(out[in_to_out[i, :c]], w_kernel[i, :c])
 
 
+def test_the_prefetch_threshold_is_half_the_last_level_cache_at_most_64_mb(tmp_path):
+    from spikeforge.core.backends import cache_size_bytes, last_level_cache_bytes
+
+    assert [cache_size_bytes(text) for text in ("32768K\n", "2M", "512")] == [2**25, 2**21, 512]
+    for name, (kind, level, size) in {"index0": ("Data", 1, "48K"), "index1": ("Instruction", 1, "32K"),
+                                      "index2": ("Unified", 2, "2048K"), "index3": ("Unified", 3, "32768K")}.items():
+        (tmp_path / name).mkdir()
+        for field, value in (("type", kind), ("level", level), ("size", size)):
+            (tmp_path / name / field).write_text(f"{value}\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 2**25
+    assert last_level_cache_bytes(str(tmp_path / "absent")) is None
+    (tmp_path / "index3" / "size").write_text("unknown\n")
+    assert last_level_cache_bytes.__wrapped__(str(tmp_path)) is None
+    from spikeforge.core.backends import KernelOptions, default_prefetch_min_bytes
+
+    machine = last_level_cache_bytes()
+    assert KernelOptions().rls_prefetch_min_bytes == default_prefetch_min_bytes() == (
+        2**26 if machine is None else min(2**26, machine // 2))
+    assert KernelOptions(rls_prefetch_min_bytes=0).rls_prefetch_min_bytes == 0
+
+
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("lmax", [5, 16, 37, 64])
 def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 from spikeforge.errors import ParameterError
@@ -23,6 +24,39 @@ from spikeforge.errors import ParameterError
 BACKENDS = ("numba", "torch")
 CHOICES = {"propagation": ("sparse", "dense", "push"), "summation": ("ordered", "batched"),
            "intervals": ("off", "graph", "eager")}
+
+
+PREFETCH_MAX_THRESHOLD = 2**26  # [bytes] P this large is prefetched whatever the cache
+
+
+def cache_size_bytes(text: str) -> int:
+    """A cache size as Linux writes it in /sys ("32768K", "2M", "512") in bytes."""
+    text = text.strip()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+@functools.cache
+def last_level_cache_bytes(cpu_cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The size of the highest-level cache of CPU 0 [bytes] (Linux's /sys), None where it cannot be read."""
+    from pathlib import Path
+
+    levels = []
+    try:
+        for index in Path(cpu_cache_dir).glob("index*"):
+            if (index / "type").read_text().strip() in ("Unified", "Data"):
+                levels.append((int((index / "level").read_text()), cache_size_bytes((index / "size").read_text())))
+    except (OSError, ValueError):
+        return None
+    return max(levels)[1] if levels else None
+
+
+def default_prefetch_min_bytes() -> int:
+    """:attr:`KernelOptions.rls_prefetch_min_bytes` of this machine: half its last-level cache, at most
+    PREFETCH_MAX_THRESHOLD (a larger P competes with the network's synapses for that cache and streams
+    partly from memory; the "L3" of a virtual machine can be its host's, shared by many cores, hence the cap)."""
+    cache = last_level_cache_bytes()
+    return PREFETCH_MAX_THRESHOLD if cache is None else min(PREFETCH_MAX_THRESHOLD, cache // 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +82,12 @@ class KernelOptions:
         rls_block_bytes: torch: P is updated in blocks of neurons whose float32/float64 working copy
             takes at most this many bytes, so the update's temporaries stay small next to P [bytes].
         rls_prefetch_min_bytes: numba, packed float32/float64 P of at least this many bytes: while a neuron's P
-            is updated, the next neuron's is prefetched [bytes].  On 2 cores it took 622 -> 465 ns per neuron at
-            65,536 neurons (448 MB) and 497 -> 386 at 16,384 (112 MB), but 351 -> 375 at 4096 (28 MB, which
-            the hardware prefetchers already bring from the last-level cache in time): BENCHMARKS.md.
+            is updated, the next neuron's is prefetched [bytes].  Default: half the last-level cache as Linux
+            reports it, at most 64 MB (:func:`default_prefetch_min_bytes`).  On an Intel Xeon (480 MB L3
+            reported) it took 622 -> 465 ns per neuron at 65,536 neurons (448 MB) and 497 -> 386 at 16,384
+            (112 MB), but 351 -> 375 at 4096 (28 MB, which the hardware prefetchers brought from the L3 in
+            time); on an AMD EPYC (32 MB L3) 906 -> 671 at 4096, where P no longer fits beside the synapses:
+            BENCHMARKS.md.
     """
 
     parallel_min_neurons: int = 8192
@@ -60,7 +97,7 @@ class KernelOptions:
     intervals: str = "off"
     torch_threads: int | None = 1
     rls_block_bytes: int = 2**28
-    rls_prefetch_min_bytes: int = 2**26
+    rls_prefetch_min_bytes: int = dataclasses.field(default_factory=default_prefetch_min_bytes)
 
     def __post_init__(self):
         for name, choices in CHOICES.items():

@@ -44,7 +44,7 @@ import numpy as np
 
 # numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
 # __pycache__ folder of this package (or set NUMBA_DISABLE_CACHE=1 while working on it)
-from spikeforge.core.backends import KernelOptions
+from spikeforge.core.backends import default_prefetch_min_bytes
 from spikeforge.core.backends.simd import LANES, gain_rows, prefetch, update_row
 
 _GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
@@ -309,7 +309,7 @@ def count_nonfinite(values: np.ndarray) -> int:
 
 def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_out, r, u_bal, target, p_scale,
                gain_with_den, storage, apply, write_plan=None,
-               prefetch_min_bytes=KernelOptions.rls_prefetch_min_bytes):
+               prefetch_min_bytes=None):
     """One RLS update of every neuron, whatever P's storage and type.
 
     Args:
@@ -326,8 +326,10 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
         prefetch_min_bytes: packed float32/float64 P of at least this many bytes prefetches each next neuron's
-            block (:class:`spikeforge.core.backends.KernelOptions`).
+            block (:class:`spikeforge.core.backends.KernelOptions`; None: its default on this machine).
     """
+    if prefetch_min_bytes is None:
+        prefetch_min_bytes = default_prefetch_min_bytes()
     if storage == "packed":  # its kernel addresses each neuron's triangle directly, in SIMD chunks
         lmax = plastic_index.shape[1]
         if P.ndim != 2 or P.shape[1] != lmax * (lmax + 1) // 2 or not P.flags.c_contiguous:
