@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from spikeforge.core import rng as streams
-from spikeforge.core.backends.layout import GLIF, LIF, Drive, NetworkParameters, Synapses, Timeline
+from spikeforge.core.backends.layout import (GLIF, LIF, Drive, NetworkParameters, Synapses, Timeline,
+                                             with_population_split)
 from spikeforge.core.cells import glif, lif
 from spikeforge.rls.params import Params
 
@@ -46,7 +47,7 @@ def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) ->
     tau_plas = uniform_per_neuron(p, "tau_plas", p.n_cells + p.lx)  # feed-forward neurons last
     # noise std per step (tsn.md 3.4): voltage sig*sqrt(dt/tau), current sig*sqrt(tau/dt); tau_meme for all
     scale = np.sqrt(p.dt / p.tau_meme) if p.noise_model == "voltage" else np.sqrt(p.tau_meme / p.dt)
-    return NetworkParameters(
+    constants = NetworkParameters(
         cell_kind=LIF if p.cell_model == "lif" else GLIF,
         lif=lif.parameters(p.dt, per_neuron(p, p.tau_meme, p.tau_memi), thresholds(p), p.vre, s.refrac_steps, dtype),
         glif=glif_parameters(p, cells),
@@ -62,6 +63,7 @@ def network_parameters(p: Params, cells: dict[str, np.ndarray] | None = None) ->
                           steps_per_ms=s.steps_per_ms, wid_steps=s.wid_steps, learn_step=s.learn_step,
                           wid_bins=round(2 * p.wid / p.learn_every - 1)),
     )
+    return with_population_split(constants, p.n_cells)
 
 
 CELL_KEYS = ("r", "el", "b_s", "delta_thresh_s", "f_v", "delta_v", "a_v", "b_v", "asc_k", "asc_f", "asc_delta")

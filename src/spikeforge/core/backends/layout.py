@@ -93,6 +93,35 @@ class NetworkParameters(NamedTuple):
     synapses: Synapses
     drive: Drive
     timeline: Timeline
+    # population_split(self, N), found once by the builder (:func:`with_population_split`); None: the numba
+    # kernel finds it on every call (30-60 us: a sharded run calls the kernel twice per step).  Whoever
+    # replaces a per-neuron array of a NetworkParameters that holds it must find it again
+    population_split: int | None = None
+
+
+def population_split(c: NetworkParameters, n: int) -> int:
+    """The neuron ``s`` at which the per-neuron LIF parameters, drive, noise scale and plastic filter
+    change from one value to another (``n``: one value for all), or -1 when they vary otherwise.
+
+    Each array must be constant on ``0 .. s - 1`` and on ``s .. n - 1`` for one common ``s``; the
+    step kernel then reads two numbers instead of an array each."""
+    split = n
+    for values in (c.lif.dt_over_tau, c.lif.thresh, c.drive.x_bal, c.drive.noise_scale, c.synapses.decay_plastic[:n],
+                   c.synapses.kick_plastic[:n]):
+        changes = np.flatnonzero(values[1:] != values[:-1])
+        if changes.size > 1:
+            return -1
+        if changes.size == 1:
+            here = int(changes[0]) + 1
+            if split not in (n, here):
+                return -1
+            split = here
+    return split
+
+
+def with_population_split(c: NetworkParameters, n: int) -> NetworkParameters:
+    """``c`` with its :func:`population_split` for ``n`` neurons recorded (its arrays must not change later)."""
+    return c._replace(population_split=population_split(c, n))
 
 
 class State(NamedTuple):

@@ -40,7 +40,8 @@ import numpy as np
 from spikeforge.core.backends import KernelOptions
 from spikeforge.core.backends.layout import (BOTH, DELIVER, GLIF, INIT, NOISE_CURRENT, NOISE_NONE, NOISE_VOLTAGE, TEST,
                                              TRAIN, TRAIN_RECORD, UPDATE, Connectivity, Drive, NetworkParameters,
-                                             Recording, State, Synapses, Timeline, one_static_charge)
+                                             Recording, State, Synapses, Timeline, one_static_charge,
+                                             population_split)
 from spikeforge.core.cells import glif, lif, synapse
 
 
@@ -367,7 +368,7 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
                          "DELIVER with a spike exchange between them")
     threads = numba.get_num_threads() > 1 and hi - lo >= options.parallel_min_neurons
     noise_mode = NOISE_NONE if noise.shape[0] == 0 else (NOISE_VOLTAGE if c.drive.noise_on_voltage else NOISE_CURRENT)
-    split = population_split(c, n)
+    split = c.population_split if c.population_split is not None else population_split(c, n)
     parts = [(first_step, last_step, False)]
     if kind == INIT:  # the steps before u0_skip_steps and those whose currents are summed
         skip = c.timeline.u0_skip_steps
@@ -379,26 +380,6 @@ def run_steps(state: State, net: Connectivity, c: NetworkParameters, rec: Record
             kernel(state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, x_stim, noise[first - first_step:],
                    ff_spikes[first - first_step:], first, last, lo, hi, max(split, 0),
                    numba.get_num_threads() if threads else 1)
-
-
-def population_split(c: NetworkParameters, n: int) -> int:
-    """The neuron ``s`` at which the per-neuron LIF parameters, drive, noise scale and plastic filter
-    change from one value to another (``n``: one value for all), or -1 when they vary otherwise.
-
-    Each array must be constant on ``0 .. s - 1`` and on ``s .. n - 1`` for one common ``s``; the
-    step kernel then reads two numbers instead of an array each."""
-    split = n
-    for values in (c.lif.dt_over_tau, c.lif.thresh, c.drive.x_bal, c.drive.noise_scale, c.synapses.decay_plastic[:n],
-                   c.synapses.kick_plastic[:n]):
-        changes = np.flatnonzero(values[1:] != values[:-1])
-        if changes.size > 1:
-            return -1
-        if changes.size == 1:
-            here = int(changes[0]) + 1
-            if split not in (n, here):
-                return -1
-            split = here
-    return split
 
 
 __all__ = ["run_steps", "INIT", "TRAIN", "TRAIN_RECORD", "TEST", "BOTH", "UPDATE", "DELIVER"]
