@@ -158,13 +158,13 @@ def test_the_prefetch_threshold_is_half_the_last_level_cache_at_most_64_mb(tmp_p
             (tmp_path / name / field).write_text(f"{value}\n")
     assert last_level_cache_bytes(str(tmp_path)) == 2**25
     assert last_level_cache_bytes(str(tmp_path / "absent")) is None
-    (tmp_path / "index3" / "size").write_text("unknown\n")
-    assert last_level_cache_bytes.__wrapped__(str(tmp_path)) is None
+    (tmp_path / "index3" / "size").write_text("unknown\n")  # an entry that cannot be read is skipped
+    assert last_level_cache_bytes.__wrapped__(str(tmp_path)) == 2**21
     from spikeforge.core.backends import KernelOptions, default_prefetch_min_bytes
 
     machine = last_level_cache_bytes()
     assert KernelOptions().rls_prefetch_min_bytes == default_prefetch_min_bytes() == (
-        2**26 if machine is None else min(2**26, machine // 2))
+        2**26 if machine is None or machine < 2**22 else min(2**26, machine // 2))
     assert KernelOptions(rls_prefetch_min_bytes=0).rls_prefetch_min_bytes == 0
 
 
@@ -304,7 +304,7 @@ def test_symmetric_p_stays_exactly_symmetric_and_column_padding_changes_nothing(
 
 
 def test_the_population_split_is_where_every_per_neuron_parameter_changes_value():
-    from spikeforge.core.backends.numba_network import population_split
+    from spikeforge.core.backends.layout import population_split
 
     n = 6
     ei = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
@@ -314,12 +314,23 @@ def test_the_population_split_is_where_every_per_neuron_parameter_changes_value(
     assert population_split(_constants(n, np.arange(n, dtype=float)), n) == -1  # every neuron its own drive
 
 
+def test_the_network_parameters_carry_their_population_split():
+    """Found once when the constants are built, not on every kernel call (a sharded run makes two per step)."""
+    from spikeforge import rls
+    from spikeforge.rls.network_parameters import network_parameters
+
+    p = rls.Params({"n_cells": 1000})
+    assert network_parameters(p).population_split == p.ne
+    assert network_parameters(rls.Params({"n_cells": 1000, "seed": 1, "tau_plas_max": 200.0})).population_split == -1
+
+
 def test_the_two_population_kernel_and_its_summed_init_run_equal_the_per_neuron_kernel_step_by_step():
     """The specialised init run (two populations read as two numbers; u summed in the neuron loop after
     u0_skip_steps, which falls inside the call) gives the voltages, spikes and current statistics of the
     general kernel stepped one step at a time, with the sums taken by hand."""
     from spikeforge.core.backends.layout import BOTH, NOISE_VOLTAGE
-    from spikeforge.core.backends.numba_network import _make_run_steps, population_split
+    from spikeforge.core.backends.layout import population_split
+    from spikeforge.core.backends.numba_network import _make_run_steps
 
     n, n_e, steps, skip = 300, 240, 400, 150
     rng = np.random.default_rng(5)

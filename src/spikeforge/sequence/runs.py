@@ -134,9 +134,10 @@ def _locked_run(config, config_path: Path, directory: Path, force: bool, verbose
     elif training_steps:
         network.reset_transients()
     save = files.Saver(directory / files.RUN, network, attrs)
-    # deferred from the first save on: a signal once run.h5 exists never stops the run between two of its
+    # deferred from this invocation's first save on: a signal then never stops the run between two of its
     # steps with a bare "interrupted" and run.h5 not marked
-    with signals.deferred("finishing this chunk of training, then saving"):
+    with signals.deferred("finishing this chunk of training, then saving" if state.trained_steps < training_steps
+                          else "finishing the tests, then saving the results"):
         save(state, "running")
         state = _train(network, inputs, spiking, state, config, save, signals, verbose)
         with signals.deferred("finishing the tests, then saving the results"):

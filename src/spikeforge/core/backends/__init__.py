@@ -27,6 +27,7 @@ CHOICES = {"propagation": ("sparse", "dense", "push"), "summation": ("ordered", 
 
 
 PREFETCH_MAX_THRESHOLD = 2**26  # [bytes] P this large is prefetched whatever the cache
+SMALLEST_LAST_LEVEL_CACHE = 2**22  # [bytes] a smaller "last-level" cache is taken for a misreport (or an L2 only)
 
 
 def cache_size_bytes(text: str) -> int:
@@ -38,25 +39,29 @@ def cache_size_bytes(text: str) -> int:
 
 @functools.cache
 def last_level_cache_bytes(cpu_cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
-    """The size of the highest-level cache of CPU 0 [bytes] (Linux's /sys), None where it cannot be read."""
+    """The size of the highest-level data cache of CPU 0 [bytes] (Linux's /sys), None where none can be read
+    (an entry that cannot be read is skipped)."""
     from pathlib import Path
 
     levels = []
-    try:
-        for index in Path(cpu_cache_dir).glob("index*"):
+    for index in Path(cpu_cache_dir).glob("index*"):
+        try:
             if (index / "type").read_text().strip() in ("Unified", "Data"):
                 levels.append((int((index / "level").read_text()), cache_size_bytes((index / "size").read_text())))
-    except (OSError, ValueError):
-        return None
+        except (OSError, ValueError):
+            continue
     return max(levels)[1] if levels else None
 
 
 def default_prefetch_min_bytes() -> int:
     """:attr:`KernelOptions.rls_prefetch_min_bytes` of this machine: half its last-level cache, at most
     PREFETCH_MAX_THRESHOLD (a larger P competes with the network's synapses for that cache and streams
-    partly from memory; the "L3" of a virtual machine can be its host's, shared by many cores, hence the cap)."""
+    partly from memory; the "L3" of a virtual machine can be its host's, shared by many cores, hence the cap).
+    A cache that cannot be read, or of less than SMALLEST_LAST_LEVEL_CACHE, gives the cap."""
     cache = last_level_cache_bytes()
-    return PREFETCH_MAX_THRESHOLD if cache is None else min(PREFETCH_MAX_THRESHOLD, cache // 2)
+    if cache is None or cache < SMALLEST_LAST_LEVEL_CACHE:
+        return PREFETCH_MAX_THRESHOLD
+    return min(PREFETCH_MAX_THRESHOLD, cache // 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +92,7 @@ class KernelOptions:
             reported) it took 622 -> 465 ns per neuron at 65,536 neurons (448 MB) and 497 -> 386 at 16,384
             (112 MB), but 351 -> 375 at 4096 (28 MB, which the hardware prefetchers brought from the L3 in
             time); on an AMD EPYC (32 MB L3) 906 -> 671 at 4096, where P no longer fits beside the synapses:
-            BENCHMARKS.md.
+            BENCHMARKS.md.  (A default made per instance: read it from ``KernelOptions()``, not the class.)
     """
 
     parallel_min_neurons: int = 8192
