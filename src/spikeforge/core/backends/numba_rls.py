@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 # numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
-# __pycache__ folder of this package (or set NUMBA_DISABLE_CACHE=1 while working on it)
+# __pycache__ folder of this package (or point NUMBA_CACHE_DIR at an empty folder while working on it)
 from spikeforge.core.backends import default_prefetch_min_bytes
 from spikeforge.core.backends.simd import LANES, gain_rows, prefetch, update_row
 
