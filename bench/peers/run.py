@@ -1,7 +1,7 @@
 """spikeforge against Brian2 and NEST on the default RLS model's static network, same machine, same run.
 
     python bench/peers/run.py                       # everything: 4096, 16384, 65536 neurons; 1 and 2 threads
-    python bench/peers/run.py --quick               # 4096 neurons, one repeat (a smoke test, about 2 minutes)
+    python bench/peers/run.py --quick               # 4096 neurons, one repeat, prints only (a smoke test, about 2 minutes)
     python bench/peers/run.py --sizes 4096 16384 --threads 1 --repeats 5
 
 For every size the network is built by spikeforge (``rls.new`` + ``rls.init``, seed 1), and
@@ -531,7 +531,8 @@ def main() -> int:
                         help="skip the spikeforge column with float32 state (float_precision = \"float32\")")
     parser.add_argument("--torch-device", default="cpu",
                         help="device of spikeforge's torch backend column: cpu (default), cuda, or none to skip it")
-    parser.add_argument("--quick", action="store_true", help="4096 neurons, one repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="4096 neurons, one repeat, nothing written (a smoke test)")
     parser.add_argument("--quiet-wait", type=float, default=120.0,
                         help="before each timed run, wait at most this many seconds for other processes to use "
                              "less than 10 %% of the CPU")
@@ -541,8 +542,8 @@ def main() -> int:
                              "bench/peers/.work (several GB at 65,536 neurons); logs and peer results are always kept")
     parser.add_argument("--no-write", action="store_true", help="print only; do not rewrite RESULTS.md, the plot, results.json")
     args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.repeats, args.plastic_repeats = [4096], 1, 1
+    if args.quick:  # a smoke test: it does not replace the recorded results of a full run
+        args.sizes, args.repeats, args.plastic_repeats, args.no_write = [4096], 1, 1, True
     command = "python bench/peers/run.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
 
     import numba
