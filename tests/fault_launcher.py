@@ -29,13 +29,20 @@ def main() -> None:
     parser.add_argument("--started", type=Path, default=None)
     parser.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args()
-    with StopSignals():  # the hooks import h5py; spikeforge's own entry point imports nothing heavy before main
+    with StopSignals() as signals:  # the hooks import h5py; spikeforge's own entry point imports nothing heavy before main
         if options.started is not None:
             options.started.write_text("handlers installed")
         try:
             install_hooks(options)
             from spikeforge.__main__ import main as spikeforge
         except Interrupted as interrupted:
+            print(interrupted, file=sys.stderr)
+            sys.exit(interrupted.exit_status)
+        except Exception:
+            if signals.requested is None:
+                raise
+            # as spikeforge.__main__ does: numpy's import turns a signal's exception into an ImportError
+            interrupted = Interrupted(signals.requested)
             print(interrupted, file=sys.stderr)
             sys.exit(interrupted.exit_status)
         spikeforge([arg for arg in options.args if arg != "--"])
