@@ -6,8 +6,10 @@ of memory once (a parallel numba pass that reads and writes each element of an a
 P's size and type); a loop has ``learn_nsteps`` updates.
 
     python bench/rls_loop.py [--n-cells 4096] [--k 205] [--loops 5] [--threads 1 2] [--p-storage packed]
+                             [--layouts interleaved packed] [--rounds 1]
 
-Prints a table; paste it into BENCHMARKS.md.
+``--layouts``: numba keeps packed P interleaved while it trains (``KernelOptions.rls_interleave``); give both to
+compare, in alternated rounds of ``--loops`` loops each.  Prints a table; paste it into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from spikeforge import rls
 from spikeforge.rls.params import SCHEMA
-from spikeforge.core.backends import numba_network, numba_rls
+from spikeforge.core.backends import get_backend, numba_network, numba_rls
 
 
 class TimedKernels:
@@ -86,6 +88,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=None,
                         help="static in-degree per population (default: derived, round(ne * pree)); the peers "
                              "table's larger networks keep the default model's 205")
+    parser.add_argument("--layouts", nargs="+", default=["interleaved"], choices=("interleaved", "packed"),
+                        help="P's layout during training (packed storage): interleaved (numba's default) or packed")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every layout, alternated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder) / "net"
@@ -101,20 +106,24 @@ def main() -> None:
         rls.train(directory, nloops=1, correlation_interval=10**9, verbose=False)  # compile and warm up
         print(f"machine: {platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores, numba {numba.__version__} "
               f"({numba.threading_layer()} threads), numpy {np.__version__}")
-        print("| threads | s/loop | simulation s | RLS s | roofline s (P in+out x updates) | RLS / roofline | "
-              "P bandwidth GB/s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| threads | P layout | s/loop | simulation s | RLS s | roofline s (P in+out x updates) | "
+              "RLS / roofline | P bandwidth GB/s |")
+        print("|---|---|---|---|---|---|---|---|")
         for threads in args.threads:
             numba.set_num_threads(threads)
-            with TimedKernels() as kernels:
-                result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False)
-            per_loop = np.median(result.elapsed_time)
-            sim = kernels.seconds["run_steps"] / args.loops
-            rls_time = kernels.seconds["rls_update"] / args.loops
-            roof = roofline_seconds(P) * updates
-            bandwidth = 2 * P.nbytes * updates / roof / 1e9
-            print(f"| {threads} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | {rls_time / roof:.2f} | "
-                  f"{bandwidth:.1f} |")
+            for _, layout in ((r, layout) for r in range(args.rounds) for layout in args.layouts):
+                with TimedKernels() as kernels:  # (a backend holds the kernels of its making: made inside)
+                    backend = get_backend("numba", rls_interleave=layout == "interleaved")
+                    result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
+                                       backend=backend)
+                per_loop = np.median(result.elapsed_time)
+                sim = kernels.seconds["run_steps"] / args.loops
+                rls_time = kernels.seconds["rls_update"] / args.loops
+                roof = roofline_seconds(P) * updates
+                bandwidth = 2 * P.nbytes * updates / roof / 1e9
+                shown = layout if backend.interleaves(args.p_storage, P.dtype) else args.p_storage
+                print(f"| {threads} | {shown} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | "
+                      f"{rls_time / roof:.2f} | {bandwidth:.1f} |")
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 

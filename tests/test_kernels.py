@@ -217,6 +217,70 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
         assert not np.any(after[i, :c, c:])  # and so are the columns past them
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lmax, n, uniform", [(5, 40, False), (16, 33, True), (37, 53, False), (58, 64, True),
+                                              (70, 21, False)])
+def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, uniform):
+    """The interleaved kernel does each neuron's sums in the packed kernel's order: the same P and weights bit for
+    bit, whether a group's neurons share their number of inputs (``uniform``) or not, for the neurons after the
+    last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 70), both gains, and a P
+    whose entries past the inputs are not zero (random everywhere: those rows must stay as they are)."""
+    from spikeforge.core.backends import numba_rls
+
+    for seed in range(3):
+        rng = np.random.default_rng([lmax, n, seed])
+        n_pre = 200
+        count = np.full(n, lmax, np.int32) if uniform else rng.integers(0, lmax + 1, size=n).astype(np.int32)
+        index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
+        P = (rng.random((n, lmax * (lmax + 1) // 2)) * 1e-2).astype(dtype)
+        weights = rng.normal(size=(n, lmax))
+        r, u_bal, target = rng.random(n_pre), rng.normal(size=n), rng.normal(size=n)
+        in_to_out = np.arange(n * lmax).reshape(n, lmax)
+        packed, w_packed, out_packed = P.copy(), weights.copy(), np.zeros(n * lmax)
+        interleaved, w_interleaved, out_interleaved = P.copy(), weights.copy(), np.zeros(n * lmax)
+        numba_rls.interleave(interleaved)
+        assert (n < 16) or not np.array_equal(interleaved, P)  # the layout did change
+        for step in range(4):
+            arguments = (index, count, in_to_out)
+            kernels.rls_update(packed, w_packed, *arguments, out_packed, r, u_bal, target, 2.0, step % 2 == 0,
+                               "packed", True)
+            kernels.rls_update(interleaved, w_interleaved, *arguments, out_interleaved, r, u_bal, target, 2.0,
+                               step % 2 == 0, "packed", True, interleaved=True, prefetch_min_bytes=step % 2 * 2**62)
+        assert not np.array_equal(packed, P)
+        np.testing.assert_array_equal(numba_rls.deinterleaved_rows(interleaved, 16, n), packed[16:])
+        numba_rls.deinterleave(interleaved)
+        np.testing.assert_array_equal(interleaved, packed)
+        np.testing.assert_array_equal(w_interleaved, w_packed)
+        np.testing.assert_array_equal(out_interleaved, out_packed)
+
+
+def test_interleaving_puts_each_group_s_elements_side_by_side_and_back():
+    """Element e of neuron 16 g + j sits at flat position 16 g S + 16 e + j (S numbers per neuron); the neurons
+    after the last full group keep their packed rows.  Reading rows back takes whole groups."""
+    from spikeforge.core.backends import numba_rls
+
+    n, size = 35, 6
+    P = np.arange(n * size, dtype=np.float32).reshape(n, size)
+    moved = P.copy()
+    numba_rls.interleave(moved)
+    for i in range(32):
+        g, j = divmod(i, 16)
+        for e in range(size):
+            assert moved.reshape(-1)[16 * g * size + 16 * e + j] == P[i, e]
+    np.testing.assert_array_equal(moved[32:], P[32:])
+    np.testing.assert_array_equal(numba_rls.deinterleaved_rows(moved, 0, 16), P[:16])
+    np.testing.assert_array_equal(numba_rls.deinterleaved_rows(moved, 16, 34), P[16:34])
+    for lo, hi in ((8, 16), (0, 20)):
+        with pytest.raises(ValueError, match=f"whole groups of 16 neurons; row {lo if lo else hi} is inside one"):
+            numba_rls.deinterleaved_rows(moved, lo, hi)
+    with pytest.raises(ValueError, match="only packed float32 or float64 P is interleaved, not packed float16"):
+        kernels.rls_update(P.astype(np.float16), np.zeros((n, 3)), np.zeros((n, 3), dtype=np.int32),
+                           np.full(n, 3, dtype=np.int32), np.zeros((n, 3), dtype=np.int64), np.zeros(1), np.ones(n),
+                           np.zeros(n), np.zeros(n), 1.0, True, "packed", True, interleaved=True)
+    numba_rls.deinterleave(moved)
+    np.testing.assert_array_equal(moved, P)
+
+
 @pytest.mark.parametrize("P", [np.zeros((2, 12))[:, ::2], np.zeros((2, 7)), np.zeros((2, 2, 3))],
                          ids=["strided", "wrong-width", "dense-shape"])
 def test_packed_rls_refuses_a_p_it_cannot_address(P):

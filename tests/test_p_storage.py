@@ -45,6 +45,40 @@ def test_full_symmetric_and_packed_p_give_the_same_weights(tmp_path):
     assert not np.allclose(weights["symmetric"], rls.Params(SMALL).wpee)  # it did learn something
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_training_with_interleaved_p_saves_and_returns_the_packed_p_of_training_without(tmp_path, monkeypatch,
+                                                                                        precision):
+    """numba keeps P interleaved while it trains (KernelOptions.rls_interleave): the checkpoints (a best-correlation
+    one written mid-run, the final one) and the model it returns hold the packed P that training without
+    interleaving gives, bit for bit, with 1000 neurons (the last 8 after the last group of 16 stay packed); a
+    second call continues from that checkpoint as it would without."""
+    from spikeforge.core.backends import get_backend, numba_rls
+
+    kernel, updates = numba_rls.rls_interleaved, []
+    monkeypatch.setattr(numba_rls, "rls_interleaved", lambda *args: updates.append(1) or kernel(*args))
+    outcomes = []
+    for interleave in (True, False):
+        directory = tmp_path / f"interleave-{interleave}"
+        rls.new(directory, {**SMALL, "n_cells": 1000, "p_precision": precision})
+        rls.init(directory, verbose=False)
+        backend = get_backend("numba", rls_interleave=interleave)
+        first = rls.train(directory, nloops=2, save_best_checkpoint=True, verbose=False, backend=backend)
+        best = sorted(directory.glob("ckpt-*-cor*.h5"))
+        assert len(best) == 1
+        best, _ = read_h5(best[0], ["plastic/weight", "P"])
+        result = rls.train(directory, nloops=1, verbose=False, backend=backend)
+        final, _ = read_h5(directory / "ckpt-3.h5", ["plastic/weight", "P"])
+        outcomes.append((first.model.P.copy(), best["P"], best["plastic/weight"], result.model.P, final["P"],
+                         final["plastic/weight"]))
+    assert len(updates) == 3 * 20  # the interleaved kernel did every update of the first run (20 per loop)
+    assert outcomes[0][0].dtype == np.dtype(precision) and outcomes[0][0].shape == (1000, 40 * 41 // 2)
+    for interleaved, packed in zip(*outcomes):
+        np.testing.assert_array_equal(interleaved, packed)
+    saved, _ = read_h5(tmp_path / "interleave-True" / "ckpt-2.h5", ["P"])
+    np.testing.assert_array_equal(outcomes[0][0], saved["P"])  # the model returned is the one saved
+    assert not np.array_equal(outcomes[0][0], outcomes[0][3])  # P did change between the calls
+
+
 @pytest.mark.parametrize("precision", ["int16", "float16"])
 def test_low_precision_p_keeps_rates_and_still_learns(tmp_path, precision):
     directory = tmp_path / precision

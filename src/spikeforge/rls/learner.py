@@ -7,6 +7,9 @@ import dataclasses
 
 import numpy as np
 
+from spikeforge.core.backends import numba_rls
+from spikeforge.core.store import Pieces
+
 
 @dataclasses.dataclass
 class Learner:
@@ -31,13 +34,16 @@ class Learner:
     # spikeforge.rls.connectivity.write_back_plan of the whole network (numba, one process); None: the
     # weights are written back through in_to_out
     write_plan: np.ndarray | None = None
+    # numba: P is interleaved by groups of 16 neurons (spikeforge.core.backends.numba_rls.interleave), in place:
+    # the model's P is the same array, packed again by restore_packed_p
+    p_interleaved: bool = False
 
     def update(self, backend, r: np.ndarray, u_bal: np.ndarray, target: np.ndarray) -> None:
         """One RLS update of every neuron on ``backend`` with the filtered spike trains ``r`` (N + lx,)."""
         if self.history is None:
             backend.rls_update(self.P, self.weights_in, self.plastic_index, self.plastic_count, self.in_to_out,
                                self.weights_out, r, u_bal, target, self.p_scale, self.gain_with_den, self.storage,
-                               self.apply, write_plan=self.write_plan)
+                               self.apply, write_plan=self.write_plan, interleaved=self.p_interleaved)
             return
         backend.rls_small(self.history, self.history_filled, self.weights_in, self.plastic_index, self.plastic_count,
                           self.in_to_out, self.weights_out, r, u_bal, target, *self.penalties, self.gain_with_den,
@@ -45,3 +51,26 @@ class Learner:
         self.history[self.history_next] = r  # after the update: the present sample is not in its own solve
         self.history_next = (self.history_next + 1) % self.history.shape[0]
         self.history_filled = min(self.history_filled + 1, self.history.shape[0])
+
+    def interleave_p(self, backend) -> None:
+        """Interleave P in place where ``backend`` updates it faster that way (:meth:`Backend.interleaves`)."""
+        if self.history is None and not self.p_interleaved and backend.interleaves(self.storage, self.P.dtype):
+            numba_rls.interleave(self.P)
+            self.p_interleaved = True
+
+    def restore_packed_p(self) -> None:
+        """Undo :meth:`interleave_p` (in place)."""
+        if self.p_interleaved:
+            numba_rls.deinterleave(self.P)
+            self.p_interleaved = False
+
+    def packed_p_pieces(self, block_bytes: int = 2**24) -> Pieces:
+        """An interleaved P for a checkpoint, as the files hold it (packed), converted ``block_bytes`` at a time."""
+        P = self.P
+        rows = max(1, block_bytes // max(1, P[0].nbytes * numba_rls.GROUP)) * numba_rls.GROUP
+
+        def fill(dataset) -> None:
+            for lo in range(0, P.shape[0], rows):
+                dataset[lo:lo + rows] = numba_rls.deinterleaved_rows(P, lo, min(lo + rows, P.shape[0]))
+
+        return Pieces(P.shape, P.dtype, fill)

@@ -172,6 +172,8 @@ class _Session:
             # each rank holds its block of P only (and, with a sharded network, keeps only its weights current)
             learner = sharded(learner, group, p.n_cells, shares_weights=dynamics is None)
         self.learner = self._on_backend(learner)
+        if group is None:  # (a rank's block of P stays packed)
+            self.learner.interleave_p(engine)  # until finish(); checkpoints are written packed
         self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
         self.last_saved = model.label  # the last good checkpoint
         self.periodic: str | None = None  # label of this call's latest periodic checkpoint
@@ -262,6 +264,8 @@ class _Session:
         elif engine.name != "numba":
             model.P[...] = engine.get(learner.P)
             model.plastic.weight[...] = engine.get(learner.weights_in)
+        elif learner.p_interleaved:
+            pieces = learner.packed_p_pieces()
         if learner.history is not None:
             model.history = (engine.get(learner.history), learner.history_filled, learner.history_next)
         try:
@@ -279,6 +283,10 @@ class _Session:
         if self.group is not None:
             self.group.barrier()  # the other ranks wait for the file before they go on (or exit)
         return path
+
+    def finish(self) -> None:
+        """The model's P packed again after the last loop (on numba it is the learner's, interleaved in place)."""
+        self.learner.restore_packed_p()
 
     def save_if_best(self, row: dict) -> None:
         """Save ``<loop>-cor<c>`` when the correlation beats every earlier one with no NaN neuron."""
@@ -420,6 +428,7 @@ def train(
                 try:
                     result = _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
                                           checkpoint_every)
+                    session.finish()
                     if verbose and group is not None:
                         total = sum(result.elapsed_time)
                         exchanged = "spikes" if dynamics is not None else "weights"

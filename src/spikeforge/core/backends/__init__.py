@@ -93,6 +93,10 @@ class KernelOptions:
             (112 MB), but 351 -> 375 at 4096 (28 MB, which the hardware prefetchers brought from the L3 in
             time); on an AMD EPYC (32 MB L3) 906 -> 671 at 4096, where P no longer fits beside the synapses:
             BENCHMARKS.md.  (A default made per instance: read it from ``KernelOptions()``, not the class.)
+        rls_interleave: numba, packed float32/float64 P, one process: training keeps P interleaved by groups of
+            16 neurons, one neuron per SIMD lane (:func:`numba_rls.interleave`; checkpoints and the model's P after
+            training are packed as always).  The same numbers as packed; at the default model's 4096 neurons and
+            58 inputs the update took two thirds of the time (BENCHMARKS.md).
     """
 
     parallel_min_neurons: int = 8192
@@ -103,6 +107,7 @@ class KernelOptions:
     torch_threads: int | None = 1
     rls_block_bytes: int = 2**28
     rls_prefetch_min_bytes: int = dataclasses.field(default_factory=default_prefetch_min_bytes)
+    rls_interleave: bool = True
 
     def __post_init__(self):
         for name, choices in CHOICES.items():
@@ -178,12 +183,15 @@ class Backend:
             self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
                                    self.options, self.triton, clock, owned, phase)
 
-    def rls_update(self, *arguments, write_plan=None) -> None:
+    def rls_update(self, *arguments, write_plan=None, interleaved: bool = False) -> None:
         """One RLS update of every neuron (see :func:`numba_rls.rls_update`); ``write_plan`` (numba): the copy
-        of the new weights to the out-layout in its order (torch scatters them by ``in_to_out``)."""
+        of the new weights to the out-layout in its order (torch scatters them by ``in_to_out``); ``interleaved``
+        (numba): P is in the layout of :func:`numba_rls.interleave` (:meth:`interleaves`)."""
         if self.name == "numba":
             self.kernels.rls_update(*arguments, write_plan=write_plan,
-                                    prefetch_min_bytes=self.options.rls_prefetch_min_bytes)
+                                    prefetch_min_bytes=self.options.rls_prefetch_min_bytes, interleaved=interleaved)
+        elif interleaved:
+            raise ValueError("only the numba backend updates an interleaved P")
         else:
             self.kernels.rls_update(*arguments, ordered=self.options.summation == "ordered",
                                     fused=self.triton is not None, block_bytes=self.options.rls_block_bytes)
@@ -194,6 +202,14 @@ class Backend:
             self.kernels.rls_small(*arguments, write_plan=write_plan)
         else:
             self.kernels.rls_small(*arguments, ordered=self.options.summation == "ordered")
+
+    def interleaves(self, storage: str, dtype) -> bool:
+        """Whether a training run on this backend keeps a P of ``storage`` and ``dtype`` interleaved
+        (:attr:`KernelOptions.rls_interleave`)."""
+        import numpy as np
+
+        return (self.name == "numba" and self.options.rls_interleave and storage == "packed"
+                and np.dtype(dtype) in (np.float32, np.float64))
 
     def count_p_faults(self, P) -> tuple[int, int]:
         """(saturated, non-finite) entries of P (see :func:`numba_rls.count_p_faults`)."""

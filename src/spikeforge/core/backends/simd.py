@@ -12,6 +12,12 @@ unchanged.  The caller guarantees that every vector lies inside the neuron's own
 Column chunks keep the gain ``k`` aligned (one vector per chunk, whatever the row); the rows of a
 chunk are added in order.  (Results do not depend on the number of threads because each neuron is
 updated by one thread.)
+
+The ``lanes_*`` intrinsics work on P *interleaved* by groups of LANES neurons
+(:func:`spikeforge.core.backends.numba_rls.interleave`): a group's block is (S, LANES), row ``e`` holding
+packed element ``e`` of each of the group's neurons, so that one vector operation does the same step
+for LANES neurons and no lane is ever masked.  They add in the order of the intrinsics above, lane for
+lane, so an interleaved update equals the packed one bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from numba.extending import intrinsic
 
 LANES = 16  # columns per chunk: one cache line of float32, two of float64
 _I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
 
 
 def _splat(builder, value):
@@ -199,6 +206,105 @@ def prefetch(typingctx, values, offset):
             builder.module, ir.FunctionType(ir.VoidType(), [address.type, _I32, _I32, _I32]), name=name)
         read, locality, data_cache = (ir.Constant(_I32, value) for value in (0, 2, 1))
         builder.call(function, [address, read, locality, data_cache])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _lane_row(builder, data, row, vector_type):
+    """Pointer to row ``row`` (64-bit) of a C-contiguous (rows, LANES) array: one vector."""
+    return _vector_at(builder, data, builder.mul(row, ir.Constant(row.type, LANES)), vector_type)
+
+
+def _as_int64(builder, value):
+    return builder.sext(value, _I64) if value.type.width < 64 else value
+
+
+
+def _require_lane_arrays(arrays):
+    """The ``lanes_*`` intrinsics address rows of LANES elements from the data pointers."""
+    for array in arrays:
+        if not isinstance(array, types.Array) or array.layout != "C" or array.ndim != 2:
+            raise TypingError(f"{array} must be a 2-d C-contiguous array of {LANES}-lane rows")
+    if any(array.dtype != arrays[0].dtype for array in arrays) or not isinstance(arrays[0].dtype, types.Float):
+        raise TypingError(f"the arrays {arrays} must have one floating type")
+
+
+@intrinsic
+def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
+    """Row ``q`` of an interleaved group's triangles (``block``: (S, LANES), element (q, m) of every neuron at
+    row ``row_base + m``), LANES neurons at once: ``k[m] += a[q] P[q, m]`` for ``q <= m < lmax``, and
+    ``lower[q]`` = the sum of ``P[q, m] a[m]`` over ``q < m < lmax``, in :func:`gain_rows`' order (one partial sum
+    per column modulo LANES, over the column chunks in order, then the same tree).  The partial sums stay in
+    registers.  ``k``, ``a``: (>= LANES * chunks, LANES), ``a`` zero past each neuron's inputs; ``lower``: (>= lmax,
+    LANES)."""
+    _require_lane_arrays((block, k, a, lower))
+    signature = types.void(block, k, a, lower, row_base, q, lmax, chunks)
+
+    def codegen(context, builder, signature, args):
+        block_data, k_data, a_data, lower_data = _arrays(context, builder, signature, args, 4)
+        base, q_value, lmax_value, chunks_value = (_as_int64(builder, value) for value in args[4:])
+        vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
+        zero = ir.Constant(vector_type, [0.0] * LANES)
+        a_q = builder.load(_lane_row(builder, a_data, q_value, vector_type), align=4)
+        diagonal = _lane_row(builder, block_data, builder.add(base, q_value), vector_type)
+        loop = _ChunkLoop(builder, q_value, chunks_value, [zero] * LANES)
+        sums = []
+        for lane in range(LANES):  # column m = LANES b + lane: its partial sum is phis[lane]
+            m = builder.add(loop.column, ir.Constant(_I64, lane))
+            in_row = builder.icmp_signed("<", m, lmax_value)
+            from_diagonal = builder.and_(in_row, builder.icmp_signed(">=", m, q_value))
+            right_of_it = builder.and_(in_row, builder.icmp_signed(">", m, q_value))
+            # columns past the row read the diagonal instead (always inside the block) and add zero
+            p = builder.load(builder.select(in_row, _lane_row(builder, block_data, builder.add(base, m), vector_type),
+                                            diagonal), align=4)
+            k_at = _lane_row(builder, k_data, m, vector_type)
+            k_m = builder.fadd(builder.load(k_at, align=4), builder.fmul(a_q, builder.select(from_diagonal, p, zero)))
+            builder.store(k_m, k_at, align=4)
+            a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
+            sums.append(builder.fadd(loop.phis[lane], builder.fmul(builder.select(right_of_it, p, zero), a_m)))
+        loop.close(sums)
+        partial = list(loop.phis)
+        width = LANES
+        while width > 1:  # _tree_sum's tree, one lane-vector per partial sum
+            width //= 2
+            for lane in range(width):
+                partial[lane] = builder.fadd(partial[lane], partial[lane + width])
+        builder.store(partial[0], _lane_row(builder, lower_data, q_value, vector_type), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def lanes_update_row(typingctx, block, k_row, k, c, row_base, q, lmax):
+    """``P[q, m] -= c (k_row[q] k[m])`` for ``q <= m < lmax``, LANES neurons at once (``block``, ``row_base``: see
+    :func:`lanes_gain_row`; ``c``: (1, LANES), each neuron's factor).  ``k_row`` is ``k``, or ``k`` with zeros in
+    the rows past a neuron's inputs (which the packed kernel does not update)."""
+    _require_lane_arrays((block, k_row, k, c))
+    signature = types.void(block, k_row, k, c, row_base, q, lmax)
+
+    def codegen(context, builder, signature, args):
+        block_data, k_row_data, k_data, c_data = _arrays(context, builder, signature, args, 4)
+        base, q_value, lmax_value = (_as_int64(builder, value) for value in args[4:])
+        vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
+        c_all = builder.load(_lane_row(builder, c_data, ir.Constant(_I64, 0), vector_type), align=4)
+        k_q = builder.load(_lane_row(builder, k_row_data, q_value, vector_type), align=4)
+        entry, head = builder.block, builder.append_basic_block("columns.head")
+        body, done = builder.append_basic_block("columns.body"), builder.append_basic_block("columns.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        m = builder.phi(_I64)
+        m.add_incoming(q_value, entry)
+        builder.cbranch(builder.icmp_signed("<", m, lmax_value), body, done)
+        builder.position_at_end(body)
+        p_at = _lane_row(builder, block_data, builder.add(base, m), vector_type)
+        k_m = builder.load(_lane_row(builder, k_data, m, vector_type), align=4)
+        builder.store(builder.fsub(builder.load(p_at, align=4), builder.fmul(c_all, builder.fmul(k_q, k_m))), p_at,
+                      align=4)
+        m.add_incoming(builder.add(m, ir.Constant(_I64, 1)), builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
         return context.get_dummy_value()
 
     return signature, codegen
