@@ -348,6 +348,51 @@ def _group_inputs(first, count, r, plastic_index, a, k, error, weights_in, u_bal
     return widest
 
 
+@numba.njit(inline="always", cache=True)
+def _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower):
+    """:func:`_tail_row_gain` for the GROUP neurons of an interleaved group at once."""
+    base = np.int64(row_base[q])
+    for j in range(GROUP):
+        k[q, j] += a[q, j] * Pg[base + q, j]
+        lower[q, j] = 0
+    for m in range(q + 1, lmax):
+        for j in range(GROUP):
+            p_qm = Pg[base + m, j]
+            k[m, j] += a[q, j] * p_qm
+            lower[q, j] += p_qm * a[m, j]
+
+
+@numba.njit(inline="always", cache=True)
+def _lanes_scalars(k, a, lower, widest, inv_scale, p_scale, den, scalars):
+    """``k`` completed with its parts right of the diagonal and scaled by 1/p_scale; each neuron's ``den`` and
+    ``c = den p_scale`` (in ``scalars[0]``, P's type): :func:`_scalars` for a group."""
+    for q in range(widest):
+        for j in range(GROUP):
+            k[q, j] += lower[q, j]
+    for m in range(lower.shape[0]):
+        for j in range(GROUP):
+            k[m, j] *= inv_scale
+    den[:] = 0.0
+    for m in range(widest):
+        for j in range(GROUP):
+            den[j] += np.float64(a[m, j]) * np.float64(k[m, j])
+    for j in range(GROUP):
+        den[j] = 1.0 / (1.0 + den[j])
+        scalars[0, j] = den[j] * p_scale
+
+
+@numba.njit(inline="always", cache=True)
+def _prefetch_lines(following, line, count):
+    """Prefetch ``count`` cache lines of ``following`` (1-d) from its line ``line`` on (past its end: its last
+    line); return the next line."""
+    per_line = max(1, 64 // following.itemsize)
+    last = (following.shape[0] - 1) // per_line
+    for _ in range(count):
+        prefetch(following, min(line, last) * per_line)
+        line += 1
+    return line
+
+
 @numba.njit(parallel=True, cache=True)
 def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale, gain_with_den, apply,
                     prefetch_next):
@@ -357,64 +402,43 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     (:func:`spikeforge.core.backends.simd.lanes_gain_row`, ``lanes_update_row``); the rows past the first lane-by-lane
     row of the packed kernel (``packed_row_bases``) sum their part right of the diagonal in column order, as there.
     Neurons of a group with fewer inputs than the group's largest count see zero inputs in the extra rows, and
-    those rows are not updated (their factor ``k`` is taken as zero), as in the packed kernel."""
+    those rows are not updated (their factor ``k`` is taken as zero), as in the packed kernel.  ``prefetch_next``:
+    the next group's block is prefetched a few cache lines per row of both passes."""
     groups, size, lmax = P3.shape[0], P3.shape[1], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
     row_base, first_tail_row = packed_row_bases(lmax, size)
+    block_lines = (size * GROUP * P3.itemsize + 63) // 64
     blocks = min(BLOCKS, groups)
     for block in numba.prange(blocks):
         a = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)
         k = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)
         k_row = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)  # k with zeros in rows past a neuron's inputs
-        lower = np.empty((max(lmax, 1), GROUP), dtype=P3.dtype)
-        scalars = np.empty((2, GROUP), dtype=P3.dtype)  # 1 / p_scale; c = den p_scale, each in P's type
+        lower = np.empty((lmax, GROUP), dtype=P3.dtype)
+        scalars = np.empty((2, GROUP), dtype=P3.dtype)  # c = den p_scale; 1 / p_scale (each in P's type)
         den, error = np.empty(GROUP), np.empty(GROUP)
         scalars[1, 0] = 1.0 / p_scale
-        inv_scale = scalars[1, 0]
         for g in range(block * groups // blocks, (block + 1) * groups // blocks):
             first, Pg = g * GROUP, P3[g]
             widest = _group_inputs(first, plastic_count, r, plastic_index, a, k, error, weights_in, u_bal, target)
+            following = P3[min(g + 1, groups - 1)].reshape(-1)  # (the last group prefetches itself: a no-op)
+            lines_per_row = (block_lines + 2 * widest - 1) // max(2 * widest, 1) if prefetch_next else 0
+            line = 0
             vector_rows = min(widest, first_tail_row)
             for q in range(vector_rows):
+                line = _prefetch_lines(following, line, lines_per_row)
                 lanes_gain_row(Pg, k, a, lower, row_base[q], q, lmax, chunks)
-            for q in range(vector_rows, widest):  # _tail_row_gain, 16 neurons at once
-                base = np.int64(row_base[q])
-                for j in range(GROUP):
-                    k[q, j] += a[q, j] * Pg[base + q, j]
-                    lower[q, j] = 0
-                for m in range(q + 1, lmax):
-                    for j in range(GROUP):
-                        p_qm = Pg[base + m, j]
-                        k[m, j] += a[q, j] * p_qm
-                        lower[q, j] += p_qm * a[m, j]
-            for q in range(widest):
-                for j in range(GROUP):
-                    k[q, j] += lower[q, j]
-            for m in range(lmax):  # _scalars, 16 neurons at once
-                for j in range(GROUP):
-                    k[m, j] *= inv_scale
-            den[:] = 0.0
-            for m in range(widest):
-                for j in range(GROUP):
-                    den[j] += np.float64(a[m, j]) * np.float64(k[m, j])
+            for q in range(vector_rows, widest):
+                _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower)
+            _lanes_scalars(k, a, lower, widest, scalars[1, 0], p_scale, den, scalars)
             uniform = True
             for j in range(GROUP):
-                den[j] = 1.0 / (1.0 + den[j])
-                scalars[0, j] = den[j] * p_scale
                 uniform = uniform and plastic_count[first + j] == widest
             if not uniform:
                 k_row[:] = k
                 for j in range(GROUP):
                     k_row[plastic_count[first + j]:, j] = 0
-            following = P3[min(g + 1, groups - 1)].reshape(-1)
-            per_line = max(1, 64 // P3.itemsize)
-            lines = (following.shape[0] + per_line - 1) // per_line
-            lines_per_row = (lines + widest - 1) // max(widest, 1) if prefetch_next else 0
-            line = 0
             for q in range(widest):
-                for _ in range(lines_per_row):
-                    prefetch(following, min(line, lines - 1) * per_line)
-                    line += 1
+                line = _prefetch_lines(following, line, lines_per_row)
                 lanes_update_row(Pg, k if uniform else k_row, k, scalars, row_base[q], q, lmax)
             if apply:
                 for j in range(GROUP):

@@ -67,12 +67,13 @@ def _lane_window(builder, lane_numbers, first_column, end_column, chunk_column):
 
 
 class _ChunkLoop:
-    """``for b in range(q // LANES, chunks)``, built in IR; ``phis``: loop-carried vectors, from ``initial``."""
+    """``for b in range(q // LANES, chunks)`` (or from ``first``), built in IR; ``phis``: loop-carried vectors, from
+    ``initial``."""
 
-    def __init__(self, builder, q, chunks, initial):
+    def __init__(self, builder, q, chunks, initial, first=None):
         self.builder, self.chunks = builder, chunks
         index_type = q.type
-        first = builder.udiv(q, ir.Constant(index_type, LANES))
+        first = builder.udiv(q, ir.Constant(index_type, LANES)) if first is None else first
         self.entry = builder.block
         self.head = builder.append_basic_block("chunks.head")
         self.body = builder.append_basic_block("chunks.body")
@@ -248,23 +249,48 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
         zero = ir.Constant(vector_type, [0.0] * LANES)
         a_q = builder.load(_lane_row(builder, a_data, q_value, vector_type), align=4)
         diagonal = _lane_row(builder, block_data, builder.add(base, q_value), vector_type)
-        loop = _ChunkLoop(builder, q_value, chunks_value, [zero] * LANES)
-        sums = []
-        for lane in range(LANES):  # column m = LANES b + lane: its partial sum is phis[lane]
-            m = builder.add(loop.column, ir.Constant(_I64, lane))
-            in_row = builder.icmp_signed("<", m, lmax_value)
-            from_diagonal = builder.and_(in_row, builder.icmp_signed(">=", m, q_value))
-            right_of_it = builder.and_(in_row, builder.icmp_signed(">", m, q_value))
-            # columns past the row read the diagonal instead (always inside the block) and add zero
-            p = builder.load(builder.select(in_row, _lane_row(builder, block_data, builder.add(base, m), vector_type),
-                                            diagonal), align=4)
-            k_at = _lane_row(builder, k_data, m, vector_type)
-            k_m = builder.fadd(builder.load(k_at, align=4), builder.fmul(a_q, builder.select(from_diagonal, p, zero)))
-            builder.store(k_m, k_at, align=4)
-            a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
-            sums.append(builder.fadd(loop.phis[lane], builder.fmul(builder.select(right_of_it, p, zero), a_m)))
-        loop.close(sums)
-        partial = list(loop.phis)
+
+        def chunk(column0, sums, masked):
+            """Columns ``column0 .. column0 + LANES - 1`` (``masked``: only those in ``q .. lmax - 1`` count)."""
+            updated = []
+            for lane in range(LANES):  # column m = column0 + lane: its partial sum is sums[lane]
+                m = builder.add(column0, ir.Constant(_I64, lane))
+                at = _lane_row(builder, block_data, builder.add(base, m), vector_type)
+                if masked:
+                    in_row = builder.icmp_signed("<", m, lmax_value)
+                    from_diagonal = builder.and_(in_row, builder.icmp_signed(">=", m, q_value))
+                    right_of_it = builder.and_(in_row, builder.icmp_signed(">", m, q_value))
+                    # columns past the row read the diagonal instead (always inside the block) and add zero
+                    p = builder.load(builder.select(in_row, at, diagonal), align=4)
+                    p_k, p_sum = builder.select(from_diagonal, p, zero), builder.select(right_of_it, p, zero)
+                else:
+                    p = p_k = p_sum = builder.load(at, align=4)
+                k_at = _lane_row(builder, k_data, m, vector_type)
+                builder.store(builder.fadd(builder.load(k_at, align=4), builder.fmul(a_q, p_k)), k_at, align=4)
+                a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
+                updated.append(builder.fadd(sums[lane], builder.fmul(p_sum, a_m)))
+            return updated
+
+        # the diagonal's chunk and a last partial one are masked; the chunks between are whole, and run unmasked
+        lanes = ir.Constant(_I64, LANES)
+        first = builder.udiv(q_value, lanes)
+        whole_end = builder.udiv(lmax_value, lanes)  # chunks before it lie inside the row's columns < lmax
+        sums = chunk(builder.mul(first, lanes), [zero] * LANES, True)
+        loop = _ChunkLoop(builder, q_value, whole_end, sums, first=builder.add(first, ir.Constant(_I64, 1)))
+        loop.close(chunk(loop.column, loop.phis, False))
+        sums = list(loop.phis)
+        before = builder.block
+        with builder.if_then(builder.and_(builder.icmp_signed(">", whole_end, first),
+                                          builder.icmp_signed("<", whole_end, chunks_value))):
+            last_sums = chunk(builder.mul(whole_end, lanes), sums, True)
+            last_block = builder.block
+        merged = []
+        for value, last in zip(sums, last_sums):
+            phi = builder.phi(vector_type)
+            phi.add_incoming(value, before)
+            phi.add_incoming(last, last_block)
+            merged.append(phi)
+        partial = merged
         width = LANES
         while width > 1:  # _tree_sum's tree, one lane-vector per partial sum
             width //= 2
