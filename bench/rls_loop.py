@@ -111,19 +111,20 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for threads in args.threads:
             numba.set_num_threads(threads)
-            for _, layout in ((r, layout) for r in range(args.rounds) for layout in args.layouts):
-                with TimedKernels() as kernels:  # (a backend holds the kernels of its making: made inside)
-                    backend = get_backend("numba", rls_interleave=layout == "interleaved")
-                    result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
-                                       backend=backend)
-                per_loop = np.median(result.elapsed_time)
-                sim = kernels.seconds["run_steps"] / args.loops
-                rls_time = kernels.seconds["rls_update"] / args.loops
-                roof = roofline_seconds(P) * updates
-                bandwidth = 2 * P.nbytes * updates / roof / 1e9
-                shown = layout if backend.interleaves(args.p_storage, P.dtype) else args.p_storage
-                print(f"| {threads} | {shown} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | "
-                      f"{rls_time / roof:.2f} | {bandwidth:.1f} |")
+            for _ in range(args.rounds):
+                for layout in args.layouts:
+                    with TimedKernels() as kernels:  # (a backend holds the kernels of its making: made inside)
+                        backend = get_backend("numba", rls_interleave=layout == "interleaved")
+                        result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
+                                           backend=backend)
+                    per_loop = np.median(result.elapsed_time)
+                    sim = kernels.seconds["run_steps"] / args.loops
+                    rls_time = kernels.seconds["rls_update"] / args.loops
+                    roof = roofline_seconds(P) * updates
+                    bandwidth = 2 * P.nbytes * updates / roof / 1e9
+                    shown = layout if backend.interleaves(args.p_storage, P.dtype) else args.p_storage
+                    print(f"| {threads} | {shown} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | "
+                          f"{rls_time / roof:.2f} | {bandwidth:.1f} |")
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 

@@ -223,8 +223,8 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
 def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, uniform):
     """The interleaved kernel does each neuron's sums in the packed kernel's order: the same P and weights bit for
     bit, whether a group's neurons share their number of inputs (``uniform``) or not, for the neurons after the
-    last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 70), both gains, and a P
-    whose entries past the inputs are not zero (random everywhere: those rows must stay as they are)."""
+    last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 58, 70), both gains, and a
+    P whose entries past the inputs are not zero (random everywhere: those rows must stay as they are)."""
     from spikeforge.core.backends import numba_rls
 
     for seed in range(3):
@@ -252,6 +252,40 @@ def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, unifo
         np.testing.assert_array_equal(interleaved, packed)
         np.testing.assert_array_equal(w_interleaved, w_packed)
         np.testing.assert_array_equal(out_interleaved, out_packed)
+
+
+@pytest.mark.parametrize("counts", ["equal", "unequal"])
+def test_a_non_finite_p_diverges_as_in_the_packed_kernel(counts):
+    """After a divergence the interleaved update must still be the packed one, bit for bit, so that the counts of
+    non-finite entries that training reports are the same: NaN in one neuron's inputs' rows, infinity in the rows
+    past another's inputs (which the packed kernel never reads)."""
+    from spikeforge.core.backends import numba_rls
+
+    rng = np.random.default_rng(3)
+    n, lmax, n_pre = 32, 20, 100
+    count = np.full(n, lmax, np.int32)
+    if counts == "unequal":
+        count[[1, 17]] = 10
+    index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
+    P = (rng.random((n, lmax * (lmax + 1) // 2)) * 1e-2).astype(np.float32)
+    P[0, 3] = np.nan
+    P[1, -5:] = np.inf  # the last rows: past neuron 1's 10 inputs if counts are unequal
+    weights = rng.normal(size=(n, lmax))
+    r, u_bal, target = rng.random(n_pre), rng.normal(size=n), rng.normal(size=n)
+    in_to_out = np.arange(n * lmax).reshape(n, lmax)
+    results = []
+    for interleaved in (False, True):
+        matrix, w, out = P.copy(), weights.copy(), np.zeros(n * lmax)
+        if interleaved:
+            numba_rls.interleave(matrix)
+        kernels.rls_update(matrix, w, index, count, in_to_out, out, r, u_bal, target, 1.0, True, "packed", True,
+                           interleaved=interleaved)
+        if interleaved:
+            numba_rls.deinterleave(matrix)
+        results.append((matrix.view(np.uint32), w.view(np.uint64), out.view(np.uint64)))
+    assert not np.isfinite(results[0][0].view(np.float32)).all()
+    for packed, interleaved in zip(*results):
+        np.testing.assert_array_equal(interleaved, packed)
 
 
 def test_interleaving_puts_each_group_s_elements_side_by_side_and_back():

@@ -305,6 +305,9 @@ class ShardedLearner(Learner):
             self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
                 backend.put(block[used]) if backend.name != "numba" else block[used])
 
+    def interleave_p(self, backend) -> None:
+        """A rank's block of P stays packed (it is sent to rank 0 as it is for every checkpoint)."""
+
     def whole_weights(self, backend) -> np.ndarray:
         """The (N, Lmax) plastic weights of every neuron, on every rank (every rank must come here)."""
         if self.shares_weights:

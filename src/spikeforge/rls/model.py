@@ -222,7 +222,8 @@ class Model:
     p: Params
     static: OutLayout
     plastic: PlasticInputs  # current plastic weights (in layout)
-    P: np.ndarray  # times p_scale, in the kernels' layout of p_storage (spikeforge.rls.p_matrix)
+    P: np.ndarray  # times p_scale, in the kernels' layout of p_storage (spikeforge.rls.p_matrix; while numba trains
+    #   it may be interleaved in place: spikeforge.rls.learner.Learner.interleave_p)
     targets: np.ndarray  # (T, learn_nsteps, N)
     stimulus: np.ndarray  # (T, n_stim_rows, N)
     init_stats: dict[str, Any]  # spike_count, u_mean, u_std and attributes of the init run
@@ -295,8 +296,9 @@ class Model:
 
     def save_checkpoint(self, run: RunDir, label: str, correlation: float = float("nan"),
                         attrs: dict[str, Any] | None = None, p_pieces=None) -> Path:
-        """Write checkpoint ``label`` of the current weights and P (or, from a sharded run, the P that
-        ``p_pieces``, a :class:`~spikeforge.core.store.Pieces`, writes block by block); return its path."""
+        """Write checkpoint ``label`` of the current weights and P (or the P that ``p_pieces``, a
+        :class:`~spikeforge.core.store.Pieces`, writes block by block: a sharded run's, or an interleaved one
+        converted back); return its path."""
         arrays = {"plastic/weight": self.plastic.weight, "P": self.stored_p() if p_pieces is None else p_pieces}
         attrs = {"loop": self.loop, "correlation": correlation, "network_id": self.network_id,
                  "spikeforge_version": spikeforge.__version__, **(attrs or {})}

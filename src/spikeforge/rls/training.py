@@ -172,8 +172,7 @@ class _Session:
             # each rank holds its block of P only (and, with a sharded network, keeps only its weights current)
             learner = sharded(learner, group, p.n_cells, shares_weights=dynamics is None)
         self.learner = self._on_backend(learner)
-        if group is None:  # (a rank's block of P stays packed)
-            self.learner.interleave_p(engine)  # until finish(); checkpoints are written packed
+        self.learner.interleave_p(engine)  # until finish(); checkpoints are written packed
         self.stimulus, self.targets = engine.put(model.stimulus), engine.put(model.targets)
         self.last_saved = model.label  # the last good checkpoint
         self.periodic: str | None = None  # label of this call's latest periodic checkpoint
@@ -428,7 +427,6 @@ def train(
                 try:
                     result = _train_loops(session, signals, later, nloops, correlation_interval, save_best_checkpoint,
                                           checkpoint_every)
-                    session.finish()
                     if verbose and group is not None:
                         total = sum(result.elapsed_time)
                         exchanged = "spikes" if dynamics is not None else "weights"
@@ -520,6 +518,7 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                     break
             label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
             session.save_final(label, curve.rows["correlation"][-1])
+            session.finish()  # (inside the deferred block: a signal cannot stop it half done)
             ended = "interrupted" if signals.requested else "completed"
             try:
                 if writes:

@@ -34,7 +34,8 @@ Layout and arithmetic, chosen for speed (the update streams every P once per lea
   neurons stores its triangles element by element, one neuron per SIMD lane (:func:`interleave`; the last
   ``N % 16`` neurons stay packed).  One vector operation then does the same step for 16 neurons and no lane is
   ever masked: a third faster than ``packed`` at the default model's 58 inputs, a fifth at 210
-  (BENCHMARKS.md).  The sums are done in ``packed``'s order, so the results are the same bit for bit.
+  (BENCHMARKS.md).  The sums are done in ``packed``'s order, so the results are the same bit for bit (a group
+  whose neurons differ in their number of inputs is updated by the packed code, neuron by neuron).
 * float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
   converted to float32 in blocks of neurons, updated, and rounded back
   (:func:`rls_update`), so the kernels only ever compute in float32 or float64.
@@ -237,6 +238,54 @@ def _tail_row_gain(Pi, row_base, q, lmax, a, k, lower):
         lower[q] += p_qm * a[m]
 
 
+@numba.njit(inline="always", cache=True)
+def _prefetch_lines(following, line, count):
+    """Prefetch ``count`` cache lines of ``following`` (1-d) from its line ``line`` on (past its end: its last
+    line); return the next line."""
+    per_line = max(1, 64 // following.itemsize)
+    last = (following.shape[0] - 1) // per_line
+    for _ in range(count):
+        prefetch(following, min(line, last) * per_line)
+        line += 1
+    return line
+
+
+@numba.njit(inline="always", cache=True)
+def _packed_neuron(i, Pi, following, lines_per_row, weights_in, plastic_index, plastic_count, r, u_bal, target,
+                   p_scale, gain_with_den, apply, row_base, first_tail_row, a, k, lower, in_p_type):
+    """The RLS update of neuron ``i`` with its packed triangle ``Pi`` (:func:`rls_packed`); ``lines_per_row`` cache
+    lines of ``following`` are prefetched per row of the update pass."""
+    lmax = plastic_index.shape[1]
+    chunks = (lmax + LANES - 1) // LANES
+    chunks_u, lmax_u = np.uint64(chunks), np.uint64(lmax)
+    count = plastic_count[i]
+    _inputs_and_gain(i, count, r, plastic_index, a, k)
+    error = _prediction_error(i, a, count, weights_in, u_bal, target)
+    vector_rows = min(count, first_tail_row)
+    q = 0
+    while q + 3 < vector_rows:
+        _GAIN_4(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
+        q += 4
+    while q < vector_rows:
+        _GAIN_1(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
+        q += 1
+    for q in range(vector_rows, count):
+        _tail_row_gain(Pi, row_base, q, lmax, a, k, lower)
+    for q in range(count):
+        k[q] += lower[q]
+    den, c = _scalars(a, k, count, p_scale, in_p_type)
+    line = 0
+    for parity in range(2):  # even rows, then odd ones: the last store of a row overlaps the next row's
+        for q in range(parity, vector_rows, 2):  # first load, which would wait for it (a fifth of a neuron)
+            line = _prefetch_lines(following, line, lines_per_row)
+            update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
+    for q in range(vector_rows, count):
+        base, k_q = np.int64(row_base[q]), k[q]
+        for m in range(q, lmax):
+            Pi[base + m] -= c * (k_q * k[m])
+    _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply)
+
+
 @numba.njit(parallel=True, cache=True)
 def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
                gain_with_den, apply, prefetch_next):
@@ -250,43 +299,18 @@ def rls_packed(P, weights_in, plastic_index, plastic_count, r, u_bal, target, p_
     lines per row (for a P that streams from memory rather than from the last-level cache)."""
     n, lmax = P.shape[0], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
-    chunks_u, lmax_u = np.uint64(chunks), np.uint64(lmax)
     row_base, first_tail_row = packed_row_bases(lmax, P.shape[1])
-    per_line = max(1, 64 // P.itemsize)  # elements per 64-byte cache line
-    lines = (P.shape[1] + per_line - 1) // per_line  # of one neuron's block
+    lines = (P.shape[1] * P.itemsize + 63) // 64  # of one neuron's block
     for block in numba.prange(BLOCKS):
         begin, end, a, k, in_p_type = _block(n, block, LANES * chunks, P)
         lower = np.zeros(LANES * chunks, dtype=P.dtype)
         for i in range(begin, end):
-            count, Pi = _neuron(i, P, plastic_count, r, plastic_index, a, k)
-            error = _prediction_error(i, a, count, weights_in, u_bal, target)
-            vector_rows = min(count, first_tail_row)
-            q = 0
-            while q + 3 < vector_rows:
-                _GAIN_4(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
-                q += 4
-            while q < vector_rows:
-                _GAIN_1(k, Pi, a, lower, row_base, np.uint64(q), lmax_u, chunks_u)
-                q += 1
-            for q in range(vector_rows, count):
-                _tail_row_gain(Pi, row_base, q, lmax, a, k, lower)
-            for q in range(count):
-                k[q] += lower[q]
-            den, c = _scalars(a, k, count, p_scale, in_p_type)
-            following = P[min(i + 1, end - 1)]  # (the block's last neuron prefetches itself, a no-op)
+            vector_rows = min(plastic_count[i], first_tail_row)
             lines_per_row = (lines + vector_rows - 1) // max(vector_rows, 1) if prefetch_next else 0
-            line = 0
-            for parity in range(2):  # even rows, then odd ones: the last store of a row overlaps the next row's
-                for q in range(parity, vector_rows, 2):  # first load, which would wait for it (a fifth of a neuron)
-                    for _ in range(lines_per_row):
-                        prefetch(following, min(line, lines - 1) * per_line)
-                        line += 1
-                    update_row(Pi, row_base[q], np.uint64(q), lmax_u, chunks_u, c, k[q], k)
-            for q in range(vector_rows, count):
-                base, k_q = np.int64(row_base[q]), k[q]
-                for m in range(q, lmax):
-                    Pi[base + m] -= c * (k_q * k[m])
-            _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply)
+            # (the block's last neuron prefetches itself, a no-op)
+            _packed_neuron(i, P[i], P[min(i + 1, end - 1)], lines_per_row, weights_in, plastic_index, plastic_count,
+                           r, u_bal, target, p_scale, gain_with_den, apply, row_base, first_tail_row, a, k, lower,
+                           in_p_type)
 
 
 GROUP = LANES  # neurons per interleaved group: one per SIMD lane
@@ -316,14 +340,19 @@ def interleave(P: np.ndarray) -> None:
     """Packed P (N, S), C-contiguous, in place into the interleaved layout: each full group of GROUP neurons
     ``16 g .. 16 g + 15`` holds element ``e`` of neuron ``16 g + j`` at ``P.flat[16 g S + 16 e + j]`` (the group's
     rows, read as an (S, 16) block); the last ``N % 16`` neurons stay packed.  Undone by :func:`deinterleave`."""
+    _require_rows(P)
+    _transpose_groups(P, P.shape[0] // GROUP, True)
+
+
+def _require_rows(P: np.ndarray) -> None:
     if P.ndim != 2 or not P.flags.c_contiguous:
         raise ValueError(f"only a C-contiguous (N, S) packed P can be interleaved; got shape {P.shape}, "
                          f"C-contiguous: {P.flags.c_contiguous}")
-    _transpose_groups(P, P.shape[0] // GROUP, True)
 
 
 def deinterleave(P: np.ndarray) -> None:
     """Undo :func:`interleave` in place."""
+    _require_rows(P)
     _transpose_groups(P, P.shape[0] // GROUP, False)
 
 
@@ -341,22 +370,19 @@ def deinterleaved_rows(P: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 @numba.njit(inline="always", cache=True)
 def _group_inputs(first, count, r, plastic_index, a, k, error, weights_in, u_bal, target):
-    """A group's input rates into ``a`` (zero past each neuron's inputs), ``k`` zeroed, and each neuron's prediction
-    minus its target (:func:`_prediction_error`'s sums, neuron by neuron in the same order; the terms past a
-    neuron's inputs are zero).  Returns the group's largest number of inputs."""
+    """A group's input rates into ``a`` (rows past ``count``, each neuron's number of inputs, zero), ``k`` zeroed,
+    and each neuron's prediction minus its target (:func:`_inputs_and_gain`, :func:`_prediction_error` for a
+    group: each neuron's sum in the same order, the 16 sums side by side)."""
     a[:] = 0
     k[:] = 0
-    widest = 0
     for j in range(GROUP):
-        widest = max(widest, count[first + j])
-        for m in range(count[first + j]):
+        for m in range(count):
             a[m, j] = r[plastic_index[first + j, m]]
     for j in range(GROUP):
         error[j] = u_bal[first + j] - target[first + j]
-    for m in range(widest):
+    for m in range(count):
         for j in range(GROUP):
             error[j] += weights_in[first + j, m] * a[m, j]
-    return widest
 
 
 @numba.njit(inline="always", cache=True)
@@ -374,34 +400,38 @@ def _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower):
 
 
 @numba.njit(inline="always", cache=True)
-def _lanes_scalars(k, a, lower, widest, inv_scale, p_scale, den, scalars):
-    """``k`` completed with its parts right of the diagonal and scaled by 1/p_scale; each neuron's ``den`` and
-    ``c = den p_scale`` (in ``scalars[0]``, P's type): :func:`_scalars` for a group."""
-    for q in range(widest):
+def _lanes_scalars(k, a, lower, count, inv_scale, p_scale, den, c):
+    """``k`` completed with its parts right of the diagonal and scaled by ``inv_scale`` = 1/p_scale; each neuron's
+    ``den`` and ``c = den p_scale`` (in ``c[0]``, P's type): :func:`_scalars` for a group."""
+    for q in range(count):
         for j in range(GROUP):
             k[q, j] += lower[q, j]
     for m in range(lower.shape[0]):
         for j in range(GROUP):
             k[m, j] *= inv_scale
     den[:] = 0.0
-    for m in range(widest):
+    for m in range(count):
         for j in range(GROUP):
             den[j] += np.float64(a[m, j]) * np.float64(k[m, j])
     for j in range(GROUP):
         den[j] = 1.0 / (1.0 + den[j])
-        scalars[0, j] = den[j] * p_scale
+        c[0, j] = den[j] * p_scale
 
 
 @numba.njit(inline="always", cache=True)
-def _prefetch_lines(following, line, count):
-    """Prefetch ``count`` cache lines of ``following`` (1-d) from its line ``line`` on (past its end: its last
-    line); return the next line."""
-    per_line = max(1, 64 // following.itemsize)
-    last = (following.shape[0] - 1) // per_line
-    for _ in range(count):
-        prefetch(following, min(line, last) * per_line)
-        line += 1
-    return line
+def _unequal_group(Pg, first, scratch, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
+                   gain_with_den, apply, row_base, first_tail_row, a, k, lower, in_p_type):
+    """A group whose neurons have different numbers of inputs: each neuron by the packed kernel's code, on its
+    triangle copied out of the interleaved block (``scratch``: (GROUP, S)) and back."""
+    for j in range(GROUP):
+        for e in range(Pg.shape[0]):
+            scratch[j, e] = Pg[e, j]
+    for j in range(GROUP):
+        _packed_neuron(first + j, scratch[j], scratch[j], 0, weights_in, plastic_index, plastic_count, r, u_bal,
+                       target, p_scale, gain_with_den, apply, row_base, first_tail_row, a, k, lower, in_p_type)
+    for e in range(Pg.shape[0]):
+        for j in range(GROUP):
+            Pg[e, j] = scratch[j, e]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -412,9 +442,9 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     Row by row as the packed kernel, each step for the GROUP neurons of a group at once
     (:func:`spikeforge.core.backends.simd.lanes_gain_row`, ``lanes_update_row``); the rows past the first lane-by-lane
     row of the packed kernel (``packed_row_bases``) sum their part right of the diagonal in column order, as there.
-    Neurons of a group with fewer inputs than the group's largest count see zero inputs in the extra rows, and
-    those rows are not updated (their factor ``k`` is taken as zero), as in the packed kernel.  ``prefetch_next``:
-    the next group's block is prefetched a few cache lines per row of both passes."""
+    A group whose neurons do not all have the same number of inputs is updated neuron by neuron by the packed
+    kernel's code (:func:`_unequal_group`; a network built by ``spikeforge init`` has none).  ``prefetch_next``: the
+    next group's block is prefetched a few cache lines per row of both passes."""
     groups, size, lmax = P3.shape[0], P3.shape[1], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
     row_base, first_tail_row = packed_row_bases(lmax, size)
@@ -423,39 +453,41 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     for block in numba.prange(blocks):
         a = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)
         k = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)
-        k_row = np.empty((LANES * chunks, GROUP), dtype=P3.dtype)  # k with zeros in rows past a neuron's inputs
         lower = np.empty((lmax, GROUP), dtype=P3.dtype)
-        scalars = np.empty((2, GROUP), dtype=P3.dtype)  # c = den p_scale; 1 / p_scale (each in P's type)
+        c = np.empty((1, GROUP), dtype=P3.dtype)  # den p_scale, in P's type
         den, error = np.empty(GROUP), np.empty(GROUP)
-        scalars[1, 0] = 1.0 / p_scale
+        # the packed kernel's scratch, for groups of unequal counts
+        scratch = np.empty((GROUP, size), dtype=P3.dtype)
+        a_1, k_1, in_p_type = np.empty(LANES * chunks, P3.dtype), np.empty(LANES * chunks, P3.dtype), np.empty(2, P3.dtype)
+        lower_1 = np.zeros(LANES * chunks, dtype=P3.dtype)
+        in_p_type[0] = 1.0 / p_scale
+        inv_scale = in_p_type[0]
         for g in range(block * groups // blocks, (block + 1) * groups // blocks):
             first, Pg = g * GROUP, P3[g]
-            widest = _group_inputs(first, plastic_count, r, plastic_index, a, k, error, weights_in, u_bal, target)
+            count = plastic_count[first]
+            equal = True
+            for j in range(1, GROUP):
+                equal = equal and plastic_count[first + j] == count
+            if not equal:
+                _unequal_group(Pg, first, scratch, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
+                               gain_with_den, apply, row_base, first_tail_row, a_1, k_1, lower_1, in_p_type)
+                continue
+            _group_inputs(first, count, r, plastic_index, a, k, error, weights_in, u_bal, target)
             following = P3[min(g + 1, groups - 1)].reshape(-1)  # (the last group prefetches itself: a no-op)
-            lines_per_row = (block_lines + 2 * widest - 1) // max(2 * widest, 1) if prefetch_next else 0
+            lines_per_row = (block_lines + 2 * count - 1) // max(2 * count, 1) if prefetch_next else 0
             line = 0
-            vector_rows = min(widest, first_tail_row)
+            vector_rows = min(count, first_tail_row)
             for q in range(vector_rows):
                 line = _prefetch_lines(following, line, lines_per_row)
                 lanes_gain_row(Pg, k, a, lower, row_base[q], q, lmax, chunks)
-            for q in range(vector_rows, widest):
+            for q in range(vector_rows, count):
                 _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower)
-            _lanes_scalars(k, a, lower, widest, scalars[1, 0], p_scale, den, scalars)
-            uniform = True
-            for j in range(GROUP):
-                uniform = uniform and plastic_count[first + j] == widest
-            if not uniform:
-                k_row[:] = k
-                for j in range(GROUP):
-                    k_row[plastic_count[first + j]:, j] = 0
-            for q in range(widest):
+            _lanes_scalars(k, a, lower, count, inv_scale, p_scale, den, c)
+            for q in range(count):
                 line = _prefetch_lines(following, line, lines_per_row)
-                lanes_update_row(Pg, k if uniform else k_row, k, scalars, row_base[q], q, lmax)
-            if apply:
-                for j in range(GROUP):
-                    step = error[j] * den[j] if gain_with_den else error[j]
-                    for m in range(plastic_count[first + j]):
-                        weights_in[first + j, m] -= step * k[m, j]
+                lanes_update_row(Pg, k, c, row_base[q], q, lmax)
+            for j in range(GROUP):
+                _update_weights(first + j, k[:, j], den[j], error[j], count, weights_in, gain_with_den, apply)
 
 
 BLOCK_NEURONS = 128  # neurons converted to float32 at a time for float16 / int16 P
@@ -511,7 +543,8 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
         prefetch_min_bytes: packed float32/float64 P of at least this many bytes prefetches each next neuron's
-            block (:class:`spikeforge.core.backends.KernelOptions`; None: its default on this machine).
+            block (interleaved: each next group's) (:class:`spikeforge.core.backends.KernelOptions`; None: its
+            default on this machine).
         interleaved: P (packed, float32 or float64) is in the layout of :func:`interleave`.
     """
     if prefetch_min_bytes is None:
@@ -538,22 +571,17 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
                         r, u_bal, target, p_scale, gain_with_den, apply, P.nbytes >= prefetch_min_bytes)
         if full < P.shape[0]:  # the neurons after the last full group stay packed
             run(P[full:], full, P.shape[0])
-        if apply:
-            _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan)
-        return
-    if P.dtype in (np.float32, np.float64):
+    elif P.dtype in (np.float32, np.float64):
         run(P, 0, P.shape[0])
-        if apply:
-            _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan)
-        return
-    for lo in range(0, P.shape[0], BLOCK_NEURONS):
-        hi = min(lo + BLOCK_NEURONS, P.shape[0])
-        block = P[lo:hi].astype(np.float32)
-        run(block, lo, hi)
-        if P.dtype == np.int16:
-            np.clip(np.rint(block), *INT16_RANGE, out=block)
-        with np.errstate(over="ignore"):  # float16 overflow: counted after the loop (count_p_faults)
-            P[lo:hi] = block
+    else:
+        for lo in range(0, P.shape[0], BLOCK_NEURONS):
+            hi = min(lo + BLOCK_NEURONS, P.shape[0])
+            block = P[lo:hi].astype(np.float32)
+            run(block, lo, hi)
+            if P.dtype == np.int16:
+                np.clip(np.rint(block), *INT16_RANGE, out=block)
+            with np.errstate(over="ignore"):  # float16 overflow: counted after the loop (count_p_faults)
+                P[lo:hi] = block
     if apply:
         _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan)
 

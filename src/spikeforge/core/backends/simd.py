@@ -99,16 +99,18 @@ class _ChunkLoop:
         builder.position_at_end(self.done)
 
 
-def _require_arrays(values, index_array=None):
+def _require_arrays(values, index_array=None, ndim=1):
     """The intrinsics address elements from the data pointer in the first array's type: the value arrays
-    must be C-contiguous and of one floating type, ``index_array`` C-contiguous 64-bit integers."""
-    for array in (*values, *([index_array] if index_array is not None else [])):
-        if not isinstance(array, types.Array) or array.layout != "C" or array.ndim != 1:
-            raise TypingError(f"{array} must be a 1-d C-contiguous array (the SIMD chunks assume unit stride)")
+    must be C-contiguous (``ndim``-d: rows of LANES for the ``lanes_*`` ones) and of one floating type,
+    ``index_array`` C-contiguous 64-bit integers."""
+    for array in values:
+        if not isinstance(array, types.Array) or array.layout != "C" or array.ndim != ndim:
+            raise TypingError(f"{array} must be a {ndim}-d C-contiguous array (the SIMD chunks assume unit stride)")
+    if index_array is not None and (not isinstance(index_array, types.Array) or index_array.layout != "C"
+                                    or index_array.ndim != 1 or index_array.dtype not in (types.int64, types.uint64)):
+        raise TypingError(f"{index_array} must be a 1-d C-contiguous array of 64-bit integers")
     if any(array.dtype != values[0].dtype for array in values) or not isinstance(values[0].dtype, types.Float):
         raise TypingError(f"the arrays {values} must have one floating type")
-    if index_array is not None and index_array.dtype not in (types.int64, types.uint64):
-        raise TypingError(f"{index_array} must hold 64-bit integers")
 
 
 def _arrays(context, builder, signature, args, count):
@@ -221,16 +223,6 @@ def _as_int64(builder, value):
     return builder.sext(value, _I64) if value.type.width < 64 else value
 
 
-
-def _require_lane_arrays(arrays):
-    """The ``lanes_*`` intrinsics address rows of LANES elements from the data pointers."""
-    for array in arrays:
-        if not isinstance(array, types.Array) or array.layout != "C" or array.ndim != 2:
-            raise TypingError(f"{array} must be a 2-d C-contiguous array of {LANES}-lane rows")
-    if any(array.dtype != arrays[0].dtype for array in arrays) or not isinstance(arrays[0].dtype, types.Float):
-        raise TypingError(f"the arrays {arrays} must have one floating type")
-
-
 @intrinsic
 def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
     """Row ``q`` of an interleaved group's triangles (``block``: (S, LANES), element (q, m) of every neuron at
@@ -239,7 +231,7 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
     per column modulo LANES, over the column chunks in order, then the same tree).  The partial sums stay in
     registers.  ``k``, ``a``: (>= LANES * chunks, LANES), ``a`` zero past each neuron's inputs; ``lower``: (>= lmax,
     LANES)."""
-    _require_lane_arrays((block, k, a, lower))
+    _require_arrays((block, k, a, lower), ndim=2)
     signature = types.void(block, k, a, lower, row_base, q, lmax, chunks)
 
     def codegen(context, builder, signature, args):
@@ -303,19 +295,18 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
 
 
 @intrinsic
-def lanes_update_row(typingctx, block, k_row, k, c, row_base, q, lmax):
-    """``P[q, m] -= c (k_row[q] k[m])`` for ``q <= m < lmax``, LANES neurons at once (``block``, ``row_base``: see
-    :func:`lanes_gain_row`; ``c``: (1, LANES), each neuron's factor).  ``k_row`` is ``k``, or ``k`` with zeros in
-    the rows past a neuron's inputs (which the packed kernel does not update)."""
-    _require_lane_arrays((block, k_row, k, c))
-    signature = types.void(block, k_row, k, c, row_base, q, lmax)
+def lanes_update_row(typingctx, block, k, c, row_base, q, lmax):
+    """``P[q, m] -= c (k[q] k[m])`` for ``q <= m < lmax``, LANES neurons at once (``block``, ``row_base``: see
+    :func:`lanes_gain_row`; ``c``: (1, LANES), each neuron's factor)."""
+    _require_arrays((block, k, c), ndim=2)
+    signature = types.void(block, k, c, row_base, q, lmax)
 
     def codegen(context, builder, signature, args):
-        block_data, k_row_data, k_data, c_data = _arrays(context, builder, signature, args, 4)
-        base, q_value, lmax_value = (_as_int64(builder, value) for value in args[4:])
+        block_data, k_data, c_data = _arrays(context, builder, signature, args, 3)
+        base, q_value, lmax_value = (_as_int64(builder, value) for value in args[3:])
         vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
         c_all = builder.load(_lane_row(builder, c_data, ir.Constant(_I64, 0), vector_type), align=4)
-        k_q = builder.load(_lane_row(builder, k_row_data, q_value, vector_type), align=4)
+        k_q = builder.load(_lane_row(builder, k_data, q_value, vector_type), align=4)
         entry, head = builder.block, builder.append_basic_block("columns.head")
         body, done = builder.append_basic_block("columns.body"), builder.append_basic_block("columns.done")
         builder.branch(head)
