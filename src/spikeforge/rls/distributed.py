@@ -289,7 +289,7 @@ class ShardedLearner(Learner):
         lo, hi = self.shard.lo, self.shard.hi
         backend.rls_update(self.P, self.weights_in[lo:hi], self.plastic_index[lo:hi], self.plastic_count[lo:hi],
                            self.in_to_out[lo:hi], self.weights_out, r, u_bal[lo:hi], target[lo:hi], self.p_scale,
-                           self.gain_with_den, self.storage, self.apply)
+                           self.gain_with_den, self.storage, self.apply, interleaved=self.p_interleaved)
         if not self.apply or not self.shares_weights:
             return
         blocks = self.group.gather_blocks(backend.get(self.weights_in[lo:hi]), self.sizes)
@@ -304,9 +304,6 @@ class ShardedLearner(Learner):
             where = backend.get(self.in_to_out[rows])[used]
             self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
                 backend.put(block[used]) if backend.name != "numba" else block[used])
-
-    def interleave_p(self, backend) -> None:
-        """A rank's block of P stays packed (it is sent to rank 0 as it is for every checkpoint)."""
 
     def whole_weights(self, backend) -> np.ndarray:
         """The (N, Lmax) plastic weights of every neuron, on every rank (every rank must come here)."""

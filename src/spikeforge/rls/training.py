@@ -242,7 +242,18 @@ class _Session:
                 + f"; nothing after checkpoint {self.last_saved!r} was saved, which is the last good one; {advice}")
 
     def save(self, label: str, correlation: float) -> Path:
-        """Save the current weights and P as checkpoint ``label`` (refused if P is not finite)."""
+        """Save the current weights and P as checkpoint ``label`` (refused if P is not finite).  A rank of a
+        sharded run packs its interleaved block again for the save, in place (it is sent or written as it is)."""
+        interleaved = self.group is not None and self.learner.p_interleaved
+        if interleaved:
+            self.learner.restore_packed_p()
+        try:
+            return self._save(label, correlation)
+        finally:
+            if interleaved:
+                self.learner.interleave_p(self.engine)
+
+    def _save(self, label: str, correlation: float) -> Path:
         learner, model, engine = self.learner, self.model, self.engine
         if model.p.p_compute != "small":
             _, nonfinite = engine.count_p_faults(learner.P)
