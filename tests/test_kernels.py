@@ -257,8 +257,8 @@ def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, unifo
 @pytest.mark.parametrize("counts", ["equal", "unequal"])
 def test_a_non_finite_p_diverges_as_in_the_packed_kernel(counts):
     """After a divergence the interleaved update must still be the packed one, bit for bit, so that the counts of
-    non-finite entries that training reports are the same: NaN in one neuron's inputs' rows, infinity in the rows
-    past another's inputs (which the packed kernel never reads)."""
+    non-finite entries that training reports are the same: NaN in one neuron's inputs' rows, infinity in another's
+    last rows (with unequal counts: past its inputs, which the packed kernel never reads)."""
     from spikeforge.core.backends import numba_rls
 
     rng = np.random.default_rng(3)
@@ -286,6 +286,24 @@ def test_a_non_finite_p_diverges_as_in_the_packed_kernel(counts):
     assert not np.isfinite(results[0][0].view(np.float32)).all()
     for packed, interleaved in zip(*results):
         np.testing.assert_array_equal(interleaved, packed)
+
+
+def test_p_is_interleaved_only_where_few_groups_mix_numbers_of_inputs():
+    """Groups of 16 neurons with unequal counts take the packed code's slower path, so a network with many of them
+    keeps packed P; one with none, or one group in 32, is interleaved; fewer than 16 neurons have no group."""
+    from spikeforge.core.backends import numba_rls
+
+    equal = np.full(32 * 16, 58)
+    assert numba_rls.worth_interleaving(equal)
+    one_mixed = equal.copy()
+    one_mixed[5] = 50  # group 0 of 32
+    assert numba_rls.worth_interleaving(one_mixed)
+    two_mixed = one_mixed.copy()
+    two_mixed[16 * 7 + 3] = 57
+    assert not numba_rls.worth_interleaving(two_mixed)
+    assert not numba_rls.worth_interleaving(np.random.default_rng(0).integers(50, 59, size=4096))
+    assert numba_rls.worth_interleaving(np.r_[equal, [1, 2, 3]])  # the tail after the last group stays packed
+    assert not numba_rls.worth_interleaving(np.full(15, 58))
 
 
 def test_interleaving_puts_each_group_s_elements_side_by_side_and_back():

@@ -305,6 +305,10 @@ class ShardedLearner(Learner):
             self.weights_out[backend.put(where) if backend.name != "numba" else where] = (
                 backend.put(block[used]) if backend.name != "numba" else block[used])
 
+    def p_counts(self):
+        """The numbers of plastic inputs of this rank's neurons (whose P it holds)."""
+        return self.plastic_count[self.shard.lo:self.shard.hi]
+
     def whole_weights(self, backend) -> np.ndarray:
         """The (N, Lmax) plastic weights of every neuron, on every rank (every rank must come here)."""
         if self.shares_weights:

@@ -53,10 +53,16 @@ class Learner:
         self.history_filled = min(self.history_filled + 1, self.history.shape[0])
 
     def interleave_p(self, backend) -> None:
-        """Interleave P in place where ``backend`` updates it faster that way (:meth:`Backend.interleaves`)."""
-        if self.history is None and not self.p_interleaved and backend.interleaves(self.storage, self.P.dtype):
+        """Interleave P in place where ``backend`` updates it faster that way (:meth:`Backend.interleaves`, and
+        few groups of 16 neurons with unequal numbers of inputs: :func:`numba_rls.worth_interleaving`)."""
+        if (self.history is None and not self.p_interleaved and backend.interleaves(self.storage, self.P.dtype)
+                and numba_rls.worth_interleaving(backend.get(self.p_counts()))):
             numba_rls.interleave(self.P)
             self.p_interleaved = True
+
+    def p_counts(self):
+        """The numbers of plastic inputs of the neurons whose P this learner holds (all)."""
+        return self.plastic_count
 
     def restore_packed_p(self) -> None:
         """Undo :meth:`interleave_p` (in place)."""

@@ -528,8 +528,8 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 if stop:
                     break
             label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
-            session.save_final(label, curve.rows["correlation"][-1])
-            session.finish()  # (inside the deferred block: a signal cannot stop it half done)
+            session.finish()  # (first: the final checkpoint is then written from the packed P as it is; inside
+            session.save_final(label, curve.rows["correlation"][-1])  # the deferred block: never stopped half done)
             ended = "interrupted" if signals.requested else "completed"
             try:
                 if writes:

@@ -94,8 +94,9 @@ class KernelOptions:
             time); on an AMD EPYC (32 MB L3) 906 -> 671 at 4096, where P no longer fits beside the synapses:
             BENCHMARKS.md.  (A default made per instance: read it from ``KernelOptions()``, not the class.)
         rls_interleave: numba, packed float32/float64 P: training keeps P (a sharded rank: its block)
-            interleaved by groups of 16 neurons, one neuron per SIMD lane (:func:`numba_rls.interleave`;
-            checkpoints and the model's P after training are packed as always).  The same numbers as packed; at the default model's 4096 neurons and
+            interleaved by groups of 16 neurons, one neuron per SIMD lane (:func:`numba_rls.interleave`; not
+            where many groups mix numbers of inputs: :func:`numba_rls.worth_interleaving`); checkpoints and
+            the model's P after training are packed as always.  The same numbers as packed; at the default model's 4096 neurons and
             58 inputs the update took two thirds of the time (BENCHMARKS.md).
     """
 

@@ -336,6 +336,22 @@ def _transpose_groups(P, groups, to_lanes):
                         flat[start + j * size + e] = scratch[e * GROUP + j]
 
 
+MOST_UNEQUAL_GROUPS = 1 / 32  # worth_interleaving's largest share of groups whose neurons differ in input count
+
+
+def worth_interleaving(plastic_count: np.ndarray) -> bool:
+    """Whether the interleaved layout pays for neurons with these numbers of plastic inputs: a group of 16 whose
+    neurons differ in their count is updated by the packed code after copying its block out and back, about twice
+    the packed kernel's time (4096 neurons, counts drawn from 50-58: 7.4 against 3.5 ms per update; equal counts
+    2.3 against 2.6), so it pays when at most MOST_UNEQUAL_GROUPS of the groups are such (the default
+    connectivity has none; a plugin's may have many)."""
+    full = plastic_count.shape[0] // GROUP * GROUP
+    if full == 0:
+        return False
+    groups = np.asarray(plastic_count[:full]).reshape(-1, GROUP)
+    return np.count_nonzero(groups.min(axis=1) != groups.max(axis=1)) <= MOST_UNEQUAL_GROUPS * groups.shape[0]
+
+
 def interleave(P: np.ndarray) -> None:
     """Packed P (N, S), C-contiguous, in place into the interleaved layout: each full group of GROUP neurons
     ``16 g .. 16 g + 15`` holds element ``e`` of neuron ``16 g + j`` at ``P.flat[16 g S + 16 e + j]`` (the group's
@@ -422,8 +438,8 @@ def _lanes_scalars(k, a, lower, count, inv_scale, p_scale, den, c):
 def _unequal_group(Pg, first, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale, gain_with_den,
                    apply, row_base, first_tail_row):
     """A group whose neurons have different numbers of inputs: each neuron by the packed kernel's code, on its
-    triangle copied out of the interleaved block and back (the scratch arrays are made here: such groups are
-    rare, and the kernel's common path allocates nothing more)."""
+    triangle copied out of the interleaved block and back (the scratch arrays are made here, so that the common
+    path allocates nothing more: P is interleaved only when such groups are few, :func:`worth_interleaving`)."""
     chunks = (plastic_index.shape[1] + LANES - 1) // LANES
     scratch = np.empty((GROUP, Pg.shape[0]), dtype=Pg.dtype)
     a, k = np.empty(LANES * chunks, dtype=Pg.dtype), np.empty(LANES * chunks, dtype=Pg.dtype)
@@ -448,7 +464,8 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     (:func:`spikeforge.core.backends.simd.lanes_gain_row`, ``lanes_update_row``); the rows past the first lane-by-lane
     row of the packed kernel (``packed_row_bases``) sum their part right of the diagonal in column order, as there.
     A group whose neurons do not all have the same number of inputs is updated neuron by neuron by the packed
-    kernel's code (:func:`_unequal_group`; a network built by ``spikeforge init`` has none).  ``prefetch_next``: the
+    kernel's code (:func:`_unequal_group`; the default connectivity has none, and training interleaves P only
+    when they are few: :func:`worth_interleaving`).  ``prefetch_next``: the
     next group's block is prefetched a few cache lines per row of both passes."""
     groups, size, lmax = P3.shape[0], P3.shape[1], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
