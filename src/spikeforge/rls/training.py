@@ -528,8 +528,10 @@ def _train_loops(session: _Session, signals: StopSignals, discard: list[str], nl
                 if stop:
                     break
             label = f"{model.loop}i" if model.loop < last_loop else str(model.loop)
-            session.finish()  # (first: the final checkpoint is then written from the packed P as it is; inside
-            session.save_final(label, curve.rows["correlation"][-1])  # the deferred block: never stopped half done)
+            # P packed again first, so that the final checkpoint is written from it as it is (inside the deferred
+            # block: a signal cannot stop the conversion half done)
+            session.finish()
+            session.save_final(label, curve.rows["correlation"][-1])
             ended = "interrupted" if signals.requested else "completed"
             try:
                 if writes:
