@@ -386,8 +386,8 @@ def deinterleaved_rows(P: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 @numba.njit(inline="always", cache=True)
 def _group_inputs(first, count, r, plastic_index, a, k, error, weights_in, u_bal, target):
-    """A group's input rates into ``a`` (rows past ``count``, each neuron's number of inputs, zero), ``k`` zeroed,
-    and each neuron's prediction minus its target (:func:`_inputs_and_gain`, :func:`_prediction_error` for a
+    """A group's input rates into ``a`` (rows past ``count``, the number of inputs its neurons share, zero), ``k``
+    zeroed, and each neuron's prediction minus its target (:func:`_inputs_and_gain`, :func:`_prediction_error` for a
     group: each neuron's sum in the same order, the 16 sums side by side)."""
     a[:] = 0
     k[:] = 0
@@ -465,8 +465,8 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     row of the packed kernel (``packed_row_bases``) sum their part right of the diagonal in column order, as there.
     A group whose neurons do not all have the same number of inputs is updated neuron by neuron by the packed
     kernel's code (:func:`_unequal_group`; the default connectivity has none, and training interleaves P only
-    when they are few: :func:`worth_interleaving`).  ``prefetch_next``: the
-    next group's block is prefetched a few cache lines per row of both passes."""
+    when they are few: :func:`worth_interleaving`).  ``prefetch_next``: the next group's block is prefetched a few
+    cache lines per row of both passes."""
     groups, size, lmax = P3.shape[0], P3.shape[1], plastic_index.shape[1]
     chunks = (lmax + LANES - 1) // LANES
     row_base, first_tail_row = packed_row_bases(lmax, size)
@@ -478,12 +478,14 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
         lower = np.empty((lmax, GROUP), dtype=P3.dtype)
         c = np.empty((1, GROUP), dtype=P3.dtype)  # den p_scale, in P's type
         den, error = np.empty(GROUP), np.empty(GROUP)
-        c[0, 0] = 1.0 / p_scale  # in P's type
+        c[0, 0] = 1.0 / p_scale  # 1/p_scale rounded to P's type, as _scalars does (c is set per group below)
         inv_scale = c[0, 0]
         for g in range(block * groups // blocks, (block + 1) * groups // blocks):
             first, Pg = g * GROUP, P3[g]
-            count, fewest = 0, plastic_count[first]  # (count found this way, the kernel ran 5-10 % faster than
-            for j in range(GROUP):                     # with the first neuron's count: a matter of LLVM's code)
+            # the group's largest and smallest count (with the count found this way, rather than read from the
+            # first neuron, the kernel ran 5-10 % faster: a matter of the code LLVM makes)
+            count, fewest = 0, plastic_count[first]
+            for j in range(GROUP):
                 count, fewest = max(count, plastic_count[first + j]), min(fewest, plastic_count[first + j])
             if fewest != count:
                 _unequal_group(Pg, first, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale,
@@ -503,7 +505,7 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
             for q in range(count):
                 line = _prefetch_lines(following, line, lines_per_row)
                 lanes_update_row(Pg, k, c, row_base[q], q, lmax)
-            if apply:  # _update_weights, neuron by neuron
+            if apply:  # _update_weights, neuron by neuron (inline: through a strided view of k it ran slower)
                 for j in range(GROUP):
                     step = error[j] * den[j] if gain_with_den else error[j]
                     for m in range(count):
