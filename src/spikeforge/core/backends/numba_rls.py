@@ -51,7 +51,8 @@ import numpy as np
 # numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
 # __pycache__ folder of this package (or point NUMBA_CACHE_DIR at an empty folder while working on it)
 from spikeforge.core.backends import default_prefetch_min_bytes
-from spikeforge.core.backends.simd import LANES, gain_rows, lanes_gain_row, lanes_update_row, prefetch, update_row
+from spikeforge.core.backends.simd import (LANES, gain_rows, lanes_gain_row, lanes_scalars, lanes_update_row, prefetch,
+                                           update_row)
 
 _GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
 
@@ -415,25 +416,6 @@ def _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower):
             lower[q, j] += p_qm * a[m, j]
 
 
-@numba.njit(inline="always", cache=True)
-def _lanes_scalars(k, a, lower, count, inv_scale, p_scale, den, c):
-    """``k`` completed with its parts right of the diagonal and scaled by ``inv_scale`` = 1/p_scale; each neuron's
-    ``den`` and ``c = den p_scale`` (in ``c[0]``, P's type): :func:`_scalars` for a group."""
-    for q in range(count):
-        for j in range(GROUP):
-            k[q, j] += lower[q, j]
-    for m in range(lower.shape[0]):
-        for j in range(GROUP):
-            k[m, j] *= inv_scale
-    den[:] = 0.0
-    for m in range(count):
-        for j in range(GROUP):
-            den[j] += np.float64(a[m, j]) * np.float64(k[m, j])
-    for j in range(GROUP):
-        den[j] = 1.0 / (1.0 + den[j])
-        c[0, j] = den[j] * p_scale
-
-
 @numba.njit(cache=True)
 def _unequal_group(Pg, first, weights_in, plastic_index, plastic_count, r, u_bal, target, p_scale, gain_with_den,
                    apply, row_base, first_tail_row):
@@ -501,7 +483,7 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
                 lanes_gain_row(Pg, k, a, lower, row_base[q], q, lmax, chunks)
             for q in range(vector_rows, count):
                 _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower)
-            _lanes_scalars(k, a, lower, count, inv_scale, p_scale, den, c)
+            lanes_scalars(k, a, lower, den, c, count, lmax, inv_scale, p_scale)
             for q in range(count):
                 line = _prefetch_lines(following, line, lines_per_row)
                 lanes_update_row(Pg, k, c, row_base[q], q, lmax)

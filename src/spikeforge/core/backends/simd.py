@@ -325,3 +325,75 @@ def lanes_update_row(typingctx, block, k, c, row_base, q, lmax):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def lanes_scalars(typingctx, k, a, lower, den, c, count, lmax, inv_scale, p_scale):
+    """The scalars of an interleaved group, LANES neurons at once, in the order of the packed kernel's: for rows
+    ``m < count`` ``k[m] = (k[m] + lower[m]) inv_scale`` (the part right of the diagonal added, then the scale
+    ``inv_scale`` = 1/p_scale in P's type), for ``count <= m < lmax`` ``k[m] = k[m] inv_scale``; ``den`` (float64,
+    LANES) = 1 / (1 + a'k), the sum in float64, row after row; ``c[0]`` = den p_scale rounded to P's type.
+    ``k``, ``a``, ``lower``, ``c``: (rows, LANES) in P's type.  (Written as plain loops, these took an eighth of an
+    update: LLVM kept ``den`` in memory and did not vectorise.)"""
+    _require_arrays((k, a, lower, c), ndim=2)
+    if not isinstance(den, types.Array) or den.layout != "C" or den.ndim != 1 or den.dtype != types.float64:
+        raise TypingError(f"{den} must be a 1-d C-contiguous float64 array")
+    signature = types.void(k, a, lower, den, c, count, lmax, k.dtype, types.float64)
+
+    def codegen(context, builder, signature, args):
+        k_data, a_data, lower_data, den_data, c_data = _arrays(context, builder, signature, args, 5)
+        count_value, lmax_value = (_as_int64(builder, value) for value in args[5:7])
+        inv_scale_value, p_scale_value = args[7:]
+        vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
+        wide_type = ir.VectorType(ir.DoubleType(), LANES)
+        inv_all = _splat(builder, inv_scale_value)
+
+        def widened(value):
+            return value if vector_type == wide_type else builder.fpext(value, wide_type)
+
+        def rows(first, last, initial, body):
+            """``for m in range(first, last)`` with one loop-carried value (or none)."""
+            entry, head = builder.block, builder.append_basic_block("rows.head")
+            loop_body, done = builder.append_basic_block("rows.body"), builder.append_basic_block("rows.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            m = builder.phi(_I64)
+            m.add_incoming(first, entry)
+            carried = None
+            if initial is not None:
+                carried = builder.phi(initial.type)
+                carried.add_incoming(initial, entry)
+            builder.cbranch(builder.icmp_signed("<", m, last), loop_body, done)
+            builder.position_at_end(loop_body)
+            updated = body(m, carried)
+            m.add_incoming(builder.add(m, ir.Constant(_I64, 1)), builder.block)
+            if initial is not None:
+                carried.add_incoming(updated, builder.block)
+            builder.branch(head)
+            builder.position_at_end(done)
+            return carried
+
+        def with_lower(m, total):
+            k_at = _lane_row(builder, k_data, m, vector_type)
+            lower_row = builder.load(_lane_row(builder, lower_data, m, vector_type), align=4)
+            k_m = builder.fmul(builder.fadd(builder.load(k_at, align=4), lower_row), inv_all)
+            builder.store(k_m, k_at, align=4)
+            a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
+            return builder.fadd(total, builder.fmul(widened(a_m), widened(k_m)))
+
+        def scaled(m, _):
+            k_at = _lane_row(builder, k_data, m, vector_type)
+            builder.store(builder.fmul(builder.load(k_at, align=4), inv_all), k_at, align=4)
+
+        a_k = rows(ir.Constant(_I64, 0), count_value, ir.Constant(wide_type, [0.0] * LANES), with_lower)
+        rows(count_value, lmax_value, None, scaled)
+        den_value = builder.fdiv(ir.Constant(wide_type, [1.0] * LANES),
+                                 builder.fadd(ir.Constant(wide_type, [1.0] * LANES), a_k))
+        builder.store(den_value, builder.bitcast(den_data, wide_type.as_pointer()), align=8)
+        c_value = builder.fmul(den_value, _splat(builder, p_scale_value))
+        if vector_type != wide_type:
+            c_value = builder.fptrunc(c_value, vector_type)
+        builder.store(c_value, _lane_row(builder, c_data, ir.Constant(_I64, 0), vector_type), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
