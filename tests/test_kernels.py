@@ -218,12 +218,13 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("lmax, n, uniform", [(5, 40, False), (16, 33, True), (37, 53, False), (58, 64, True),
-                                              (70, 21, False)])
+@pytest.mark.parametrize("lmax, n, uniform", [(5, 40, False), (5, 32, True), (16, 33, True), (37, 53, False),
+                                              (37, 48, True), (58, 64, True), (70, 21, False), (70, 35, True)])
 def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, uniform):
     """The interleaved kernel does each neuron's sums in the packed kernel's order: the same P and weights bit for
     bit, whether a group's neurons share their number of inputs (``uniform``) or not, for the neurons after the
-    last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 58, 70), both gains, and a
+    last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 58, 70), rows whose diagonal
+    is in their last chunk, whole or partial (lmax 16, 37, 70; 5: a single chunk), both gains, and a
     P whose entries past the inputs are not zero (random everywhere: those rows must stay as they are)."""
     from spikeforge.core.backends import numba_rls
 

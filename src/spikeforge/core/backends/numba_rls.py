@@ -34,8 +34,9 @@ Layout and arithmetic, chosen for speed (the update streams every P once per lea
   neurons stores its triangles element by element, one neuron per SIMD lane (:func:`interleave`; the last
   ``N % 16`` neurons stay packed).  One vector operation then does the same step for 16 neurons and no lane is
   ever masked: a third faster than ``packed`` at the default model's 58 inputs, a fifth at 210
-  (BENCHMARKS.md).  The sums are done in ``packed``'s order, so the results are the same bit for bit (a group
-  whose neurons differ in their number of inputs is updated by the packed code, neuron by neuron).
+  (BENCHMARKS.md).  The sums are done in ``packed``'s order, so the results are the same bit for bit (for finite
+  input rates; a group whose neurons differ in their number of inputs is updated by the packed code, neuron by
+  neuron).
 * float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
   converted to float32 in blocks of neurons, updated, and rounded back
   (:func:`rls_update`), so the kernels only ever compute in float32 or float64.

@@ -17,7 +17,8 @@ The ``lanes_*`` intrinsics work on P *interleaved* by groups of LANES neurons
 (:func:`spikeforge.core.backends.numba_rls.interleave`): a group's block is (S, LANES), row ``e`` holding
 packed element ``e`` of each of the group's neurons, so that one vector operation does the same step
 for LANES neurons and no lane is ever masked.  They add in the order of the intrinsics above, lane for
-lane, so an interleaved update equals the packed one bit for bit.
+lane, so an interleaved update equals the packed one bit for bit (for finite input rates: where those
+intrinsics add a masked zero times a rate, these skip the column).
 """
 
 from __future__ import annotations
@@ -229,8 +230,13 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
     row ``row_base + m``), LANES neurons at once: ``k[m] += a[q] P[q, m]`` for ``q <= m < lmax``, and
     ``lower[q]`` = the sum of ``P[q, m] a[m]`` over ``q < m < lmax``, in :func:`gain_rows`' order (one partial sum
     per column modulo LANES, over the column chunks in order, then the same tree).  The partial sums stay in
-    registers.  ``k``, ``a``: (>= LANES * chunks, LANES), ``a`` zero past each neuron's inputs; ``lower``: (>= lmax,
-    LANES)."""
+    registers.  ``k``, ``a``: (>= LANES * chunks, LANES); ``lower``: (>= lmax, LANES).
+
+    The chunks between the diagonal's and a last partial one are whole and run straight through.  In those two,
+    each column outside the row is skipped by a branch (the tail's branches are the same on every row, so they
+    are predicted): masked, as in :func:`gain_rows`, they cost a third more columns than the row has.  Skipping
+    a column adds nothing where the mask added zero, so the sums are the same for finite input rates ``a``.
+    Never reads past the row, so any ``row_base`` of the block is safe."""
     _require_arrays((block, k, a, lower), ndim=2)
     signature = types.void(block, k, a, lower, row_base, q, lmax, chunks)
 
@@ -240,41 +246,51 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
         vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
         zero = ir.Constant(vector_type, [0.0] * LANES)
         a_q = builder.load(_lane_row(builder, a_data, q_value, vector_type), align=4)
-        diagonal = _lane_row(builder, block_data, builder.add(base, q_value), vector_type)
 
-        def chunk(column0, sums, masked):
-            """Columns ``column0 .. column0 + LANES - 1`` (``masked``: only those in ``q .. lmax - 1`` count)."""
+        def add_to_k(m):
+            """k[m] += a_q P[q, m]; returns P[q, m]."""
+            p = builder.load(_lane_row(builder, block_data, builder.add(base, m), vector_type), align=4)
+            k_at = _lane_row(builder, k_data, m, vector_type)
+            builder.store(builder.fadd(builder.load(k_at, align=4), builder.fmul(a_q, p)), k_at, align=4)
+            return p
+
+        def column(m, total):
+            p = add_to_k(m)
+            a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
+            return builder.fadd(total, builder.fmul(p, a_m))
+
+        def chunk(column0, sums, first_column=None):
+            """Columns ``column0 .. column0 + LANES - 1`` (with ``first_column``: only those in ``first_column ..
+            lmax - 1``, each behind a branch)."""
+            if first_column is None:
+                return [column(builder.add(column0, ir.Constant(_I64, lane)), sums[lane]) for lane in range(LANES)]
             updated = []
-            for lane in range(LANES):  # column m = column0 + lane: its partial sum is sums[lane]
+            for lane in range(LANES):
                 m = builder.add(column0, ir.Constant(_I64, lane))
-                at = _lane_row(builder, block_data, builder.add(base, m), vector_type)
-                if masked:
-                    in_row = builder.icmp_signed("<", m, lmax_value)
-                    from_diagonal = builder.and_(in_row, builder.icmp_signed(">=", m, q_value))
-                    right_of_it = builder.and_(in_row, builder.icmp_signed(">", m, q_value))
-                    # columns past the row read the diagonal instead (always inside the block) and add zero
-                    p = builder.load(builder.select(in_row, at, diagonal), align=4)
-                    p_k, p_sum = builder.select(from_diagonal, p, zero), builder.select(right_of_it, p, zero)
-                else:
-                    p = p_k = p_sum = builder.load(at, align=4)
-                k_at = _lane_row(builder, k_data, m, vector_type)
-                builder.store(builder.fadd(builder.load(k_at, align=4), builder.fmul(a_q, p_k)), k_at, align=4)
-                a_m = builder.load(_lane_row(builder, a_data, m, vector_type), align=4)
-                updated.append(builder.fadd(sums[lane], builder.fmul(p_sum, a_m)))
+                inside = builder.and_(builder.icmp_signed(">=", m, first_column),
+                                      builder.icmp_signed("<", m, lmax_value))
+                before = builder.block
+                with builder.if_then(inside):
+                    value = column(m, sums[lane])
+                    inside_end = builder.block
+                phi = builder.phi(vector_type)
+                phi.add_incoming(sums[lane], before)
+                phi.add_incoming(value, inside_end)
+                updated.append(phi)
             return updated
 
-        # the diagonal's chunk and a last partial one are masked; the chunks between are whole, and run unmasked
+        add_to_k(q_value)  # the diagonal: k only
         lanes = ir.Constant(_I64, LANES)
         first = builder.udiv(q_value, lanes)
-        whole_end = builder.udiv(lmax_value, lanes)  # chunks before it lie inside the row's columns < lmax
-        sums = chunk(builder.mul(first, lanes), [zero] * LANES, True)
+        whole_end = builder.udiv(lmax_value, lanes)
+        sums = chunk(builder.mul(first, lanes), [zero] * LANES, builder.add(q_value, ir.Constant(_I64, 1)))
         loop = _ChunkLoop(builder, q_value, whole_end, sums, first=builder.add(first, ir.Constant(_I64, 1)))
-        loop.close(chunk(loop.column, loop.phis, False))
+        loop.close(chunk(loop.column, loop.phis))
         sums = list(loop.phis)
         before = builder.block
         with builder.if_then(builder.and_(builder.icmp_signed(">", whole_end, first),
                                           builder.icmp_signed("<", whole_end, chunks_value))):
-            last_sums = chunk(builder.mul(whole_end, lanes), sums, True)
+            last_sums = chunk(builder.mul(whole_end, lanes), sums, ir.Constant(_I64, 0))
             last_block = builder.block
         merged = []
         for value, last in zip(sums, last_sums):
@@ -284,7 +300,7 @@ def lanes_gain_row(typingctx, block, k, a, lower, row_base, q, lmax, chunks):
             merged.append(phi)
         partial = merged
         width = LANES
-        while width > 1:  # _tree_sum's tree, one lane-vector per partial sum
+        while width > 1:
             width //= 2
             for lane in range(width):
                 partial[lane] = builder.fadd(partial[lane], partial[lane + width])
