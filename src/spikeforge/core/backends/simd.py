@@ -100,6 +100,31 @@ class _ChunkLoop:
         builder.position_at_end(self.done)
 
 
+def _index_loop(builder, first, last, body, initial=None):
+    """``for m in range(first, last)`` (64-bit), built in IR: ``body(m, carried)`` emits one iteration and
+    returns the next value of the one loop-carried value (from ``initial``; None: no such value).  Returns the
+    carried value after the loop."""
+    entry, head = builder.block, builder.append_basic_block("index.head")
+    loop_body, done = builder.append_basic_block("index.body"), builder.append_basic_block("index.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    m = builder.phi(_I64)
+    m.add_incoming(first, entry)
+    carried = None
+    if initial is not None:
+        carried = builder.phi(initial.type)
+        carried.add_incoming(initial, entry)
+    builder.cbranch(builder.icmp_signed("<", m, last), loop_body, done)
+    builder.position_at_end(loop_body)
+    updated = body(m, carried)
+    m.add_incoming(builder.add(m, ir.Constant(_I64, 1)), builder.block)
+    if initial is not None:
+        carried.add_incoming(updated, builder.block)
+    builder.branch(head)
+    builder.position_at_end(done)
+    return carried
+
+
 def _require_arrays(values, index_array=None, ndim=1):
     """The intrinsics address elements from the data pointer in the first array's type: the value arrays
     must be C-contiguous (``ndim``-d: rows of LANES for the ``lanes_*`` ones) and of one floating type,
@@ -323,21 +348,14 @@ def lanes_update_row(typingctx, block, k, c, row_base, q, lmax):
         vector_type = ir.VectorType(context.get_data_type(signature.args[0].dtype), LANES)
         c_all = builder.load(_lane_row(builder, c_data, ir.Constant(_I64, 0), vector_type), align=4)
         k_q = builder.load(_lane_row(builder, k_data, q_value, vector_type), align=4)
-        entry, head = builder.block, builder.append_basic_block("columns.head")
-        body, done = builder.append_basic_block("columns.body"), builder.append_basic_block("columns.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        m = builder.phi(_I64)
-        m.add_incoming(q_value, entry)
-        builder.cbranch(builder.icmp_signed("<", m, lmax_value), body, done)
-        builder.position_at_end(body)
-        p_at = _lane_row(builder, block_data, builder.add(base, m), vector_type)
-        k_m = builder.load(_lane_row(builder, k_data, m, vector_type), align=4)
-        builder.store(builder.fsub(builder.load(p_at, align=4), builder.fmul(c_all, builder.fmul(k_q, k_m))), p_at,
-                      align=4)
-        m.add_incoming(builder.add(m, ir.Constant(_I64, 1)), builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
+
+        def column(m, _):
+            p_at = _lane_row(builder, block_data, builder.add(base, m), vector_type)
+            k_m = builder.load(_lane_row(builder, k_data, m, vector_type), align=4)
+            builder.store(builder.fsub(builder.load(p_at, align=4), builder.fmul(c_all, builder.fmul(k_q, k_m))),
+                          p_at, align=4)
+
+        _index_loop(builder, q_value, lmax_value, column)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -367,28 +385,6 @@ def lanes_scalars(typingctx, k, a, lower, den, c, count, lmax, inv_scale, p_scal
         def widened(value):
             return value if vector_type == wide_type else builder.fpext(value, wide_type)
 
-        def rows(first, last, initial, body):
-            """``for m in range(first, last)`` with one loop-carried value (or none)."""
-            entry, head = builder.block, builder.append_basic_block("rows.head")
-            loop_body, done = builder.append_basic_block("rows.body"), builder.append_basic_block("rows.done")
-            builder.branch(head)
-            builder.position_at_end(head)
-            m = builder.phi(_I64)
-            m.add_incoming(first, entry)
-            carried = None
-            if initial is not None:
-                carried = builder.phi(initial.type)
-                carried.add_incoming(initial, entry)
-            builder.cbranch(builder.icmp_signed("<", m, last), loop_body, done)
-            builder.position_at_end(loop_body)
-            updated = body(m, carried)
-            m.add_incoming(builder.add(m, ir.Constant(_I64, 1)), builder.block)
-            if initial is not None:
-                carried.add_incoming(updated, builder.block)
-            builder.branch(head)
-            builder.position_at_end(done)
-            return carried
-
         def with_lower(m, total):
             k_at = _lane_row(builder, k_data, m, vector_type)
             lower_row = builder.load(_lane_row(builder, lower_data, m, vector_type), align=4)
@@ -401,8 +397,8 @@ def lanes_scalars(typingctx, k, a, lower, den, c, count, lmax, inv_scale, p_scal
             k_at = _lane_row(builder, k_data, m, vector_type)
             builder.store(builder.fmul(builder.load(k_at, align=4), inv_all), k_at, align=4)
 
-        a_k = rows(ir.Constant(_I64, 0), count_value, ir.Constant(wide_type, [0.0] * LANES), with_lower)
-        rows(count_value, lmax_value, None, scaled)
+        a_k = _index_loop(builder, ir.Constant(_I64, 0), count_value, with_lower, ir.Constant(wide_type, [0.0] * LANES))
+        _index_loop(builder, count_value, lmax_value, scaled)
         den_value = builder.fdiv(ir.Constant(wide_type, [1.0] * LANES),
                                  builder.fadd(ir.Constant(wide_type, [1.0] * LANES), a_k))
         builder.store(den_value, builder.bitcast(den_data, wide_type.as_pointer()), align=8)
