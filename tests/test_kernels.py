@@ -218,20 +218,31 @@ def test_packed_rls_kernel_equals_the_textbook_update(dtype, rtol, lmax):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("lmax, n, uniform", [(5, 40, False), (5, 32, True), (16, 33, True), (37, 53, False),
-                                              (37, 48, True), (58, 64, True), (70, 21, False), (70, 35, True)])
-def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, uniform):
+@pytest.mark.parametrize("lmax, n, counts", [(5, 40, "random"), (5, 32, "lmax"), (16, 33, "lmax"),
+                                              (16, 48, "per group"), (37, 53, "random"), (37, 48, "lmax"),
+                                              (58, 64, "lmax"), (58, 80, "per group"), (70, 21, "random"),
+                                              (70, 35, "lmax"), (70, 64, "per group")])
+def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, counts):
     """The interleaved kernel does each neuron's sums in the packed kernel's order: the same P and weights bit for
-    bit, whether a group's neurons share their number of inputs (``uniform``) or not, for the neurons after the
+    bit, whether every neuron has ``lmax`` inputs, each group of 16 its own number (0, lmax - 3, random: rows past
+    the inputs), or the neurons of a group differ (``random``: the packed code's path), for the neurons after the
     last full group of 16 (n not a multiple of 16), rows done lane by lane (lmax 5, 37, 58, 70), rows whose diagonal
-    is in their last chunk, whole or partial (lmax 16, 37, 70; 5: a single chunk), both gains, and a
-    P whose entries past the inputs are not zero (random everywhere: those rows must stay as they are)."""
+    is in their last chunk (lmax 16: a whole one; 58, 70: a partial one), both gains, and a P whose entries past the
+    inputs are not zero (random everywhere: those rows must stay as they are)."""
     from spikeforge.core.backends import numba_rls
 
     for seed in range(3):
         rng = np.random.default_rng([lmax, n, seed])
         n_pre = 200
-        count = np.full(n, lmax, np.int32) if uniform else rng.integers(0, lmax + 1, size=n).astype(np.int32)
+        if counts == "lmax":
+            count = np.full(n, lmax, np.int32)
+        elif counts == "random":
+            count = rng.integers(0, lmax + 1, size=n).astype(np.int32)
+        else:  # one number per group of 16 (the first two groups: lmax - 3 and none), random after the last group
+            per_group = rng.integers(0, lmax + 1, size=-(-n // 16))
+            per_group[:2] = lmax - 3, 0
+            count = np.repeat(per_group, 16)[:n].astype(np.int32)
+            count[n // 16 * 16:] = rng.integers(0, lmax + 1, size=n % 16)
         index = rng.integers(0, n_pre, size=(n, lmax)).astype(np.int32)
         P = (rng.random((n, lmax * (lmax + 1) // 2)) * 1e-2).astype(dtype)
         weights = rng.normal(size=(n, lmax))
@@ -257,9 +268,10 @@ def test_interleaved_p_gives_the_packed_update_bit_for_bit(dtype, lmax, n, unifo
 
 @pytest.mark.parametrize("counts", ["equal", "unequal"])
 def test_a_non_finite_p_diverges_as_in_the_packed_kernel(counts):
-    """After a divergence the interleaved update must still be the packed one, bit for bit, so that the counts of
-    non-finite entries that training reports are the same: NaN in one neuron's inputs' rows, infinity in another's
-    last rows (with unequal counts: past its inputs, which the packed kernel never reads)."""
+    """After a divergence the interleaved update must still be the packed one, bit for bit but for the sign and
+    payload of NaNs, so that the counts of non-finite entries that training reports are the same: NaN in one
+    neuron's inputs' rows, infinity in another's last rows (with unequal counts: past its inputs, which the packed
+    kernel never reads)."""
     from spikeforge.core.backends import numba_rls
 
     rng = np.random.default_rng(3)
@@ -283,10 +295,17 @@ def test_a_non_finite_p_diverges_as_in_the_packed_kernel(counts):
                            interleaved=interleaved)
         if interleaved:
             numba_rls.deinterleave(matrix)
-        results.append((matrix.view(np.uint32), w.view(np.uint64), out.view(np.uint64)))
-    assert not np.isfinite(results[0][0].view(np.float32)).all()
+        results.append(tuple(_bits(values) for values in (matrix, w, out)))
+    assert (results[0][0] == _bits(np.array([np.nan], np.float32))).any()
     for packed, interleaved in zip(*results):
         np.testing.assert_array_equal(interleaved, packed)
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """``values``' bits as unsigned integers, every NaN as the same NaN (the sign and payload of a sum of two NaNs
+    depend on the order of its operands, which the compiler may swap)."""
+    canonical = np.where(np.isnan(values), values.dtype.type(np.nan), values)
+    return canonical.view(np.uint32 if values.dtype == np.float32 else np.uint64)
 
 
 def test_p_is_interleaved_only_where_few_groups_mix_numbers_of_inputs():

@@ -35,8 +35,8 @@ Layout and arithmetic, chosen for speed (the update streams every P once per lea
   ``N % 16`` neurons stay packed).  One vector operation then does the same step for 16 neurons and no lane is
   ever masked: a third faster than ``packed`` at the default model's 58 inputs, a fifth at 210
   (BENCHMARKS.md).  The sums are done in ``packed``'s order, so the results are the same bit for bit (for finite
-  input rates; a group whose neurons differ in their number of inputs is updated by the packed code, neuron by
-  neuron).
+  input rates, and but for the sign and payload of NaNs; a group whose neurons differ in their number of inputs
+  is updated by the packed code, neuron by neuron).
 * float16 and int16 P (stored ``round(P * p_scale)``, clipped to the int16 range) are
   converted to float32 in blocks of neurons, updated, and rounded back
   (:func:`rls_update`), so the kernels only ever compute in float32 or float64.
@@ -243,8 +243,7 @@ def _tail_row_gain(Pi, row_base, q, lmax, a, k, lower):
 @numba.njit(inline="always", cache=True)
 def _prefetch_lines(following, line, count):
     """Prefetch ``count`` cache lines of ``following`` (1-d) from its line ``line`` on (none past its end); return
-    the next line.  (Each line's address clamped to the array, as before, the prefetches took a sixth of an update
-    whose P was in the caches.)"""
+    the next line.  (No bound per line: a ``min`` on each address made the prefetches cost a quarter more.)"""
     per_line = max(1, 64 // following.itemsize)
     end = min(line + count, (following.shape[0] - 1) // per_line + 1)
     for each in range(line, end):
@@ -476,9 +475,10 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
                 continue
             _group_inputs(first, count, r, plastic_index, a, k, error, weights_in, u_bal, target)
             following = P3[min(g + 1, groups - 1)].reshape(-1)  # (the last group prefetches itself: a no-op)
-            lines_per_row = (block_lines + 2 * count - 1) // max(2 * count, 1) if prefetch_next else 0
-            line = 0
             vector_rows = min(count, first_tail_row)
+            calls = vector_rows + count  # of _prefetch_lines: the gain pass's vector rows, then every row's update
+            lines_per_row = (block_lines + calls - 1) // max(calls, 1) if prefetch_next else 0
+            line = 0
             for q in range(vector_rows):
                 line = _prefetch_lines(following, line, lines_per_row)
                 lanes_gain_row(Pg, k, a, lower, row_base[q], q, lmax, chunks)
