@@ -52,10 +52,11 @@ import numpy as np
 # numba's cache of the kernels below does not notice edits to simd.py: after changing it, delete the
 # __pycache__ folder of this package (or point NUMBA_CACHE_DIR at an empty folder while working on it)
 from spikeforge.core.backends import default_prefetch_min_bytes
-from spikeforge.core.backends.simd import (LANES, gain_rows, lanes_gain_row, lanes_scalars, lanes_update_row, prefetch,
+from spikeforge.core.backends.simd import (LANES, gain_rows, lanes_gain_row, lanes_scalars, lanes_update_rows, prefetch,
                                            update_row)
 
 _GAIN_4, _GAIN_1 = gain_rows(4), gain_rows(1)
+_LANES_UPDATE_2, _LANES_UPDATE_1 = lanes_update_rows(2), lanes_update_rows(1)
 
 SIMD_BYTES = 64  # one AVX-512 register / one cache line
 
@@ -443,7 +444,7 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
     """:func:`rls_packed` for full groups of an interleaved P, ``P3``: (groups, S, GROUP); neurons 0 .. 16 groups - 1.
 
     Row by row as the packed kernel, each step for the GROUP neurons of a group at once
-    (:func:`spikeforge.core.backends.simd.lanes_gain_row`, ``lanes_update_row``); the rows past the first lane-by-lane
+    (:func:`spikeforge.core.backends.simd.lanes_gain_row`, ``lanes_update_rows``); the rows past the first lane-by-lane
     row of the packed kernel (``packed_row_bases``) sum their part right of the diagonal in column order, as there.
     A group whose neurons do not all have the same number of inputs is updated neuron by neuron by the packed
     kernel's code (:func:`_unequal_group`; the default connectivity has none, and training interleaves P only
@@ -485,9 +486,14 @@ def rls_interleaved(P3, weights_in, plastic_index, plastic_count, r, u_bal, targ
             for q in range(vector_rows, count):
                 _lanes_tail_row_gain(Pg, row_base, q, lmax, a, k, lower)
             lanes_scalars(k, a, lower, den, c, count, lmax, inv_scale, p_scale)
-            for q in range(count):
+            q = 0
+            while q + 1 < count:  # two rows per call: k loaded once for both
+                line = _prefetch_lines(following, line, 2 * lines_per_row)
+                _LANES_UPDATE_2(Pg, k, c, row_base, q, lmax)
+                q += 2
+            if q < count:
                 line = _prefetch_lines(following, line, lines_per_row)
-                lanes_update_row(Pg, k, c, row_base[q], q, lmax)
+                _LANES_UPDATE_1(Pg, k, c, row_base, q, lmax)
             if apply:  # _update_weights, neuron by neuron (inline: through a strided view of k it ran slower)
                 for j in range(GROUP):
                     step = error[j] * den[j] if gain_with_den else error[j]
