@@ -96,8 +96,9 @@ class KernelOptions:
         rls_interleave: numba, packed float32/float64 P: training keeps P (a sharded rank: its block)
             interleaved by groups of 16 neurons, one neuron per SIMD lane (:func:`numba_rls.interleave`; not
             where many groups mix numbers of inputs: :func:`numba_rls.worth_interleaving`); checkpoints and
-            the model's P after training are packed as always.  The same numbers as packed; at the default model's 4096 neurons and
-            58 inputs the update took two thirds of the time (BENCHMARKS.md).
+            the model's P after training are packed as always.  The same numbers as packed (for finite input
+            rates, NaNs' signs aside); at the default model's 4096 neurons and 58 inputs the update took two
+            thirds of the time (BENCHMARKS.md).
     """
 
     parallel_min_neurons: int = 8192
