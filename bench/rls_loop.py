@@ -6,8 +6,9 @@ of memory once (a parallel numba pass that reads and writes each element of an a
 P's size and type); a loop has ``learn_nsteps`` updates.
 
     python bench/rls_loop.py [--n-cells 4096] [--k 205] [--loops 5] [--threads 1 2] [--p-storage packed]
-                             [--layouts interleaved packed] [--rounds 1]
+                             [--layouts interleaved packed] [--weights in-place copied] [--rounds 1]
 
+``--weights``: in-place, copied or both (alternated), to compare where the step kernel reads the plastic weights.
 ``--layouts``: numba keeps packed P interleaved while it trains (``KernelOptions.rls_interleave``); give both to
 compare, in alternated rounds of ``--loops`` loops each.  Prints a table; paste it into BENCHMARKS.md.
 """
@@ -15,6 +16,7 @@ compare, in alternated rounds of ``--loops`` loops each.  Prints a table; paste 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import tempfile
 import time
@@ -90,7 +92,11 @@ def main() -> None:
                              "table's larger networks keep the default model's 205")
     parser.add_argument("--layouts", nargs="+", default=["interleaved"], choices=("interleaved", "packed"),
                         help="P's layout during training (packed storage): interleaved (numba's default) or packed")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of every layout, alternated")
+    parser.add_argument("--weights", nargs="+", default=["default"], choices=("default", "in-place", "copied"),
+                        help="where the step kernel reads the plastic weights while training: the backend's "
+                             "default (KernelOptions.plastic_in_place), the in-layout the RLS update writes "
+                             "(in-place) or their copy in the out-layout (copied)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every layout and weights, alternated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder) / "net"
@@ -106,25 +112,26 @@ def main() -> None:
         rls.train(directory, nloops=1, correlation_interval=10**9, verbose=False)  # compile and warm up
         print(f"machine: {platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores, numba {numba.__version__} "
               f"({numba.threading_layer()} threads), numpy {np.__version__}")
-        print("| threads | P layout | s/loop | simulation s | RLS s | roofline s (P in+out x updates) | "
-              "RLS / roofline | P bandwidth GB/s |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| threads | P layout | plastic weights read | s/loop | simulation s | RLS s | "
+              "roofline s (P in+out x updates) | RLS / roofline | P bandwidth GB/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for threads in args.threads:
             numba.set_num_threads(threads)
-            for _ in range(args.rounds):
-                for layout in args.layouts:
-                    with TimedKernels() as kernels:  # (a backend holds the kernels of its making: made inside)
-                        backend = get_backend("numba", rls_interleave=layout == "interleaved")
-                        result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
-                                           backend=backend)
-                    per_loop = np.median(result.elapsed_time)
-                    sim = kernels.seconds["run_steps"] / args.loops
-                    rls_time = kernels.seconds["rls_update"] / args.loops
-                    roof = roofline_seconds(P) * updates
-                    bandwidth = 2 * P.nbytes * updates / roof / 1e9
-                    shown = layout if backend.interleaves(args.p_storage, P.dtype) else args.p_storage
-                    print(f"| {threads} | {shown} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | {roof:.3f} | "
-                          f"{rls_time / roof:.2f} | {bandwidth:.1f} |")
+            for _, layout, weights in itertools.product(range(args.rounds), args.layouts, args.weights):
+                options = {} if weights == "default" else {"plastic_in_place": weights == "in-place"}
+                with TimedKernels() as kernels:  # (a backend holds the kernels of its making: made inside)
+                    backend = get_backend("numba", rls_interleave=layout == "interleaved", **options)
+                    result = rls.train(directory, nloops=args.loops, correlation_interval=10**9, verbose=False,
+                                       backend=backend)
+                per_loop = np.median(result.elapsed_time)
+                sim = kernels.seconds["run_steps"] / args.loops
+                rls_time = kernels.seconds["rls_update"] / args.loops
+                roof = roofline_seconds(P) * updates
+                bandwidth = 2 * P.nbytes * updates / roof / 1e9
+                shown = layout if backend.interleaves(args.p_storage, P.dtype) else args.p_storage
+                read = "in place" if backend.options.plastic_in_place else "copied"
+                print(f"| {threads} | {shown} | {read} | {per_loop:.3f} | {sim:.3f} | {rls_time:.3f} | "
+                      f"{roof:.3f} | {rls_time / roof:.2f} | {bandwidth:.1f} |")
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 

@@ -115,6 +115,39 @@ def test_excitatory_and_inhibitory_charge_decay_with_their_own_time_constants(ta
         assert state.u_bal[2] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_training_that_reads_the_plastic_weights_in_place_equals_training_on_their_copy(tmp_path, monkeypatch,
+                                                                                        precision):
+    """KernelOptions.plastic_in_place: no update copies the weights to the out-layout, and the checkpoint's weights
+    and P, the firing rates and the correlations equal those of training on the copy, bit for bit."""
+    from conftest import SMALL
+    from spikeforge import rls
+    from spikeforge.core.backends import get_backend, numba_rls
+    from spikeforge.core.store import read_h5
+
+    copies = []
+    for name in ("write_back", "gather_back"):
+        monkeypatch.setattr(numba_rls, name, lambda *args, kernel=getattr(numba_rls, name), label=name:
+                            copies.append(label) or kernel(*args))
+    outcomes = {}
+    for in_place in (True, False):
+        directory = tmp_path / f"in-place-{in_place}"
+        rls.new(directory, {**SMALL, "float_precision": precision, "p_precision": precision})
+        initial = rls.init(directory, verbose=False).plastic.weight.copy()
+        copies.clear()
+        result = rls.train(directory, nloops=2, verbose=False, backend=get_backend("numba", plastic_in_place=in_place))
+        saved, _ = read_h5(directory / "ckpt-2.h5", ["plastic/weight", "P"])
+        outcomes[in_place] = len(copies), saved, result
+    (copies_in_place, in_place, trained_in_place), (copies_copied, copied, trained_copied) = outcomes.values()
+    assert copies_in_place == 0 and copies_copied == 2 * 20  # 20 updates per loop
+    assert in_place["plastic/weight"].dtype == np.dtype(precision)
+    assert not np.array_equal(in_place["plastic/weight"], initial)  # the weights were trained
+    for name in ("plastic/weight", "P"):
+        np.testing.assert_array_equal(in_place[name], copied[name], err_msg=name)
+    assert trained_in_place.firing_rate == trained_copied.firing_rate
+    np.testing.assert_array_equal(trained_in_place.correlation, trained_copied.correlation)
+
+
 def _textbook_rls(P, w, a, u_bal, target, with_den):
     k = P @ a
     den = 1 / (1 + a @ k)
@@ -364,35 +397,56 @@ def test_packed_rls_refuses_a_p_it_cannot_address(P):
                            True, "packed", True)
 
 
-@pytest.mark.parametrize("storage", ["symmetric", "packed"])
-def test_the_write_back_plan_puts_every_new_weight_where_in_to_out_does(storage):
-    from spikeforge.rls.connectivity import PlasticInputs, out_layout, write_back_plan
+def _plastic_inputs(rng, n, lmax, n_pre):
+    """Random plastic inputs in the in-layout (some neurons with none) and their out-layout."""
+    from spikeforge.rls.connectivity import PlasticInputs, out_layout
 
-    rng = np.random.default_rng(5)
-    n, lmax, n_pre = 40, 9, 50
     count = rng.integers(0, lmax + 1, size=n).astype(np.int32)
     count[3] = 0  # a neuron without plastic inputs
     index = np.stack([rng.permutation(n_pre)[:lmax] for _ in range(n)]).astype(np.int32)
     weights = np.where(np.arange(lmax) < count[:, None], rng.normal(size=(n, lmax)), 0.0)
     layout, in_to_out = out_layout(PlasticInputs(index, count, weights), n_pre)
-    sources = write_back_plan(in_to_out, count)
+    return index, count, weights, layout, in_to_out
+
+
+@pytest.mark.parametrize("storage", ["symmetric", "packed"])
+def test_out_to_in_finds_each_new_weight_where_the_write_back_puts_it(storage):
+    """After an RLS update, the out-layout copy of every weight (made through in_to_out, or in the out-layout's
+    order by out_to_in's plan) equals the in-layout weight that out_to_in names: what the step kernel reads in
+    place (Connectivity.plastic_source) is what the copy holds.  Without an out-layout nothing is copied."""
+    from spikeforge.rls.connectivity import out_to_in
+
+    rng = np.random.default_rng(5)
+    n, lmax, n_pre = 40, 9, 50
+    index, count, weights, layout, in_to_out = _plastic_inputs(rng, n, lmax, n_pre)
+    sources = out_to_in(in_to_out, count)
     assert sources.size == layout.weight.size == count.sum() and np.unique(sources).size == sources.size
+    np.testing.assert_array_equal(weights.reshape(-1)[sources], layout.weight)
     P = np.zeros((n, lmax, lmax)) if storage != "packed" else np.zeros((n, lmax * (lmax + 1) // 2))
     diagonal = np.arange(lmax) if storage != "packed" else np.cumsum(np.r_[0, np.arange(lmax, 1, -1)])
     P[(slice(None), diagonal, diagonal) if storage != "packed" else (slice(None), diagonal)] = 1.0
     r, u_bal, target = rng.random(n_pre) * 0.5, rng.normal(size=n), rng.normal(size=n)
     results = []
-    for plan in (None, sources):
-        out, w = layout.weight.copy(), weights.copy()
+    for out, plan in ((layout.weight.copy(), None), (layout.weight.copy(), sources), (None, None)):
+        w = weights.copy()  # copied through in_to_out (scattered), in the out-layout's order, or not at all
         kernels.rls_update(P.copy(), w, index, count, in_to_out, out, r, u_bal, target, 1.0, True, storage, True,
                            write_plan=plan)
         results.append((out, w))
-    (out_scatter, w_scatter), (out_plan, w_plan) = results
+    (out_scatter, w_scatter), (out_plan, w_plan), (_, w_alone) = results
     np.testing.assert_array_equal(w_plan, w_scatter)
-    np.testing.assert_array_equal(out_plan, out_scatter)
+    np.testing.assert_array_equal(w_alone, w_scatter)
     assert not np.array_equal(out_plan, layout.weight)  # the weights did change
-    for i in range(n):  # and each landed on its synapse
+    np.testing.assert_array_equal(out_plan, out_scatter)
+    np.testing.assert_array_equal(w_plan.reshape(-1)[sources], out_plan)
+    for i in range(n):  # each landed on its synapse
         np.testing.assert_array_equal(out_plan[in_to_out[i, :count[i]]], w_plan[i, :count[i]])
+
+
+def test_out_to_in_refuses_a_map_that_is_not_one_to_one():
+    from spikeforge.rls.connectivity import out_to_in
+
+    with pytest.raises(ValueError, match="one to one"):
+        out_to_in(np.array([[0, 0], [1, 3]]), np.array([2, 2]))
 
 
 def test_rls_with_the_paper_gain_shrinks_the_error_by_one_plus_apa():
@@ -556,6 +610,52 @@ def test_spikes_delivered_by_chunks_of_targets_give_the_same_state_bit_for_bit(t
         for name, value in state._asdict().items():
             np.testing.assert_array_equal(value, getattr(reference, name), err_msg=f"{name}, {chunks} chunks")
         np.testing.assert_array_equal(rec.spike_steps, reference_rec.spike_steps)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_plastic_weights_read_in_place_give_the_state_of_the_out_layout_copy_bit_for_bit(dtype):
+    """The step kernel reads the plastic weights either from their copy in the out-layout or, through
+    Connectivity.plastic_source, from the in-layout where the RLS update writes them.  Every array of the state
+    ends the same bit for bit; in float32 the in-layout stays float64 and each weight is rounded as the copy to
+    the out-layout rounds it.  Plastic synapses come from the network's neurons and five feed-forward ones."""
+    from spikeforge.core.backends.layout import BOTH, NOISE_VOLTAGE
+    from spikeforge.core.backends.numba_network import _make_run_steps
+    from spikeforge.rls.connectivity import out_to_in
+
+    n, lx, steps = 203, 5, 400
+    rng = np.random.default_rng(12)
+    c = _constants(n, rng.uniform(1.1, 1.6, n), noise_scale=np.full(n, 0.02), decay_plas=np.full(n + lx, 1 - 0.1 / 150),
+                   kick_plas=np.full(n + lx, 1 / 150))
+    static = _net(n, rng.integers(0, n, 5000), rng.integers(0, n, 5000), rng.choice([0.05, -0.08], 5000))
+    _, count, weights, layout, in_to_out = _plastic_inputs(rng, n, 12, n + lx)
+    weights *= 0.05
+    copied = static._replace(static_weight=static.static_weight.astype(dtype), plastic_ptr=layout.ptr,
+                             plastic_post=layout.post, plastic_weight=(layout.weight * 0.05).astype(dtype))
+    in_place = copied._replace(plastic_weight=weights.reshape(-1), plastic_source=out_to_in(in_to_out, count))
+    noise = rng.standard_normal((steps, n))
+    ff_spikes = (rng.random((steps, lx)) < 0.05).astype(np.uint8)
+    v0 = rng.random(n)
+
+    def run(net):
+        state = _state(n)._replace(spiked=np.zeros(n + lx, dtype=np.uint8), r=np.zeros(n + lx))
+        state = state._replace(**{name: value.astype(dtype) for name, value in state._asdict().items()
+                                  if value.dtype == np.float64})
+        state.v[:] = v0
+        rec = _recording(n, max_times=60)
+        _make_run_steps(True, TRAIN, LIF, NOISE_VOLTAGE, BOTH, False, False, True)(
+            state, net, c.lif, c.glif, c.synapses, c.drive, c.timeline, rec, np.zeros((1, n), dtype=dtype), noise,
+            ff_spikes, 1, steps, 0, n, 0, 2)
+        return state, rec
+
+    reference, reference_rec = run(copied)
+    assert reference.spike_count.sum() > 300 and np.count_nonzero(reference.charge_p) > n // 4  # plastic input
+    if dtype == np.float32:  # the in-layout's float64 weights differ from their float32 copies
+        assert not np.array_equal(weights.reshape(-1)[in_place.plastic_source], copied.plastic_weight)
+    state, rec = run(in_place)
+    for name, value in state._asdict().items():
+        assert value.dtype == getattr(reference, name).dtype
+        np.testing.assert_array_equal(value, getattr(reference, name), err_msg=name)
+    np.testing.assert_array_equal(rec.spike_steps, reference_rec.spike_steps)
 
 
 def test_a_single_process_run_refuses_a_part_of_the_neurons():

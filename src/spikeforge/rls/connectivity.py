@@ -206,12 +206,14 @@ def out_layout(inputs: PlasticInputs, n_pre: int) -> tuple[OutLayout, np.ndarray
     return layout, in_to_out
 
 
-def write_back_plan(in_to_out: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The copy of a whole network's in-layout weights to the out-layout, in the out-layout's order.
+def out_to_in(in_to_out: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The inverse of ``in_to_out`` for a whole network: where each out-layout synapse is in the in-layout.
 
-    Returns ``sources``: ``weights_out[s] = weights_in.flat[sources[s]]`` for every synapse ``s`` of the
-    out-layout (each is one input slot of ``in_to_out``'s rows), so that a copy writes ``weights_out``
-    front to back (writing it through ``in_to_out``, scattered, took three times longer)."""
+    Returns ``sources``: ``weights_out[s] == weights_in.flat[sources[s]]`` for every synapse ``s`` of the
+    out-layout (each is one input slot of ``in_to_out``'s rows): the step kernel can read the plastic weights where
+    the RLS update writes them (:attr:`spikeforge.core.backends.layout.Connectivity.plastic_source`), or the copy to
+    the out-layout can write it front to back (:func:`spikeforge.core.backends.numba_rls.gather_back`; through
+    ``in_to_out``, scattered, it took three times longer)."""
     valid = np.arange(in_to_out.shape[1])[None, :] < count[:, None]
     slots = np.flatnonzero(valid.ravel())
     sources = np.full(slots.size, -1, dtype=np.int32 if in_to_out.size < 2**31 else np.int64)  # int32: half the bytes

@@ -20,7 +20,9 @@ class Learner:
     plastic_index: np.ndarray  # (N, Lmax)
     plastic_count: np.ndarray  # (N,)
     in_to_out: np.ndarray  # (N, Lmax)
-    weights_out: np.ndarray  # out-layout plastic weights (shared with the Connectivity)
+    # out-layout plastic weights (shared with the Connectivity), which each update copies its weights to; None
+    # where the step kernel reads weights_in in place (spikeforge.core.backends.layout.Connectivity.plastic_source)
+    weights_out: np.ndarray | None
     p_scale: float
     gain_with_den: bool
     storage: str  # p_storage: full, symmetric or packed
@@ -31,7 +33,7 @@ class Learner:
     history_next: int = 0  # row the next snapshot goes to
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
     replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
-    # spikeforge.rls.connectivity.write_back_plan of the whole network (numba, one process); None: the
+    # spikeforge.rls.connectivity.out_to_in of the whole network (numba, one process); None: the
     # weights are written back through in_to_out
     write_plan: np.ndarray | None = None
     # numba: P is interleaved by groups of 16 neurons (spikeforge.core.backends.numba_rls.interleave), in place:

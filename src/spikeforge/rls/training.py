@@ -49,7 +49,7 @@ from spikeforge.core.resources import ResourceMonitor, peak_rss_bytes
 from spikeforge.core.store import read_attrs
 from spikeforge.errors import DataFileError, ParameterError, SpikeforgeError, SpikeforgeWarning
 from spikeforge.rls import p_matrix, rate_evaluation
-from spikeforge.rls.connectivity import write_back_plan
+from spikeforge.rls.connectivity import out_to_in
 from spikeforge.rls.data_targets import DEFAULT_PSTH_SMOOTHING_MS
 from spikeforge.rls.estimate import check_disk, check_fits, check_host_memory
 from spikeforge.rls.evaluation import network_correlation
@@ -94,8 +94,16 @@ class TrainResult:
     psth_correlation: list[float] = dataclasses.field(default_factory=list)  # targets from rates; NaN elsewhere
 
 
-def learner_for(model: Model, weights_out: np.ndarray, in_to_out: np.ndarray) -> Learner:
-    """The RLS state of ``model`` (its P, or in small mode its history of filtered spike trains)."""
+def in_layout_view(weights: np.ndarray) -> np.ndarray:
+    """The in-layout plastic weights (N, Lmax), flattened without a copy (the RLS update writes them in place)."""
+    if not weights.flags.c_contiguous:
+        raise ValueError("the in-layout plastic weights must be C-contiguous to be read in place")
+    return weights.reshape(-1)
+
+
+def learner_for(model: Model, weights_out: np.ndarray | None, in_to_out: np.ndarray) -> Learner:
+    """The RLS state of ``model`` (its P, or in small mode its history of filtered spike trains); ``weights_out``:
+    the out-layout plastic weights the update copies its weights to (None: the step kernel reads the in-layout)."""
     p = model.p
     learner = Learner(P=model.P, weights_in=model.plastic.weight, plastic_index=model.plastic.index,
                       plastic_count=model.plastic.count, in_to_out=in_to_out, weights_out=weights_out,
@@ -162,10 +170,17 @@ class _Session:
             from spikeforge.rls.distributed import owned_synapses
 
             net, in_to_out = owned_synapses(net, in_to_out, dynamics.shard)  # the synapses onto this rank's neurons
+        # numba, one process: the step kernel may read the plastic weights where the RLS update writes them (the
+        # in-layout), instead of a copy to the out-layout after every update (Connectivity.plastic_source)
+        one_process = engine.name == "numba" and group is None and dynamics is None
+        in_place = one_process and engine.options.plastic_in_place
+        if in_place:
+            net = net._replace(plastic_weight=in_layout_view(model.plastic.weight),
+                               plastic_source=out_to_in(in_to_out, model.plastic.count))
         self.net, self.const = engine.put(net), engine.put(network_parameters(p, model.cells))
-        learner = learner_for(model, self.net.plastic_weight, in_to_out)
-        if engine.name == "numba" and group is None and dynamics is None and learner.apply:  # the only reader
-            learner.write_plan = write_back_plan(in_to_out, model.plastic.count)
+        learner = learner_for(model, None if in_place else self.net.plastic_weight, in_to_out)
+        if one_process and not in_place and learner.apply:
+            learner.write_plan = out_to_in(in_to_out, model.plastic.count)  # the copy, in the out-layout's order
         if group is not None:
             from spikeforge.rls.distributed import sharded
 

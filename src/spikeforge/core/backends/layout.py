@@ -31,8 +31,14 @@ class Connectivity(NamedTuple):
     The targets of presynaptic neuron ``j`` are ``static_post[static_ptr[j]:static_ptr[j+1]]``, in
     ascending order (the numba kernel searches each out-list for the stretch that one thread delivers),
     with weights ``static_weight[...]`` (charge per spike; > 0 excitatory, < 0 inhibitory);
-    likewise for plastic synapses, whose out-layout weights are rewritten from the
-    in-layout after every RLS update.
+    likewise for plastic synapses.  Their weights change with every RLS update, which works on them in
+    the in-layout (each neuron's inputs, (N, Lmax)).  Either they are copied to the out-layout after each
+    update (``plastic_weight`` holds them in out-list order, ``plastic_source`` is empty), or the kernel
+    reads them where the update writes them: ``plastic_weight`` is then the in-layout, flattened, and the
+    weight of plastic synapse ``s`` is ``plastic_weight[plastic_source[s]]``
+    (:func:`spikeforge.rls.connectivity.out_to_in`; numba only).  A training loop of the default model copies
+    every weight 100 times (23.8 M copies), while its deliveries read 2.3 M (20,000 steps, about 2 spikes per
+    step, 58 plastic synapses each): reading in place is the cheaper.
     """
 
     static_ptr: np.ndarray  # int64 (N + 1,)
@@ -40,7 +46,8 @@ class Connectivity(NamedTuple):
     static_weight: np.ndarray  # float (nnz,) charge per spike [voltage ms]
     plastic_ptr: np.ndarray  # int64 (N + lx + 1,): feed-forward neurons are presynaptic N .. N+lx-1
     plastic_post: np.ndarray  # int32 (nnz_plastic,)
-    plastic_weight: np.ndarray  # float (nnz_plastic,) charge per spike [voltage ms]
+    plastic_weight: np.ndarray  # float (nnz_plastic,) charge per spike [voltage ms] (or the in-layout, flattened)
+    plastic_source: np.ndarray = np.empty(0, dtype=np.int32)  # int (nnz_plastic,) or empty: see above
 
 
 class Synapses(NamedTuple):

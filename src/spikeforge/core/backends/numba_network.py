@@ -75,10 +75,13 @@ def _first_target_at_least(post, start, stop, target, lo, hi):
 
 
 @numba.njit(inline="always", cache=True)
-def _push(j, ptr, post, weight, begin, end, lo, hi, charge_e, charge_i, split_sign):
+def _push(j, ptr, post, weight, source, in_place, begin, end, lo, hi, charge_e, charge_i, split_sign):
     """Add presynaptic neuron ``j``'s out-weights onto the targets ``begin .. end - 1`` to their charge,
     which the next step reads: to the excitatory (w > 0) or inhibitory charge with ``split_sign``, all to
-    ``charge_e`` without (plastic synapses; static ones with :func:`layout.one_static_charge`).
+    ``charge_e`` without (plastic synapses; static ones with :func:`layout.one_static_charge`).  The weight of
+    synapse ``s`` is ``weight[s]``, or with ``in_place`` ``weight[source[s]]`` (the in-layout:
+    :attr:`layout.Connectivity.plastic_source`), rounded to the charge's type as the copy to the out-layout
+    rounds it.
 
     ``j``'s out-list is sorted by target and holds targets in ``lo .. hi - 1`` (the neurons a process owns),
     so its synapses onto ``begin .. end - 1`` are one stretch of it (:func:`_first_target_at_least`).
@@ -88,7 +91,7 @@ def _push(j, ptr, post, weight, begin, end, lo, hi, charge_e, charge_i, split_si
     first = _first_target_at_least(post, row_start, row_stop, begin, lo, hi)
     stop = _first_target_at_least(post, row_start, row_stop, end, lo, hi)
     for s in range(first, stop):
-        w = weight[s]
+        w = charge_e.dtype.type(weight[source[s]] if in_place else weight[s])
         target = np.uint64(post[s])
         if not split_sign or w > 0:
             charge_e[target] += w
@@ -151,23 +154,26 @@ def _collect(begin, end, ti, spiked_all, flag_words, last_spike, spike_count, sp
 @numba.njit(inline="always", cache=True)
 def _deliver(begin, end, lo, hi, spike_lists, spike_counts, which, ff_spikes, ff_row, n, plastic, split_sign,
              static_ptr, static_post, static_weight, charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight,
-             charge_p):
+             plastic_source, charge_p):
     """Deliver one step's spikes onto the targets ``begin .. end - 1``: those of the network's neurons
     (``spike_lists[which, c, :spike_counts[which, c]]`` for each chunk ``c``: in neuron order), then, with
     ``plastic``, those of the feed-forward neurons (presynaptic ``n ..``) that ``ff_spikes[ff_row]``
     marks.  ``lo .. hi - 1``: the targets the out-lists hold (all unsigned).  Every target receives its
     additions in this order, whatever the chunks are."""
+    in_place = plastic_source.shape[0] != 0  # the plastic weights are read in the in-layout
     for c in range(spike_counts.shape[1]):
         for k in range(spike_counts[which, c]):
             j = spike_lists[which, c, k]
-            _push(j, static_ptr, static_post, static_weight, begin, end, lo, hi, charge_e, charge_i, split_sign)
+            _push(j, static_ptr, static_post, static_weight, plastic_source, False, begin, end, lo, hi, charge_e,
+                  charge_i, split_sign)
             if plastic:
-                _push(j, plastic_ptr, plastic_post, plastic_weight, begin, end, lo, hi, charge_p, charge_p, False)
+                _push(j, plastic_ptr, plastic_post, plastic_weight, plastic_source, in_place, begin, end, lo, hi,
+                      charge_p, charge_p, False)
     if plastic:
         for c_ff in range(ff_spikes.shape[1]):
             if ff_spikes[ff_row, c_ff]:
-                _push(n + c_ff, plastic_ptr, plastic_post, plastic_weight, begin, end, lo, hi, charge_p, charge_p,
-                      False)
+                _push(n + c_ff, plastic_ptr, plastic_post, plastic_weight, plastic_source, in_place, begin, end, lo,
+                      hi, charge_p, charge_p, False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,6 +222,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                                                              rec.u_sumsq)
         static_ptr, static_post, static_weight = net.static_ptr, net.static_post, net.static_weight
         plastic_ptr, plastic_post, plastic_weight = net.plastic_ptr, net.plastic_post, net.plastic_weight
+        plastic_source = net.plastic_source
         # the parameters the neuron loop reads, as locals: read through the tuples inside the loop they
         # made a training loop of 4096 LIF neurons slower (simulation 0.76-0.99 s against 0.62-0.66 s)
         decay_e, kick_e, decay_i, kick_i = syn.decay_e, syn.kick_e, syn.decay_i, syn.kick_i
@@ -260,7 +267,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                 if pending:  # the previous step's spikes onto this chunk's neurons, which the update reads
                     _deliver(begin, end, lo_u, hi_u, spike_lists, spike_counts, before, ff_spikes, noise_row - 1, n,
                              plastic, split_sign, static_ptr, static_post, static_weight, charge_e, charge_i,
-                             plastic_ptr, plastic_post, plastic_weight, charge_p)
+                             plastic_ptr, plastic_post, plastic_weight, plastic_source, charge_p)
                 if updates:
                     # element-wise, branch-free update of the chunk's neurons (vectorises)
                     for part in range(2 if two_populations else 1):
@@ -345,7 +352,7 @@ def _make_run_steps(parallel: bool, kind: int, cell_kind: int, noise_mode: int, 
                 begin, end = _chunk(lo, hi, chunk, chunks)
                 _deliver(begin, end, lo_u, hi_u, spike_lists, spike_counts, last_step & 1, ff_spikes,
                          last_step - first_step, n, plastic, split_sign, static_ptr, static_post, static_weight,
-                         charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, charge_p)
+                         charge_e, charge_i, plastic_ptr, plastic_post, plastic_weight, plastic_source, charge_p)
 
     return run_steps
 

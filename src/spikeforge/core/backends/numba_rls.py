@@ -153,7 +153,7 @@ GATHER_AHEAD = 128  # gather_back prefetches the source this many synapses ahead
 @numba.njit(parallel=True, cache=True)
 def gather_back(weights_in, sources, weights_out):
     """``weights_out[s] = weights_in.flat[sources[s]]``: the write-back of :func:`write_back` in the
-    out-layout's order (a :func:`spikeforge.rls.connectivity.write_back_plan`).  The writes are sequential
+    out-layout's order (:func:`spikeforge.rls.connectivity.out_to_in`).  The writes are sequential
     and the reads (of the in-layout, a few MB) random: a third of the time of the scatter on two threads.
     Each read is prefetched GATHER_AHEAD synapses before it is made, so that many are under way at once:
     65,536 neurons (3.8 M weights, 30 MB, not in the caches), 2 threads: 11-18 -> 7-9 ms."""
@@ -546,11 +546,13 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
         plastic_index: int (N, Lmax) presynaptic neuron of each plastic input (padding unused).
         plastic_count: int (N,) number of plastic inputs of each neuron.
         in_to_out: int (N, Lmax) position of each input in ``weights_out``.
-        weights_in: (N, Lmax) plastic weights (updated in place, as is ``weights_out``).
+        weights_in: (N, Lmax) plastic weights (updated in place).
+        weights_out: the out-layout plastic weights, which the new ones are copied to; None where the step kernel
+            reads ``weights_in`` itself (:attr:`spikeforge.core.backends.layout.Connectivity.plastic_source`).
         r: (N + lx,) filtered spike trains; u_bal: (N,) static current of the previous step;
         target: (N,) target current at this learning step.
         apply: False for benchmark mode (P is updated, weights are not).
-        write_plan: :func:`spikeforge.rls.connectivity.write_back_plan` of the whole network (``weights_in`` holds
+        write_plan: :func:`spikeforge.rls.connectivity.out_to_in` of the whole network (``weights_in`` holds
             every neuron, ``weights_out`` every plastic synapse), to copy the new weights to ``weights_out`` in
             its order (faster); default: by ``in_to_out``.
         prefetch_min_bytes: packed float32/float64 P of at least this many bytes prefetches each next neuron's
@@ -593,7 +595,7 @@ def rls_update(P, weights_in, plastic_index, plastic_count, in_to_out, weights_o
                 np.clip(np.rint(block), *INT16_RANGE, out=block)
             with np.errstate(over="ignore"):  # float16 overflow: counted after the loop (count_p_faults)
                 P[lo:hi] = block
-    if apply:
+    if apply and weights_out is not None:
         _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan)
 
 
@@ -630,7 +632,7 @@ def rls_small(history, n_history, weights_in, plastic_index, plastic_count, in_t
     (``write_plan``: see :func:`rls_update`)."""
     _rls_small(history, n_history, weights_in, plastic_index, plastic_count, r, u_bal, target, penlambda, penmu,
                penlam_ff, n_ff, gain_with_den, apply)
-    if apply:
+    if apply and weights_out is not None:
         _write_back(weights_in, plastic_count, in_to_out, weights_out, write_plan)
 
 
