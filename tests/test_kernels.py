@@ -118,8 +118,9 @@ def test_excitatory_and_inhibitory_charge_decay_with_their_own_time_constants(ta
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_training_that_reads_the_plastic_weights_in_place_equals_training_on_their_copy(tmp_path, monkeypatch,
                                                                                         precision):
-    """KernelOptions.plastic_in_place: no update copies the weights to the out-layout, and the checkpoint's weights
-    and P, the firing rates and the correlations equal those of training on the copy, bit for bit."""
+    """KernelOptions.plastic_in_place (the default): no update copies the weights to the out-layout, and the
+    checkpoint's weights and P, the firing rates and the correlations equal those of training on the copy, bit for
+    bit; three loops of both kinds (loop 2 measures the correlation), with five feed-forward inputs."""
     from conftest import SMALL
     from spikeforge import rls
     from spikeforge.core.backends import get_backend, numba_rls
@@ -130,22 +131,34 @@ def test_training_that_reads_the_plastic_weights_in_place_equals_training_on_the
         monkeypatch.setattr(numba_rls, name, lambda *args, kernel=getattr(numba_rls, name), label=name:
                             copies.append(label) or kernel(*args))
     outcomes = {}
-    for in_place in (True, False):
+    for in_place in (None, False):  # None: the default backend's
         directory = tmp_path / f"in-place-{in_place}"
-        rls.new(directory, {**SMALL, "float_precision": precision, "p_precision": precision})
+        rls.new(directory, {**SMALL, "float_precision": precision, "p_precision": precision, "lx": 5, "wpx": 0.3})
         initial = rls.init(directory, verbose=False).plastic.weight.copy()
         copies.clear()
-        result = rls.train(directory, nloops=2, verbose=False, backend=get_backend("numba", plastic_in_place=in_place))
-        saved, _ = read_h5(directory / "ckpt-2.h5", ["plastic/weight", "P"])
+        backend = "numba" if in_place is None else get_backend("numba", plastic_in_place=in_place)
+        result = rls.train(directory, nloops=3, correlation_interval=2, verbose=False, backend=backend)
+        saved, _ = read_h5(directory / "ckpt-3.h5", ["plastic/weight", "P"])
         outcomes[in_place] = len(copies), saved, result
     (copies_in_place, in_place, trained_in_place), (copies_copied, copied, trained_copied) = outcomes.values()
-    assert copies_in_place == 0 and copies_copied == 2 * 20  # 20 updates per loop
+    assert copies_in_place == 0 and copies_copied == 3 * 20  # 20 updates per loop
+    assert np.isnan(trained_copied.correlation[0]) and not np.isnan(trained_copied.correlation[1])
     assert in_place["plastic/weight"].dtype == np.dtype(precision)
     assert not np.array_equal(in_place["plastic/weight"], initial)  # the weights were trained
     for name in ("plastic/weight", "P"):
         np.testing.assert_array_equal(in_place[name], copied[name], err_msg=name)
     assert trained_in_place.firing_rate == trained_copied.firing_rate
     np.testing.assert_array_equal(trained_in_place.correlation, trained_copied.correlation)
+
+
+def test_the_in_layout_is_read_in_place_or_not_at_all():
+    from spikeforge.rls.training import in_layout_view
+
+    weights = np.zeros((3, 4))
+    in_layout_view(weights)[5] = 1.0  # a view: what the update writes, the step kernel reads
+    assert weights[1, 1] == 1.0
+    with pytest.raises(ValueError, match="C-contiguous"):
+        in_layout_view(np.zeros((4, 3)).T)
 
 
 def _textbook_rls(P, w, a, u_bal, target, with_den):
@@ -616,8 +629,9 @@ def test_spikes_delivered_by_chunks_of_targets_give_the_same_state_bit_for_bit(t
 def test_plastic_weights_read_in_place_give_the_state_of_the_out_layout_copy_bit_for_bit(dtype):
     """The step kernel reads the plastic weights either from their copy in the out-layout or, through
     Connectivity.plastic_source, from the in-layout where the RLS update writes them.  Every array of the state
-    ends the same bit for bit; in float32 the in-layout stays float64 and each weight is rounded as the copy to
-    the out-layout rounds it.  Plastic synapses come from the network's neurons and five feed-forward ones."""
+    ends the same bit for bit.  In float32 the in-layout here stays float64 (in training it is float32, like the
+    charges), so that each weight must be rounded as the copy to the float32 out-layout rounds it.  Plastic
+    synapses come from the network's neurons and five feed-forward ones."""
     from spikeforge.core.backends.layout import BOTH, NOISE_VOLTAGE
     from spikeforge.core.backends.numba_network import _make_run_steps
     from spikeforge.rls.connectivity import out_to_in

@@ -78,6 +78,17 @@ def _random_rls_problem(storage, n=40, lmax=9, n_pre=60, seed=0, min_count=None)
             rng.normal(size=n)]
 
 
+def test_torch_refuses_a_network_that_reads_its_plastic_weights_in_place():
+    """Connectivity.plastic_source (numba training's in-layout reads) has no torch counterpart: the torch step would
+    read the in-layout as if it were the out-layout."""
+    from spikeforge.core.backends.layout import TRAIN, Connectivity
+
+    ptr, one = np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int32)  # one neuron, one plastic synapse onto it
+    net = Connectivity(ptr, one[:0], np.zeros(0), np.array([0, 1]), one, np.zeros(1), plastic_source=one)
+    with pytest.raises(ValueError, match="only the numba backend reads the plastic weights in the in-layout"):
+        get_backend("torch").run_steps(None, net, None, None, None, None, None, 1, 1, TRAIN)
+
+
 @pytest.mark.parametrize("storage", ["full", "symmetric", "packed"])
 def test_batched_torch_rls_equals_numba_for_every_storage(storage):
     problem = _random_rls_problem(storage)

@@ -1,5 +1,6 @@
-"""The RLS learner of a training run: P (or the small mode's history), the plastic weights in both
-layouts, and the options of the update, applied by a backend at every learning step."""
+"""The RLS learner of a training run: P (or the small mode's history), the plastic weights (in the in-layout, and
+their copy in the out-layout where the step kernel reads that), and the options of the update, applied by a backend
+at every learning step."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class Learner:
     history_next: int = 0  # row the next snapshot goes to
     penalties: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)  # penlambda, penmu, penlam_ff, lx
     replay: object = None  # the backend's replay of learning intervals (CUDA graphs), kept across trials
-    # spikeforge.rls.connectivity.out_to_in of the whole network (numba, one process); None: the
-    # weights are written back through in_to_out
+    # spikeforge.rls.connectivity.out_to_in of the whole network (numba, one process), to write the copy in the
+    # out-layout's order; None: through in_to_out (or no copy, where weights_out is None)
     write_plan: np.ndarray | None = None
     # numba: P is interleaved by groups of 16 neurons (spikeforge.core.backends.numba_rls.interleave), in place:
     # the model's P is the same array, packed again by restore_packed_p

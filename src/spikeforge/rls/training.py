@@ -171,7 +171,8 @@ class _Session:
 
             net, in_to_out = owned_synapses(net, in_to_out, dynamics.shard)  # the synapses onto this rank's neurons
         # numba, one process: the step kernel may read the plastic weights where the RLS update writes them (the
-        # in-layout), instead of a copy to the out-layout after every update (Connectivity.plastic_source)
+        # in-layout), instead of a copy to the out-layout after every update (Connectivity.plastic_source); never
+        # with a sharded network, whose owned_synapses (above) keeps the out-layout's weights
         one_process = engine.name == "numba" and group is None and dynamics is None
         in_place = one_process and engine.options.plastic_in_place
         if in_place:

@@ -103,10 +103,11 @@ class KernelOptions:
             in-layout (each neuron's inputs, (N, Lmax)), where the RLS update writes them
             (:attr:`layout.Connectivity.plastic_source`), instead of from their copy in the out-layout, which every
             update would rewrite.  The same results.  It trades a loop's 100 copies of every weight for one
-            scattered read per plastic delivery.  On an AMD EPYC (2 threads) a loop of 65,536 neurons took
-            4.19-4.32 s against 4.61-4.62; at 4096 neurons the two are level (medians of 8 rounds: 0.264 against
-            0.266 s, the RLS update 24 ms shorter, the steps 12 ms longer).  On an Intel Xeon at 65,536 neurons
-            the reads had cost 0.98 s per loop against 0.89 s saved (BENCHMARKS.md).
+            scattered read per plastic delivery.  On an AMD EPYC (2 threads, alternated rounds) a loop of 65,536
+            neurons took 4.19-5.05 s against 4.61-5.76, one of 16,384 1.07-1.24 against 1.15-1.58; at 4096
+            neurons the two are level (medians of 8 rounds: 0.264 against 0.266 s; the RLS update 24 ms shorter,
+            the steps 12 ms longer).  On an Intel Xeon at 65,536 neurons the reads had cost 0.98 s per loop
+            against 0.89 s saved (BENCHMARKS.md).
     """
 
     parallel_min_neurons: int = 8192

@@ -38,7 +38,8 @@ class Connectivity(NamedTuple):
     weight of plastic synapse ``s`` is ``plastic_weight[plastic_source[s]]``
     (:func:`spikeforge.rls.connectivity.out_to_in`; numba only).  A training loop of the default model copies
     every weight 100 times (23.8 M copies), while its deliveries read 2.3 M (20,000 steps, about 2 spikes per
-    step, 58 plastic synapses each): reading in place is the cheaper.
+    step, 58 plastic synapses each), though each of those is a scattered read
+    (:attr:`spikeforge.core.backends.KernelOptions.plastic_in_place` says which is faster where).
     """
 
     static_ptr: np.ndarray  # int64 (N + 1,)

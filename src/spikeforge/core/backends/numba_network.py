@@ -80,8 +80,8 @@ def _push(j, ptr, post, weight, source, in_place, begin, end, lo, hi, charge_e, 
     which the next step reads: to the excitatory (w > 0) or inhibitory charge with ``split_sign``, all to
     ``charge_e`` without (plastic synapses; static ones with :func:`layout.one_static_charge`).  The weight of
     synapse ``s`` is ``weight[s]``, or with ``in_place`` ``weight[source[s]]`` (the in-layout:
-    :attr:`layout.Connectivity.plastic_source`), rounded to the charge's type as the copy to the out-layout
-    rounds it.
+    :attr:`layout.Connectivity.plastic_source`; ``source`` is not read without), rounded to the charge's type as
+    a copy to an out-layout of that type rounds it (a training run's weights all have that type already).
 
     ``j``'s out-list is sorted by target and holds targets in ``lo .. hi - 1`` (the neurons a process owns),
     so its synapses onto ``begin .. end - 1`` are one stretch of it (:func:`_first_target_at_least`).
@@ -91,7 +91,7 @@ def _push(j, ptr, post, weight, source, in_place, begin, end, lo, hi, charge_e, 
     first = _first_target_at_least(post, row_start, row_stop, begin, lo, hi)
     stop = _first_target_at_least(post, row_start, row_stop, end, lo, hi)
     for s in range(first, stop):
-        w = charge_e.dtype.type(weight[source[s]] if in_place else weight[s])
+        w = charge_e.dtype.type(weight[source[s]]) if in_place else weight[s]
         target = np.uint64(post[s])
         if not split_sign or w > 0:
             charge_e[target] += w

@@ -128,7 +128,7 @@ def _prediction_error(i, a, count, weights_in, u_bal, target):
 @numba.njit(inline="always", cache=True)
 def _update_weights(i, k, den, error, count, weights_in, gain_with_den, apply):
     """Neuron i's weight step, in the in-layout (:func:`write_back` copies the weights to the out-layout after
-    every neuron's update); ``error``: :func:`_prediction_error`."""
+    every neuron's update, unless the step kernel reads the in-layout); ``error``: :func:`_prediction_error`."""
     if apply:
         step = error * den if gain_with_den else error
         for m in range(count):
