@@ -78,7 +78,7 @@ def _random_rls_problem(storage, n=40, lmax=9, n_pre=60, seed=0, min_count=None)
             rng.normal(size=n)]
 
 
-def test_torch_refuses_a_network_that_reads_its_plastic_weights_in_place():
+def test_in_place_plastic_weights_are_refused_by_torch_and_a_wrong_index_by_both_backends():
     """Connectivity.plastic_source (numba training's in-layout reads) has no torch counterpart: the torch step would
     read the in-layout as if it were the out-layout."""
     from spikeforge.core.backends.layout import TRAIN, Connectivity
@@ -87,6 +87,10 @@ def test_torch_refuses_a_network_that_reads_its_plastic_weights_in_place():
     net = Connectivity(ptr, one[:0], np.zeros(0), np.array([0, 1]), one, np.zeros(1), plastic_source=one)
     with pytest.raises(ValueError, match="only the numba backend reads the plastic weights in the in-layout"):
         get_backend("torch").run_steps(None, net, None, None, None, None, None, 1, 1, TRAIN)
+    for backend in ("numba", "torch"):  # an index that does not match the synapses is refused by either
+        with pytest.raises(ValueError, match="plastic_source has 2 entries for 1 plastic synapses"):
+            get_backend(backend).run_steps(None, net._replace(plastic_source=np.zeros(2, dtype=np.int32)), None,
+                                           None, None, None, None, 1, 1, TRAIN)
 
 
 @pytest.mark.parametrize("storage", ["full", "symmetric", "packed"])

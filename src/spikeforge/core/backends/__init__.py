@@ -188,6 +188,9 @@ class Backend:
         """Steps ``first_step .. last_step`` (see :func:`numba_network.run_steps`) with this backend's
         options; ``clock``: torch's device clock (:mod:`torch_graphs`); ``owned``, ``phase``: the neurons
         this process updates and the phases of each step that run (a sharded network; default: all, both)."""
+        if len(net.plastic_source) not in (0, len(net.plastic_post)):  # (numba does not check its indices)
+            raise ValueError(f"Connectivity.plastic_source has {len(net.plastic_source)} entries for "
+                             f"{len(net.plastic_post)} plastic synapses")
         if self.name == "numba":
             self.kernels.run_steps(state, net, const, rec, x_stim, noise, ff_spikes, first_step, last_step, kind,
                                    self.options, owned, phase)
