@@ -30,12 +30,19 @@ def test_int16_scale_keeps_the_initial_p_in_range():
 
 
 def test_full_symmetric_and_packed_p_give_the_same_weights(tmp_path):
+    """... and each P the kernels use starts on a cache line (after init, as read back, as trained), so that no SIMD
+    vector of it straddles two lines."""
+    from spikeforge.core.aligned import is_aligned
+    from spikeforge.rls.files import RunDir
+    from spikeforge.rls.model import Model
+
     weights, matrices = {}, {}
     for storage in ("full", "symmetric", "packed"):
         directory = tmp_path / storage
         rls.new(directory, {**SMALL, "p_storage": storage, "p_precision": "float64", "float_precision": "float64"})
-        rls.init(directory, verbose=False)
+        assert is_aligned(rls.init(directory, verbose=False).P)
         result = rls.train(directory, nloops=1, verbose=False)
+        assert is_aligned(result.model.P) and is_aligned(Model.load(RunDir(directory), 1).P)
         saved, _ = read_h5(directory / "ckpt-1.h5", ["plastic/weight", "P"])
         weights[storage] = saved["plastic/weight"]
         matrices[storage] = p_matrix.dense(result.model.P, storage, result.model.p.steps.n_plastic, 1.0)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 
+from spikeforge.core.aligned import aligned_empty
 from spikeforge.errors import DataFileError
 
 TEMPORARY_SUFFIX = ".tmp-spikeforge"
@@ -206,9 +207,21 @@ def read_rows(path: str | os.PathLike, name: str, lo: int, hi: int, what: str = 
         dataset = handle[name]
         if dataset.ndim == 0 or not 0 <= lo <= hi <= dataset.shape[0]:
             raise DataFileError(f"{what} {str(path)!r}: {name} has shape {dataset.shape}, without rows {lo}:{hi}")
-        return dataset[lo:hi]
+        return _read(dataset, lo, hi)
 
     return _open(Path(path), what, rows)
+
+
+def _read(dataset: h5py.Dataset, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """Rows ``lo:hi`` of ``dataset`` (None: all of it).  Numeric arrays are read in place into an array that starts
+    on a cache line (:mod:`spikeforge.core.aligned`), so that the SIMD kernels' vectors do not straddle two."""
+    if dataset.ndim == 0 or dataset.dtype.kind not in "biuf":
+        return dataset[()] if lo is None else dataset[lo:hi]
+    lo, hi = (0, dataset.shape[0]) if lo is None else (lo, hi)
+    values = aligned_empty((hi - lo, *dataset.shape[1:]), dataset.dtype)
+    if values.size:
+        dataset.read_direct(values, source_sel=np.s_[lo:hi])
+    return values
 
 
 def dataset_shapes(path: str | os.PathLike, what: str = "data file") -> dict[str, tuple]:
@@ -255,7 +268,7 @@ def read_h5(
             if name not in handle or not isinstance(handle[name], h5py.Dataset):
                 raise DataFileError(f"{what} {str(path)!r} has no dataset {name!r}; it was not written by this "
                                     "version or is incomplete")
-            arrays[name] = handle[name][()]
+            arrays[name] = _read(handle[name])
         return arrays, {name: _from_attr(value) for name, value in handle.attrs.items()}
 
     return _open(Path(path), what, work)

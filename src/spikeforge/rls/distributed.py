@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from spikeforge.core.aligned import aligned_copy
 from spikeforge.core.backends.layout import DELIVER, UPDATE, Connectivity, Recording, State
 from spikeforge.core.store import Pieces
 from spikeforge.errors import ParameterError, SpikeforgeError
@@ -349,7 +350,7 @@ def sharded(learner: Learner, group: Group, n_cells: int, shares_weights: bool =
     if learner.P.shape[0] == size:  # already this rank's block (read with Model.load(p_rows=...))
         fields["P"] = learner.P
     elif learner.P.shape[0] == n_cells:
-        fields["P"] = learner.P[shard.lo:shard.hi].copy()
+        fields["P"] = aligned_copy(learner.P[shard.lo:shard.hi])
     else:
         raise ParameterError(f"P has {learner.P.shape[0]} rows: neither the {n_cells} neurons nor rank "
                              f"{group.rank}'s block of {size}")

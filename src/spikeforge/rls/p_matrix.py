@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikeforge.core.aligned import aligned_empty, cache_aligned
 from spikeforge.core.backends.numba_rls import INT16_RANGE, padded_width
 
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "int16": 2}
@@ -58,13 +59,16 @@ def to_file_layout(dense_scaled: np.ndarray, storage: str, precision: str) -> np
 
 
 def to_memory_layout(stored: np.ndarray, storage: str) -> np.ndarray:
-    """A file's P in the kernels' layout: dense blocks get zero columns up to the SIMD width."""
+    """A file's P in the kernels' layout, starting on a cache line (:mod:`spikeforge.core.aligned`; ``stored`` itself
+    where it already is so, as :func:`spikeforge.core.store.read_h5` reads it): dense blocks get zero columns up to
+    the SIMD width."""
     if storage == "packed":
-        return np.ascontiguousarray(stored)
+        return cache_aligned(stored)
     width = padded_width(stored.shape[2], stored.itemsize)
     if width == stored.shape[2]:
-        return np.ascontiguousarray(stored)
-    padded = np.zeros((*stored.shape[:2], width), dtype=stored.dtype)
+        return cache_aligned(stored)
+    padded = aligned_empty((*stored.shape[:2], width), stored.dtype)
+    padded[:, :, stored.shape[2]:] = 0
     padded[:, :, : stored.shape[2]] = stored
     return padded
 
