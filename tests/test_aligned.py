@@ -38,8 +38,9 @@ def test_cache_aligned_keeps_an_aligned_array_and_copies_any_other():
 
 def test_numeric_datasets_are_read_onto_a_cache_line_and_others_as_before(tmp_path):
     path = tmp_path / "data.h5"
-    stored = {"P": np.random.default_rng(0).random((37, 1711)).astype(np.float32), "count": np.arange(9, dtype=np.int16),
-              "flags": np.array([True, False, True]), "empty": np.zeros((0, 5)), "names": np.array([b"ab", b"cd"])}
+    stored = {"P": np.random.default_rng(0).random((37, 1711)).astype(np.float32),
+              "count": np.arange(9, dtype=np.int16), "flags": np.array([True, False, True]), "empty": np.zeros((0, 5)),
+              "names": np.array([b"ab", b"cd"])}
     with h5py.File(path, "w") as handle:
         for name, values in stored.items():
             handle[name] = values
