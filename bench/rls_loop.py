@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from spikeforge import rls
+from spikeforge.core.aligned import aligned_copy
 from spikeforge.rls.params import SCHEMA
 from spikeforge.core.backends import get_backend, numba_network, numba_rls
 
@@ -69,7 +70,7 @@ def _stream_once(P: np.ndarray, factor: float) -> None:
 
 def roofline_seconds(P: np.ndarray, repeats: int = 20) -> float:
     """Best time of one in-place pass over an array like ``P``."""
-    scratch = P.copy()
+    scratch = aligned_copy(P)  # on a cache line, as the kernels' P
     _stream_once(scratch, 1.0)
     best = np.inf
     for _ in range(repeats):

@@ -20,6 +20,15 @@ def test_aligned_empty_starts_on_a_cache_line(shape, dtype):
         assert array.size == 0 or array.ctypes.data % CACHE_LINE == 0
 
 
+def test_shapes_and_types_that_cannot_be_aligned_are_refused():
+    with pytest.raises(ValueError, match=r"negative extents; got \(-1, 5\)"):
+        aligned_empty((-1, 5), np.float64)
+    for dtype in (object, "V0"):
+        with pytest.raises(TypeError, match="aligned arrays hold plain numbers"):
+            aligned_empty(3, dtype)
+    assert aligned_empty((), np.float32).shape == ()
+
+
 def test_cache_aligned_keeps_an_aligned_array_and_copies_any_other():
     values = np.arange(64 * 40, dtype=np.float32)
     base = aligned_copy(values)
